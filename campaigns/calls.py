@@ -1,0 +1,231 @@
+"""The call list: advisers claim the next person to call and record what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, or_
+from sqlmodel import Session, col, select
+
+from campaigns.calendar import within_contact_hours
+from campaigns.definition import REACHED_OUTCOMES, CampaignDefinition
+from campaigns.lifecycle import close_member
+from campaigns.models import (
+    DONE,
+    EXITED,
+    GOAL,
+    QUEUED,
+    Action,
+    Member,
+    MemberEvent,
+    Opposition,
+    Person,
+)
+
+LEASE = timedelta(minutes=5)
+
+
+class CallError(Exception):
+    """A call-list operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A call an adviser holds until the lease ends."""
+
+    action_id: int
+    member_id: int
+    person_id: int
+    campaign_id: str
+    lease_until: datetime
+
+
+def _callable_filter(today: date, now: datetime) -> list[Any]:
+    return [
+        Action.channel == "phone",
+        Action.state == QUEUED,
+        col(Action.due_on) <= today,
+        or_(col(Action.due_at).is_(None), col(Action.due_at) <= now),
+        or_(col(Action.claimed_by).is_(None), col(Action.lease_until) < now),
+    ]
+
+
+def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
+    """The call the adviser still holds, if any (an outcome is owed before the next one)."""
+    return session.exec(
+        select(Action).where(
+            Action.claimed_by == adviser, Action.state == QUEUED, col(Action.lease_until) >= now
+        )
+    ).first()
+
+
+def claim_next(
+    *,
+    session: Session,
+    adviser: str,
+    now: datetime,
+    definitions: dict[str, CampaignDefinition],
+    scan: int = 20,
+) -> Claim | None:
+    """Claim the most urgent callable person across campaigns, or None if nobody is callable.
+
+    Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
+    Rows are locked with SKIP LOCKED on PostgreSQL so that two advisers never get the same
+    person; SQLite serialises writers, which gives the same guarantee.
+    """
+    held = held_claim(session=session, adviser=adviser, now=now)
+    if held is not None:
+        return Claim(
+            held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
+        )
+    today = now.date()
+    callback_first = case((col(Action.due_at).is_not(None), 0), else_=1)
+    stmt = (
+        select(Action, Person.departement)
+        .join(Person, col(Person.id) == col(Action.person_id))
+        .where(*_callable_filter(today, now), col(Action.campaign_id).in_(list(definitions)))
+        .order_by(
+            callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
+        )
+        .limit(scan)
+        .with_for_update(skip_locked=True, of=Action)
+    )
+    for action, departement in session.exec(stmt):
+        hours = definitions[action.campaign_id].contact_hours
+        why_not = within_contact_hours(
+            now,
+            departement,
+            days=hours.days,
+            start=hours.start,
+            end=hours.end,
+            public_holidays=hours.public_holidays,
+        )
+        if why_not:
+            continue
+        action.claimed_by, action.lease_until, action.updated_at = adviser, now + LEASE, now
+        session.flush()
+        return Claim(
+            action.id or 0,
+            action.member_id,
+            action.person_id,
+            action.campaign_id,
+            action.lease_until,
+        )
+    return None
+
+
+def renew_lease(*, session: Session, action_id: int, adviser: str, now: datetime) -> datetime:
+    """Keep a claim while the adviser's page is open."""
+    a = session.get(Action, action_id, with_for_update=True)
+    if a is None or a.claimed_by != adviser or a.state != QUEUED:
+        raise CallError("this call is not yours any more")
+    a.lease_until = now + LEASE
+    return a.lease_until
+
+
+def release(*, session: Session, action_id: int, adviser: str) -> None:
+    """Give a claimed call back to the list (skip, logout)."""
+    a = session.get(Action, action_id, with_for_update=True)
+    if a is not None and a.claimed_by == adviser and a.state == QUEUED:
+        a.claimed_by, a.lease_until = None, None
+
+
+def record_outcome(
+    *,
+    session: Session,
+    action_id: int,
+    adviser: str,
+    outcome: str,
+    now: datetime,
+    definition: CampaignDefinition,
+    notes: str | None = None,
+    callback_at: datetime | None = None,
+) -> Action:
+    """Record the adviser's outcome for a claimed call and apply its immediate effects."""
+    a = session.get(Action, action_id, with_for_update=True)
+    if a is None:
+        raise CallError(f"no call {action_id}")
+    if a.state == DONE:
+        if a.outcome == outcome and a.claimed_by == adviser:
+            return a  # the same form posted twice
+        raise CallError("an outcome is already recorded for this call")
+    if a.claimed_by != adviser:
+        raise CallError("this call is not claimed by you")
+    step = definition.step(a.step)
+    rule = step.outcomes.get(outcome)  # type: ignore[call-overload]
+    if rule is None:
+        raise CallError(f"unknown outcome {outcome!r}")
+    person = session.get(Person, a.person_id)
+    member = session.get(Member, a.member_id)
+    assert person is not None and member is not None
+    if rule.effect == "callback":
+        if callback_at is None:
+            raise CallError("a callback needs a date and time")
+        h = definition.contact_hours
+        why_not = within_contact_hours(
+            callback_at,
+            person.departement,
+            days=h.days,
+            start=h.start,
+            end=h.end,
+            public_holidays=h.public_holidays,
+        )
+        if why_not:
+            raise CallError(f"callback time not allowed: {why_not}")
+        if callback_at <= now:
+            raise CallError("a callback must be in the future")
+    today = now.date()
+    a.state, a.outcome, a.outcome_notes, a.done_on, a.updated_at = DONE, outcome, notes, today, now
+    a.callback_at = callback_at
+    a.lease_until = None
+    events = [
+        MemberEvent(
+            member_id=member.id or 0,
+            on=today,
+            kind="call_outcome",
+            detail={
+                "attempt": a.attempt,
+                "outcome": outcome,
+                "adviser": adviser,
+                "reached": outcome in REACHED_OUTCOMES,
+            },
+        )
+    ]
+    if rule.opposition:
+        exists = session.exec(
+            select(Opposition).where(
+                Opposition.ben_nir_psa == person.ben_nir_psa,
+                Opposition.ben_rng_gem == person.ben_rng_gem,
+                Opposition.canal == rule.opposition,
+            )
+        ).first()
+        if exists is None:
+            session.add(
+                Opposition(
+                    ben_nir_psa=person.ben_nir_psa,
+                    ben_rng_gem=person.ben_rng_gem,
+                    canal=rule.opposition,
+                    opposed_on=today,
+                    source=f"call outcome by {adviser}",
+                )
+            )
+    if rule.invalidate == "phone":
+        person.phone_invalid = True
+    if outcome == "deceased":
+        person.deceased_on = today
+    for e in events:
+        session.add(e)
+    if rule.effect in ("goal", "exit"):
+        close_member(
+            session=session,
+            member=member,
+            status=GOAL if rule.effect == "goal" else EXITED,
+            reason=f"outcome_{outcome}",
+            today=today,
+            source="call",
+            now=now,
+        )
+    session.flush()
+    return a

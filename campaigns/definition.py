@@ -1,0 +1,296 @@
+"""A campaign definition: the validated `campaign.yaml` of a campaign folder."""
+
+from __future__ import annotations
+
+import difflib
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from targeting.rule import Criterion, TargetingRule
+
+_CRITERIA: tuple[Any, ...] = get_args(get_args(Criterion)[0])
+
+DEFINITIONS_DIR = Path(__file__).parent / "definitions"
+
+Channel = Literal["phone", "mailbox", "email", "letter"]
+Requirement = Literal["phone", "compte_ameli", "email", "postal_address"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+OutcomeCode = Literal[
+    "enrolled_on_call",
+    "will_enrol_online",
+    "refused",
+    "callback",
+    "no_answer",
+    "busy",
+    "voicemail",
+    "wrong_number",
+    "deceased",
+    "objects",
+]
+OUTCOME_CODES: tuple[str, ...] = OutcomeCode.__args__  # type: ignore[attr-defined]
+REACHED_OUTCOMES = frozenset(
+    {"enrolled_on_call", "will_enrol_online", "refused", "callback", "objects"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Goal(_Strict):
+    """What success is: enrolment in a programme; it stops the cascade."""
+
+    programme: str
+    attribution_window_days: int = Field(default=60, gt=0)
+
+
+class Holdout(_Strict):
+    """Share of people kept out of every contact to measure the campaign's effect."""
+
+    share: float = Field(default=0.05, ge=0.0, lt=0.5)
+
+
+class ContactHours(_Strict):
+    """When a person may be called, in their own time zone."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"]  # type: ignore[arg-type]
+    )
+    start: time = time(8, 30)
+    end: time = time(17, 0)
+    public_holidays: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ContactHours:
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class Attempts(_Strict):
+    """How often a step may be tried."""
+
+    max: int = Field(default=1, ge=1, le=10)
+    spacing_working_days: int = Field(default=2, ge=0)
+    max_callbacks: int = Field(default=0, ge=0)
+
+
+class Outcome(_Strict):
+    """What a call outcome does to the cascade."""
+
+    effect: Literal["goal", "end_step", "callback", "retry", "exit"]
+    opposition: Literal["all", "phone", "mailbox", "email", "letter"] | None = None
+    invalidate: Literal["phone", "email", "postal_address"] | None = None
+
+
+class Notify(_Strict):
+    """A notice sent on another channel once the step's message is delivered."""
+
+    channel: Literal["email"]
+    template: str
+
+
+class Step(_Strict):
+    """One step of the cascade, timed relative to the person's anchor date."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    channel: Channel
+    start_days: int
+    end_days: int
+    requires: list[Requirement] = Field(default_factory=list)
+    template: str
+    attempts: Attempts = Attempts()
+    outcomes: dict[OutcomeCode, Outcome] = Field(default_factory=dict)
+    notify: Notify | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Step:
+        if self.end_days < self.start_days:
+            raise ValueError("end_days must not be before start_days")
+        if self.channel == "phone":
+            missing = [c for c in OUTCOME_CODES if c not in self.outcomes]
+            if missing:
+                raise ValueError(f"a phone step must map every outcome; missing: {missing}")
+        elif self.outcomes:
+            raise ValueError("outcomes apply to phone steps only")
+        return self
+
+
+class Presentation(_Strict):
+    """Words shown to people: programme name, sender, plain labels of the gaps."""
+
+    programme_name: str
+    programme_url: str | None = None
+    sender: str
+    gap_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class CampaignDefinition(_Strict):
+    """Everything a campaign is: rule, cascade, timings, objectives, words."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    name: str
+    description: str = ""
+    programme: str
+    goal: Goal
+    targeting: TargetingRule
+    holdout: Holdout = Holdout()
+    contact_hours: ContactHours = ContactHours()
+    cascade: list[Step] = Field(min_length=1)
+    objectives: dict[str, int] = Field(default_factory=dict)
+    presentation: Presentation
+
+    @field_validator("objectives")
+    @classmethod
+    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [k for k, n in v.items() if n < 0]
+        if bad:
+            raise ValueError(f"objectives must be >= 0 (échelons {bad})")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CampaignDefinition:
+        ids = [s.id for s in self.cascade]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"cascade step ids must be unique: {ids}")
+        unknown = [g for g in self.presentation.gap_labels if g not in self.targeting.gaps]
+        if unknown:
+            raise ValueError(f"presentation.gap_labels names unknown gaps: {unknown}")
+        return self
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id."""
+        for s in self.cascade:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    @property
+    def templates(self) -> list[str]:
+        """Every template the campaign uses."""
+        names = []
+        for s in self.cascade:
+            names.append(s.template)
+            if s.notify:
+                names.append(s.notify.template)
+        return names
+
+
+class DefinitionError(Exception):
+    """A campaign folder that cannot be loaded; the message says where and why."""
+
+
+def _walk(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    """The child of a composed YAML node at one path part, or None."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == str(part):
+                return v
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        return node.value[part] if part < len(node.value) else None
+    return None
+
+
+def _is_tag(node: yaml.Node | None, part: Any) -> bool:
+    kind = _walk(node, "kind")
+    return isinstance(kind, yaml.ScalarNode) and kind.value == part
+
+
+def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[str, int | None]:
+    """The YAML path of an error and the line it is on.
+
+    Pydantic adds discriminator tags (`alive`, `age`…) to the location: parts that are no
+    key of the document are skipped.
+    """
+    path, node, line = "", root, None
+    for part in loc:
+        child = _walk(node, part)
+        if child is None:
+            if _is_tag(node, part):
+                continue
+            if isinstance(node, yaml.MappingNode) and not isinstance(part, int):
+                # A key that is not there (unknown or missing): name it, point at its parent.
+                path += f".{part}" if path else str(part)
+                for k, _ in node.value:
+                    if k.value == str(part):
+                        line = k.start_mark.line + 1
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        node, line = child, child.start_mark.line + 1
+    return path or "(root)", line
+
+
+def _suggest(field: str, model_fields: list[str]) -> str:
+    close = difflib.get_close_matches(field, model_fields, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None = None) -> str:
+    """One line per problem: file, line, YAML path, what is wrong."""
+    lines = [f"{path}: invalid campaign definition"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where, line = _locate(root, loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key" + _suggest(str(loc[-1]), _known_keys(loc[:-1]))
+        elif e["type"] == "missing":
+            msg = "required key missing"
+        at = f"{path}:{line}" if line else str(path)
+        lines.append(f"  {at}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _known_keys(parent: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at a location of a campaign definition."""
+    model: Any = CampaignDefinition
+    for part in parent:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        if part not in fields:
+            # A discriminator tag: pick the union member with that kind.
+            for member in _CRITERIA:
+                if member.model_fields["kind"].annotation == Literal[part]:
+                    model = member
+                    break
+            continue
+        model = _inner_model(fields[part].annotation)
+    return list(getattr(model, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The pydantic model inside `list[X]`, `dict[str, X]`, `X | None`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_definition(path: Path) -> CampaignDefinition:
+    """Read and validate one `campaign.yaml` (templates are not checked here)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except FileNotFoundError as e:
+        raise DefinitionError(f"{path}: no such file") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DefinitionError(f"{path}:{where} not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{path}: expected a mapping at the top level")
+    try:
+        return CampaignDefinition.model_validate(raw)
+    except ValidationError as e:
+        raise DefinitionError(format_validation_error(path, e, root)) from e

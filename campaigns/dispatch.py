@@ -1,0 +1,314 @@
+"""Channel dispatch: drain the ledger's due actions for one channel, in batches, exactly once.
+
+An action is marked `sending` (and committed) before its provider is called; the provider
+is called with the action's idempotency key, so a crash between the call and the write of
+the result is repaired by calling again with the same key, which the adapters absorb.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from campaigns.catalog import Campaign
+from campaigns.clock import utcnow
+from campaigns.models import (
+    ACTIVE,
+    CANCELLED,
+    FAILED_FINAL,
+    FAILED_RETRYABLE,
+    QUEUED,
+    SENDING,
+    SUCCESS_STATES,
+    Action,
+    Enrolment,
+    Member,
+    Opposition,
+    Person,
+)
+from campaigns.rendering import build_context, render_message
+from channels.base import ChannelError, Receipt
+from channels.email import EmailMessage, EmailSender
+from channels.letters import Letter, LetterPrinter
+from channels.mailbox import MailboxGateway, MailboxMessage
+
+DISPATCHED_CHANNELS = ("mailbox", "email", "letter")
+MAX_TRIES = 5
+# A `sending` row older than this was left by a crashed dispatcher: send it again (same key).
+STALE_SENDING = timedelta(minutes=10)
+
+
+@dataclass
+class Adapters:
+    """The providers behind each dispatched channel."""
+
+    mailbox: MailboxGateway
+    email: EmailSender
+    letters: LetterPrinter
+
+
+def _backoff(tries: int) -> timedelta:
+    return timedelta(minutes=2 ** min(tries, 8))
+
+
+def claim_batch(
+    *, session: Session, campaign_id: str, channel: str, today: date, now: datetime, limit: int
+) -> list[Action]:
+    """Take up to `limit` due actions of a channel and mark them `sending`."""
+    stmt = (
+        select(Action)
+        .where(
+            Action.campaign_id == campaign_id,
+            Action.channel == channel,
+            col(Action.due_on) <= today,
+            or_(
+                col(Action.state) == QUEUED,
+                (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
+                (col(Action.state) == SENDING) & (col(Action.updated_at) < now - STALE_SENDING),
+            ),
+        )
+        .order_by(col(Action.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    actions = list(session.exec(stmt).all())
+    for a in actions:
+        a.state, a.tries, a.updated_at = SENDING, a.tries + 1, now
+    session.flush()
+    return actions
+
+
+def _send_time_block(
+    action: Action, member: Member, person: Person, opposed: set[str], enrolled: bool
+) -> str | None:
+    """Why an action must not go out now, checked again at send time."""
+    if member.status != ACTIVE:
+        return f"member_{member.status_reason or member.status}"
+    if enrolled:
+        return "enrolled"
+    if person.deceased_on is not None:
+        return "deceased"
+    if "all" in opposed or action.channel in opposed:
+        return f"opposed_{action.channel}"
+    if action.channel == "email" and (not person.email or person.email_invalid):
+        return "no_valid_email"
+    if action.channel == "letter" and person.address_invalid:
+        return "address_invalid"
+    return None
+
+
+def _context_rows(
+    session: Session, actions: Sequence[Action], today: date
+) -> dict[int, dict[str, Any]]:
+    member_ids = {a.member_id for a in actions}
+    rows = session.exec(
+        select(Member, Person)
+        .join(Person, col(Person.id) == col(Member.person_id))
+        .where(col(Member.id).in_(member_ids))
+    ).all()
+    keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
+    opposed: dict[tuple[str, int], set[str]] = defaultdict(set)
+    enrolled: set[tuple[str, int]] = set()
+    if keys:
+        from sqlalchemy import tuple_
+
+        for a, b, canal in session.exec(
+            select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
+                tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
+                col(Opposition.opposed_on) <= today,
+            )
+        ):
+            opposed[(a, b)].add(canal)
+        for a, b in session.exec(
+            select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
+                tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+                col(Enrolment.enrolled_on) <= today,
+            )
+        ):
+            enrolled.add((a, b))
+    tried: dict[int, list[str]] = defaultdict(list)
+    for mid, channel in session.exec(
+        select(Action.member_id, Action.channel)
+        .where(col(Action.member_id).in_(member_ids), col(Action.state).in_(SUCCESS_STATES))
+        .order_by(col(Action.id))
+    ):
+        if channel not in tried[mid]:
+            tried[mid].append(channel)
+    out = {}
+    for m, p in rows:
+        key = (p.ben_nir_psa, p.ben_rng_gem)
+        out[m.id or 0] = {
+            "member": m,
+            "person": p,
+            "opposed": opposed.get(key, set()),
+            "enrolled": key in enrolled,
+            "tried": tried.get(m.id or 0, []),
+        }
+    return out
+
+
+def _person_ctx(p: Person, today: date) -> dict[str, Any]:
+    age = None
+    if p.birth_year:
+        age = today.year - p.birth_year - (1 if today.month < (p.birth_month or 1) else 0)
+    return {
+        "civilite": p.civilite,
+        "nom": p.nom,
+        "prenom": p.prenom,
+        "age": age or 0,
+        "address_lines": list(p.address_lines),
+        "departement": p.departement,
+    }
+
+
+def _member_ctx(m: Member, tried: list[str]) -> dict[str, Any]:
+    return {
+        "anchor_date": m.anchor_date,
+        "priority": m.priority,
+        "gaps": list(m.gaps),
+        "echelon": m.echelon,
+        "channels_tried": tried,
+    }
+
+
+def _template_for(campaign: Campaign, step_id: str) -> str:
+    for s in campaign.definition.cascade:
+        if s.id == step_id:
+            return s.template
+        if s.notify and step_id == f"{s.id}_notice":
+            return s.notify.template
+    raise KeyError(step_id)
+
+
+def dispatch_batch(
+    *,
+    session: Session,
+    campaign: Campaign,
+    channel: str,
+    actions: Sequence[Action],
+    adapters: Adapters,
+    today: date,
+    now: datetime,
+) -> dict[str, int]:
+    """Render and send one claimed batch; record each result."""
+    counts: dict[str, int] = defaultdict(int)
+    ctx = _context_rows(session, actions, today)
+    to_send: list[tuple[Action, Any]] = []
+    for a in actions:
+        row = ctx[a.member_id]
+        block = _send_time_block(a, row["member"], row["person"], row["opposed"], row["enrolled"])
+        if block:
+            a.state, a.reason, a.updated_at = CANCELLED, block, now
+            counts[f"cancelled_{block}"] += 1
+            continue
+        context = build_context(
+            definition=campaign.definition,
+            person=_person_ctx(row["person"], today),
+            member=_member_ctx(row["member"], row["tried"]),
+            step_id=a.step,
+            attempt=a.attempt,
+            today=today,
+        )
+        subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
+        p = row["person"]
+        msg: Any
+        if channel == "mailbox":
+            msg = MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
+        elif channel == "email":
+            msg = EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
+        else:
+            msg = Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
+        to_send.append((a, msg))
+    if not to_send:
+        return dict(counts)
+    results: list[Receipt | ChannelError]
+    if channel == "mailbox":
+        results = []
+        for _, msg in to_send:
+            try:
+                results.append(adapters.mailbox.deposit(msg))
+            except ChannelError as e:
+                results.append(e)
+    elif channel == "email":
+        results = adapters.email.send([m for _, m in to_send])
+    else:
+        batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
+        results = adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+    for (a, _), result in zip(to_send, results, strict=True):
+        a.updated_at = now
+        if isinstance(result, Receipt):
+            a.state, a.provider_id, a.done_on, a.error = (
+                result.status,
+                result.provider_id,
+                today,
+                None,
+            )
+            counts["sent"] += 1
+        elif result.retryable and a.tries < MAX_TRIES:
+            a.state, a.error, a.next_try_at = FAILED_RETRYABLE, str(result), now + _backoff(a.tries)
+            counts["failed_retryable"] += 1
+        else:
+            a.state, a.error, a.reason = (
+                FAILED_FINAL,
+                str(result),
+                getattr(result, "code", "failed"),
+            )
+            counts["failed_final"] += 1
+            if getattr(result, "code", "") == "invalid_address":
+                session.execute(
+                    update(Person).where(col(Person.id) == a.person_id).values(address_invalid=True)
+                )
+    return dict(counts)
+
+
+def dispatch(
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    channel: str,
+    adapters: Adapters,
+    today: date,
+    now: datetime | None = None,
+    batch_size: int = 500,
+) -> dict[str, int]:
+    """Drain every due action of a channel (used outside Prefect; the flow loops the same way)."""
+    from campaigns.db import session_scope
+
+    total: dict[str, int] = defaultdict(int)
+    while True:
+        stamp = now or utcnow()
+        with session_scope(engine) as s:
+            claimed = claim_batch(
+                session=s,
+                campaign_id=campaign.definition.id,
+                channel=channel,
+                today=today,
+                now=stamp,
+                limit=batch_size,
+            )
+            ids = [a.id for a in claimed]
+        if not ids:
+            break
+        with session_scope(engine) as s:
+            actions = list(
+                s.exec(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id)))
+            )
+            for k, v in dispatch_batch(
+                session=s,
+                campaign=campaign,
+                channel=channel,
+                actions=actions,
+                adapters=adapters,
+                today=today,
+                now=stamp,
+            ).items():
+                total[k] += v
+        total["batches"] += 1
+    return dict(total)

@@ -1,0 +1,144 @@
+"""The programme's enrolment feed: ingest it idempotently, stop the cascade of who enrolled."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from campaigns.clock import utcnow
+from campaigns.lifecycle import close_member
+from campaigns.models import ACTIVE, GOAL, Enrolment, Member, Person
+
+FEED_COLUMNS = ("ben_nir_psa", "ben_rng_gem", "date_adhesion", "canal")
+ENROLMENT_CHANNELS = ("online", "paper", "doctor", "phone")
+
+
+@dataclass
+class FeedReport:
+    """What an ingestion did, with each rejected line and why."""
+
+    file: str
+    rows: int = 0
+    new: int = 0
+    already_known: int = 0
+    members_closed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _parse(path: Path, report: FeedReport) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in FEED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            report.errors.append(f"{path.name}: line 1: missing columns {', '.join(missing)}")
+            return rows
+        for line_no, raw in enumerate(reader, start=2):
+            report.rows += 1
+            try:
+                nir_psa = (raw["ben_nir_psa"] or "").strip()
+                if not nir_psa:
+                    raise ValueError("ben_nir_psa is empty")
+                try:
+                    rng = int(raw["ben_rng_gem"])
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"ben_rng_gem {raw['ben_rng_gem']!r} is not a number") from e
+                try:
+                    on = date.fromisoformat((raw["date_adhesion"] or "").strip())
+                except ValueError as e:
+                    raise ValueError(
+                        f"date_adhesion {raw['date_adhesion']!r} is not a YYYY-MM-DD date"
+                    ) from e
+                canal = (raw["canal"] or "").strip()
+                if canal not in ENROLMENT_CHANNELS:
+                    raise ValueError(
+                        f"canal {canal!r} is not one of {', '.join(ENROLMENT_CHANNELS)}"
+                    )
+            except ValueError as e:
+                report.errors.append(f"{path.name}: line {line_no}: {e}")
+                continue
+            rows.append(
+                {"ben_nir_psa": nir_psa, "ben_rng_gem": rng, "enrolled_on": on, "channel": canal}
+            )
+    return rows
+
+
+def ingest_enrolment_file(
+    *,
+    session: Session,
+    path: Path,
+    programme: str,
+    campaign_ids: list[str],
+    now: datetime | None = None,
+) -> FeedReport:
+    """Ingest one feed file; a bad line is reported and skipped, the rest goes in."""
+    now = now or utcnow()
+    report = FeedReport(file=path.name)
+    rows = _parse(path, report)
+    if not rows:
+        return report
+    values = [{**r, "programme": programme, "source": path.name} for r in rows]
+    dialect = session.get_bind().dialect.name
+    ins: Any = postgresql.insert(Enrolment) if dialect == "postgresql" else sqlite.insert(Enrolment)
+    inserted = 0
+    for i in range(0, len(values), 1000):
+        stmt = (
+            ins.values(values[i : i + 1000])
+            .on_conflict_do_nothing(index_elements=["ben_nir_psa", "ben_rng_gem", "programme"])
+            .returning(Enrolment.id)
+        )
+        inserted += len(session.execute(stmt).all())
+    report.new = inserted
+    report.already_known = len(values) - inserted
+    keys = [(r["ben_nir_psa"], r["ben_rng_gem"]) for r in rows]
+    report.members_closed = close_enrolled_members(
+        session=session, programme=programme, campaign_ids=campaign_ids, keys=keys, now=now
+    )
+    return report
+
+
+def close_enrolled_members(
+    *,
+    session: Session,
+    programme: str,
+    campaign_ids: list[str],
+    keys: list[tuple[str, int]],
+    now: datetime,
+) -> int:
+    """Stop the cascade, the same day, of active members who enrolled."""
+    closed = 0
+    for i in range(0, len(keys), 1000):
+        chunk = keys[i : i + 1000]
+        rows = session.exec(
+            select(Member, col(Enrolment.enrolled_on))
+            .join(Person, col(Person.id) == col(Member.person_id))
+            .join(
+                Enrolment,
+                (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
+                & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem)),
+            )
+            .where(
+                Member.status == ACTIVE,
+                Enrolment.programme == programme,
+                col(Member.campaign_id).in_(campaign_ids),
+                tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem)).in_(chunk),
+            )
+        ).all()
+        for member, _enrolled_on in rows:
+            closed += close_member(
+                session=session,
+                member=member,
+                status=GOAL,
+                reason="enrolled",
+                today=now.date(),
+                source="enrolment_feed",
+                now=now,
+            )
+    return closed

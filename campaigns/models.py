@@ -1,0 +1,193 @@
+"""The ledger: people, campaign members, actions (the outbox), enrolments, oppositions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Action states. Phone actions are call-list entries: queued → done (with an outcome).
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DELIVERED = "delivered"
+FAILED_RETRYABLE = "failed_retryable"
+FAILED_FINAL = "failed_final"
+DONE = "done"
+SKIPPED = "skipped"
+CANCELLED = "cancelled"
+OPEN_STATES = (QUEUED, SENDING, FAILED_RETRYABLE)
+SUCCESS_STATES = (SENT, DELIVERED, DONE)
+
+# Member statuses.
+ACTIVE = "active"
+GOAL = "goal"
+EXITED = "exited"
+COMPLETED = "completed"
+
+
+class Campaign(SQLModel, table=True):
+    """A campaign known to this ledger, with the hash of the definition it runs."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    definition_sha256: str = Field(max_length=64)
+    registered_at: datetime
+
+
+class Person(SQLModel, table=True):
+    """An insured person and how to reach them (from the fund's contact file)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ben_nir_psa: str = Field(max_length=64)
+    ben_rng_gem: int
+    nir: str = Field(max_length=15)
+    civilite: str = Field(max_length=8)
+    nom: str
+    prenom: str
+    address_lines: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    telephone: str | None = None
+    email: str | None = None
+    compte_ameli: bool = False
+    echelon: str = Field(max_length=8)
+    departement: str = Field(max_length=3)
+    sex: int = 0
+    birth_year: int | None = None
+    birth_month: int | None = None
+    phone_invalid: bool = False
+    email_invalid: bool = False
+    address_invalid: bool = False
+    deceased_on: date | None = None
+    updated_at: datetime
+
+    __table_args__ = (UniqueConstraint("ben_nir_psa", "ben_rng_gem", name="uq_person_key"),)
+
+
+class Member(SQLModel, table=True):
+    """A person in a campaign: why they entered, where they are in the cascade."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    person_id: int = Field(foreign_key="person.id")
+    echelon: str = Field(max_length=8)
+    entered_on: date
+    anchor_date: date
+    priority: bool = False
+    gaps: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    holdout: bool = False
+    status: str = Field(default=ACTIVE, max_length=16)
+    status_reason: str | None = None
+    status_on: date | None = None
+    last_seen_on: date
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "person_id", name="uq_member_person"),
+        Index("ix_member_campaign_status", "campaign_id", "status"),
+    )
+
+
+class Action(SQLModel, table=True):
+    """One outbound action, keyed (campaign, person, step, attempt) before any provider call."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=160, unique=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    member_id: int = Field(foreign_key="member.id")
+    person_id: int = Field(foreign_key="person.id")
+    step: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    attempt: int
+    due_on: date
+    due_at: datetime | None = None
+    state: str = Field(default=QUEUED, max_length=20)
+    reason: str | None = None
+    priority: bool = False
+    anchor_date: date | None = None
+    tries: int = 0
+    next_try_at: datetime | None = None
+    provider_id: str | None = None
+    error: str | None = None
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
+    outcome: str | None = None
+    outcome_notes: str | None = None
+    callback_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    done_on: date | None = None
+
+    __table_args__ = (
+        Index("ix_action_dispatch", "channel", "state", "due_on"),
+        Index("ix_action_member", "member_id"),
+    )
+
+
+class MemberEvent(SQLModel, table=True):
+    """A dated fact of a member's life in the campaign, in words a user can read."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    on: date
+    kind: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Enrolment(SQLModel, table=True):
+    """An enrolment in a programme, from the programme's feed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ben_nir_psa: str = Field(max_length=64)
+    ben_rng_gem: int
+    programme: str = Field(max_length=32)
+    enrolled_on: date
+    channel: str = Field(max_length=16)
+    source: str
+
+    __table_args__ = (
+        UniqueConstraint("ben_nir_psa", "ben_rng_gem", "programme", name="uq_enrolment"),
+    )
+
+
+class Opposition(SQLModel, table=True):
+    """A person's objection to being contacted, on one channel or all."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ben_nir_psa: str = Field(max_length=64)
+    ben_rng_gem: int
+    canal: str = Field(max_length=16)
+    opposed_on: date
+    source: str
+
+    __table_args__ = (
+        UniqueConstraint("ben_nir_psa", "ben_rng_gem", "canal", name="uq_opposition"),
+    )
+
+
+class StageRun(SQLModel, table=True):
+    """One run of a daily stage for a campaign, with what it did."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    stage: str = Field(max_length=32)
+    day: date
+    started_at: datetime
+    finished_at: datetime | None = None
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+    __table_args__ = (Index("ix_stage_run", "campaign_id", "stage", "day"),)
+
+
+class Objective(SQLModel, table=True):
+    """An enrolment objective for an échelon; a new row per change keeps the history."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    echelon: str = Field(max_length=8)
+    target: int
+    set_at: datetime
+    set_by: str
+    note: str | None = None
+
+    __table_args__ = (Index("ix_objective", "campaign_id", "echelon", "set_at"),)

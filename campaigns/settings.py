@@ -1,0 +1,54 @@
+"""Settings, from the environment (prefix RELANCE_) or a `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where Relance keeps its data and which providers it talks to."""
+
+    model_config = SettingsConfigDict(env_prefix="RELANCE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; also read from DATABASE_URL. Default: SQLite in data_dir.",
+    )
+    mailbox: str = "local"
+    email: str = "local"
+    letters: str = "local"
+    dispatch_batch_size: int = 500
+    tick_batch_size: int = 2000
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where local channel sinks write what they 'send'."""
+        return self.data_dir / "outbox"
+
+    @property
+    def feeds_dir(self) -> Path:
+        """Where programme feeds (enrolment files) are dropped."""
+        return self.data_dir / "feeds"
+
+    def resolved_database_url(self) -> str:
+        """The database to use: RELANCE_DATABASE_URL, DATABASE_URL, else SQLite in data_dir."""
+        import os
+
+        url = self.database_url or os.environ.get("DATABASE_URL")
+        if url:
+            # Plain postgresql:// URLs go through psycopg 3, the driver we ship.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

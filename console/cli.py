@@ -1,0 +1,17 @@
+"""The `relance` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from console import cmd_demo, cmd_synth, cmd_target
+
+app = typer.Typer(
+    help="Relance: outbound campaign orchestration for Assurance Maladie.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+cmd_synth.register(app)
+cmd_target.register(app)
+cmd_demo.register(app)

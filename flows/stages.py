@@ -1,0 +1,175 @@
+"""The daily stages as plain functions: Prefect tasks wrap them, the demo calls them directly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from campaigns.catalog import Campaign
+from campaigns.clock import utcnow
+from campaigns.db import session_scope
+from campaigns.dispatch import Adapters, dispatch
+from campaigns.enrolments import ingest_enrolment_file
+from campaigns.membership import admit_targets
+from campaigns.models import Member, Person, StageRun
+from campaigns.registry import register_campaign
+from campaigns.report import EchelonRow, echelon_report
+from campaigns.tick import member_id_batches, tick_batch
+from targeting.engine import run_targeting
+from targeting.people import read_people
+
+
+def _record(
+    engine: Engine,
+    campaign_id: str,
+    stage: str,
+    day: date,
+    started: datetime,
+    counts: dict[str, Any],
+) -> None:
+    with session_scope(engine) as s:
+        s.add(
+            StageRun(
+                campaign_id=campaign_id,
+                stage=stage,
+                day=day,
+                started_at=started,
+                finished_at=utcnow(),
+                counts=counts,
+            )
+        )
+
+
+def register(*, engine: Engine, campaign: Campaign, objective_scale: float = 1.0) -> None:
+    """Make the campaign known to the ledger (idempotent)."""
+    with session_scope(engine) as s:
+        register_campaign(
+            session=s, definition=campaign.definition, objective_scale=objective_scale
+        )
+
+
+def targeting_stage(
+    *, engine: Engine, campaign: Campaign, extract: Path, day: date
+) -> dict[str, int]:
+    """Run the rule over the extract and admit who entered the horizon; close who changed."""
+    started = utcnow()
+    d = campaign.definition
+    table = run_targeting(rule=d.targeting, extract=extract, as_of=day, include_ineligible=True)
+    with session_scope(engine) as s:
+        member_keys = s.exec(
+            select(Person.ben_nir_psa, Person.ben_rng_gem)
+            .join(Member, col(Member.person_id) == col(Person.id))
+            .where(Member.campaign_id == d.id)
+        ).all()
+    # Keep eligible people and current members (for their exits): nothing else is needed.
+    keep = pc.field("eligible")
+    if member_keys:
+        known = pa.array([f"{a}|{b}" for a, b in member_keys])
+        joined = pc.binary_join_element_wise(
+            table["ben_nir_psa"], pc.cast(table["ben_rng_gem"], pa.string()), "|"
+        )
+        table = table.append_column("_k", joined)
+        keep = keep | pc.field("_k").isin(known)
+    targets = table.filter(keep).to_pandas()
+    eligible = targets[targets["eligible"].astype(bool)]
+    people = (
+        read_people(extract, eligible[["ben_nir_psa", "ben_rng_gem"]]) if len(eligible) else None
+    )
+    with session_scope(engine) as s:
+        counts = admit_targets(
+            session=s,
+            definition=d,
+            targets=targets,
+            people=people if people is not None else targets.iloc[0:0],
+            today=day,
+        )
+    _record(engine, d.id, "targeting", day, started, counts)
+    return counts
+
+
+def tick_stage(
+    *, engine: Engine, campaign: Campaign, day: date, batch_size: int = 2000
+) -> dict[str, int]:
+    """Plan every active member, one transaction per batch."""
+    started = utcnow()
+    d = campaign.definition
+    with session_scope(engine) as s:
+        batches = member_id_batches(session=s, campaign_id=d.id, batch_size=batch_size)
+    total: dict[str, int] = {"batches": len(batches)}
+    for lo, hi in batches:
+        with session_scope(engine) as s:
+            for k, v in tick_batch(session=s, definition=d, lo=lo, hi=hi, today=day).items():
+                total[k] = total.get(k, 0) + v
+    _record(engine, d.id, "tick", day, started, total)
+    return total
+
+
+def dispatch_stage(
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    adapters: Adapters,
+    day: date,
+    channel: str,
+    now: datetime | None = None,
+    batch_size: int = 500,
+) -> dict[str, int]:
+    """Send every due action of one channel."""
+    started = utcnow()
+    counts = dispatch(
+        engine=engine,
+        campaign=campaign,
+        channel=channel,
+        adapters=adapters,
+        today=day,
+        now=now,
+        batch_size=batch_size,
+    )
+    _record(engine, campaign.definition.id, f"dispatch_{channel}", day, started, counts)
+    return counts
+
+
+def enrolment_stage(
+    *, engine: Engine, campaign: Campaign, files: list[Path], day: date, now: datetime | None = None
+) -> dict[str, Any]:
+    """Ingest the programme's enrolment files (idempotent)."""
+    started = utcnow()
+    d = campaign.definition
+    total: dict[str, Any] = {
+        "files": len(files),
+        "rows": 0,
+        "new": 0,
+        "members_closed": 0,
+        "errors": [],
+    }
+    for f in files:
+        with session_scope(engine) as s:
+            rep = ingest_enrolment_file(
+                session=s, path=f, programme=d.goal.programme, campaign_ids=[d.id], now=now
+            )
+        total["rows"] += rep.rows
+        total["new"] += rep.new
+        total["members_closed"] += rep.members_closed
+        total["errors"] += rep.errors
+    _record(engine, d.id, "enrolments", day, started, total)
+    return total
+
+
+def report_stage(*, engine: Engine, campaign: Campaign) -> list[EchelonRow]:
+    """The objectives table."""
+    with session_scope(engine) as s:
+        return echelon_report(
+            session=s,
+            campaign_id=campaign.definition.id,
+            programme=campaign.definition.goal.programme,
+        )
+
+
+ProgressFn = Callable[[str], None]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Make a fresh machine ready: uv, the locked environment, and (for tests) PostgreSQL running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "setup: installing uv" >&2
+  python3 -m pip install --quiet uv
+fi
+uv sync --frozen --quiet
+
+if [[ "${1:-}" == "--tests" ]]; then
+  url="${RELANCE_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/test}"
+  if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "setup: starting PostgreSQL" >&2
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    fi
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  echo "setup: tests will use PostgreSQL at ${url}" >&2
+fi

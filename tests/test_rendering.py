@@ -1,0 +1,104 @@
+"""Messages rendered from a campaign's templates: words, dates, and nothing sensitive."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from campaigns.catalog import load_campaign
+from campaigns.rendering import build_context, date_fr, date_short, render_message
+
+C = load_campaign("sophia-ald8")
+D = C.definition
+
+
+def _ctx(step: str, *, priority: bool = True, civilite: str = "M.") -> dict:
+    gaps = ["gap_renal", "gap_dental", "gap_fundus"] if priority else []
+    return build_context(
+        definition=D,
+        person={
+            "civilite": civilite,
+            "nom": "DUPONT",
+            "prenom": "Jean",
+            "age": 67,
+            "address_lines": ["M. Jean DUPONT", "3 RUE DU MOULIN", "91100 CORBEIL-ESSONNES"],
+            "departement": "91",
+        },
+        member={
+            "anchor_date": date(2026, 7, 1),
+            "priority": priority,
+            "gaps": gaps,
+            "echelon": "91",
+            "channels_tried": ["phone", "mailbox"],
+        },
+        step_id=step,
+        attempt=2,
+        today=date(2026, 5, 4),
+    )
+
+
+@pytest.mark.parametrize(
+    ("d", "long", "short"),
+    [
+        (date(2026, 7, 1), "1er juillet 2026", "01/07/2026"),
+        (date(2026, 8, 15), "15 août 2026", "15/08/2026"),
+        (date(2027, 2, 28), "28 février 2027", "28/02/2027"),
+    ],
+)
+def test_french_dates(d: date, long: str, short: str) -> None:
+    assert date_fr(d) == long
+    assert date_short(d) == short
+
+
+def test_call_script_shows_what_the_adviser_needs() -> None:
+    subject, body = render_message(C.env, "call_script.md.j2", _ctx("call"))
+    assert subject == "Appel sophia — M. Jean DUPONT"
+    assert "67 ans (Essonne)" in body
+    assert "1er juillet 2026" in body
+    assert "**Prioritaire**" in body
+    assert "pas de visite chez le dentiste l'an dernier" in body
+    assert "Déjà tenté : appel téléphonique, message dans le compte ameli" in body
+    assert "Tentative n° 2" in body
+
+
+def test_a_person_without_gaps_is_not_told_about_them() -> None:
+    _, body = render_message(C.env, "mailbox_message.md.j2", _ctx("mailbox", priority=False))
+    assert "fond d'œil" not in body
+    _, body = render_message(C.env, "mailbox_message.md.j2", _ctx("mailbox"))
+    assert "fond d'œil" in body
+
+
+def test_mailbox_message_is_addressed_formally() -> None:
+    subject, body = render_message(C.env, "mailbox_message.md.j2", _ctx("mailbox", civilite="Mme"))
+    assert subject.startswith("Votre prise en charge diabète")
+    assert body.startswith("Madame,\n")
+    assert "agréer, Madame, nos salutations" in body
+
+
+HEALTH_WORDS = ("diab", "ald", "sophia", "rénal", "dentist", "fond d", "santé", "maladie chron")
+
+
+def test_notification_email_carries_no_health_detail() -> None:
+    subject, body = render_message(C.env, "notification_email.txt.j2", _ctx("mailbox_notice"))
+    text = (subject + body).lower()
+    assert "nouveau message" in text
+    for word in HEALTH_WORDS:
+        assert word not in text, word
+    assert "DUPONT" not in body
+
+
+def test_letter_escapes_data_and_places_the_address() -> None:
+    ctx = _ctx("letter")
+    ctx["person"]["address_lines"] = ["M. Jean <b>DUPONT</b>", "91100 CORBEIL-ESSONNES"]
+    _, html = render_message(C.env, "letter.html.j2", ctx)
+    assert "&lt;b&gt;DUPONT&lt;/b&gt;" in html
+    assert 'class="address"' in html
+    assert "Le 4 mai 2026" in html
+
+
+def test_context_holds_no_identifier() -> None:
+    ctx = _ctx("call")
+    flat = repr(ctx)
+    assert "nir" not in ctx["person"]
+    assert "telephone" not in flat

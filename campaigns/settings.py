@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,22 @@ class Settings(BaseSettings):
     letters: str = "local"
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000
+    # Contact pressure across every campaign (campaigns.policy).
+    pressure_max_calls: int = 1
+    pressure_calls_days: int = 14
+    pressure_max_contacts: int = 3
+    pressure_contacts_days: int = 30
+
+    def pressure(self) -> Any:
+        """The cross-campaign contact limits as a policy object."""
+        from campaigns.policy import Pressure
+
+        return Pressure(
+            max_calls=self.pressure_max_calls,
+            calls_days=self.pressure_calls_days,
+            max_contacts=self.pressure_max_contacts,
+            contacts_days=self.pressure_contacts_days,
+        )
 
     @property
     def outbox_dir(self) -> Path:

@@ -28,6 +28,9 @@ def insert_actions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         ins = sqlite.insert(Action)
     else:  # pragma: no cover - we ship SQLite and PostgreSQL only
         raise NotImplementedError(dialect)
+    # A multi-row VALUES needs the same columns in every row.
+    columns = sorted({k for r in rows for k in r})
+    rows = [{c: r.get(c) for c in columns} for r in rows]
     inserted = 0
     # Chunks keep each statement under the drivers' bound-parameter limits (PostgreSQL: 65,535).
     for i in range(0, len(rows), 500):

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.catalog import Campaign
 from campaigns.clock import utcnow
+from campaigns.ledger import action_key, insert_actions
 from campaigns.models import (
     ACTIVE,
     CANCELLED,
@@ -26,6 +27,7 @@ from campaigns.models import (
     FAILED_RETRYABLE,
     QUEUED,
     SENDING,
+    SKIPPED,
     SUCCESS_STATES,
     Action,
     Enrolment,
@@ -33,6 +35,7 @@ from campaigns.models import (
     Opposition,
     Person,
 )
+from campaigns.planner import Skip, notice_decision
 from campaigns.rendering import build_context, render_message
 from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
@@ -241,9 +244,11 @@ def dispatch_batch(
     else:
         batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
         results = adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+    notices: list[dict[str, Any]] = []
     for (a, _), result in zip(to_send, results, strict=True):
         a.updated_at = now
         if isinstance(result, Receipt):
+            notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
             a.state, a.provider_id, a.done_on, a.error = (
                 result.status,
                 result.provider_id,
@@ -265,7 +270,45 @@ def dispatch_batch(
                 session.execute(
                     update(Person).where(col(Person.id) == a.person_id).values(address_invalid=True)
                 )
+    if notices:
+        counts["notices_planned"] += insert_actions(session, notices)
     return dict(counts)
+
+
+def _notice_rows(
+    campaign: Campaign, a: Action, row: dict[str, Any], today: date, now: datetime
+) -> list[dict[str, Any]]:
+    """The notice of a step that just went out, written with it (same key as the planner's)."""
+    step = next((s for s in campaign.definition.cascade if s.id == a.step), None)
+    if step is None or step.notify is None:
+        return []
+    p = row["person"]
+    decided = notice_decision(
+        step,
+        has_email=bool(p.email) and not p.email_invalid,
+        opposed=row["opposed"],
+        today=today,
+    )
+    skipped = isinstance(decided, Skip)
+    return [
+        {
+            "campaign_id": a.campaign_id,
+            "member_id": a.member_id,
+            "person_id": a.person_id,
+            "priority": a.priority,
+            "anchor_date": a.anchor_date,
+            "created_at": now,
+            "updated_at": now,
+            "key": action_key(a.campaign_id, a.person_id, decided.step, 1),
+            "step": decided.step,
+            "channel": decided.channel,
+            "attempt": 1,
+            "due_on": today,
+            "due_at": None,
+            "state": SKIPPED if skipped else QUEUED,
+            "reason": decided.reason,
+        }
+    ]
 
 
 def dispatch(

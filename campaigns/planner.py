@@ -103,6 +103,19 @@ _REQUIREMENT_REASON = {
 }
 
 
+def notice_decision(
+    step: Step, *, has_email: bool, opposed: frozenset[str] | set[str], today: date
+) -> NewAction | Skip:
+    """The notice that follows a delivered step (e.g. the e-mail after a mailbox message)."""
+    assert step.notify is not None
+    notice = notice_step_id(step)
+    if not has_email:
+        return Skip(notice, step.notify.channel, "no_email")
+    if "email" in opposed or "all" in opposed:
+        return Skip(notice, step.notify.channel, "opposed_email")
+    return NewAction(notice, step.notify.channel, 1, today, None, f"{step.id}_sent")
+
+
 def notice_step_id(step: Step) -> str:
     """The id of the notice that follows a step (e.g. the e-mail after a mailbox message)."""
     return f"{step.id}_notice"
@@ -255,17 +268,13 @@ def plan(
         if step.notify and last.state in _SUCCEEDED:
             notice = notice_step_id(step)
             if notice not in by_step:
-                reason = None
-                if not state.has_email:
-                    reason = "no_email"
-                elif "email" in state.opposed:
-                    reason = "opposed_email"
-                if reason:
-                    out.skips.append(Skip(notice, step.notify.channel, reason))
+                decided = notice_decision(
+                    step, has_email=state.has_email, opposed=state.opposed, today=today
+                )
+                if isinstance(decided, Skip):
+                    out.skips.append(decided)
                 else:
-                    out.new_actions.append(
-                        NewAction(notice, step.notify.channel, 1, today, None, f"{step.id}_sent")
-                    )
+                    out.new_actions.append(decided)
                     finished = False
             elif by_step[notice][-1].state in _WAITING:
                 finished = False

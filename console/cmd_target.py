@@ -2,8 +2,54 @@
 
 from __future__ import annotations
 
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow.compute as pc
 import typer
+from rich.console import Console
+
+from campaigns.catalog import load_campaign
+from campaigns.definition import DefinitionError
+from targeting.engine import run_targeting, write_csv_atomic
+from targeting.extract import ExtractError
+
+
+def target(
+    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
+    as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
+    output: Path = typer.Option(..., "--output", help="CSV file to write."),
+    include_ineligible: bool = typer.Option(
+        False, "--include-ineligible", help="One row per person of ir_ben_r, with reasons."
+    ),
+) -> None:
+    """Write who the campaign targets at the run date, with priority, care gaps and reasons."""
+    console = Console(stderr=True)
+    t0 = time.perf_counter()
+    try:
+        day = date.fromisoformat(as_of)
+    except ValueError:
+        console.print(f"[red]--as-of {as_of!r} is not a date (YYYY-MM-DD)[/red]")
+        raise typer.Exit(2) from None
+    try:
+        rule = load_campaign(campaign).definition.targeting
+        table = run_targeting(
+            rule=rule, extract=extract, as_of=day, include_ineligible=include_ineligible
+        )
+    except (ExtractError, DefinitionError, FileNotFoundError, KeyError) as e:
+        console.print(f"[red]error:[/red] {e}\nNothing was written.")
+        raise typer.Exit(2) from None
+    write_csv_atomic(table, output)
+    eligible = int(pc.sum(table["eligible"]).as_py() or 0)
+    priority = int(pc.sum(table["priority"]).as_py() or 0)
+    console.print(
+        f"{eligible:,} eligible, {priority:,} priority ({table.num_rows:,} rows) → {output} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the CLI."""
+    app.command(name="target")(target)

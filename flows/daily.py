@@ -97,8 +97,14 @@ def channel_dispatch(
 ) -> dict[str, dict[str, int]]:
     """Send what is due on each dispatched channel (calls go to the advisers' list)."""
     d = day or paris_today()
-    futures = {ch: dispatch_task.submit(campaign_id, ch, d) for ch in channels}
-    return {ch: f.result() for ch, f in futures.items()}
+    # The mailbox goes first: a deposited message queues its e-mail notice, sent the same day.
+    first = [ch for ch in channels if ch != "email"]
+    futures = {ch: dispatch_task.submit(campaign_id, ch, d) for ch in first}
+    out = {ch: futures[ch].result() for ch in first if ch == "mailbox"}
+    if "email" in channels:
+        out["email"] = dispatch_task.submit(campaign_id, "email", d).result()
+    out.update({ch: f.result() for ch, f in futures.items() if ch not in out})
+    return out
 
 
 @flow(name="enrolment-feed")

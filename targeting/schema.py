@@ -32,6 +32,7 @@ class Column:
     name: str
     type: LogicalType
     nullable: bool = False
+    pattern: str | None = None  # a regular expression every text value must match
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ TABLES: dict[str, Table] = {
             (
                 *_key(),
                 Column("ben_sex_cod", "int"),
-                Column("ben_nai_ann", "str"),  # YYYY, "1600" = unknown
-                Column("ben_nai_moi", "str"),  # MM
+                Column("ben_nai_ann", "str", pattern="[0-9]{4}"),  # YYYY, "1600" = unknown
+                Column("ben_nai_moi", "str", pattern="[0-9]{2}"),  # MM
                 Column("ben_res_dpt", "str"),
                 Column("ben_dcd_dte", "date", nullable=True),  # empty or 1600-01-01 = alive
             ),

@@ -142,8 +142,7 @@ def test_any_misspelt_key_is_reported_never_ignored(
         "objectives" in path
         or "gap_labels" in path
         or path[:2] == ("targeting", "gaps")
-        or ("outcomes" in path
-        and len(path) == 4)
+        or ("outcomes" in path and len(path) == 4)
     ):
         # Free-form mappings (échelons, gap names, outcome codes) are checked by other rules.
         return

@@ -72,6 +72,8 @@ def demo(
 ) -> None:
     """Generate insured, then play the campaign day by day with simulated advisers and insured."""
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)
     first = date.fromisoformat(start)
     t0 = time.perf_counter()
     if data_dir.exists():

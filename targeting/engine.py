@@ -91,6 +91,7 @@ class _Query:
         self.joins: list[str] = []
         self.reasons: list[str] = []
         self.extra: list[str] = []
+        self.prefilter = ""
 
     def cte(self, name: str, sql: str, join: bool = True) -> None:
         self.ctes.append(f"{name} AS ({sql})")
@@ -148,6 +149,11 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
         )
         q.extra.append("ald.ald_end_date AS ald_end_date")
         end = _lit(q.d + timedelta(days=horizon))
+        q.prefilter = (
+            "SELECT 1 FROM ald a0 WHERE a0.ben_nir_psa = b0.ben_nir_psa "
+            f"AND a0.ben_rng_gem = b0.ben_rng_gem AND a0.ald_open = 0 "
+            f"AND a0.ald_end_date > {d} AND a0.ald_end_date <= {end}"
+        )
         q.reasons.append(
             "CASE WHEN ald.ald_periods IS NULL THEN 'no_ald_period' "
             "WHEN ald.ald_open = 1 THEN 'ald_open_ended' "
@@ -229,6 +235,10 @@ def rule_sql(rule: TargetingRule, as_of: date, *, include_ineligible: bool = Fal
         else:
             prio = " OR ".join(rule.priority.any_of or [])
     where = "" if include_ineligible else "WHERE eligible"
+    base = "ir_ben_r b"
+    if not include_ineligible and q.prefilter:
+        # Only people who pass the most selective criterion can be eligible: start from them.
+        base = f"(SELECT b0.* FROM ir_ben_r b0 WHERE EXISTS ({q.prefilter})) b"
     gap_cols = "".join(f"{g}, " for g in gaps)
     return f"""
 WITH {", ".join(q.ctes)},
@@ -236,7 +246,7 @@ decided AS (
     SELECT b.ben_nir_psa, b.ben_rng_gem, {", ".join(q.extra)},
            coalesce(ct.echelon, b.ben_res_dpt) AS echelon,
            {reasons} AS reasons
-    FROM ir_ben_r b
+    FROM {base}
     {" ".join(q.joins)}
 ),
 flagged AS (SELECT *, reasons = '' AS eligible FROM decided)

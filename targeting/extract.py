@@ -7,6 +7,7 @@ the row (1-based data row; for CSV the line number, header = line 1), the column
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -53,81 +54,128 @@ def table_path(extract: Path, table: str) -> Path:
     raise ExtractError(extract / f"{table}.parquet", f"missing table {table} (.parquet or .csv)")
 
 
-def _raw(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """A relation over the file with a 1-based `_row` (CSV: the line number)."""
+def _reader(path: Path) -> str:
+    """The file as a relation of text (CSV) or typed (Parquet) columns."""
     if path.suffix == ".csv":
         return (
-            f"(SELECT *, row_number() OVER () + 1 AS _row FROM read_csv({_q(path)}, "
-            "header=true, all_varchar=true, delim=',', quote='\"', escape='\"'))"
+            f"read_csv({_q(path)}, header=true, all_varchar=true, delim=',', quote='\"', "
+            "escape='\"')"
         )
+    return f"read_parquet({_q(path)})"
+
+
+def _raw(path: Path) -> str:
+    """The file with a 1-based `_row` (CSV: the line number), for locating problems."""
+    if path.suffix == ".csv":
+        return f"(SELECT *, row_number() OVER () + 1 AS _row FROM {_reader(path)})"
     return (
         f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _row "
         f"FROM read_parquet({_q(path)}, file_row_number=true))"
     )
 
 
-def _check_column(
-    con: duckdb.DuckDBPyConnection, path: Path, raw: str, col: Column, source_type: str
-) -> None:
-    """Check every value of a column is present when required and parses as its type."""
+def _parquet_clean(path: Path) -> set[str]:
+    """Columns the Parquet footer proves have no null and no blank value (no scan needed)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    clean: dict[str, bool] = {}
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        for c in range(rg.num_columns):
+            col = rg.column(c)
+            st = col.statistics
+            ok = st is not None and st.has_null_count and st.null_count == 0
+            if ok and st.has_min_max and isinstance(st.min, str | bytes):
+                ok = len(st.min) > 0 and st.min[:1] not in (" ", b" ")
+            name = col.path_in_schema.lower()
+            clean[name] = clean.get(name, True) and bool(ok)
+    return {k for k, v in clean.items() if v}
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A row-level check: the SQL condition of a bad value and what to say about it."""
+
+    column: str
+    bad: str
+    reason: str  # may hold {value}
+    show_value: bool = True
+
+
+def _column_checks(col: Column, source_type: str, clean: bool) -> list[_Check]:
+    """What every value of a column must satisfy: present when required, parsable, shaped."""
     name = f'"{col.name}"'
     target = _SQL_TYPES[col.type]
     text = source_type == "VARCHAR"
     value = f"NULLIF(TRIM({name}), '')" if text else name
-    if not col.nullable:
-        bad = con.execute(f"SELECT _row FROM {raw} WHERE {value} IS NULL ORDER BY _row LIMIT 1")
-        hit = bad.fetchone()
-        if hit:
-            raise ExtractError(
-                path, "empty value in a required column", row=hit[0], column=col.name
-            )
+    out = []
+    # A Parquet column whose footer proves it has no empty value needs no check for emptiness.
+    if not col.nullable and not clean:
+        out.append(_Check(col.name, f"{value} IS NULL", "empty value in a required column"))
     if col.pattern:
-        hit = con.execute(
-            f"SELECT _row, {name} FROM {raw} WHERE {value} IS NOT NULL "
-            f"AND NOT regexp_full_match(CAST({value} AS VARCHAR), '{col.pattern}') "
-            "ORDER BY _row LIMIT 1"
-        ).fetchone()
-        if hit:
-            raise ExtractError(
-                path,
-                f"{str(hit[1])[:40]!r} does not match {col.pattern}",
-                row=hit[0],
-                column=col.name,
+        out.append(
+            _Check(
+                col.name,
+                f"{value} IS NOT NULL AND NOT regexp_full_match(CAST({value} AS VARCHAR), "
+                f"'{col.pattern}')",
+                "{value} does not match " + col.pattern.replace("{", "{{").replace("}", "}}"),
             )
-    if col.type == "str" or source_type == target:
-        return
-    if col.type == "bool" and text:
-        cast = _cast_unchecked(col, source_type)
-    else:
-        cast = f"TRY_CAST({value} AS {target})"
-    hit = con.execute(
-        f"SELECT _row, {name} FROM {raw} WHERE {value} IS NOT NULL AND ({cast}) IS NULL "
-        "ORDER BY _row LIMIT 1"
-    ).fetchone()
-    if hit:
-        raise ExtractError(
-            path,
-            f"{str(hit[1])[:40]!r} is not {_EXPECTED[col.type]}",
-            row=hit[0],
-            column=col.name,
         )
+    if col.type != "str" and source_type != target:
+        cast = (
+            _cast_unchecked(col, source_type)
+            if col.type == "bool" and text
+            else f"TRY_CAST({value} AS {target})"
+        )
+        out.append(
+            _Check(
+                col.name,
+                f"{value} IS NOT NULL AND ({cast}) IS NULL",
+                f"{{value}} is not {_EXPECTED[col.type]}",
+            )
+        )
+    return out
 
 
-def _check_nir(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> None:
-    """Every NIR has 15 characters and a right check key (the value is never shown)."""
-    number = "CAST(replace(replace(substr(nir, 1, 13), '2A', '19'), '2B', '18') AS BIGINT)"
-    hit = con.execute(
-        f"""
-        SELECT _row, NOT regexp_full_match(nir, '{_NIR_SHAPE}') AS bad_shape
-        FROM {view}
-        WHERE NOT regexp_full_match(nir, '{_NIR_SHAPE}')
-           OR 97 - {number} % 97 <> CAST(substr(nir, 14, 2) AS INTEGER)
-        ORDER BY _row LIMIT 1
-        """
-    ).fetchone()
-    if hit:
-        why = "is not 15 characters of a NIR" if hit[1] else "has a wrong check key"
-        raise ExtractError(path, f"invalid NIR: the value {why}", row=hit[0], column="nir")
+def _nir_checks() -> list[_Check]:
+    """Every NIR has the shape of a NIR and a right check key (the value is never shown)."""
+    nir = "TRIM(CAST(nir AS VARCHAR))"
+    shape = f"regexp_full_match({nir}, '{_NIR_SHAPE}')"
+    number = f"TRY_CAST(replace(replace(substr({nir}, 1, 13), '2A', '19'), '2B', '18') AS BIGINT)"
+    key = f"TRY_CAST(substr({nir}, 14, 2) AS INTEGER)"
+    return [
+        _Check(
+            "nir", f"nir IS NOT NULL AND NOT {shape}", "invalid NIR: not the shape of a NIR", False
+        ),
+        _Check(
+            "nir",
+            f"CASE WHEN {shape} THEN 97 - {number} % 97 <> {key} ELSE false END",
+            "invalid NIR: wrong check key",
+            False,
+        ),
+    ]
+
+
+def _run_checks(con: duckdb.DuckDBPyConnection, path: Path, raw: str, checks: list[_Check]) -> None:
+    """All checks of a table in one scan; the first bad row (then column) is reported."""
+    if not checks:
+        return
+    firsts = ", ".join(f"min(CASE WHEN {c.bad} THEN _row END)" for c in checks)
+    rows = con.execute(f"SELECT {firsts} FROM {raw}").fetchall()[0]
+    hits = [(r, i) for i, r in enumerate(rows) if r is not None]
+    if not hits:
+        return
+    row, i = min(hits)
+    check = checks[i]
+    value = ""
+    if check.show_value:
+        got = next(
+            iter(con.execute(f'SELECT "{check.column}" FROM {raw} WHERE _row = {row}').fetchall()),
+            None,
+        )
+        value = repr(str(got[0])[:40]) if got else ""
+    raise ExtractError(path, check.reason.format(value=value), row=row, column=check.column)
 
 
 def _check_unique(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> None:
@@ -137,12 +185,13 @@ def _check_unique(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> None
         GROUP BY ben_nir_psa, ben_rng_gem HAVING count(*) > 1
         ORDER BY 1 LIMIT 1
         """
-    ).fetchone()
+    ).fetchall()
     if hit:
+        first, last = hit[0]
         raise ExtractError(
             path,
-            f"person key (ben_nir_psa, ben_rng_gem) repeated (first seen at {hit[0]})",
-            row=hit[1],
+            f"person key (ben_nir_psa, ben_rng_gem) repeated (first seen at {first})",
+            row=last,
             column="ben_nir_psa",
         )
 
@@ -163,16 +212,17 @@ def open_extract(
         spec = TABLES[name]
         path = table_path(extract, name)
         paths[name] = path
-        raw = _raw(con, path)
+        raw = _raw(path)
         try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()
+            described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
         except duckdb.Error as e:
             raise ExtractError(path, f"unreadable: {str(e).splitlines()[0]}") from None
         source_types = {r[0].lower(): r[1] for r in described}
         stat = path.stat()
         token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         check = validate and token not in _validated
-        exprs = ["_row"]
+        clean = _parquet_clean(path) if check and path.suffix == ".parquet" else set()
+        exprs, checks = [], []
         for col in spec.columns:
             if col.name not in source_types:
                 raise ExtractError(
@@ -181,22 +231,28 @@ def open_extract(
                     column=col.name,
                 )
             source_type = source_types[col.name]
-            if check:
-                _check_column(con, path, raw, col, source_type)
-            exprs.append(f"{_cast_unchecked(col, source_type)} AS {col.name}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {', '.join(exprs)} FROM {raw}")
+            checks += _column_checks(col, source_type, col.name in clean)
+            exprs.append(
+                f"{_cast_unchecked(col, source_type, path.suffix == '.csv')} AS {col.name}"
+            )
+        typed = f"SELECT {', '.join(exprs)} FROM {{source}}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {typed.format(source=_reader(path))}")
         if check:
-            if name == "contacts":
-                _check_nir(con, path, name)
+            _run_checks(con, path, raw, checks + (_nir_checks() if name == "contacts" else []))
+            located = f"(SELECT {', '.join(exprs)}, _row FROM {raw})"
             if name in ("ir_ben_r", "contacts") and set(PERSON_KEY) <= set(spec.column_names):
-                _check_unique(con, path, name)
+                _check_unique(con, path, located)
             _validated.add(token)
     return paths
 
 
-def _cast_unchecked(col: Column, source_type: str) -> str:
+def _cast_unchecked(col: Column, source_type: str, csv: bool = True) -> str:
     name = f'"{col.name}"'
-    value = f"NULLIF(TRIM({name}), '')" if source_type == "VARCHAR" else name
+    # CSV text is trimmed; Parquet text is taken as written (trimming costs a pass).
+    if source_type != "VARCHAR":
+        value = name
+    else:
+        value = f"NULLIF(TRIM({name}), '')" if csv else f"NULLIF({name}, '')"
     if col.type == "bool" and source_type == "VARCHAR":
         return f"CASE lower({value}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     return f"CAST({value} AS {_SQL_TYPES[col.type]})"

@@ -49,7 +49,7 @@ def population(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             "gap_dental": i % 2 == 0,
             "gap_fundus": i % 3 == 0,
             "ald_end_date": anchor,
-            "echelon": ("75", "77", "78", "91", "92", "93", "94", "95")[i % 8],
+            "echelon": "",
             "reasons": "",
         }
     )

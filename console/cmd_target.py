@@ -24,6 +24,10 @@ def target(
     include_ineligible: bool = typer.Option(
         False, "--include-ineligible", help="One row per person of ir_ben_r, with reasons."
     ),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (one machine) or spark."),
+    spark_master: str = typer.Option(
+        "local[2]", "--spark-master", help="Spark master URL (spark://…, yarn, k8s://…)."
+    ),
 ) -> None:
     """Write who the campaign targets at the run date, with priority, care gaps and reasons."""
     console = Console(stderr=True)
@@ -35,9 +39,22 @@ def target(
         raise typer.Exit(2) from None
     try:
         rule = load_campaign(campaign).definition.targeting
-        table = run_targeting(
-            rule=rule, extract=extract, as_of=day, include_ineligible=include_ineligible
-        )
+        if engine == "spark":
+            from targeting.spark import run_targeting_spark
+
+            table = run_targeting_spark(
+                rule=rule,
+                extract=str(extract),
+                as_of=day,
+                include_ineligible=include_ineligible,
+                master=spark_master,
+            )
+        elif engine == "duckdb":
+            table = run_targeting(
+                rule=rule, extract=extract, as_of=day, include_ineligible=include_ineligible
+            )
+        else:
+            raise KeyError(f"--engine {engine!r}: use duckdb or spark")
     except (ExtractError, DefinitionError, FileNotFoundError, KeyError) as e:
         console.print(f"[red]error:[/red] {e}\nNothing was written.")
         raise typer.Exit(2) from None

@@ -35,7 +35,7 @@ from targeting.schema import JOIN_KEYS, SENTINEL_DATE
 KEY = "ben_nir_psa, ben_rng_gem"
 
 
-def _lit(v: str | int | date) -> str:
+def sql_literal(v: str | int | date) -> str:
     if isinstance(v, date):
         return f"DATE '{v.isoformat()}'"
     if isinstance(v, int):
@@ -43,8 +43,8 @@ def _lit(v: str | int | date) -> str:
     return "'" + v.replace("'", "''") + "'"
 
 
-def _in(values: list[str] | list[int]) -> str:
-    return "(" + ", ".join(_lit(v) for v in values) + ")"
+def sql_list(values: list[str] | list[int]) -> str:
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
 
 
 def output_columns(rule: TargetingRule) -> list[str]:
@@ -103,8 +103,8 @@ class _Query:
 
 
 def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
-    d = _lit(q.d)
-    sentinel = _lit(date.fromisoformat(SENTINEL_DATE))
+    d = sql_literal(q.d)
+    sentinel = sql_literal(date.fromisoformat(SENTINEL_DATE))
     if isinstance(c, Alive):
         q.reasons.append(
             f"CASE WHEN b.ben_dcd_dte IS NOT NULL AND b.ben_dcd_dte <> {sentinel} "
@@ -125,17 +125,17 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
         q.reasons.append(f"CASE {' '.join(parts)} END")
     elif isinstance(c, Sex):
         q.reasons.append(
-            f"CASE WHEN b.ben_sex_cod IS NULL OR b.ben_sex_cod NOT IN {_in(c.codes)} "
+            f"CASE WHEN b.ben_sex_cod IS NULL OR b.ben_sex_cod NOT IN {sql_list(c.codes)} "
             "THEN 'sex_not_targeted' END"
         )
     elif isinstance(c, Residence):
         q.reasons.append(
-            f"CASE WHEN b.ben_res_dpt IS NULL OR b.ben_res_dpt NOT IN {_in(c.departements)} "
+            f"CASE WHEN b.ben_res_dpt IS NULL OR b.ben_res_dpt NOT IN {sql_list(c.departements)} "
             "THEN 'residence_not_targeted' END"
         )
     elif isinstance(c, AldRenewal):
         kind = [f"imb_ald_num = {c.ald_num}"] + [
-            f"med_mtf_cod LIKE {_lit(p + '%')}" for p in c.icd10_prefixes
+            f"med_mtf_cod LIKE {sql_literal(p + '%')}" for p in c.icd10_prefixes
         ]
         q.cte(
             "ald",
@@ -143,12 +143,12 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
                    max(CASE WHEN imb_ald_dtf = {sentinel} THEN 1 ELSE 0 END) AS ald_open,
                    max(CASE WHEN imb_ald_dtf <> {sentinel} THEN imb_ald_dtf END) AS ald_end_date
             FROM ir_imb_r
-            WHERE ({" OR ".join(kind)}) AND imb_etm_nat IN {_in(c.etm_nat)}
+            WHERE ({" OR ".join(kind)}) AND imb_etm_nat IN {sql_list(c.etm_nat)}
               AND imb_ald_dtd <= {d}
             GROUP BY {KEY}""",
         )
         q.extra.append("ald.ald_end_date AS ald_end_date")
-        end = _lit(q.d + timedelta(days=horizon))
+        end = sql_literal(q.d + timedelta(days=horizon))
         q.prefilter = (
             "SELECT 1 FROM ald a0 WHERE a0.ben_nir_psa = b0.ben_nir_psa "
             f"AND a0.ben_rng_gem = b0.ben_rng_gem AND a0.ald_open = 0 "
@@ -178,7 +178,7 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
         q.cte(
             "opp",
             f"SELECT DISTINCT {KEY}, 1 AS opposed FROM oppositions "
-            f"WHERE date_opposition <= {d} AND canal IN {_in(c.channels)}",
+            f"WHERE date_opposition <= {d} AND canal IN {sql_list(c.channels)}",
         )
         q.reasons.append("CASE WHEN opp.opposed IS NOT NULL THEN 'opposed' END")
     elif isinstance(c, HasContact):
@@ -188,15 +188,18 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
 
 
 def _gap(q: _Query, name: str, g: NoCare) -> None:
-    years = _in([q.d.year + y for y in g.years])
+    years = sql_list([q.d.year + y for y in g.years])
     lo = date(q.d.year + min(g.years), 1, 1)
     hi = date(q.d.year + max(g.years), 12, 31)
     # Care lines are filtered by date first (a range the engines can push into the scan).
-    lines = f"p.exe_soi_dtd BETWEEN {_lit(lo)} AND {_lit(hi)} AND year(p.exe_soi_dtd) IN {years}"
+    lines = (
+        f"p.exe_soi_dtd BETWEEN {sql_literal(lo)} AND {sql_literal(hi)} "
+        f"AND year(p.exe_soi_dtd) IN {years}"
+    )
     if g.source == "specialty":
         sql = (
             f"SELECT DISTINCT {KEY}, 1 AS had FROM er_prs_f p "
-            f"WHERE {lines} AND p.pse_spe_cod IN {_in([int(x) for x in g.codes])}"
+            f"WHERE {lines} AND p.pse_spe_cod IN {sql_list([int(x) for x in g.codes])}"
         )
     else:
         table, code = (
@@ -205,7 +208,7 @@ def _gap(q: _Query, name: str, g: NoCare) -> None:
         on = " AND ".join(f"p.{k} = a.{k}" for k in JOIN_KEYS)
         sql = (
             f"SELECT DISTINCT p.ben_nir_psa, p.ben_rng_gem, 1 AS had FROM er_prs_f p "
-            f"JOIN (SELECT * FROM {table} WHERE {code} IN {_in(g.codes)}) a ON {on} "
+            f"JOIN (SELECT * FROM {table} WHERE {code} IN {sql_list(g.codes)}) a ON {on} "
             f"WHERE {lines}"
         )
     alias = f"care_{name}"

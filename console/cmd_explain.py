@@ -1,0 +1,87 @@
+"""`relance explain`: why one person is or is not targeted, with the rows behind it."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from campaigns.catalog import load_campaign
+from campaigns.definition import DefinitionError
+from targeting.explain import Check, explain_person
+from targeting.extract import ExtractError
+
+
+def _mark(ok: bool) -> str:
+    return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+
+
+def _row_text(r: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in r.items())
+
+
+def explain(
+    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
+    as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
+    person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),
+    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+) -> None:
+    """Print the decision for one person and, criterion by criterion, its evidence."""
+    err = Console(stderr=True)
+    psa, _, rng = person.rpartition(":")
+    try:
+        day = date.fromisoformat(as_of)
+        rng_gem = int(rng)
+        if not psa:
+            raise ValueError
+    except ValueError:
+        err.print("[red]--person must be BEN_NIR_PSA:BEN_RNG_GEM and --as-of YYYY-MM-DD[/red]")
+        raise typer.Exit(2) from None
+    try:
+        rule = load_campaign(campaign).definition.targeting
+        x = explain_person(
+            rule=rule, extract=extract, as_of=day, ben_nir_psa=psa, ben_rng_gem=rng_gem
+        )
+    except (ExtractError, DefinitionError, KeyError) as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(x.as_dict(), ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    if not x.found:
+        out.print(f"{psa}:{rng_gem} is not in ir_ben_r of {extract}")
+        raise typer.Exit(1)
+    verdict = "[green]ELIGIBLE[/green]" if x.eligible else "[red]NOT ELIGIBLE[/red]"
+    prio = " — [bold]priority[/bold] (all care gaps)" if x.priority else ""
+    out.print(f"{psa}:{rng_gem} on {day}: {verdict}{prio}")
+    if x.reasons:
+        out.print(f"reasons: {';'.join(x.reasons)}")
+    out.print(f"renewal date: {x.renewal_date or '—'}  ·  échelon: {x.echelon}")
+
+    def section(title: str, checks: list[Check], gap: bool = False) -> None:
+        t = Table(title=title, show_lines=True, title_justify="left")
+        t.add_column("criterion" if not gap else "care gap")
+        t.add_column("verdict")
+        t.add_column("why")
+        t.add_column("rows")
+        for c in checks:
+            verdict = (
+                _mark(c.passed) if not gap else ("[red]gap[/red]" if not c.passed else "no gap")
+            )
+            t.add_row(c.name, verdict, c.detail, "\n".join(_row_text(r) for r in c.rows))
+        out.print(t)
+
+    section("Eligibility", x.criteria)
+    section("Care gaps", x.gaps, gap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command(name="explain")(explain)

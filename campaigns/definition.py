@@ -129,6 +129,13 @@ class Presentation(_Strict):
     gap_labels: dict[str, str] = Field(default_factory=dict)
 
 
+class Validation(_Strict):
+    """Local validation: each échelon reviews its list and a manager approves before launch."""
+
+    required: bool = False
+    delay_days: int = Field(default=5, ge=1, le=60)
+
+
 class CampaignDefinition(_Strict):
     """Everything a campaign is: rule, cascade, timings, objectives, words."""
 
@@ -139,6 +146,7 @@ class CampaignDefinition(_Strict):
     goal: Goal
     targeting: TargetingRule
     holdout: Holdout = Holdout()
+    validation: Validation = Validation()
     contact_hours: ContactHours = ContactHours()
     cascade: list[Step] = Field(min_length=1)
     objectives: dict[str, int] = Field(default_factory=dict)

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from campaigns.models import ACTIVE, CANCELLED, QUEUED, Action, Member, MemberEvent
+from campaigns.models import ACTIVE, CANCELLED, PENDING, QUEUED, Action, Member, MemberEvent
 
 
 def close_member(
@@ -20,8 +20,8 @@ def close_member(
     source: str,
     now: datetime,
 ) -> bool:
-    """Take an active member out of the cascade and cancel what is still queued for them."""
-    if member.status != ACTIVE:
+    """Take an active (or pending) member out of the cascade and cancel what is queued."""
+    if member.status not in (ACTIVE, PENDING):
         return False
     member.status, member.status_reason, member.status_on = status, reason, today
     session.add(

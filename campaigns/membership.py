@@ -20,12 +20,14 @@ from campaigns.models import (
     ACTIVE,
     EXITED,
     GOAL,
+    PENDING,
     Enrolment,
     Member,
     MemberEvent,
     Opposition,
     Person,
 )
+from campaigns.validation import expire_overdue, is_launched, open_list
 
 # Targeting reasons that end a member's cascade, with the status they lead to.
 _EXIT_REASONS = {
@@ -187,6 +189,7 @@ def admit_targets(
     counts = {
         "eligible": 0,
         "admitted": 0,
+        "pending_validation": 0,
         "already_member": 0,
         "holdout": 0,
         "not_admitted_enrolled": 0,
@@ -215,7 +218,14 @@ def admit_targets(
         counts["not_admitted_opposed"] = sum(1 for v in blocked.values() if v == "opposed")
         fresh = fresh.loc[_mask(fresh, lambda k: k not in blocked)]
 
+    launched = is_launched(session=session, campaign_id=definition.id)
+    if not launched:
+        expire_overdue(session=session, campaign_id=definition.id, today=today, now=now)
     if len(fresh):
+        # Before launch, newcomers wait on the list the échelons review.
+        status = ACTIVE if launched else PENDING
+        if not launched:
+            open_list(session=session, definition=definition, today=today)
         contacts = people.merge(
             fresh[["ben_nir_psa", "ben_rng_gem"]], on=["ben_nir_psa", "ben_rng_gem"]
         )
@@ -239,7 +249,7 @@ def admit_targets(
                     "priority": bool(row.priority),
                     "gaps": [g for g in gap_names if bool(getattr(row, g))],
                     "holdout": holdout,
-                    "status": ACTIVE,
+                    "status": status,
                     "last_seen_on": today,
                 }
             )
@@ -275,6 +285,8 @@ def admit_targets(
                 ],
             )
             counts["admitted"] = len(member_rows)
+            if not launched:
+                counts["pending_validation"] = len(member_rows)
 
     # Members seen again: close those whose situation changed since they entered.
     by_key = {
@@ -287,7 +299,7 @@ def admit_targets(
         )
     }
     for key, m in members.items():
-        if m.status != ACTIVE or key not in by_key:
+        if m.status not in (ACTIVE, PENDING) or key not in by_key:
             continue
         row = by_key[key]
         m.last_seen_on = today

@@ -21,7 +21,8 @@ CANCELLED = "cancelled"
 OPEN_STATES = (QUEUED, SENDING, FAILED_RETRYABLE)
 SUCCESS_STATES = (SENT, DELIVERED, DONE)
 
-# Member statuses.
+# Member statuses. PENDING: on a list awaiting local validation, not contacted yet.
+PENDING = "pending"
 ACTIVE = "active"
 GOAL = "goal"
 EXITED = "exited"
@@ -35,6 +36,7 @@ class Campaign(SQLModel, table=True):
     name: str
     definition_sha256: str = Field(max_length=64)
     registered_at: datetime
+    launched_at: datetime | None = None
 
 
 class Person(SQLModel, table=True):
@@ -191,3 +193,52 @@ class Objective(SQLModel, table=True):
     note: str | None = None
 
     __table_args__ = (Index("ix_objective", "campaign_id", "echelon", "set_at"),)
+
+
+# Target list states.
+LIST_PENDING = "pending"
+LIST_APPROVED = "approved"
+LIST_EXPIRED = "expired"
+LIST_REJECTED = "rejected"
+
+
+class TargetList(SQLModel, table=True):
+    """A targeted list awaiting local validation before launch, and its decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64, index=True)
+    created_on: date
+    deadline: date
+    state: str = Field(default=LIST_PENDING, max_length=16)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    flow_run_id: str | None = Field(default=None, max_length=64)
+
+
+class EchelonSignoff(SQLModel, table=True):
+    """An échelon's review of its part of a list: who validated it, when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="targetlist.id")
+    echelon: str = Field(max_length=8)
+    signed_by: str
+    signed_at: datetime
+
+    __table_args__ = (UniqueConstraint("list_id", "echelon", name="uq_signoff"),)
+
+
+class Exclusion(SQLModel, table=True):
+    """A person taken off a list by their échelon, with the reason; reversible until launch."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="targetlist.id", index=True)
+    member_id: int = Field(foreign_key="member.id")
+    echelon: str = Field(max_length=8)
+    reason: str = Field(max_length=32)
+    note: str | None = None
+    excluded_by: str
+    excluded_at: datetime
+    revoked_by: str | None = None
+    revoked_at: datetime | None = None

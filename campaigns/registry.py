@@ -25,9 +25,14 @@ def register_campaign(
     session: Session,
     definition: CampaignDefinition,
     objective_scale: float = 1.0,
+    launched: bool = False,
     now: datetime | None = None,
 ) -> Campaign:
-    """Create or refresh the campaign row; seed objectives from the definition once."""
+    """Create or refresh the campaign row; seed objectives from the definition once.
+
+    A campaign without local validation is launched when registered; with it, when its
+    first list is approved (or here, with `launched=True`, when it already was elsewhere).
+    """
     now = now or utcnow()
     sha = definition_sha256(definition)
     row = session.get(Campaign, definition.id)
@@ -40,6 +45,8 @@ def register_campaign(
     elif row.definition_sha256 != sha:
         row.definition_sha256 = sha
         row.name = definition.name
+    if row.launched_at is None and (launched or not definition.validation.required):
+        row.launched_at = now
     has_objectives = session.exec(
         select(Objective.id).where(Objective.campaign_id == definition.id).limit(1)
     ).first()

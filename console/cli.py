@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from console import cmd_demo, cmd_explain, cmd_synth, cmd_target
+from console import cmd_demo, cmd_explain, cmd_synth, cmd_target, cmd_validation
 
 app = typer.Typer(
     help="Relance: outbound campaign orchestration for Assurance Maladie.",
@@ -15,4 +15,5 @@ app = typer.Typer(
 cmd_synth.register(app)
 cmd_target.register(app)
 cmd_explain.register(app)
+cmd_validation.register(app)
 cmd_demo.register(app)

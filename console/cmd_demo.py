@@ -11,12 +11,14 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from campaigns.catalog import load_campaign
-from campaigns.db import get_engine
+from campaigns.db import get_engine, session_scope
 from campaigns.report import EchelonRow, total_row
 from campaigns.settings import Settings
 from campaigns.simulator import Simulator
+from campaigns.validation import approve, list_status, pending_list, sign_off
 from flows import stages
 from flows.adapters import build_adapters
 from targeting.synth import write_extract
@@ -61,6 +63,22 @@ def render_report(rows: list[EchelonRow], title: str) -> Table:
             style="bold" if r.echelon == "total" else None,
         )
     return t
+
+
+def simulate_local_validation(engine: Engine, campaign_id: str, day: date) -> str:
+    """SIMULATED: each échelon reviews its list (no exclusion) and a manager approves it."""
+    with session_scope(engine) as s:
+        lst = pending_list(session=s, campaign_id=campaign_id)
+        if lst is None:
+            return "Local validation: no list to review (campaign already launched)."
+        for echelon in list_status(session=s, target_list=lst).per_echelon:
+            sign_off(session=s, target_list=lst, echelon=echelon, by=f"demo-echelon-{echelon}")
+        counts = approve(session=s, target_list=lst, by="demo-campaign-manager", today=day)
+    launched = sum(c["launched"] for c in counts.values())
+    return (
+        f"Local validation (SIMULATED): {len(counts)} échelons validated their lists on {day}; "
+        f"demo-campaign-manager approved; {launched} people launched."
+    )
 
 
 def demo(
@@ -109,6 +127,8 @@ def demo(
             day = first + timedelta(days=i)
             progress.update(bar, description=f"Day {day.isoformat()}")
             stages.targeting_stage(engine=engine, campaign=campaign, extract=extract, day=day)
+            if i == 0:
+                launch_note = simulate_local_validation(engine, campaign.definition.id, day)
             stages.tick_stage(engine=engine, campaign=campaign, day=day)
             for channel in ("mailbox", "email", "letter"):
                 stages.dispatch_stage(
@@ -118,6 +138,7 @@ def demo(
             if feed is not None:
                 stages.enrolment_stage(engine=engine, campaign=campaign, files=[feed], day=day)
             progress.advance(bar)
+    console.print(launch_note)
     rows = stages.report_stage(engine=engine, campaign=campaign)
     last = first + timedelta(days=days - 1)
     console.print(render_report(rows, f"sophia — ALD 8, {first} → {last}: enrolments per échelon"))

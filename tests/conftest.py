@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -86,3 +87,40 @@ def engine(
         eng = request.getfixturevalue("pg_engine")
         _truncate(eng)
         yield eng
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test API for the whole session (it takes ~20 s to start)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings pointing at a fresh SQLite ledger and outbox."""
+    from campaigns.settings import get_settings
+
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RELANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'relance.db'}")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def launch(engine: Engine, campaign_id: str, by: str = "test-manager") -> dict[str, object]:
+    """Every échelon validates the pending list and a manager approves it."""
+    from datetime import date
+
+    from campaigns.db import session_scope
+    from campaigns.validation import approve, list_status, pending_list, sign_off
+
+    with session_scope(engine) as s:
+        lst = pending_list(session=s, campaign_id=campaign_id)
+        assert lst is not None
+        for echelon in list_status(session=s, target_list=lst).per_echelon:
+            sign_off(session=s, target_list=lst, echelon=echelon, by=f"lead-{echelon}")
+        return approve(session=s, target_list=lst, by=by, today=date(2026, 3, 2))

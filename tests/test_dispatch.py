@@ -61,7 +61,7 @@ class CountingLetters:
 def setup(engine: Engine, n: int, day: date, **kw: object) -> None:
     targets, people = population(n, anchor=ANCHOR, **kw)
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         admit_targets(
             session=s,
             definition=D,

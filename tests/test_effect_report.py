@@ -48,7 +48,7 @@ def _touch(s: object, m: Member, channel: str, on: date, outcome: str | None = N
 def test_attribution_and_uplift_as_computed_by_hand(engine: Engine) -> None:
     targets, people = population(100, anchor=ANCHOR)
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
     with session_scope(engine) as s:
         members = list(s.exec(select(Member).order_by(col(Member.id))).all())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,18 +12,9 @@ from sqlmodel import select
 
 from campaigns.db import get_engine, session_scope
 from campaigns.models import Action, Member, StageRun
-from campaigns.settings import get_settings
+from tests.conftest import launch
 
 AS_OF = date(2026, 3, 2)
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One Prefect test API for the whole session (it takes ~20 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +24,6 @@ def small_extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("extract") / "x"
     write_extract(out=out, people=30_000, seed=7, as_of=AS_OF, fmt="parquet")
     return out
-
-
-@pytest.fixture
-def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Settings pointing at a fresh SQLite ledger and outbox."""
-    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("RELANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'relance.db'}")
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def _count(model: type, *where: object) -> int:
@@ -56,16 +36,21 @@ def test_a_campaign_day_twice_changes_nothing(
 ) -> None:
     from flows.daily import campaign_day
 
-    day = AS_OF
+    # Before launch, people wait on the list the échelons review: nobody is contacted.
+    listed = campaign_day(campaign_id="sophia-ald8", extract_dir=str(small_extract), day=AS_OF)
+    assert listed["targeting"]["pending_validation"] == _count(Member) > 0
+    assert _count(Action) == 0
+    launch(get_engine(), "sophia-ald8")
+    day = AS_OF + timedelta(days=1)
     first = campaign_day(campaign_id="sophia-ald8", extract_dir=str(small_extract), day=day)
     members, actions = _count(Member), _count(Action)
-    assert first["targeting"]["admitted"] == members > 0
+    assert first["targeting"]["pending_validation"] == 0
     assert actions > 0
     second = campaign_day(campaign_id="sophia-ald8", extract_dir=str(small_extract), day=day)
     assert second["targeting"]["admitted"] == 0
     assert (_count(Member), _count(Action)) == (members, actions)
     assert second["tick"]["actions_written"] == 0
-    assert _count(StageRun, StageRun.stage == "tick") == 2
+    assert _count(StageRun, StageRun.stage == "tick") == 3
     assert [r["echelon"] for r in second["report"]] == sorted(
         r["echelon"] for r in second["report"]
     )
@@ -80,6 +65,8 @@ def test_dispatch_sends_due_documents_into_the_outbox(
     for i in range(0, 50, 7):
         day = AS_OF + timedelta(days=i)
         daily_targeting(campaign_id="sophia-ald8", extract_dir=str(small_extract), day=day)
+        if i == 0:
+            launch(get_engine(), "sophia-ald8")
         cascade_tick(campaign_id="sophia-ald8", day=day)
         result = channel_dispatch(campaign_id="sophia-ald8", day=day)
         assert set(result) == {"mailbox", "email", "letter"}

@@ -24,7 +24,7 @@ ENTRY = ANCHOR - timedelta(days=80)
 def test_retention_dry_run_then_apply(engine: Engine) -> None:
     targets, people = population(4, anchor=ANCHOR)
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
     with session_scope(engine) as s:
         members = list(s.exec(select(Member).order_by(col(Member.id))).all())

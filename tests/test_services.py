@@ -30,7 +30,7 @@ ENTRY = ANCHOR - timedelta(days=80)
 def setup(engine: Engine, n: int = 10, **kw: object) -> None:
     targets, people = population(n, anchor=ANCHOR, **kw)
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
 
 
@@ -42,7 +42,7 @@ def count(engine: Engine, model: type, *where: object) -> int:
 def test_admission_is_idempotent_and_holdout_is_stable(engine: Engine) -> None:
     targets, people = population(200, anchor=ANCHOR)
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         first = admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
     with session_scope(engine) as s:
         again = admit_targets(
@@ -62,7 +62,7 @@ def test_people_already_enrolled_in_the_ledger_are_not_admitted(
     feed = tmp_path / "feed.csv"
     feed.write_text("ben_nir_psa,ben_rng_gem,date_adhesion,canal\nPSA000001,1,2026-03-01,online\n")
     with session_scope(engine) as s:
-        register_campaign(session=s, definition=D)
+        register_campaign(session=s, definition=D, launched=True)
         ingest_enrolment_file(session=s, path=feed, programme="sophia", campaign_ids=[D.id])
     targets, people = population(3, anchor=ANCHOR)
     with session_scope(engine) as s:

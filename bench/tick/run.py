@@ -131,7 +131,7 @@ def main() -> None:
         targets, people = population(n)
         t0 = time.perf_counter()
         with session_scope(engine) as s:
-            register_campaign(session=s, definition=campaign.definition)
+            register_campaign(session=s, definition=campaign.definition, launched=True)
             admit_targets(
                 session=s,
                 definition=campaign.definition,

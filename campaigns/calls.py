@@ -229,3 +229,13 @@ def record_outcome(
         )
     session.flush()
     return a
+
+
+def release_all(*, session: Session, adviser: str) -> int:
+    """Give back every call an adviser holds (logout)."""
+    held = session.exec(
+        select(Action).where(Action.claimed_by == adviser, Action.state == QUEUED)
+    ).all()
+    for a in held:
+        a.claimed_by, a.lease_until = None, None
+    return len(held)

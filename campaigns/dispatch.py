@@ -157,7 +157,8 @@ def _context_rows(
     return out
 
 
-def _person_ctx(p: Person, today: date) -> dict[str, Any]:
+def person_context(p: Person, today: date) -> dict[str, Any]:
+    """What templates may know of a person (no NIR, no phone number)."""
     age = None
     if p.birth_year:
         age = today.year - p.birth_year - (1 if today.month < (p.birth_month or 1) else 0)
@@ -171,7 +172,8 @@ def _person_ctx(p: Person, today: date) -> dict[str, Any]:
     }
 
 
-def _member_ctx(m: Member, tried: list[str]) -> dict[str, Any]:
+def member_context(m: Member, tried: list[str]) -> dict[str, Any]:
+    """What templates may know of a member's place in the campaign."""
     return {
         "anchor_date": m.anchor_date,
         "priority": m.priority,
@@ -213,8 +215,8 @@ def dispatch_batch(
             continue
         context = build_context(
             definition=campaign.definition,
-            person=_person_ctx(row["person"], today),
-            member=_member_ctx(row["member"], row["tried"]),
+            person=person_context(row["person"], today),
+            member=member_context(row["member"], row["tried"]),
             step_id=a.step,
             attempt=a.attempt,
             today=today,

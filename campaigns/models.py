@@ -242,3 +242,37 @@ class Exclusion(SQLModel, table=True):
     excluded_at: datetime
     revoked_by: str | None = None
     revoked_at: datetime | None = None
+
+
+ROLES = ("adviser", "supervisor", "campaign_manager", "echelon_lead", "admin")
+
+
+class User(SQLModel, table=True):
+    """A console account: its role and the platform or échelon it acts for."""
+
+    __tablename__ = "account"  # `user` is reserved in PostgreSQL
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    display_name: str
+    password_hash: str
+    role: str = Field(max_length=24)
+    echelon: str | None = Field(default=None, max_length=8)
+    platform: str | None = Field(default=None, max_length=32)
+    active: bool = True
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    created_at: datetime
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who saw or changed what, when; each row hashes the previous one (tamper-evident)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=48)
+    target: str = Field(max_length=128)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)

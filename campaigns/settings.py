@@ -20,6 +20,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; also read from DATABASE_URL. Default: SQLite in data_dir.",
     )
+    # The console: signed session cookies, their lifetime, the extract used to explain decisions.
+    secret_key: str | None = None
+    session_hours: int = 8
+    cookie_secure: bool = False
+    extract_dir: Path | None = None
     mailbox: str = "local"
     email: str = "local"
     letters: str = "local"
@@ -51,6 +56,24 @@ class Settings(BaseSettings):
     def feeds_dir(self) -> Path:
         """Where programme feeds (enrolment files) are dropped."""
         return self.data_dir / "feeds"
+
+    def resolved_secret_key(self) -> str:
+        """RELANCE_SECRET_KEY, else a random key kept (0600) in data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        import secrets
+
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    @property
+    def resolved_extract_dir(self) -> Path:
+        """The extract the console explains decisions from."""
+        return self.extract_dir or self.data_dir / "extract"
 
     def resolved_database_url(self) -> str:
         """The database to use: RELANCE_DATABASE_URL, DATABASE_URL, else SQLite in data_dir."""

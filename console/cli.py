@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from console import cmd_demo, cmd_explain, cmd_synth, cmd_target, cmd_validation
+from console import (
+    cmd_console,
+    cmd_demo,
+    cmd_explain,
+    cmd_synth,
+    cmd_target,
+    cmd_validation,
+)
 
 app = typer.Typer(
     help="Relance: outbound campaign orchestration for Assurance Maladie.",
@@ -16,4 +23,5 @@ cmd_synth.register(app)
 cmd_target.register(app)
 cmd_explain.register(app)
 cmd_validation.register(app)
+cmd_console.register(app)
 cmd_demo.register(app)

@@ -111,3 +111,18 @@ def list_validation(
                     e,
                     ", ".join(status.missing_signoffs) or "none",
                 )
+
+
+def resume_with_decision(flow_run_id: str | None, payload: dict[str, Any]) -> str:
+    """Hand a decision to the paused flow run, if one waits; say what happened."""
+    if not flow_run_id:
+        return "no flow run waits for this list"
+    try:
+        import uuid
+
+        from prefect.flow_runs import resume_flow_run
+
+        resume_flow_run(uuid.UUID(flow_run_id), run_input=payload)
+        return f"flow run {flow_run_id} resumed"
+    except Exception as e:  # the decision is recorded; the flow finds it when it wakes
+        return f"flow run {flow_run_id} not resumed ({type(e).__name__}); decision recorded"

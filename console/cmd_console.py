@@ -1,0 +1,61 @@
+"""`relance console` (the web console) and `relance users` (its accounts)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+import typer
+from rich.console import Console
+
+from campaigns.accounts import AccountError, create_user
+from campaigns.db import get_engine, session_scope
+from campaigns.models import ROLES
+
+users = typer.Typer(help="Console accounts.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def console(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Start the web console (advisers, supervisors, échelon leads, campaign managers)."""
+    import uvicorn
+
+    from console.web.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@users.command("add")
+def add(
+    username: str = typer.Argument(...),
+    role: str = typer.Option(..., "--role", help=", ".join(ROLES)),
+    echelon: str = typer.Option(None, "--echelon", help="For échelon leads: their échelon."),
+    name: str = typer.Option(None, "--name", help="Display name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read it from stdin."),
+) -> None:
+    """Create an account (the password is asked for, never taken on the command line)."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass()
+    try:
+        with session_scope(get_engine()) as s:
+            u = create_user(
+                session=s,
+                username=username,
+                password=password,
+                role=role,
+                echelon=echelon,
+                display_name=name,
+            )
+            scope = f", échelon {u.echelon}" if u.echelon else ""
+            err.print(f"user {u.username} ({u.role}{scope}) created")
+    except AccountError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the CLI."""
+    app.command(name="console")(console)
+    app.add_typer(users, name="users")

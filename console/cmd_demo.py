@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from campaigns.accounts import create_user
 from campaigns.catalog import load_campaign
 from campaigns.db import get_engine, session_scope
 from campaigns.report import EchelonRow, total_row
@@ -81,6 +82,31 @@ def simulate_local_validation(engine: Engine, campaign_id: str, day: date) -> st
     )
 
 
+DEMO_ACCOUNTS = (
+    ("conseiller", "adviser", None),
+    ("superviseur", "supervisor", None),
+    ("chef-de-campagne", "campaign_manager", None),
+    ("echelon-93", "echelon_lead", "93"),
+    ("admin", "admin", None),
+)
+
+
+def demo_accounts(engine: Engine, data_dir: Path) -> str:
+    """One console account per role (demo passwords, printed), and how to open the console."""
+    lines = ["Console accounts (demo passwords):"]
+    with session_scope(engine) as s:
+        for username, role, echelon in DEMO_ACCOUNTS:
+            password = f"demo-{username}-2026"
+            create_user(session=s, username=username, password=password, role=role, echelon=echelon)
+            scope = f", échelon {echelon}" if echelon else ""
+            lines.append(f"  {username:<17} {password:<28} {role}{scope}")
+    lines.append(
+        f"Open it with: RELANCE_DATA_DIR={data_dir} RELANCE_EXTRACT_DIR={data_dir}/extract "
+        "uv run relance console   → http://127.0.0.1:8000"
+    )
+    return "\n".join(lines)
+
+
 def demo(
     people: int = typer.Option(200_000, help="Synthetic insured to generate."),
     days: int = typer.Option(120, help="Days to play."),
@@ -139,6 +165,7 @@ def demo(
                 stages.enrolment_stage(engine=engine, campaign=campaign, files=[feed], day=day)
             progress.advance(bar)
     console.print(launch_note)
+    console.print(demo_accounts(engine, data_dir))
     rows = stages.report_stage(engine=engine, campaign=campaign)
     last = first + timedelta(days=days - 1)
     console.print(render_report(rows, f"sophia — ALD 8, {first} → {last}: enrolments per échelon"))

@@ -18,7 +18,7 @@ from campaigns.audit import verify
 from campaigns.catalog import load_campaign
 from campaigns.db import session_scope
 from campaigns.membership import admit_targets
-from campaigns.models import ACTIVE, AuditEvent, Member, Opposition
+from campaigns.models import ACTIVE, AuditEvent, Member, MemberEvent, Opposition
 from campaigns.registry import register_campaign
 from campaigns.settings import Settings
 from campaigns.tick import tick
@@ -236,12 +236,18 @@ def test_the_advisers_day_and_the_board(app_for: Any, engine: Engine) -> None:
         card_path,
     )
     assert "callback" in r.headers["location"] or "e=" in r.headers["location"]
+    assert "Offres sur rebond" in adv.get(card_path).text
     r = post(
-        adv, f"{card_path}/outcome", {"outcome": "objects", "notes": "ne veut plus"}, card_path
+        adv,
+        f"{card_path}/outcome",
+        {"outcome": "objects", "notes": "ne veut plus", "offers": ["medecin-traitant"]},
+        card_path,
     )
     assert r.headers["location"] == "/calls"
     with session_scope(engine) as s:
         assert s.exec(select(Opposition)).one().canal == "all"
+        offered = s.exec(select(MemberEvent).where(MemberEvent.kind == "offer_made")).one()
+        assert offered.detail["offer"] == "medecin-traitant"
         actions = [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.actor == "adv"))]
     assert actions.count("reveal_contact") == 1 and "outcome" in actions
     other = app_for(now)

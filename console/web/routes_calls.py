@@ -31,9 +31,11 @@ from campaigns.models import (
     Action,
     Campaign,
     Member,
+    MemberEvent,
     Person,
     User,
 )
+from campaigns.offers import load_catalogue, suggest
 from campaigns.rendering import build_context, render_message
 from console.web.app import Forbidden, check_csrf, clock, db, render, roles
 
@@ -147,6 +149,13 @@ def add_routes(app: FastAPI) -> None:
         )
         step = d.step(a.step)
         _, script = render_message(campaign.env, step.template, ctx)
+        offers = suggest(
+            load_catalogue(),
+            sex=p.sex,
+            age=ctx["person"]["age"] or None,
+            compte_ameli=p.compte_ameli,
+            today=today,
+        )
         revealed = request.session.get("revealed") == aid
         record(session=s, actor=user.username, action="view_card", target=f"action/{aid}")
         return render(
@@ -164,6 +173,7 @@ def add_routes(app: FastAPI) -> None:
             outcomes=[o for o in OUTCOME_CODES if o in step.outcomes],
             labels=OUTCOME_LABELS,
             error=request.query_params.get("e"),
+            offers=offers,
         )
 
     @app.post("/calls/{aid}/reveal", dependencies=[Depends(check_csrf)])
@@ -211,6 +221,7 @@ def add_routes(app: FastAPI) -> None:
         outcome: str = Form(...),
         notes: str = Form(""),
         callback_at: str = Form(""),
+        offers: list[str] = Form([]),
         user: User = roles("adviser"),
         s: Session = Depends(db),
         now: datetime = Depends(clock),
@@ -239,13 +250,24 @@ def add_routes(app: FastAPI) -> None:
             from urllib.parse import quote
 
             return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
+        catalogue = load_catalogue()
+        made = [o for o in offers if catalogue.get(o) is not None]
+        for offer_id in made:
+            s.add(
+                MemberEvent(
+                    member_id=a.member_id,
+                    on=now.date(),
+                    kind="offer_made",
+                    detail={"offer": offer_id, "by": user.username, "action": aid},
+                )
+            )
         request.session.pop("revealed", None)
         record(
             session=s,
             actor=user.username,
             action="outcome",
             target=f"action/{aid}",
-            detail={"outcome": outcome},
+            detail={"outcome": outcome, "offers": made},
         )
         return RedirectResponse("/calls", status_code=303)
 

@@ -19,4 +19,11 @@ if [[ "${1:-}" == "--tests" ]]; then
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
   fi
   echo "setup: tests will use PostgreSQL at ${url}" >&2
+  # Browser tests drive Debian's Chromium through Playwright.
+  if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "setup: installing chromium for the browser tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1) \
+      || echo "setup: could not install chromium; browser tests will be skipped" >&2
+  fi
 fi

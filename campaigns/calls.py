@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, or_
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from campaigns.calendar import within_contact_hours
 from campaigns.definition import REACHED_OUTCOMES, CampaignDefinition
 from campaigns.lifecycle import close_member
 from campaigns.models import (
+    CANCELLED,
     DONE,
     EXITED,
     GOAL,
@@ -52,6 +53,23 @@ def _callable_filter(today: date, now: datetime) -> list[Any]:
     ]
 
 
+def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
+    person = session.get(Person, action.person_id)
+    if person is None or person.deceased_on is not None:
+        return "deceased"
+    if person.phone_invalid or not person.telephone:
+        return "no_phone"
+    opposed = session.exec(
+        select(Opposition.canal).where(
+            Opposition.ben_nir_psa == person.ben_nir_psa,
+            Opposition.ben_rng_gem == person.ben_rng_gem,
+            col(Opposition.canal).in_(["all", "phone"]),
+            col(Opposition.opposed_on) <= now.date(),
+        )
+    ).first()
+    return f"opposed_{opposed}" if opposed else None
+
+
 def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
     """The call the adviser still holds, if any (an outcome is owed before the next one)."""
     return session.exec(
@@ -81,7 +99,9 @@ def claim_next(
             held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
         )
     today = now.date()
-    callback_first = case((col(Action.due_at).is_not(None), 0), else_=1)
+    # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
+    # ix_action_call_queue, so the database walks the queue in order and stops early.
+    callback_first = col(Action.due_at).is_(None)
     stmt = (
         select(Action, Person.departement)
         .join(Person, col(Person.id) == col(Action.person_id))
@@ -103,6 +123,33 @@ def claim_next(
             public_holidays=hours.public_holidays,
         )
         if why_not:
+            continue
+        # One person, one adviser, across campaigns: lock the person, then look for a live
+        # claim on any of their calls (SQLite serialises writers, so the check suffices).
+        if session.get_bind().dialect.name == "postgresql":
+            locked = session.exec(
+                select(Person.id)
+                .where(Person.id == action.person_id)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if locked is None:
+                continue
+        busy = session.exec(
+            select(Action.id).where(
+                Action.person_id == action.person_id,
+                Action.id != action.id,
+                Action.state == QUEUED,
+                col(Action.claimed_by).is_not(None),
+                col(Action.lease_until) >= now,
+            )
+        ).first()
+        if busy is not None:
+            continue
+        # Facts newer than the last tick (an opposition from another campaign's call, a
+        # death): the call is cancelled with its reason rather than offered.
+        blocked = _blocked_now(session, action, now)
+        if blocked:
+            action.state, action.reason, action.updated_at = CANCELLED, blocked, now
             continue
         action.claimed_by, action.lease_until, action.updated_at = adviser, now + LEASE, now
         session.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Action states. Phone actions are call-list entries: queued → done (with an outcome).
@@ -123,6 +123,18 @@ class Action(SQLModel, table=True):
     __table_args__ = (
         Index("ix_action_dispatch", "channel", "state", "due_on"),
         Index("ix_action_member", "member_id"),
+        Index("ix_action_person", "person_id"),
+        Index("ix_action_claimed_by", "claimed_by"),
+        # The call queue in claim order, so a claim reads a few rows, not the whole list.
+        Index(
+            "ix_action_call_queue",
+            text("(due_at IS NULL)"),
+            text("priority DESC"),
+            "anchor_date",
+            "id",
+            postgresql_where=text("channel = 'phone' AND state = 'queued'"),
+            sqlite_where=text("channel = 'phone' AND state = 'queued'"),
+        ),
     )
 
 

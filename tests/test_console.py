@@ -256,6 +256,8 @@ def test_the_advisers_day_and_the_board(app_for: Any, engine: Engine) -> None:
     login(sup, "sup")
     board = sup.get("/board/partial")
     assert board.status_code == 200 and "objects 1" in board.text
+    assert "<td>adv</td><td>disponible</td>" in board.text
+    assert "0 min 00 s" in board.text and "sur 1 appel" in board.text
     assert sup.get(card_path).status_code == 403
     with session_scope(engine) as s:
         left = s.exec(select(Member).where(Member.status == ACTIVE)).all()

@@ -330,3 +330,35 @@ def test_enrolment_cancels_what_is_queued_the_same_day(engine: Engine, tmp_path:
     with session_scope(engine) as s:
         a2 = s.get(Action, a.id)
         assert a2 is not None and (a2.state, a2.reason) == ("cancelled", "member_enrolled")
+
+
+def test_a_claim_skips_and_cancels_a_call_opposed_since_the_tick(engine: Engine) -> None:
+    from campaigns.models import Person
+
+    setup(engine, 4)
+    tick(engine=engine, definition=D, today=CALL_DAY)
+    with session_scope(engine) as s:
+        call = s.exec(
+            select(Action).where(Action.channel == "phone").order_by(col(Action.id))
+        ).first()
+        assert call is not None
+        first = s.get(Person, call.person_id)
+        assert first is not None
+        s.add(
+            Opposition(
+                ben_nir_psa=first.ben_nir_psa,
+                ben_rng_gem=first.ben_rng_gem,
+                canal="phone",
+                opposed_on=CALL_DAY,
+                source="another campaign's call",
+            )
+        )
+    claimed = []
+    with session_scope(engine) as s:
+        for adviser in ("a", "b", "c", "d"):
+            c = claim_next(session=s, adviser=adviser, now=at(CALL_DAY, 10), definitions={D.id: D})
+            claimed.append(c.person_id if c else None)
+    with session_scope(engine) as s:
+        cancelled = s.exec(select(Action).where(Action.state == "cancelled")).all()
+    assert first.id not in claimed and claimed[0] is not None
+    assert [(a.person_id, a.reason) for a in cancelled] == [(first.id, "opposed_phone")]

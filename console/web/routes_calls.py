@@ -29,6 +29,7 @@ from campaigns.models import (
     QUEUED,
     SUCCESS_STATES,
     Action,
+    AuditEvent,
     Campaign,
     Member,
     MemberEvent,
@@ -340,4 +341,42 @@ def board_rows(s: Session, now: datetime) -> dict[str, Any]:
         .select_from(Action)
         .where(Action.channel == "phone", Action.state == DONE, col(Action.updated_at) >= since)
     ).one()
-    return {"per": dict(sorted(per.items())), "holders": holders, "last_hour": last_hour}
+    return {
+        "per": dict(sorted(per.items())),
+        "holders": holders,
+        "last_hour": last_hour,
+        **_advisers_today(s, now, {h[0] for h in holders}),
+    }
+
+
+def _advisers_today(s: Session, now: datetime, in_call: set[str | None]) -> dict[str, Any]:
+    """Who is connected and in what state; mean handling time (number shown → outcome saved)."""
+    start = datetime.combine(now.astimezone(PARIS).date(), datetime.min.time(), tzinfo=PARIS)
+    events = s.exec(
+        select(AuditEvent)
+        .where(
+            col(AuditEvent.at) >= start,
+            col(AuditEvent.action).in_(["login", "logout", "reveal_contact", "outcome"]),
+        )
+        .order_by(col(AuditEvent.id))
+    ).all()
+    advisers = set(s.exec(select(User.username).where(User.role == "adviser")).all())
+    connected: dict[str, bool] = {}
+    revealed: dict[str, datetime] = {}
+    handling: list[float] = []
+    for e in events:
+        if e.actor not in advisers:
+            continue
+        if e.action in ("login", "logout"):
+            connected[e.actor] = e.action == "login"
+        elif e.action == "reveal_contact":
+            revealed[f"action/{e.detail.get('action')}"] = e.at
+        elif e.action == "outcome" and e.target in revealed:
+            handling.append((e.at - revealed.pop(e.target)).total_seconds())
+    states = {
+        who: ("en appel" if who in in_call else "disponible")
+        for who, on in sorted(connected.items())
+        if on
+    }
+    mean = sum(handling) / len(handling) if handling else None
+    return {"advisers": states, "mean_handling_s": mean, "handled": len(handling)}

@@ -256,7 +256,7 @@ class Exclusion(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
-ROLES = ("adviser", "supervisor", "campaign_manager", "echelon_lead", "admin")
+ROLES = ("adviser", "supervisor", "campaign_manager", "echelon_lead", "regional_lead", "admin")
 
 
 class User(SQLModel, table=True):

@@ -57,6 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ("sup", "supervisor", None),
             ("lead93", "echelon_lead", "93"),
             ("mgr", "campaign_manager", None),
+            ("reg", "regional_lead", None),
         ]:
             create_user(session=s, username=name, password=PW, role=role, echelon=echelon)
         register_campaign(session=s, definition=D, launched=True)
@@ -152,3 +153,10 @@ def test_an_echelon_lead_reviews_the_list(server: str, browser: Any, tmp_path: P
     lead.goto(f"{server}/campaigns/sophia-ald8/validation")
     assert "Aucune liste" in lead.content()  # this campaign was launched already
     shot(lead, "08-validation")
+
+
+def test_the_regional_leads_page(server: str, browser: Any) -> None:
+    reg = login(browser, server, "reg")
+    reg.goto(f"{server}/campaigns/sophia-ald8/results")
+    assert reg.locator("#results").is_visible() and reg.locator("svg").count() == 3
+    shot(reg, "09-results")

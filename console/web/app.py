@@ -34,6 +34,7 @@ HOME = {
     "supervisor": "/board",
     "campaign_manager": "/campaigns",
     "echelon_lead": "/campaigns",
+    "regional_lead": "/campaigns",
     "admin": "/campaigns",
 }
 
@@ -183,8 +184,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def home(user: User = Depends(current_user)) -> Response:
         return RedirectResponse(HOME[user.role], status_code=303)
 
-    from console.web import routes_calls, routes_campaigns
+    from console.web import routes_calls, routes_campaigns, routes_results
 
     routes_campaigns.add_routes(app)
     routes_calls.add_routes(app)
+    routes_results.add_routes(app)
     return app

@@ -37,7 +37,9 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/campaigns", response_class=HTMLResponse)
     def campaigns(
-        request: Request, user: User = roles(*REVIEWERS, "supervisor"), s: Session = Depends(db)
+        request: Request,
+        user: User = roles(*REVIEWERS, "supervisor", "regional_lead"),
+        s: Session = Depends(db),
     ) -> HTMLResponse:
         rows = []
         for c in s.exec(select(Campaign).order_by(col(Campaign.id))):

@@ -1,0 +1,212 @@
+"""The regional table on a hand-built campaign: attainment, pace, attribution, uplift by hand."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from campaigns.accounts import create_user
+from campaigns.catalog import load_campaign
+from campaigns.dashboard import (
+    ObjectiveError,
+    cumulative_enrolments,
+    objective_history,
+    parse_objectives_csv,
+    results,
+    set_objectives,
+)
+from campaigns.db import session_scope
+from campaigns.effect_report import effect_report
+from campaigns.membership import admit_targets
+from campaigns.models import Action, Enrolment, Member, Person
+from campaigns.registry import register_campaign
+from campaigns.settings import Settings
+from console.web.app import create_app
+from tests.factories import population
+from tests.test_console import PW, csrf, login
+
+D = load_campaign("sophia-ald8").definition
+ENTRY = date(2026, 3, 2)
+TODAY = date(2026, 4, 30)
+
+
+def build(engine: Engine) -> None:
+    """40 people in 91: 0–29 contactable, 30–39 holdout; touches and enrolments by hand."""
+    targets, people = population(40, anchor=date(2026, 5, 15))
+    with session_scope(engine) as s:
+        register_campaign(session=s, definition=D, launched=True)
+        admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
+        ids = [m.id for m in s.exec(select(Member).order_by(col(Member.id)))]
+        s.execute(update(Member).values(holdout=False))
+        s.execute(update(Member).where(col(Member.id).in_(ids[30:])).values(holdout=True))
+        members = {m.id: m for m in s.exec(select(Member))}
+        persons = {p.id: p for p in s.exec(select(Person))}
+
+        def touch(i: int, channel: str, on: date, **kw: Any) -> None:
+            m = members[ids[i]]
+            s.add(
+                Action(
+                    key=f"t:{i}:{channel}",
+                    campaign_id=D.id,
+                    member_id=m.id,
+                    person_id=m.person_id,
+                    step={"phone": "call", "mailbox": "mailbox", "letter": "letter"}[channel],
+                    channel=channel,
+                    attempt=1,
+                    due_on=on,
+                    done_on=on,
+                    created_at=datetime(2026, 3, 2, tzinfo=UTC),
+                    updated_at=datetime(2026, 3, 2, tzinfo=UTC),
+                    **kw,
+                )
+            )
+
+        for i in range(10):
+            touch(i, "phone", date(2026, 3, 10), state="done", outcome="refused")
+        for i in range(10, 20):
+            touch(i, "mailbox", date(2026, 3, 12), state="sent")
+        for i in range(20, 25):
+            touch(i, "letter", date(2026, 3, 20), state="sent")
+        for i, on in [
+            (0, "2026-03-15"),
+            (1, "2026-03-15"),
+            (2, "2026-03-15"),
+            (10, "2026-03-20"),
+            (11, "2026-03-20"),
+            (20, "2026-06-30"),
+            (25, "2026-03-25"),
+            (30, "2026-03-18"),
+        ]:
+            p = persons[members[ids[i]].person_id]
+            s.add(
+                Enrolment(
+                    ben_nir_psa=p.ben_nir_psa,
+                    ben_rng_gem=p.ben_rng_gem,
+                    programme="sophia",
+                    enrolled_on=date.fromisoformat(on),
+                    channel="online",
+                    source="test",
+                )
+            )
+        set_objectives(session=s, campaign_id=D.id, targets={"91": 8}, by="mgr")
+
+
+def test_the_table_computed_by_hand(engine: Engine) -> None:
+    build(engine)
+    with session_scope(engine) as s:
+        rows, total = results(session=s, definition=D, today=TODAY)
+        assert [r.echelon for r in rows] == sorted(D.objectives)  # every échelon with an objective
+        r = next(x for x in rows if x.echelon == "91")
+        assert all(x.eligible == 0 for x in rows if x.echelon != "91")
+        assert (r.eligible, r.holdout, r.contacted, r.called, r.reached) == (40, 10, 25, 10, 10)
+        assert (r.mailbox, r.letters, r.enrolled, r.objective) == (10, 5, 8, 8)
+        assert r.attainment == pytest.approx(100.0)
+        # 8 enrolments in 60 days, at that pace over 365 days: 48.7 for an objective of 8.
+        assert r.projected == pytest.approx(100 * 8 * 365 / 60 / 8)
+        assert total.enrolled == 8
+        series = cumulative_enrolments(session=s, campaign_id=D.id, programme="sophia")
+        assert series == [
+            (date(2026, 3, 15), 3),
+            (date(2026, 3, 18), 4),
+            (date(2026, 3, 20), 6),
+            (date(2026, 3, 25), 7),
+            (date(2026, 6, 30), 8),
+        ]
+        effects = {
+            e.echelon: e
+            for e in effect_report(session=s, campaign_id=D.id, programme="sophia", window_days=60)
+        }
+    # Last touch within 60 days: 3 calls, 2 mailbox messages; the letter of 20 March is 102
+    # days before the 30 June enrolment, and person 25 was never reached: 2 with no touch.
+    assert effects["91"].credited == {"phone": 3, "mailbox": 2, "letter": 0, "none": 2}
+    u = effects["91"].uplift
+    assert (u.contacted, u.contacted_enrolled, u.holdout, u.holdout_enrolled) == (30, 7, 10, 1)
+    assert u.difference == pytest.approx(7 / 30 - 1 / 10)
+    assert u.verdict == "too_small" and "holdout" in u.explanation
+
+
+def test_objectives_keep_their_history_and_a_bad_csv_changes_nothing(engine: Engine) -> None:
+    build(engine)
+    with session_scope(engine) as s:
+        set_objectives(session=s, campaign_id=D.id, targets={"91": 12}, by="mgr", note="revu")
+    with session_scope(engine) as s:
+        history = objective_history(session=s, campaign_id=D.id)
+        assert [(o.echelon, o.target) for o in history if o.echelon == "91"][:2] == [
+            ("91", 12),
+            ("91", 8),
+        ]
+        rows, _ = results(session=s, definition=D, today=TODAY)
+        assert next(x for x in rows if x.echelon == "91").objective == 12
+    with pytest.raises(ObjectiveError) as e:
+        parse_objectives_csv("echelon,objective\n91,10\n99,3\n75,x\n91,4\n", set(D.objectives))
+    assert str(e.value) == (
+        "line 3: unknown échelon '99'; line 4: objective 'x' is not a whole number; "
+        "line 5: échelon 91 given twice"
+    )
+    assert parse_objectives_csv("\ufeffechelon,objective\n91,10\n\n75,3\n", set(D.objectives)) == {
+        "91": 10,
+        "75": 3,
+    }
+
+
+def test_the_page_exports_and_scope(engine: Engine, tmp_path: Path) -> None:
+    build(engine)
+    with session_scope(engine) as s:
+        create_user(session=s, username="reg", password=PW, role="regional_lead")
+        create_user(session=s, username="lead93", password=PW, role="echelon_lead", echelon="93")
+        create_user(session=s, username="mgr", password=PW, role="campaign_manager")
+    app = create_app(Settings(data_dir=tmp_path, secret_key="r" * 40), engine=engine)
+    app.state.clock = lambda: datetime(2026, 4, 30, 12, 0, tzinfo=UTC)
+    reg = TestClient(app)
+    login(reg, "reg")
+    page = reg.get("/campaigns/sophia-ald8/results")
+    assert page.status_code == 200 and "<svg" in page.text and "Essonne" in page.text
+    csv_text = reg.get("/campaigns/sophia-ald8/results.csv").content.decode("utf-8-sig")
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("échelon,nom,éligibles")
+    assert "91,Essonne,40,14,10,25,10,10,10,5,8,8,100.0,608.3" in lines
+    assert lines[-1].startswith("total,Total,40,")
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(reg.get("/campaigns/sophia-ald8/results.xlsx").content))
+    sheet = [[c.value for c in row] for row in wb.active.iter_rows()]  # type: ignore[union-attr]
+    assert ["91", "Essonne", 40] in [r[:3] for r in sheet]
+    assert (
+        reg.post(
+            "/campaigns/sophia-ald8/objectives",
+            data={"echelon": "91", "objective": 3, "csrf": csrf(reg, "/campaigns")},
+        ).status_code
+        == 403
+    )
+    lead = TestClient(app)
+    login(lead, "lead93")
+    assert "Essonne" not in lead.get("/campaigns/sophia-ald8/results").text
+    mgr = TestClient(app)
+    login(mgr, "mgr")
+    token = csrf(mgr, "/campaigns/sophia-ald8/results")
+    r = mgr.post(
+        "/campaigns/sophia-ald8/objectives/import",
+        data={"csrf": token},
+        files={"file": ("obj.csv", b"echelon,objective\n91,x\n")},
+        follow_redirects=True,
+    )
+    assert "line 2" in r.text and "a été modifié" in r.text
+    r = mgr.post(
+        "/campaigns/sophia-ald8/objectives/import",
+        data={"csrf": token},
+        files={"file": ("obj.csv", b"echelon,objective\n91,16\n")},
+        follow_redirects=True,
+    )
+    assert "1 objectifs importés" in r.text and "import obj.csv" in r.text
+    with session_scope(engine) as s:
+        rows, _ = results(session=s, definition=D, today=TODAY)
+    r91 = next(x for x in rows if x.echelon == "91")
+    assert r91.objective == 16 and r91.attainment == pytest.approx(50.0)

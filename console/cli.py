@@ -8,6 +8,7 @@ from console import (
     cmd_console,
     cmd_demo,
     cmd_explain,
+    cmd_ledger,
     cmd_synth,
     cmd_target,
     cmd_validation,
@@ -24,4 +25,5 @@ cmd_target.register(app)
 cmd_explain.register(app)
 cmd_validation.register(app)
 cmd_console.register(app)
+cmd_ledger.register(app)
 cmd_demo.register(app)

@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 
 from campaigns.accounts import create_user
 from campaigns.catalog import load_campaign
-from campaigns.dashboard import results
 from campaigns.db import get_engine, session_scope
 from campaigns.definition import CampaignDefinition
 from campaigns.effect_report import effect_report
@@ -110,20 +109,18 @@ def demo_accounts(engine: Engine, data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def demo_effect(engine: Engine, definition: CampaignDefinition, last: date) -> str:
-    """The pace and the campaign's effect over the holdout, in words."""
+def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
+    """Where the enrolments came from and the campaign's effect over the holdout, in words."""
     with session_scope(engine) as s:
-        _, total = results(session=s, definition=definition, today=last)
         effect = effect_report(
             session=s,
             campaign_id=definition.id,
             programme=definition.goal.programme,
             window_days=definition.goal.attribution_window_days,
         )[-1]
-    projected = f"{total.projected:.0f} %" if total.projected is not None else "—"
     credited = ", ".join(f"{k} {v}" for k, v in effect.credited.items())
     return (
-        f"At this pace, year-end attainment: {projected}. Enrolments credited to the last "
+        "Enrolments credited to the last "
         f"touch within {definition.goal.attribution_window_days} days: {credited}. "
         f"Effect over the holdout: {effect.uplift.explanation}"
     )
@@ -189,7 +186,7 @@ def demo(
     console.print(launch_note)
     console.print(demo_accounts(engine, data_dir))
     rows = stages.report_stage(engine=engine, campaign=campaign)
-    effect_note = demo_effect(engine, campaign.definition, first + timedelta(days=days - 1))
+    effect_note = demo_effect(engine, campaign.definition)
     last = first + timedelta(days=days - 1)
     console.print(render_report(rows, f"sophia — ALD 8, {first} → {last}: enrolments per échelon"))
     console.print(

@@ -169,6 +169,7 @@ def test_the_page_exports_and_scope(engine: Engine, tmp_path: Path) -> None:
     login(reg, "reg")
     page = reg.get("/campaigns/sophia-ald8/results")
     assert page.status_code == 200 and "<svg" in page.text and "Essonne" in page.text
+    assert "il faut <strong>" in page.text and "il y en a 10" in page.text
     csv_text = reg.get("/campaigns/sophia-ald8/results.csv").content.decode("utf-8-sig")
     lines = csv_text.splitlines()
     assert lines[0].startswith("échelon,nom,éligibles")

@@ -23,6 +23,7 @@ from campaigns.dashboard import (
     results,
     set_objectives,
 )
+from campaigns.effect import holdout_needed
 from campaigns.effect_report import effect_report
 from campaigns.models import User
 from console.web.app import Forbidden, check_csrf, clock, db, render, roles
@@ -69,6 +70,16 @@ def add_routes(app: FastAPI) -> None:
         series = cumulative_enrolments(
             session=s, campaign_id=cid, programme=d.goal.programme, echelon=scope
         )
+        total_u = effects[-1].uplift if effects else None
+        base = (total_u.rate_holdout or total_u.rate_contacted or 0.05) if total_u else 0.05
+        power = {
+            "baseline": base,
+            "uplift": 0.02,
+            "needed": holdout_needed(
+                baseline_rate=min(base, 0.9), uplift_to_detect=0.02, holdout_share=d.holdout.share
+            ),
+            "have": total_u.holdout if total_u else 0,
+        }
         record(session=s, actor=user.username, action="view_results", target=cid)
         return render(
             request,
@@ -86,6 +97,7 @@ def add_routes(app: FastAPI) -> None:
             chart_cumulative=cumulative_chart(series, total.objective),
             chart_uplift=uplift_chart(effects),
             message=request.query_params.get("m"),
+            power=power,
         )
 
     @app.get("/campaigns/{cid}/results.csv")

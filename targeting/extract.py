@@ -74,6 +74,34 @@ def _raw(path: Path) -> str:
     )
 
 
+def check_csv_text(path: Path) -> None:
+    """Refuse, with the line, a CSV that is empty, not UTF-8, or not comma-separated."""
+    import codecs
+
+    with path.open("rb") as f:
+        head = f.readline()
+        if not head.strip():
+            raise ExtractError(path, "empty file: expected a header line", row=1)
+        text_head = head.decode("utf-8", errors="replace")
+        if ";" in text_head and "," not in text_head:
+            raise ExtractError(path, "the file is ';'-separated: expected ','", row=1)
+        f.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        line = 1
+        while chunk := f.read(1 << 22):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                line += chunk[: e.start].count(b"\n")
+                raise ExtractError(
+                    path,
+                    f"not UTF-8 (byte 0x{chunk[e.start]:02X}); save the file as UTF-8 "
+                    "(it looks like latin-1)",
+                    row=line,
+                ) from None
+            line += chunk.count(b"\n")
+
+
 def _parquet_clean(path: Path) -> set[str]:
     """Columns the Parquet footer proves have no null and no blank value (no scan needed)."""
     import pyarrow.parquet as pq
@@ -213,13 +241,15 @@ def open_extract(
         path = table_path(extract, name)
         paths[name] = path
         raw = _raw(path)
+        stat = path.stat()
+        token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if validate and token not in _validated and path.suffix == ".csv":
+            check_csv_text(path)
         try:
             described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
         except duckdb.Error as e:
             raise ExtractError(path, f"unreadable: {str(e).splitlines()[0]}") from None
         source_types = {r[0].lower(): r[1] for r in described}
-        stat = path.stat()
-        token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         check = validate and token not in _validated
         clean = _parquet_clean(path) if check and path.suffix == ".parquet" else set()
         exprs, checks = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -160,3 +161,21 @@ def test_cli_bad_arguments(tmp_path: Path, args: list[str], message: str) -> Non
     r = CliRunner().invoke(app, base + args)
     assert r.exit_code == 2 and message in r.output
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda t: t.replace(",", ";").encode(), "line 1: the file is ';'-separated: expected ','"),
+        (
+            lambda t: t.replace("MARTIN", "MARTÈNE").encode("latin-1"),
+            "line 2: not UTF-8 (byte 0xC8)",
+        ),
+        (lambda t: b"", "line 1: empty file: expected a header line"),
+    ],
+)
+def test_badly_encoded_or_delimited_csv(tmp_path: Path, damage: Any, expected: str) -> None:
+    x = good(tmp_path)
+    p = x / "contacts.csv"
+    p.write_bytes(damage(p.read_text()))
+    assert expected in str(error(x))

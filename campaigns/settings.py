@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     mailbox: str = "local"
     email: str = "local"
     letters: str = "local"
+    letters_workers: int = 2  # processes rendering PDF letters (one per core)
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000
     # Contact pressure across every campaign (campaigns.policy).

@@ -12,17 +12,25 @@ import hashlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from channels.base import ChannelError, Receipt, safe_name, write_atomic
 from channels.letters import Letter, check_letters
 
 
-class PdfLetters:
-    """Print batches rendered to PDF under `<folder>/letters/`."""
+def render_pdf(html: str) -> bytes:
+    """One letter as PDF bytes (runs in a worker process when there are several)."""
+    from weasyprint import HTML
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder) / "letters"
+    pdf = HTML(string=html).write_pdf()
+    assert isinstance(pdf, bytes)
+    return pdf
+
+
+class PdfLetters:
+    """Print batches rendered to PDF under `<folder>/letters/`, on `workers` processes."""
+
+    def __init__(self, folder: Path, workers: int = 1) -> None:
+        self.folder, self.workers = Path(folder) / "letters", max(1, workers)
 
     def _printed(self) -> dict[str, str]:
         """Keys already printed, with their batch."""
@@ -35,29 +43,41 @@ class PdfLetters:
 
     def print_batch(self, batch_id: str, letters: Sequence[Letter]) -> list[Receipt | ChannelError]:
         """Render the batch's new letters into one PDF and write its manifest, atomically."""
-        from weasyprint import HTML
+        from pypdf import PdfReader, PdfWriter
 
         batch = safe_name(batch_id)
         printed = self._printed()
         results: list[Receipt | ChannelError | None] = []
-        pages: list[Any] = []
-        rows: list[list[object]] = []
+        todo: list[Letter] = []
         for letter, err in zip(letters, check_letters(letters), strict=True):
             if err is not None:
                 results.append(err)
             elif letter.key in printed:
-                results.append(
-                    Receipt(key=letter.key, provider_id=f"{printed[letter.key]}/{letter.key}")
-                )
+                receipt = Receipt(key=letter.key, provider_id=f"{printed[letter.key]}/{letter.key}")
+                results.append(receipt)
             else:
-                doc = HTML(string=letter.html).render()
-                rows.append([len(rows) + 1, letter.key, len(pages) + 1, len(doc.pages)])
-                pages.extend(doc.pages)
+                todo.append(letter)
                 results.append(None)
-        if pages:
-            first = HTML(string="<p></p>").render()
-            pdf = first.copy(pages).write_pdf()
-            assert isinstance(pdf, bytes)
+        if todo:
+            htmls = [x.html for x in todo]
+            if self.workers > 1 and len(todo) > 1:
+                from concurrent.futures import ProcessPoolExecutor
+
+                with ProcessPoolExecutor(self.workers) as pool:
+                    pdfs = list(pool.map(render_pdf, htmls, chunksize=8))
+            else:
+                pdfs = [render_pdf(h) for h in htmls]
+            writer = PdfWriter()
+            rows: list[list[object]] = []
+            page = 1
+            for letter, one in zip(todo, pdfs, strict=True):
+                reader = PdfReader(io.BytesIO(one))
+                rows.append([len(rows) + 1, letter.key, page, len(reader.pages)])
+                page += len(reader.pages)
+                writer.append(reader)
+            out = io.BytesIO()
+            writer.write(out)
+            pdf = out.getvalue()
             digest = hashlib.sha256(pdf).hexdigest()
             write_atomic(self.folder / f"{batch}.pdf", pdf)
             buf = io.StringIO()

@@ -22,5 +22,9 @@ def build_adapters(settings: Settings) -> Adapters:
     if unknown:
         raise ValueError(f"no such channel provider yet: {unknown}; use 'local' (letters: 'pdf')")
     out = settings.outbox_dir
-    letters: LetterPrinter = PdfLetters(out) if settings.letters == "pdf" else LocalLetters(out)
+    letters: LetterPrinter = (
+        PdfLetters(out, workers=settings.letters_workers)
+        if settings.letters == "pdf"
+        else LocalLetters(out)
+    )
     return Adapters(mailbox=LocalMailbox(out), email=LocalEmail(out), letters=letters)

@@ -74,3 +74,14 @@ def test_a_letter_already_printed_is_not_printed_again(tmp_path: Path) -> None:
     again = printer.print_batch("b2", [letter("c:1:letter:1"), letter("c:9:letter:1")])
     assert isinstance(again[0], Receipt) and again[0].provider_id == "b1/c:1:letter:1"
     assert len(PdfReader(tmp_path / "letters" / "b2.pdf").pages) == 1
+
+
+def test_two_processes_print_the_same_pages(tmp_path: Path) -> None:
+    batch = [letter(f"c:{i}:letter:1") for i in range(4)]
+    PdfLetters(tmp_path / "one").print_batch("b", batch)
+    PdfLetters(tmp_path / "two", workers=2).print_batch("b", batch)
+    texts = [
+        [p.extract_text() for p in PdfReader(tmp_path / d / "letters" / "b.pdf").pages]
+        for d in ("one", "two")
+    ]
+    assert len(texts[0]) == 4 and texts[0] == texts[1]

@@ -22,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--letters", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     from campaigns.catalog import load_campaign
     from campaigns.rendering import build_context, render_message
@@ -55,7 +56,7 @@ def main() -> None:
         )
         _, html = render_message(c.env, "letter.html.j2", ctx)
         letters.append(Letter(key=f"bench:{i}:letter:1", address_lines=tuple(address), html=html))
-    printer = PdfLetters(Path(tempfile.mkdtemp()))
+    printer = PdfLetters(Path(tempfile.mkdtemp()), workers=args.workers)
     t0 = time.perf_counter()
     for b in range(0, len(letters), args.batch):
         printer.print_batch(f"batch-{b // args.batch:04d}", letters[b : b + args.batch])
@@ -63,12 +64,16 @@ def main() -> None:
     out = {
         "letters": args.letters,
         "batch": args.batch,
+        "workers": args.workers,
         "seconds": round(seconds, 1),
         "letters_per_s": round(args.letters / seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # The largest worker process (rendering), when there are workers.
+        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
     }
     print(json.dumps(out))
-    (ROOT / "bench" / "results" / "letters.json").write_text(json.dumps(out, indent=2) + "\n")
+    dest = ROOT / "bench" / "results" / f"letters-{args.workers}w.json"
+    dest.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

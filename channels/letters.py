@@ -57,16 +57,19 @@ class LocalLetters:
         w = csv.writer(manifest, lineterminator="\n")
         w.writerow(["sequence", "key", "file", "sha256"])
         seq = 0
+        # Letters already printed, by file name: one listing per batch, not one per letter.
+        printed = {p.name: p for p in self.folder.glob("*/*.html")}
         for letter, err in zip(letters, check_letters(letters), strict=True):
             if err is not None:
                 out.append(err)
                 continue
             seq += 1
             name = f"{safe_name(letter.key)}.html"
-            existing = next(self.folder.glob(f"*/{name}"), None)
+            existing = printed.get(name)
             path = existing or batch / name
             if existing is None:
                 write_atomic(path, letter.html.encode())
+                printed[name] = path
             w.writerow([seq, letter.key, path.name, hashlib.sha256(path.read_bytes()).hexdigest()])
             out.append(Receipt(key=letter.key, provider_id=f"{path.parent.name}/{path.stem}"))
         if seq:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
 import typer
@@ -23,6 +22,7 @@ from campaigns.validation import (
     revoke_exclusion,
     sign_off,
 )
+from flows.validation import resume_with_decision
 
 app = typer.Typer(help="Local validation of a campaign's list before launch.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
@@ -155,19 +155,6 @@ def sign_off_cmd(
     out.print(f"échelon {echelon} validated by {by}")
 
 
-def _resume(flow_run_id: str | None, payload: dict[str, object]) -> None:
-    """Hand the decision to the paused flow run, if one waits for it."""
-    if not flow_run_id:
-        return
-    try:
-        from prefect.flow_runs import resume_flow_run
-
-        resume_flow_run(uuid.UUID(flow_run_id), run_input=payload)
-        out.print(f"flow run {flow_run_id} resumed")
-    except Exception as e:  # the decision is recorded; the flow will find it when it wakes
-        err.print(f"flow run {flow_run_id} not resumed ({type(e).__name__}): decision recorded")
-
-
 @app.command(name="approve")
 def approve_cmd(
     campaign: str = typer.Argument(...),
@@ -183,7 +170,7 @@ def approve_cmd(
         run = lst.flow_run_id
     for echelon, c in counts.items():
         out.print(f"  {echelon}: {c['launched']} launched, {c['excluded']} excluded")
-    _resume(run, {"approved": True, "approver": by})
+    out.print(resume_with_decision(run, {"approved": True, "approver": by}))
 
 
 @app.command(name="reject")
@@ -198,7 +185,7 @@ def reject_cmd(
         reject(session=s, target_list=lst, by=by, reason=reason, today=date.today())
         run = lst.flow_run_id
     out.print(f"list {lst.id} rejected by {by}: {reason}")
-    _resume(run, {"approved": False, "approver": by, "reason": reason})
+    out.print(resume_with_decision(run, {"approved": False, "approver": by, "reason": reason}))
 
 
 def register(root: typer.Typer) -> None:

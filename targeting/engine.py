@@ -47,6 +47,23 @@ def sql_list(values: list[str] | list[int]) -> str:
     return "(" + ", ".join(sql_literal(v) for v in values) + ")"
 
 
+# A care line (p) and its lab or CCAM rows (a) are the same act when all 9 keys match.
+CARE_JOIN = " AND ".join(f"p.{k} = a.{k}" for k in JOIN_KEYS)
+
+
+def ald_kind_sql(c: AldRenewal) -> str:
+    """The condition an ALD period must meet to be of the rule's kind (number or ICD-10)."""
+    return " OR ".join(
+        [f"imb_ald_num = {c.ald_num}"]
+        + [f"med_mtf_cod LIKE {sql_literal(p + '%')}" for p in c.icd10_prefixes]
+    )
+
+
+def act_table(g: NoCare) -> tuple[str, str]:
+    """The act table of a lab or CCAM care gap, and its code column."""
+    return ("er_bio_f", "bio_prs_ide") if g.source == "lab" else ("er_cam_f", "cam_prs_ide")
+
+
 def output_columns(rule: TargetingRule) -> list[str]:
     """The columns of a targeting result, in order."""
     return [
@@ -134,16 +151,13 @@ def _criterion(q: _Query, c: Criterion, horizon: int) -> None:
             "THEN 'residence_not_targeted' END"
         )
     elif isinstance(c, AldRenewal):
-        kind = [f"imb_ald_num = {c.ald_num}"] + [
-            f"med_mtf_cod LIKE {sql_literal(p + '%')}" for p in c.icd10_prefixes
-        ]
         q.cte(
             "ald",
             f"""SELECT {KEY}, count(*) AS ald_periods,
                    max(CASE WHEN imb_ald_dtf = {sentinel} THEN 1 ELSE 0 END) AS ald_open,
                    max(CASE WHEN imb_ald_dtf <> {sentinel} THEN imb_ald_dtf END) AS ald_end_date
             FROM ir_imb_r
-            WHERE ({" OR ".join(kind)}) AND imb_etm_nat IN {sql_list(c.etm_nat)}
+            WHERE ({ald_kind_sql(c)}) AND imb_etm_nat IN {sql_list(c.etm_nat)}
               AND imb_ald_dtd <= {d}
             GROUP BY {KEY}""",
         )
@@ -202,13 +216,10 @@ def _gap(q: _Query, name: str, g: NoCare) -> None:
             f"WHERE {lines} AND p.pse_spe_cod IN {sql_list([int(x) for x in g.codes])}"
         )
     else:
-        table, code = (
-            ("er_bio_f", "bio_prs_ide") if g.source == "lab" else ("er_cam_f", "cam_prs_ide")
-        )
-        on = " AND ".join(f"p.{k} = a.{k}" for k in JOIN_KEYS)
+        table, code = act_table(g)
         sql = (
             f"SELECT DISTINCT p.ben_nir_psa, p.ben_rng_gem, 1 AS had FROM er_prs_f p "
-            f"JOIN (SELECT * FROM {table} WHERE {code} IN {sql_list(g.codes)}) a ON {on} "
+            f"JOIN (SELECT * FROM {table} WHERE {code} IN {sql_list(g.codes)}) a ON {CARE_JOIN} "
             f"WHERE {lines}"
         )
     alias = f"care_{name}"

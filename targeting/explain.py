@@ -9,7 +9,15 @@ from typing import Any
 
 import duckdb
 
-from targeting.engine import rule_sql, sql_list, sql_literal, tables_needed
+from targeting.engine import (
+    CARE_JOIN,
+    act_table,
+    ald_kind_sql,
+    rule_sql,
+    sql_list,
+    sql_literal,
+    tables_needed,
+)
 from targeting.extract import open_extract
 from targeting.rule import (
     REASONS,
@@ -22,7 +30,7 @@ from targeting.rule import (
     NotEnrolled,
     TargetingRule,
 )
-from targeting.schema import JOIN_KEYS, SENTINEL_DATE
+from targeting.schema import SENTINEL_DATE
 
 _SENTINEL = date.fromisoformat(SENTINEL_DATE)
 
@@ -99,14 +107,10 @@ def _criterion_check(
         bounds.append(f"≤ {c.max_years}" if c.max_years is not None else "")
         detail += f"; age required {' '.join(b for b in bounds if b)} years at {d}"
     elif isinstance(c, AldRenewal):
-        kind_sql = " OR ".join(
-            [f"imb_ald_num = {c.ald_num}"]
-            + [f"med_mtf_cod LIKE {sql_literal(p + '%')}" for p in c.icd10_prefixes]
-        )
         rows = _rows(
             con,
             f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
-                   ({kind_sql}) IS TRUE AS diabetes,
+                   ({ald_kind_sql(c)}) IS TRUE AS diabetes,
                    imb_etm_nat IN {sql_list(c.etm_nat)} AS ald_nature,
                    imb_ald_dtd <= {sql_literal(d)} AS started,
                    imb_ald_dtf = {sql_literal(_SENTINEL)} AS open_ended
@@ -174,12 +178,9 @@ def _gap_check(
                   FROM er_prs_f p WHERE p.ben_nir_psa = ? AND p.ben_rng_gem = ?
                     AND p.pse_spe_cod IN {sql_list([int(x) for x in g.codes])}"""
     else:
-        table, code = (
-            ("er_bio_f", "bio_prs_ide") if g.source == "lab" else ("er_cam_f", "cam_prs_ide")
-        )
-        on = " AND ".join(f"p.{k} = a.{k}" for k in JOIN_KEYS)
+        table, code = act_table(g)
         sql = f"""SELECT p.exe_soi_dtd AS date, a.{code} AS code, p.pse_spe_cod AS specialty
-                  FROM er_prs_f p JOIN {table} a ON {on}
+                  FROM er_prs_f p JOIN {table} a ON {CARE_JOIN}
                   WHERE p.ben_nir_psa = ? AND p.ben_rng_gem = ?
                     AND a.{code} IN {sql_list(g.codes)}"""
     rows = _rows(con, f"SELECT * FROM ({sql}) ORDER BY date DESC LIMIT 5", key)

@@ -119,8 +119,12 @@ class Action(SQLModel, table=True):
     created_at: datetime
     updated_at: datetime
     done_on: date | None = None
+    # Provider timestamps: accepted by the provider, then delivered (from its events).
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
 
     __table_args__ = (
+        Index("ix_action_provider_id", "provider_id"),
         Index("ix_action_dispatch", "channel", "state", "due_on"),
         Index("ix_action_member", "member_id"),
         Index("ix_action_person", "person_id"),
@@ -275,6 +279,8 @@ class User(SQLModel, table=True):
     failed_logins: int = 0
     locked_until: datetime | None = None
     created_at: datetime
+    # The adviser's own line (E.164): Twilio rings it first, then bridges the insured person.
+    phone_line: str | None = Field(default=None, max_length=20)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -288,3 +294,42 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+
+# Telephony statuses, as Twilio names them; the last five end a call.
+CALL_END_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
+
+
+class PhoneCall(SQLModel, table=True):
+    """One agent-bridged call placed for a call-list entry, and what the telephony saw of it.
+
+    Written (with its key) before the provider is asked to dial; the adviser's outcome stays
+    on the action, the telephony status is kept here beside it.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=180, unique=True)
+    action_id: int = Field(foreign_key="action.id", index=True)
+    adviser: str = Field(max_length=64)
+    status: str = Field(default="initiated", max_length=20)
+    call_sid: str | None = Field(default=None, max_length=64, unique=True)
+    error: str | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_s: int | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProviderEvent(SQLModel, table=True):
+    """A provider callback or an imported return, kept once: a duplicate is recognised by id."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=16)
+    event_id: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    ref: str | None = Field(default=None, max_length=180)
+    received_at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_provider_event"),)

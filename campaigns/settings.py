@@ -25,9 +25,30 @@ class Settings(BaseSettings):
     session_hours: int = 8
     cookie_secure: bool = False
     extract_dir: Path | None = None
-    mailbox: str = "local"
-    email: str = "local"
-    letters: str = "local"
+    # Channel providers: "local" sinks by default; real ones by name, configured below.
+    mailbox: str = "local"  # local | http
+    email: str = "local"  # local | sendgrid
+    letters: str = "local"  # local | pdf
+    phone: str = "local"  # local | twilio
+    # Where providers reach our callbacks (Twilio signs the full URL it calls).
+    public_base_url: str = "http://localhost:8000"
+    webhook_max_age_seconds: int = 600
+    # Twilio: agent-bridged calls from the platform number.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_api_base: str | None = None  # e.g. a contract mock; None means api.twilio.com
+    twilio_caller_id: str | None = None
+    twilio_calls_per_second: float = 1.0
+    # SendGrid: v3 Mail Send for the mailbox notices, Event Webhook back.
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_from: str = "ne-pas-repondre@assurance-maladie.fr"
+    sendgrid_requests_per_second: float = 10.0
+    sendgrid_webhook_public_key: str | None = None  # base64 ECDSA P-256 key from SendGrid
+    # The insurer's mailbox service (docs/api/mailbox.openapi.yaml).
+    mailbox_url: str | None = None
+    mailbox_token: str | None = None
+    mailbox_requests_per_second: float = 20.0
     letters_workers: int = 2  # processes rendering PDF letters (one per core)
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000

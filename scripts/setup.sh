@@ -9,6 +9,19 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 uv sync --frozen --quiet
 
+# WeasyPrint (PDF letters) needs Pango from the system.
+if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0; then
+  if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "setup: installing Pango for WeasyPrint" >&2
+    (apt-get update -q >/dev/null 2>&1 || true)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpango-1.0-0 libpangoft2-1.0-0 \
+      libharfbuzz-subset0 fonts-dejavu-core >/dev/null 2>&1 \
+      || echo "setup: could not install Pango; PDF letters will not render" >&2
+  else
+    echo "setup: Pango is missing; install libpango-1.0-0 libpangoft2-1.0-0 for PDF letters" >&2
+  fi
+fi
+
 if [[ "${1:-}" == "--tests" ]]; then
   url="${RELANCE_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/test}"
   if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -19,6 +32,17 @@ if [[ "${1:-}" == "--tests" ]]; then
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
   fi
   echo "setup: tests will use PostgreSQL at ${url}" >&2
+  # Contract tests run the real SDKs against Prism serving the providers' OpenAPI files.
+  if [[ ! -x tools/prism/node_modules/.bin/prism ]]; then
+    if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+      echo "setup: installing node and npm for the contract mocks" >&2
+      (apt-get update -q >/dev/null 2>&1 || true)
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1 || true
+    fi
+    echo "setup: installing the contract mock server (Prism)" >&2
+    npm ci --prefix tools/prism --no-audit --no-fund --loglevel=error >/dev/null \
+      || echo "setup: could not install Prism; contract tests will fail in CI" >&2
+  fi
   # Browser tests drive Debian's Chromium through Playwright.
   if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
     echo "setup: installing chromium for the browser tests" >&2

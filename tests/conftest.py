@@ -124,3 +124,39 @@ def launch(engine: Engine, campaign_id: str, by: str = "test-manager") -> dict[s
         for echelon in list_status(session=s, target_list=lst).per_echelon:
             sign_off(session=s, target_list=lst, echelon=echelon, by=f"lead-{echelon}")
         return approve(session=s, target_list=lst, by=by, today=date(2026, 3, 2))
+
+
+def _mock(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.contract_mocks import MockUnavailable, prism
+
+    try:
+        with prism(spec, log=tmp_path_factory.mktemp("prism") / f"{spec.stem}.log") as url:
+            yield url
+    except MockUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"contract mock unavailable in CI: {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def twilio_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of Prism serving Twilio's 2010-04-01 contract."""
+    from tests.contract_mocks import TWILIO_SPEC
+
+    yield from _mock(TWILIO_SPEC, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def sendgrid_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of Prism serving SendGrid's v3 Mail Send contract."""
+    from tests.contract_mocks import SENDGRID_SPEC
+
+    yield from _mock(SENDGRID_SPEC, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def mailbox_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of Prism serving our own mailbox service contract (docs/api)."""
+    from tests.contract_mocks import MAILBOX_SPEC
+
+    yield from _mock(MAILBOX_SPEC, tmp_path_factory)

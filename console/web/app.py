@@ -184,9 +184,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def home(user: User = Depends(current_user)) -> Response:
         return RedirectResponse(HOME[user.role], status_code=303)
 
-    from console.web import routes_calls, routes_campaigns, routes_results
+    from console.web import (
+        routes_calls,
+        routes_campaigns,
+        routes_email_events,
+        routes_phone,
+        routes_results,
+    )
 
     routes_campaigns.add_routes(app)
     routes_calls.add_routes(app)
     routes_results.add_routes(app)
+    routes_phone.add_routes(app)
+    routes_email_events.add_routes(app)
     return app

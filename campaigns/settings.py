@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # The console: signed session cookies, their lifetime, the extract used to explain decisions.
     secret_key: str | None = None
     session_hours: int = 8
+    login_max_failures_per_address: int = 20
+    login_throttle_minutes: int = 15
     cookie_secure: bool = False
     extract_dir: Path | None = None
     # Channel providers: "local" sinks by default; real ones by name, configured below.

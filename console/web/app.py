@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from campaigns.clock import utcnow
 from campaigns.db import get_engine
 from campaigns.models import User
 from campaigns.settings import Settings, get_settings
+from console.web.throttle import LoginThrottle
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 HOME = {
@@ -126,6 +127,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine or get_engine(settings.resolved_database_url())
     app.state.clock = utcnow
+    app.state.login_throttle = LoginThrottle(
+        settings.login_max_failures_per_address,
+        timedelta(minutes=settings.login_throttle_minutes),
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.resolved_secret_key(),
@@ -155,9 +160,25 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         password: str = Form(...),
         next: str = Form("/"),
         s: Session = Depends(db),
+        now: datetime = Depends(clock),
     ) -> Response:
-        user = authenticate(session=s, username=username, password=password)
+        throttle: LoginThrottle = request.app.state.login_throttle
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.retry_after(address, now)
+        if wait is not None:
+            record(session=s, actor=username[:64], action="login_throttled", target="console")
+            page = render(
+                request,
+                "login.html",
+                next=next,
+                error=f"Trop de tentatives depuis ce poste : réessayez dans {wait // 60 + 1} min.",
+            )
+            page.status_code = 429
+            page.headers["Retry-After"] = str(wait)
+            return page
+        user = authenticate(session=s, username=username, password=password, now=now)
         if user is None:
+            throttle.failed(address, now)
             record(session=s, actor=username[:64], action="login_failed", target="console")
             return render(
                 request, "login.html", next=next, error="Identifiant ou mot de passe incorrect."

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from campaigns.clock import utcnow
 from campaigns.models import ROLES, User
+from channels.phone import E164
 
 _hasher = PasswordHasher()
 MAX_FAILED = 5
@@ -30,12 +31,15 @@ def create_user(
     echelon: str | None = None,
     platform: str | None = None,
     now: datetime | None = None,
+    phone_line: str | None = None,
 ) -> User:
     """A new account; échelon leads need an échelon, advisers and supervisors a platform."""
     if role not in ROLES:
         raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     if role == "echelon_lead" and not echelon:
         raise AccountError("an échelon lead needs --echelon")
+    if phone_line and not E164.match(phone_line):
+        raise AccountError("--phone-line must be an E.164 number, e.g. +33140000000")
     if len(password) < 12:
         raise AccountError("passwords need at least 12 characters")
     if session.exec(select(User).where(User.username == username)).first() is not None:
@@ -48,6 +52,7 @@ def create_user(
         echelon=echelon,
         platform=platform or ("pfs" if role in ("adviser", "supervisor") else None),
         created_at=now or utcnow(),
+        phone_line=phone_line,
     )
     session.add(user)
     session.flush()

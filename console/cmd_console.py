@@ -34,6 +34,7 @@ def add(
     role: str = typer.Option(..., "--role", help=", ".join(ROLES)),
     echelon: str = typer.Option(None, "--echelon", help="For échelon leads: their échelon."),
     name: str = typer.Option(None, "--name", help="Display name."),
+    phone_line: str = typer.Option(None, "--phone-line", help="Advisers: their line, E.164."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read it from stdin."),
 ) -> None:
     """Create an account (the password is asked for, never taken on the command line)."""
@@ -47,6 +48,7 @@ def add(
                 role=role,
                 echelon=echelon,
                 display_name=name,
+                phone_line=phone_line,
             )
             scope = f", échelon {u.echelon}" if u.echelon else ""
             err.print(f"user {u.username} ({u.role}{scope}) created")

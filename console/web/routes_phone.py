@@ -1,9 +1,121 @@
-"""Placeholder replaced in this change; registers nothing yet."""
+"""Click-to-call from the call card, and Twilio's signed status callbacks."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from twilio.request_validator import RequestValidator
+
+from campaigns.audit import record
+from campaigns.models import User
+from campaigns.telephony import DialError, latest_call, record_status, start_call
+from console.web.app import Forbidden, check_csrf, clock, db, engine_of, roles
+from console.web.routes_calls import _own_call
+
+
+def phone_of(request: Request) -> Any:
+    """The app's telephony: set by tests or the demo, else built from the settings once."""
+    phone = getattr(request.app.state, "phone", None)
+    if phone is None:
+        from flows.adapters import build_phone
+
+        phone = request.app.state.phone = build_phone(request.app.state.settings)
+    return phone
+
+
+def public_url(request: Request) -> str:
+    """The URL Twilio called (and signed), not the one this process sees behind a proxy."""
+    base = str(request.app.state.settings.public_base_url).rstrip("/")
+    query = request.url.query
+    return base + request.url.path + (f"?{query}" if query else "")
 
 
 def add_routes(app: FastAPI) -> None:
-    """Register the routes (filled in by this change)."""
+    """Register the dial button and the status webhook."""
+
+    @app.post("/calls/{aid}/dial", dependencies=[Depends(check_csrf)])
+    def dial(
+        request: Request,
+        aid: int,
+        user: User = roles("adviser"),
+        s: Session = Depends(db),
+        now: datetime = Depends(clock),
+    ) -> Response:
+        _own_call(s, aid, user)
+        if not user.phone_line:
+            msg = "aucune ligne téléphonique n'est associée à votre compte (voir un administrateur)"
+            return RedirectResponse(f"/calls/{aid}?e={quote(msg)}", status_code=303)
+        try:
+            call = start_call(
+                session=s,
+                action_id=aid,
+                adviser=user.username,
+                adviser_line=user.phone_line,
+                phone=phone_of(request),
+                now=now,
+            )
+        except DialError as e:
+            record(
+                session=s,
+                actor=user.username,
+                action="dial",
+                target=f"action/{aid}",
+                detail={"error": str(e)[:200]},
+            )
+            return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
+        record(
+            session=s,
+            actor=user.username,
+            action="dial",
+            target=f"action/{aid}",
+            detail={"call": call.key},
+        )
+        return RedirectResponse(f"/calls/{aid}", status_code=303)
+
+    @app.get("/calls/{aid}/telephony")
+    def telephony(aid: int, user: User = roles("adviser"), s: Session = Depends(db)) -> Response:
+        _own_call(s, aid, user)
+        call = latest_call(session=s, action_id=aid)
+        if call is None:
+            return JSONResponse({"status": None})
+        return JSONResponse(
+            {
+                "status": call.status,
+                "error": call.error,
+                "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+                "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+                "duration_s": call.duration_s,
+            }
+        )
+
+    @app.post("/webhooks/twilio/status")
+    async def twilio_status(request: Request, now: datetime = Depends(clock)) -> Response:
+        token = request.app.state.settings.twilio_auth_token
+        if not token:
+            raise Forbidden("Twilio callbacks are not configured")
+        form = await request.form()
+        params = {k: v for k, v in form.items() if isinstance(v, str)}
+        signature = request.headers.get("x-twilio-signature", "")
+        if not RequestValidator(str(token)).validate(public_url(request), params, signature):
+            raise Forbidden("bad Twilio signature")
+        # The query (our key, the leg) is signed as part of the URL: trust it like the form.
+        params = {**dict(request.query_params.items()), **params}
+        engine = engine_of(request)
+
+        def apply() -> bool:
+            with Session(engine) as s:
+                record_status(session=s, params=params, now=now)
+                s.commit()
+            return True
+
+        try:
+            await run_in_threadpool(apply)
+        except ValueError:
+            return Response(status_code=400)
+        return Response(status_code=204)

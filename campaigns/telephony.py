@@ -1,0 +1,225 @@
+"""Agent-bridged calls from the console, and what the telephony reports back about them.
+
+The adviser's outcome stays on the action (their decision); the telephony status is kept on
+a PhoneCall beside it. A PhoneCall row (with its key) is committed before the provider is
+asked to dial, so a crash never places a call we do not know about, and a double click finds
+the live call instead of dialling again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from campaigns.calls import CallError, _blocked_now
+from campaigns.models import CALL_END_STATUSES, QUEUED, Action, Person, PhoneCall, ProviderEvent
+from channels.base import ChannelError
+from channels.phone import E164, BridgeCall, PhoneBridge
+
+# A call with no provider id yet is presumed live this long (the provider call in flight).
+DIALLING = timedelta(minutes=2)
+
+# Twilio's statuses as we keep them, and their order: a later event never moves back.
+_STATUS = {
+    "queued": "initiated",
+    "initiated": "initiated",
+    "ringing": "ringing",
+    "in-progress": "answered",
+    "answered": "answered",
+    **{s: s for s in CALL_END_STATUSES},
+}
+_RANK = {"initiated": 0, "ringing": 1, "answered": 2, **{s: 3 for s in CALL_END_STATUSES}}
+
+
+class DialError(CallError):
+    """A call that could not be placed; the message is meant for the adviser."""
+
+
+def latest_call(*, session: Session, action_id: int) -> PhoneCall | None:
+    """The most recent call placed for this call-list entry."""
+    return session.exec(
+        select(PhoneCall)
+        .where(PhoneCall.action_id == action_id)
+        .order_by(col(PhoneCall.created_at).desc(), col(PhoneCall.id).desc())
+    ).first()
+
+
+def _live(call: PhoneCall | None, now: datetime) -> bool:
+    if call is None or call.status in CALL_END_STATUSES:
+        return False
+    return call.call_sid is not None or call.created_at > now - DIALLING
+
+
+def start_call(
+    *,
+    session: Session,
+    action_id: int,
+    adviser: str,
+    adviser_line: str,
+    phone: PhoneBridge,
+    now: datetime,
+) -> PhoneCall:
+    """Bridge the adviser to the person of a call they hold; a live call is returned as is."""
+    action = session.get(Action, action_id, with_for_update=True)
+    if (
+        action is None
+        or action.channel != "phone"
+        or action.state != QUEUED
+        or action.claimed_by != adviser
+        or (action.lease_until is not None and action.lease_until < now)
+    ):
+        raise DialError("cet appel ne vous est pas attribué")
+    if not E164.match(adviser_line or ""):
+        raise DialError("votre ligne n'est pas un numéro valide (format +33…)")
+    blocked = _blocked_now(session, action, now)
+    if blocked:
+        raise DialError(f"appel impossible : {blocked}")
+    current = latest_call(session=session, action_id=action_id)
+    if _live(current, now):
+        assert current is not None
+        return current
+    n = session.exec(
+        select(func.count()).select_from(PhoneCall).where(PhoneCall.action_id == action_id)
+    ).one()
+    call = PhoneCall(
+        key=f"{action.key}:dial:{n + 1}",
+        action_id=action_id,
+        adviser=adviser,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(call)
+    try:
+        session.commit()  # the key is on record before the provider hears of it
+    except IntegrityError:
+        # A concurrent click wrote the same key first: that call is the one.
+        session.rollback()
+        again = latest_call(session=session, action_id=action_id)
+        if again is None:
+            raise
+        return again
+    person = session.get(Person, action.person_id)
+    assert person is not None and person.telephone
+    try:
+        receipt = phone.bridge(
+            BridgeCall(
+                key=call.key,
+                adviser_line=adviser_line,
+                callee=person.telephone,
+                callback_query=urlencode({"key": call.key}),
+            )
+        )
+    except ChannelError as e:
+        call.status, call.error, call.ended_at, call.updated_at = "failed", str(e), now, now
+        session.commit()
+        raise DialError(f"l'appel n'a pas pu être passé : {e}") from None
+    call.call_sid, call.updated_at = receipt.provider_id, now
+    session.commit()
+    return call
+
+
+def _when(params: Mapping[str, str], now: datetime) -> datetime:
+    try:
+        at = parsedate_to_datetime(params.get("Timestamp", ""))
+    except (TypeError, ValueError):
+        return now
+    return at if at.utcoffset() is not None else now
+
+
+def _find(session: Session, params: Mapping[str, str]) -> PhoneCall | None:
+    key = params.get("key")
+    if key:
+        found = session.exec(
+            select(PhoneCall).where(PhoneCall.key == key).with_for_update()
+        ).first()
+        if found is not None:
+            return found
+    sids = [s for s in (params.get("ParentCallSid"), params.get("CallSid")) if s]
+    if not sids:
+        return None
+    return session.exec(
+        select(PhoneCall).where(col(PhoneCall.call_sid).in_(sids)).with_for_update()
+    ).first()
+
+
+def record_status(*, session: Session, params: Mapping[str, str], now: datetime) -> bool:
+    """Apply one Twilio status callback; False when it was seen before (nothing changes)."""
+    sid, raw = params.get("CallSid", ""), params.get("CallStatus", "")
+    if not sid or not raw:
+        raise ValueError("a status callback needs CallSid and CallStatus")
+    callee_leg = params.get("leg") == "callee"
+    call = _find(session, params)
+    had_callee_events = call is not None and (
+        session.exec(
+            select(ProviderEvent.id).where(
+                ProviderEvent.provider == "twilio",
+                ProviderEvent.ref == call.key,
+                col(ProviderEvent.kind).startswith("callee_"),
+            )
+        ).first()
+        is not None
+    )
+    event = ProviderEvent(
+        provider="twilio",
+        event_id=f"{sid}:{raw}:{params.get('SequenceNumber', '')}"[:128],
+        kind=f"{'callee' if callee_leg else 'adviser'}_{raw}"[:32],
+        ref=call.key if call is not None else params.get("key"),
+        received_at=now,
+        # Identifiers and timings only: the From/To numbers are not kept.
+        detail={
+            k: params[k]
+            for k in (
+                "CallSid",
+                "ParentCallSid",
+                "CallStatus",
+                "CallDuration",
+                "Timestamp",
+                "SequenceNumber",
+                "leg",
+            )
+            if k in params
+        },
+    )
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return False
+    status = _STATUS.get(raw)
+    if call is None or status is None:
+        return True  # kept for the record; nothing of ours to update
+    if call.call_sid is None:
+        # The provider took the call but we never stored its answer (crash): recover it.
+        call.call_sid = params.get("ParentCallSid") if callee_leg else sid
+    if callee_leg:
+        # The person's leg is what the adviser cares about: its first event replaces whatever
+        # the adviser's leg said; after that, statuses only move forward.
+        if had_callee_events and _RANK[status] <= _RANK.get(call.status, 0):
+            return True
+        if not had_callee_events:
+            call.error = None
+        _apply(call, status, params, now)
+    elif not had_callee_events:
+        if _RANK[status] <= _RANK.get(call.status, 0):
+            return True
+        _apply(call, status, params, now)
+        if status in CALL_END_STATUSES and status != "completed":
+            call.error = f"adviser line: {raw}"
+    return True
+
+
+def _apply(call: PhoneCall, status: str, params: Mapping[str, str], now: datetime) -> None:
+    call.status, call.updated_at = status, now
+    if status == "answered":
+        call.answered_at = call.answered_at or _when(params, now)
+    if status in CALL_END_STATUSES:
+        call.ended_at = _when(params, now)
+        duration = params.get("CallDuration", "")
+        if duration.isdigit():
+            call.duration_s = int(duration)

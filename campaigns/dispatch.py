@@ -7,18 +7,20 @@ the result is repaired by calling again with the same key, which the adapters ab
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from campaigns.catalog import Campaign
 from campaigns.clock import utcnow
+from campaigns.definition import CampaignDefinition
 from campaigns.ledger import action_key, insert_actions
 from campaigns.models import (
     ACTIVE,
@@ -32,6 +34,7 @@ from campaigns.models import (
     Action,
     Enrolment,
     Member,
+    MemberEvent,
     Opposition,
     Person,
 )
@@ -57,8 +60,51 @@ class Adapters:
     letters: LetterPrinter
 
 
-def _backoff(tries: int) -> timedelta:
-    return timedelta(minutes=2 ** min(tries, 8))
+RETRY_FLOOR = timedelta(minutes=1)
+RETRY_BASE = timedelta(minutes=2)
+RETRY_CAP = timedelta(hours=4)
+
+
+def retry_delay(key: str, tries: int) -> timedelta:
+    """The wait before the next try: exponential, capped, with full jitter seeded by the key."""
+    # Seeded by (key, tries) so a schedule can be replayed, while the rows of one failed batch
+    # still spread out instead of coming back together.
+    ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** (min(tries, 16) - 1))
+    jitter = random.Random(f"{key}#{tries}").uniform(0, ceiling.total_seconds())
+    return RETRY_FLOOR + timedelta(seconds=jitter)
+
+
+def _reachable(step_requires: Sequence[str], person: Person) -> bool:
+    has = {
+        "phone": bool(person.telephone) and not person.phone_invalid,
+        "compte_ameli": person.compte_ameli,
+        "email": bool(person.email) and not person.email_invalid,
+        "postal_address": bool(person.address_lines) and not person.address_invalid,
+    }
+    return all(has.get(r, False) for r in step_requires)
+
+
+def next_step(
+    definition: CampaignDefinition,
+    step_id: str,
+    *,
+    person: Person,
+    opposed: set[str],
+    anchor: date,
+    today: date,
+) -> str:
+    """The cascade step the person can still get after `step_id`, or 'none'."""
+    ids = [s.id for s in definition.cascade]
+    parent = step_id.removesuffix("_notice") if step_id not in ids else step_id
+    if parent not in ids:
+        return "none"
+    for s in definition.cascade[ids.index(parent) + 1 :]:
+        if anchor + timedelta(days=s.end_days) < today:
+            continue
+        if "all" in opposed or s.channel in opposed or not _reachable(s.requires, person):
+            continue
+        return s.id
+    return "none"
 
 
 def claim_batch(
@@ -246,35 +292,83 @@ def dispatch_batch(
     else:
         batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
         results = adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+    # A provider's webhook can be faster than our commit (delivered, bounced): what it
+    # recorded wins over "sent"; we only add the provider id and the time sent.
+    moved = dict(
+        session.exec(
+            select(Action.id, Action.state).where(
+                col(Action.id).in_([a.id for a, _ in to_send]), col(Action.state) != SENDING
+            )
+        ).all()
+    )
     notices: list[dict[str, Any]] = []
     for (a, _), result in zip(to_send, results, strict=True):
         a.updated_at = now
         if isinstance(result, Receipt):
             notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
-            a.state, a.provider_id, a.done_on, a.error = (
-                result.status,
-                result.provider_id,
-                today,
-                None,
-            )
+            a.provider_id, a.done_on, a.sent_at = result.provider_id, today, now
+            if a.id in moved:
+                session.refresh(a, attribute_names=["state", "reason", "delivered_at", "error"])
+            else:
+                a.state, a.error = result.status, None
             counts["sent"] += 1
         elif result.retryable and a.tries < MAX_TRIES:
-            a.state, a.error, a.next_try_at = FAILED_RETRYABLE, str(result), now + _backoff(a.tries)
+            a.state, a.error = FAILED_RETRYABLE, str(result)
+            a.next_try_at = now + retry_delay(a.key, a.tries)
             counts["failed_retryable"] += 1
         else:
-            a.state, a.error, a.reason = (
-                FAILED_FINAL,
-                str(result),
-                getattr(result, "code", "failed"),
-            )
+            _fail_final(session, campaign.definition, a, result, ctx[a.member_id], today, now)
             counts["failed_final"] += 1
-            if getattr(result, "code", "") == "invalid_address":
-                session.execute(
-                    update(Person).where(col(Person.id) == a.person_id).values(address_invalid=True)
-                )
     if notices:
         counts["notices_planned"] += insert_actions(session, notices)
     return dict(counts)
+
+
+# A final failure that says a contact detail is wrong marks it, so no step uses it again.
+_INVALIDATES = {"invalid_address": "address_invalid", "invalid_email": "email_invalid"}
+
+
+def _fail_final(
+    session: Session,
+    definition: CampaignDefinition,
+    a: Action,
+    error: ChannelError,
+    row: dict[str, Any],
+    today: date,
+    now: datetime,
+) -> None:
+    """Record a final failure, and what the cascade offers the person next, with the reason."""
+    code = getattr(error, "code", "failed") or "failed"
+    a.state, a.error, a.reason = FAILED_FINAL, str(error), code
+    person: Person = row["person"]
+    flag = _INVALIDATES.get(code)
+    if flag is not None:
+        setattr(person, flag, True)
+        person.updated_at = now
+    member: Member = row["member"]
+    nxt = next_step(
+        definition,
+        a.step,
+        person=person,
+        opposed=row["opposed"],
+        anchor=member.anchor_date,
+        today=today,
+    )
+    session.add(
+        MemberEvent(
+            member_id=a.member_id,
+            on=today,
+            kind="step_failed",
+            detail={
+                "step": a.step,
+                "channel": a.channel,
+                "attempt": a.attempt,
+                "reason": code,
+                "next_step": nxt,
+                "text": f"{a.step} failed: {code} → {nxt}",
+            },
+        )
+    )
 
 
 def _notice_rows(

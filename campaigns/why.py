@@ -51,7 +51,7 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
     for e in session.exec(
         select(MemberEvent).where(MemberEvent.member_id == member.id).order_by(col(MemberEvent.id))
     ):
-        story.lines.append((e.on, f"{e.kind}: {e.detail}"))
+        story.lines.append((e.on, f"{e.kind}: {e.detail.get('text') or e.detail}"))
     for a in session.exec(
         select(Action).where(Action.member_id == member.id).order_by(col(Action.id))
     ):

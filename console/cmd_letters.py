@@ -1,0 +1,54 @@
+"""`relance letters returns FILE`: import the print house's returned mail (NPAI)."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from campaigns.db import get_engine, session_scope
+from campaigns.returns import ReturnsFileError, import_returns
+
+letters = typer.Typer(help="Postal letters: what the print house sends back.", no_args_is_help=True)
+out, err = Console(), Console(stderr=True)
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser() or "cli"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@letters.command("returns")
+def returns(
+    file: Path = typer.Argument(..., help="CSV: key,returned_on,reason (NPAI, refused, …)"),
+) -> None:
+    """Mark the addresses of returned letters invalid; a bad file changes nothing (exit 2)."""
+    try:
+        data = file.read_bytes()
+    except OSError as e:
+        err.print(f"[red]{file}: cannot read ({e.strerror})[/red]")
+        raise typer.Exit(2) from None
+    try:
+        with session_scope(get_engine()) as s:
+            report = import_returns(session=s, data=data, name=str(file), actor=_actor())
+    except ReturnsFileError as e:
+        for line in e.problems:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+        err.print(f"[red]{len(e.problems)} problem(s): nothing imported[/red]")
+        raise typer.Exit(2) from None
+    reasons = ", ".join(f"{k} {v}" for k, v in report.by_reason.items()) or "none"
+    out.print(
+        f"{report.lines} returned letters: {report.applied} imported ({reasons}), "
+        f"{report.already_imported} already imported, "
+        f"{report.addresses_invalidated} addresses marked invalid",
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the CLI."""
+    app.add_typer(letters, name="letters")

@@ -1,0 +1,173 @@
+"""The HTTP mailbox adapter against its own contract (Prism) and under faults."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from campaigns.db import session_scope
+from campaigns.dispatch import Adapters, dispatch
+from campaigns.models import Action
+from campaigns.simulator import at
+from channels.base import PermanentFailure, TemporaryFailure
+from channels.email import LocalEmail
+from channels.letters import LocalLetters
+from channels.mailbox import MailboxMessage
+from channels.mailbox_http import HttpMailbox
+from channels.resilience import Backoff
+from tests.factories import valid_nir
+from tests.test_dispatch import MAILBOX_DAY, C, setup
+
+NIR = valid_nir(7)
+EXAMPLE_ID = "msg_7f3c2a9e41"  # the contract's example
+
+
+def message(key: str = "sophia-ald8:7:mailbox:1", nir: str = NIR) -> MailboxMessage:
+    return MailboxMessage(key=key, recipient=nir, subject="Votre ALD", body="Bonjour **M.**")
+
+
+def no_sleep_backoff(sleeps: list[float], attempts: int = 4) -> Backoff:
+    return Backoff(attempts=attempts, base=0.5, cap=30.0, sleep=sleeps.append, rng=random.Random(1))
+
+
+def test_deposit_returns_the_contract_example_id(mailbox_mock: str) -> None:
+    box = HttpMailbox(base_url=mailbox_mock, token="t0k3n")
+    r = box.deposit(message())
+    assert (r.provider_id, r.status, r.key) == (EXAMPLE_ID, "sent", "sophia-ald8:7:mailbox:1")
+
+
+def test_read_status_from_the_contract(mailbox_mock: str) -> None:
+    assert HttpMailbox(base_url=mailbox_mock, token="t").read_status(EXAMPLE_ID) == "read"
+
+
+def test_a_nir_the_contract_rejects_is_a_readable_permanent_failure(mailbox_mock: str) -> None:
+    bad = "3" + NIR[1:]  # sex digit 3 does not exist
+    with pytest.raises(PermanentFailure) as e:
+        HttpMailbox(base_url=mailbox_mock, token="t").deposit(message(nir=bad))
+    text = str(e.value)
+    assert e.value.code == "rejected_422" and "422" in text and "Invalid message" in text
+    assert "recipient.nir must match pattern" in text
+    assert bad not in text and NIR[1:] not in text
+
+
+def test_a_key_longer_than_the_contract_allows_is_refused(mailbox_mock: str) -> None:
+    with pytest.raises(PermanentFailure) as e:
+        HttpMailbox(base_url=mailbox_mock, token="t").deposit(message(key="x" * 181))
+    assert "idempotency-key" in str(e.value).lower()
+
+
+def test_no_account_is_a_permanent_failure_with_its_code(mailbox_mock: str) -> None:
+    client = httpx.Client(headers={"Prefer": "code=404"})
+    box = HttpMailbox(base_url=mailbox_mock, token="t", client=client)
+    with pytest.raises(PermanentFailure) as e:
+        box.deposit(message())
+    assert e.value.code == "no_account" and "No ameli account" in str(e.value)
+
+
+def scripted(
+    answers: list[Callable[[httpx.Request], httpx.Response]], seen: list[httpx.Request]
+) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)(request)
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        201, json={"id": "m1", "status": "unread", "deposited_at": "2026-05-01T08:00:00Z"}
+    )
+
+
+def status(code: int, retry_after: str | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return lambda _: httpx.Response(code, headers=headers, json={"title": "busy", "status": code})
+
+
+def test_429_then_503_are_retried_with_the_same_key_honouring_retry_after() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    client = scripted([status(429, "3"), status(503), ok], seen)
+    box = HttpMailbox(
+        base_url="http://mb", token="t", client=client, backoff=no_sleep_backoff(sleeps)
+    )
+    r = box.deposit(message())
+    assert r.provider_id == "m1" and len(seen) == 3
+    assert {q.headers["Idempotency-Key"] for q in seen} == {"sophia-ald8:7:mailbox:1"}
+    assert seen[0].headers["Authorization"] == "Bearer t"
+    assert sleeps[0] == 3.0  # Retry-After
+    assert 0 <= sleeps[1] <= 1.0  # full jitter on base * 2**1
+
+
+def test_retries_exhausted_become_a_temporary_failure() -> None:
+    seen: list[httpx.Request] = []
+    sleeps: list[float] = []
+    client = scripted([status(503)] * 3, seen)
+    box = HttpMailbox(
+        base_url="http://mb", token="t", client=client, backoff=no_sleep_backoff(sleeps, 3)
+    )
+    with pytest.raises(TemporaryFailure) as e:
+        box.deposit(message())
+    assert len(seen) == 3 and len(sleeps) == 2 and e.value.code == "unavailable"
+
+
+def test_a_transport_error_is_retried() -> None:
+    seen: list[httpx.Request] = []
+
+    def boom(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = scripted([boom, ok], seen)
+    box = HttpMailbox(base_url="http://mb", token="t", client=client, backoff=no_sleep_backoff([]))
+    assert box.deposit(message()).provider_id == "m1" and len(seen) == 2
+
+
+def test_a_4xx_is_not_retried() -> None:
+    seen: list[httpx.Request] = []
+    client = scripted([status(400)], seen)
+    box = HttpMailbox(base_url="http://mb", token="t", client=client, backoff=no_sleep_backoff([]))
+    with pytest.raises(PermanentFailure):
+        box.deposit(message())
+    assert len(seen) == 1
+
+
+def test_dispatch_through_the_http_mailbox(
+    engine: Engine, tmp_path: Path, mailbox_mock: str
+) -> None:
+    setup(engine, 6, MAILBOX_DAY, telephone=None)
+    adapters = Adapters(
+        mailbox=HttpMailbox(base_url=mailbox_mock, token="t"),
+        email=LocalEmail(tmp_path),
+        letters=LocalLetters(tmp_path),
+    )
+    with session_scope(engine) as s:
+        queued = len(list(s.exec(select(Action).where(Action.channel == "mailbox"))))
+    assert queued > 0
+    now = at(MAILBOX_DAY, 8)
+    rep = dispatch(
+        engine=engine, campaign=C, channel="mailbox", adapters=adapters, today=MAILBOX_DAY, now=now
+    )
+    assert rep["sent"] == queued and rep["notices_planned"] == queued
+    with session_scope(engine) as s:
+        sent = list(s.exec(select(Action).where(Action.channel == "mailbox")))
+        assert {(a.state, a.provider_id) for a in sent} == {("sent", EXAMPLE_ID)}
+        assert all(a.sent_at == now for a in sent)
+        notices = list(s.exec(select(Action).where(Action.channel == "email")))
+        assert len(notices) == queued and {a.state for a in notices} == {"queued"}
+    again = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="mailbox",
+        adapters=adapters,
+        today=MAILBOX_DAY,
+        now=now + timedelta(hours=1),
+    )
+    assert again == {}

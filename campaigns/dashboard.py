@@ -214,7 +214,7 @@ def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
         echelon, value = line[0].strip(), line[1].strip()
         if echelon not in known:
             errors.append(f"line {n}: unknown échelon {echelon!r}")
-        elif not value.isdigit():
+        elif not (value.isascii() and value.isdigit()):
             errors.append(f"line {n}: objective {value!r} is not a whole number")
         elif echelon in out:
             errors.append(f"line {n}: échelon {echelon} given twice")

@@ -40,7 +40,8 @@ def _parse(path: Path, report: FeedReport) -> list[dict[str, Any]]:
         if missing:
             report.errors.append(f"{path.name}: line 1: missing columns {', '.join(missing)}")
             return rows
-        for line_no, raw in enumerate(reader, start=2):
+        for raw in reader:
+            line_no = reader.reader.line_num  # the file's line, even after a quoted line break
             report.rows += 1
             try:
                 nir_psa = (raw["ben_nir_psa"] or "").strip()

@@ -221,5 +221,5 @@ def _apply(call: PhoneCall, status: str, params: Mapping[str, str], now: datetim
     if status in CALL_END_STATUSES:
         call.ended_at = _when(params, now)
         duration = params.get("CallDuration", "")
-        if duration.isdigit():
+        if duration.isascii() and duration.isdigit():
             call.duration_s = int(duration)

@@ -19,7 +19,7 @@ def why(
 ) -> None:
     """Why this person was, or was not, contacted: every recorded decision, dated."""
     psa, _, rng = person.rpartition(":")
-    if not psa or not rng.isdigit():
+    if not psa or not (rng.isascii() and rng.isdigit()):
         err.print("[red]--person must be BEN_NIR_PSA:BEN_RNG_GEM[/red]")
         raise typer.Exit(2)
     with session_scope(get_engine()) as s:

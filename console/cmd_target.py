@@ -12,8 +12,11 @@ from rich.console import Console
 
 from campaigns.catalog import load_campaign
 from campaigns.definition import DefinitionError
-from targeting.engine import run_targeting, write_csv_atomic
-from targeting.extract import ExtractError
+from targeting.engine import run_targeting, tables_needed, write_csv_atomic
+from targeting.extract import ExtractError, Problem, check_extract
+from targeting.quarantine import default_path, write_report
+
+_SHOWN = 5  # problems named on stderr; the report has them all
 
 
 def target(
@@ -28,6 +31,11 @@ def target(
     spark_master: str = typer.Option(
         "local[2]", "--spark-master", help="Spark master URL (spark://…, yarn, k8s://…)."
     ),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="CSV report of every bad row (default: <output>.quarantine.csv; DuckDB engine).",
+    ),
 ) -> None:
     """Write who the campaign targets at the run date, with priority, care gaps and reasons."""
     console = Console(stderr=True)
@@ -39,6 +47,16 @@ def target(
         raise typer.Exit(2) from None
     try:
         rule = load_campaign(campaign).definition.targeting
+        if engine == "duckdb":
+            report = quarantine or default_path(output)
+            problems = check_extract(extract, tables_needed(rule))
+            write_report(report, problems)
+            if any(p.severity == "error" for p in problems):
+                _refuse(console, problems, report)
+            if problems:
+                console.print(
+                    f"[yellow]{len(problems):,} warnings[/yellow] (letter channel) → {report}"
+                )
         if engine == "spark":
             from targeting.spark import run_targeting_spark
 
@@ -65,6 +83,20 @@ def target(
         f"{eligible:,} eligible, {priority:,} priority ({table.num_rows:,} rows) → {output} "
         f"in {time.perf_counter() - t0:.1f} s"
     )
+
+
+def _refuse(console: Console, problems: list[Problem], report: Path) -> None:
+    """Name the first errors and the report, exit 2: the output is not written."""
+    errors = [p for p in problems if p.severity == "error"]
+    for p in errors[:_SHOWN]:
+        console.print(f"[red]error:[/red] {p}", highlight=False, soft_wrap=True)
+    more = f" (and {len(errors) - _SHOWN:,} more)" if len(errors) > _SHOWN else ""
+    console.print(
+        f"{len(errors):,} errors{more}; every bad row is in {report}\nNothing was written.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,17 +2,21 @@
 
 A table is `DIR/<table>.parquet` or `DIR/<table>.csv`. Problems are reported with the file,
 the row (1-based data row; for CSV the line number, header = line 1), the column and why.
+`check_extract` lists every problem of every table (at most `CAP` per table, then a count);
+`open_extract` raises `ExtractError` naming the first one and carrying the whole list.
+A NIR's value is never part of a problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 
-from targeting.schema import PERSON_KEY, TABLES, Column
+from targeting.schema import PERSON_KEY, TABLES, Column, Table
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "date": "DATE", "bool": "BOOLEAN"}
 _EXPECTED = {
@@ -21,24 +25,72 @@ _EXPECTED = {
     "bool": "true or false",
     "str": "text",
 }
+# What an integer or a date written as text must look like before it is cast.
+_TEXT_SHAPES = {"int": "-?[0-9]{1,18}", "date": "[0-9]{4}-[0-9]{2}-[0-9]{2}"}
 # NIR: sex, year, month, département (2A/2B for Corsica), commune, order, check key.
 _NIR_SHAPE = "^[1-478][0-9]{4}(2A|2B|[0-9]{2})[0-9]{8}$"
+# AFNOR NF Z10-011: a postal address line holds at most 38 characters.
+ADDRESS_LINE_MAX = 38
+CAP = 1000  # problems listed per table; the rest are counted
 _validated: set[tuple[str, int, int]] = set()
+
+Severity = Literal["error", "warning"]
+
+
+def _where(file: str, row: int | None, column: str | None) -> str:
+    where = [file]
+    if row is not None:
+        where.append(f"line {row}" if file.endswith(".csv") else f"row {row}")
+    if column is not None:
+        where.append(f"column {column}")
+    return ", ".join(where)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of an extract: file, row (CSV: line), column, why, and whose row it is.
+
+    `key` is the row's person key `ben_nir_psa:ben_rng_gem` when it has one (never a NIR).
+    A `warning` does not refuse the extract (e.g. an address line too long for a letter).
+    """
+
+    file: str
+    reason: str
+    row: int | None = None
+    column: str | None = None
+    key: str | None = None
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{_where(self.file, self.row, self.column)}: {self.reason}"
 
 
 class ExtractError(ValueError):
-    """A problem in an extract: which file, row and column, and why."""
+    """A problem in an extract: which file, row and column, and why.
+
+    `problems` holds every problem found (the message names the first error).
+    """
 
     def __init__(
-        self, file: Path | str, reason: str, *, row: int | None = None, column: str | None = None
+        self,
+        file: Path | str,
+        reason: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        problems: Sequence[Problem] | None = None,
     ) -> None:
         self.file, self.row, self.column, self.reason = str(file), row, column, reason
-        where = [self.file]
-        if row is not None:
-            where.append(f"line {row}" if self.file.endswith(".csv") else f"row {row}")
-        if column is not None:
-            where.append(f"column {column}")
-        super().__init__(f"{': '.join([', '.join(where)])}: {reason}")
+        self.problems = (
+            list(problems) if problems else [Problem(self.file, reason, row=row, column=column)]
+        )
+        super().__init__(f"{_where(self.file, row, column)}: {reason}")
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> ExtractError:
+        """The error of a list of problems: its first error, carrying the whole list."""
+        first = next(p for p in problems if p.severity == "error")
+        return cls(first.file, first.reason, row=first.row, column=first.column, problems=problems)
 
 
 def _q(path: Path) -> str:
@@ -127,8 +179,9 @@ class _Check:
 
     column: str
     bad: str
-    reason: str  # may hold {value}
+    reason: str  # may hold {value} (unless show_value is false) and {length}
     show_value: bool = True
+    severity: Severity = "error"
 
 
 def _column_checks(col: Column, source_type: str, clean: bool) -> list[_Check]:
@@ -156,6 +209,11 @@ def _column_checks(col: Column, source_type: str, clean: bool) -> list[_Check]:
             if col.type == "bool" and text
             else f"TRY_CAST({value} AS {target})"
         )
+        if text and col.type in _TEXT_SHAPES:
+            # DuckDB's casts are lenient ('1.5' → 2, '0x10' → 16, '2023/01/05' → a date).
+            cast = (
+                f"CASE WHEN regexp_full_match({value}, '{_TEXT_SHAPES[col.type]}') THEN {cast} END"
+            )
         out.append(
             _Check(
                 col.name,
@@ -185,43 +243,276 @@ def _nir_checks() -> list[_Check]:
     ]
 
 
-def _run_checks(con: duckdb.DuckDBPyConnection, path: Path, raw: str, checks: list[_Check]) -> None:
-    """All checks of a table in one scan; the first bad row (then column) is reported."""
+def _address_checks(spec: Table) -> list[_Check]:
+    """Address lines longer than AFNOR allows: a warning, for the letter channel only."""
+    out = []
+    for n in range(1, 7):
+        name = f"adresse_l{n}"
+        if name in spec.column_names:
+            out.append(
+                _Check(
+                    name,
+                    f'length(TRIM(CAST("{name}" AS VARCHAR))) > {ADDRESS_LINE_MAX}',
+                    f"address line {n} has {{length}} characters, at most {ADDRESS_LINE_MAX}",
+                    False,
+                    "warning",
+                )
+            )
+    return out
+
+
+def _text(column: str) -> str:
+    return f"NULLIF(TRIM(CAST(\"{column}\" AS VARCHAR)), '')"
+
+
+def _key_text(present: set[str]) -> str:
+    """SQL of the row's person key as text, or NULL when the table has none."""
+    if not set(PERSON_KEY) <= present:
+        return "NULL"
+    return f"concat_ws(':', {_text(PERSON_KEY[0])}, {_text(PERSON_KEY[1])})"
+
+
+def _run_checks(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    raw: str,
+    checks: list[_Check],
+    present: set[str],
+    cap: int,
+) -> tuple[list[Problem], int]:
+    """All checks of a table in one scan; a second scan only when some fail.
+
+    Returns the problems of the first `cap` bad rows, in row then check order, and how many
+    problems were left out.
+    """
     if not checks:
-        return
-    firsts = ", ".join(f"min(CASE WHEN {c.bad} THEN _row END)" for c in checks)
-    rows = con.execute(f"SELECT {firsts} FROM {raw}").fetchall()[0]
-    hits = [(r, i) for i, r in enumerate(rows) if r is not None]
-    if not hits:
-        return
-    row, i = min(hits)
-    check = checks[i]
-    value = ""
-    if check.show_value:
-        got = next(
-            iter(con.execute(f'SELECT "{check.column}" FROM {raw} WHERE _row = {row}').fetchall()),
-            None,
-        )
-        value = repr(str(got[0])[:40]) if got else ""
-    raise ExtractError(path, check.reason.format(value=value), row=row, column=check.column)
+        return [], 0
+    counts = ", ".join(f"count(*) FILTER (WHERE {c.bad})" for c in checks)
+    totals = con.execute(f"SELECT {counts} FROM {raw}").fetchall()[0]
+    failing = [i for i, n in enumerate(totals) if n]
+    if not failing:
+        return [], 0
+    flags = ", ".join(f"coalesce({checks[i].bad}, false)" for i in failing)
+    shown = sorted({checks[i].column for i in failing if checks[i].column != "nir"})
+    values = "".join(f', CAST("{c}" AS VARCHAR)' for c in shown)
+    either = " OR ".join(f"coalesce({checks[i].bad}, false)" for i in failing)
+    rows = con.execute(
+        f"SELECT _row, {_key_text(present)}, {flags}{values} FROM {raw} "
+        f"WHERE {either} ORDER BY _row LIMIT {cap}"
+    ).fetchall()
+    problems = []
+    for r in rows:
+        row, key, hits, got = r[0], r[1] or None, r[2 : 2 + len(failing)], r[2 + len(failing) :]
+        by_column = dict(zip(shown, got, strict=True))
+        for i, hit in zip(failing, hits, strict=True):
+            if not hit:
+                continue
+            check = checks[i]
+            text = by_column.get(check.column)
+            text = "" if text is None else str(text)
+            value = repr(text[:40]) if check.show_value else ""
+            reason = check.reason.format(value=value, length=len(text.strip()))
+            problems.append(Problem(str(path), reason, row, check.column, key, check.severity))
+    return problems, sum(totals) - len(problems)
 
 
-def _check_unique(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> None:
-    hit = con.execute(
+def _check_unique(
+    con: duckdb.DuckDBPyConnection, path: Path, raw: str, key: tuple[str, str], cap: int
+) -> tuple[list[Problem], int]:
+    """Every row repeating a person key seen on an earlier row (empty keys are not keys)."""
+    psa, rng = key
+    where = f"WHERE {psa} IS NOT NULL AND {rng} IS NOT NULL"
+    groups = f"SELECT count(*) AS n FROM {raw} {where} GROUP BY {psa}, {rng} HAVING n > 1"
+    if not con.execute(f"{groups} LIMIT 1").fetchall():
+        return [], 0
+    total = con.execute(f"SELECT sum(n - 1) FROM ({groups})").fetchall()[0][0]
+    rows = con.execute(
         f"""
-        SELECT min(_row), max(_row) FROM {view}
-        GROUP BY ben_nir_psa, ben_rng_gem HAVING count(*) > 1
-        ORDER BY 1 LIMIT 1
+        SELECT _row, first, k FROM (
+            SELECT _row, min(_row) OVER (PARTITION BY {psa}, {rng}) AS first,
+                   concat_ws(':', {psa}, CAST({rng} AS VARCHAR)) AS k
+            FROM {raw} {where}
+        ) WHERE _row > first ORDER BY _row LIMIT {cap}
         """
     ).fetchall()
-    if hit:
-        first, last = hit[0]
-        raise ExtractError(
-            path,
+    problems = [
+        Problem(
+            str(path),
             f"person key (ben_nir_psa, ben_rng_gem) repeated (first seen at {first})",
-            row=last,
-            column="ben_nir_psa",
+            row,
+            "ben_nir_psa",
+            k,
         )
+        for row, first, k in rows
+    ]
+    return problems, int(total) - len(problems)
+
+
+def _csv_structure(con: duckdb.DuckDBPyConnection, path: Path, cap: int) -> list[Problem]:
+    """Lines of a CSV DuckDB cannot read (too many or too few fields, bad quoting).
+
+    The line itself is never quoted (it may hold a NIR).
+    """
+    try:
+        con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+        con.execute(
+            f"SELECT count(*) FROM read_csv({_q(path)}, header=true, all_varchar=true, "
+            "delim=',', quote='\"', escape='\"', store_rejects=true)"
+        ).fetchall()
+        rejects = con.execute(
+            "SELECT line, column_name, error_type, error_message FROM reject_errors "
+            "ORDER BY line, column_idx"
+        ).fetchall()
+    except duckdb.Error:
+        return []
+    problems, seen = [], set()
+    for line, column, error_type, message in rejects:
+        if (line, error_type) in seen:  # one problem per line (not per missing field)
+            continue
+        seen.add((line, error_type))
+        reason = f"unreadable line ({error_type.lower()}: {message.splitlines()[0]})"
+        problems.append(Problem(str(path), reason, int(line), column))
+    if len(problems) > cap:
+        more = len(problems) - cap
+        problems = [*problems[:cap], Problem(str(path), f"… and {more} more problems")]
+    return problems
+
+
+def _check_table(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    *,
+    validate: bool,
+    force: bool,
+    warnings: bool,
+    cap: int,
+) -> list[Problem]:
+    """Check one table and create its typed view; the problems found, in file order."""
+    spec = TABLES[name]
+    csv = path.suffix == ".csv"
+    stat = path.stat()
+    token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    check = validate and (force or token not in _validated)
+    if check and csv:
+        try:
+            check_csv_text(path)
+        except ExtractError as e:
+            return e.problems
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+    except duckdb.Error as e:
+        found = _csv_structure(con, path, cap) if csv else []
+        return found or [Problem(str(path), f"unreadable: {str(e).splitlines()[0]}")]
+    source_types = {r[0].lower(): r[1] for r in described}
+    clean = _parquet_clean(path) if check and not csv else set()
+    problems: list[Problem] = []
+    exprs, checks = [], []
+    for col in spec.columns:
+        if col.name not in source_types:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"missing column (the table needs {', '.join(spec.column_names)})",
+                    column=col.name,
+                )
+            )
+            continue
+        source_type = source_types[col.name]
+        checks += _column_checks(col, source_type, col.name in clean)
+        exprs.append(f"{_cast_unchecked(col, source_type, csv)} AS {col.name}")
+    if check and warnings:
+        problems += [
+            Problem(
+                str(path),
+                f"unknown column, not read (the table has {', '.join(spec.column_names)})",
+                row=1 if csv else None,
+                column=c,
+                severity="warning",
+            )
+            for c in source_types
+            if c not in spec.column_names
+        ]
+    if len(exprs) == len(spec.columns):
+        typed = f"SELECT {', '.join(exprs)} FROM {_reader(path)}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {typed}")
+    if not check:
+        return problems
+    present = set(source_types) & set(spec.column_names)
+    if name == "contacts" and "nir" in present:
+        checks += _nir_checks()
+    if warnings and name == "contacts":
+        checks += [c for c in _address_checks(spec) if c.column in present]
+    raw = _raw(path)
+    try:
+        rows, hidden = _run_checks(con, path, raw, checks, present, cap)
+        problems += rows
+        if name in ("ir_ben_r", "contacts") and set(PERSON_KEY) <= present:
+            key = tuple(
+                _cast_unchecked(spec.column(k), source_types[k], csv, try_cast=True)
+                for k in PERSON_KEY
+            )
+            dups, more = _check_unique(con, path, raw, (key[0], key[1]), cap)
+            problems += dups
+            hidden += more
+    except duckdb.Error as e:
+        found = _csv_structure(con, path, cap) if csv else []
+        return problems + (found or [Problem(str(path), f"unreadable: {str(e).splitlines()[0]}")])
+    if len(problems) > cap:
+        hidden += len(problems) - cap
+        problems = problems[:cap]
+    if hidden:
+        problems.append(Problem(str(path), f"… and {hidden} more problems"))
+    if not any(p.severity == "error" for p in problems):
+        _validated.add(token)
+    return problems
+
+
+def _open(
+    con: duckdb.DuckDBPyConnection,
+    extract: Path,
+    tables: Iterable[str],
+    *,
+    validate: bool,
+    force: bool,
+    warnings: bool,
+    cap: int,
+) -> tuple[dict[str, Path], list[Problem]]:
+    extract = Path(extract)
+    if not extract.is_dir():
+        return {}, [Problem(str(extract), "no such extract folder")]
+    paths, problems = {}, []
+    for name in tables:
+        try:
+            path = table_path(extract, name)
+        except ExtractError as e:
+            problems += e.problems
+            continue
+        paths[name] = path
+        problems += _check_table(
+            con, name, path, validate=validate, force=force, warnings=warnings, cap=cap
+        )
+    return paths, problems
+
+
+def check_extract(
+    extract: Path,
+    tables: Iterable[str] = tuple(TABLES),
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    cap: int = CAP,
+) -> list[Problem]:
+    """Every problem of every table (errors, and warnings such as long address lines).
+
+    Tables without errors are remembered as checked, so opening them next costs no scan.
+    """
+    own = con is None
+    db = duckdb.connect() if con is None else con
+    try:
+        return _open(db, extract, tables, validate=True, force=True, warnings=True, cap=cap)[1]
+    finally:
+        if own:
+            db.close()
 
 
 def open_extract(
@@ -231,52 +522,21 @@ def open_extract(
     *,
     validate: bool = True,
 ) -> dict[str, Path]:
-    """Create one typed view per table in `con`; raise ExtractError on the first problem."""
-    extract = Path(extract)
-    if not extract.is_dir():
-        raise ExtractError(extract, "no such extract folder")
-    paths = {}
-    for name in tables:
-        spec = TABLES[name]
-        path = table_path(extract, name)
-        paths[name] = path
-        raw = _raw(path)
-        stat = path.stat()
-        token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        if validate and token not in _validated and path.suffix == ".csv":
-            check_csv_text(path)
-        try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
-        except duckdb.Error as e:
-            raise ExtractError(path, f"unreadable: {str(e).splitlines()[0]}") from None
-        source_types = {r[0].lower(): r[1] for r in described}
-        check = validate and token not in _validated
-        clean = _parquet_clean(path) if check and path.suffix == ".parquet" else set()
-        exprs, checks = [], []
-        for col in spec.columns:
-            if col.name not in source_types:
-                raise ExtractError(
-                    path,
-                    f"missing column (the table needs {', '.join(spec.column_names)})",
-                    column=col.name,
-                )
-            source_type = source_types[col.name]
-            checks += _column_checks(col, source_type, col.name in clean)
-            exprs.append(
-                f"{_cast_unchecked(col, source_type, path.suffix == '.csv')} AS {col.name}"
-            )
-        typed = f"SELECT {', '.join(exprs)} FROM {{source}}"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {typed.format(source=_reader(path))}")
-        if check:
-            _run_checks(con, path, raw, checks + (_nir_checks() if name == "contacts" else []))
-            located = f"(SELECT {', '.join(exprs)}, _row FROM {raw})"
-            if name in ("ir_ben_r", "contacts") and set(PERSON_KEY) <= set(spec.column_names):
-                _check_unique(con, path, located)
-            _validated.add(token)
+    """Create one typed view per table in `con`.
+
+    Raise ExtractError naming the first problem; its `problems` lists them all.
+    """
+    paths, problems = _open(
+        con, extract, tables, validate=validate, force=False, warnings=False, cap=CAP
+    )
+    if any(p.severity == "error" for p in problems):
+        raise ExtractError.of(problems)
     return paths
 
 
-def _cast_unchecked(col: Column, source_type: str, csv: bool = True) -> str:
+def _cast_unchecked(
+    col: Column, source_type: str, csv: bool = True, *, try_cast: bool = False
+) -> str:
     name = f'"{col.name}"'
     # CSV text is trimmed; Parquet text is taken as written (trimming costs a pass).
     if source_type != "VARCHAR":
@@ -285,4 +545,5 @@ def _cast_unchecked(col: Column, source_type: str, csv: bool = True) -> str:
         value = f"NULLIF(TRIM({name}), '')" if csv else f"NULLIF({name}, '')"
     if col.type == "bool" and source_type == "VARCHAR":
         return f"CASE lower({value}) WHEN 'true' THEN true WHEN 'false' THEN false END"
-    return f"CAST({value} AS {_SQL_TYPES[col.type]})"
+    cast = "TRY_CAST" if try_cast else "CAST"
+    return f"{cast}({value} AS {_SQL_TYPES[col.type]})"

@@ -108,9 +108,22 @@ def next_step(
 
 
 def claim_batch(
-    *, session: Session, campaign_id: str, channel: str, today: date, now: datetime, limit: int
+    *,
+    session: Session,
+    campaign_id: str,
+    channel: str,
+    today: date,
+    now: datetime,
+    limit: int,
+    stale_before: datetime | None = None,
 ) -> list[Action]:
-    """Take up to `limit` due actions of a channel and mark them `sending`."""
+    """Take up to `limit` due actions of a channel and mark them `sending`.
+
+    A `sending` row last touched before `stale_before` (default: STALE_SENDING ago) was left
+    by a dispatcher that died: it is taken again and sent with the same key.
+    """
+    if stale_before is None:
+        stale_before = now - STALE_SENDING
     stmt = (
         select(Action)
         .where(
@@ -120,7 +133,7 @@ def claim_batch(
             or_(
                 col(Action.state) == QUEUED,
                 (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
-                (col(Action.state) == SENDING) & (col(Action.updated_at) < now - STALE_SENDING),
+                (col(Action.state) == SENDING) & (col(Action.updated_at) < stale_before),
             ),
         )
         .order_by(col(Action.id))
@@ -416,11 +429,17 @@ def dispatch(
     today: date,
     now: datetime | None = None,
     batch_size: int = 500,
+    stale_after: timedelta = STALE_SENDING,
 ) -> dict[str, int]:
-    """Drain every due action of a channel (used outside Prefect; the flow loops the same way)."""
+    """Drain every due action of a channel (used outside Prefect; the flow loops the same way).
+
+    `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
+    started is sent again with its key (never one this run claimed itself).
+    """
     from campaigns.db import session_scope
 
     total: dict[str, int] = defaultdict(int)
+    stale_before = (now or utcnow()) - stale_after
     while True:
         stamp = now or utcnow()
         with session_scope(engine) as s:
@@ -431,6 +450,7 @@ def dispatch(
                 today=today,
                 now=stamp,
                 limit=batch_size,
+                stale_before=stale_before,
             )
             ids = [a.id for a in claimed]
         if not ids:

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from campaigns.crypto import Encrypted
+
 # Action states. Phone actions are call-list entries: queued → done (with an outcome).
 QUEUED = "queued"
 SENDING = "sending"
@@ -45,13 +47,17 @@ class Person(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ben_nir_psa: str = Field(max_length=64)
     ben_rng_gem: int
-    nir: str = Field(max_length=15)
+    nir: str = Field(sa_column=Column(Encrypted("person.nir"), nullable=False))
     civilite: str = Field(max_length=8)
     nom: str
     prenom: str
     address_lines: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    telephone: str | None = None
-    email: str | None = None
+    telephone: str | None = Field(
+        default=None, sa_column=Column(Encrypted("person.telephone"), nullable=True)
+    )
+    email: str | None = Field(
+        default=None, sa_column=Column(Encrypted("person.email"), nullable=True)
+    )
     compte_ameli: bool = False
     echelon: str = Field(max_length=8)
     departement: str = Field(max_length=3)

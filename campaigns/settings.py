@@ -22,11 +22,16 @@ class Settings(BaseSettings):
     )
     # The console: signed session cookies, their lifetime, the extract used to explain decisions.
     secret_key: str | None = None
+    # Keys encrypting NIR, phone and e-mail at rest: comma-separated Fernet keys, newest first
+    # (campaigns.crypto, docs/security.md). Unset: one key generated in data_dir/data_keys.
+    data_keys: str | None = None
     session_hours: int = 8
     login_max_failures_per_address: int = 20
     login_throttle_minutes: int = 15
     cookie_secure: bool = False
     extract_dir: Path | None = None
+    # /openapi.json documents the console's routes; off unless asked for (tests, local dev).
+    openapi: bool = False
     # Channel providers: "local" sinks by default; real ones by name, configured below.
     mailbox: str = "local"  # local | http
     email: str = "local"  # local | sendgrid

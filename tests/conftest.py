@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 from campaigns.db import make_engine, upgrade
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RELANCE_DATA_KEYS", "dGVzdC1vbmx5LWtleS1yZWxhbmNlLWNvbnRhY3QtZGE=")
 
 PG_ADMIN_URL = os.environ.get(
     "RELANCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

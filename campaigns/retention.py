@@ -29,6 +29,11 @@ class RetentionReport:
     kept_recent: int = 0
     already_anonymous: int = 0
     sample_member_ids: list[int] = field(default_factory=list)
+    # For batched runs and the report (no personal data): the last person id looked at, the
+    # people anonymised (or to be) per campaign, and the oldest last offer or entry among them.
+    last_person_id: int = 0
+    per_campaign: dict[str, int] = field(default_factory=dict)
+    oldest_last_offer: date | None = None
 
 
 def _cutoff(as_of: date, years: int) -> date:
@@ -44,27 +49,49 @@ def _pseudonym(person: Person) -> str:
 
 
 def apply_retention(
-    *, session: Session, as_of: date, years: int = RETENTION_YEARS, dry_run: bool = True
+    *,
+    session: Session,
+    as_of: date,
+    years: int = RETENTION_YEARS,
+    dry_run: bool = True,
+    after_id: int = 0,
+    limit: int | None = None,
 ) -> RetentionReport:
-    """Anonymise people not enrolled whose last offer (or entry) is older than `years`."""
+    """Anonymise people not enrolled whose last offer (or entry) is older than `years`.
+
+    `after_id` and `limit` take one batch of people, by id (the next batch starts after
+    `report.last_person_id`); by default, everyone.
+    """
     cutoff = _cutoff(as_of, years)
     report = RetentionReport(as_of=as_of, cutoff=cutoff, dry_run=dry_run)
+    batch = list(
+        session.exec(
+            select(Person).where(col(Person.id) > after_id).order_by(col(Person.id)).limit(limit)
+        ).all()
+    )
+    ids = [p.id for p in batch]
     last_offer = dict(
         session.exec(
             select(Action.person_id, func.max(Action.done_on))
-            .where(col(Action.state).in_(SUCCESS_STATES))
+            .where(col(Action.state).in_(SUCCESS_STATES), col(Action.person_id).in_(ids))
             .group_by(col(Action.person_id))
         ).all()
     )
-    last_entry = dict(
-        session.exec(
-            select(Member.person_id, func.max(Member.entered_on)).group_by(col(Member.person_id))
-        ).all()
-    )
+    last_entry: dict[int, date] = {}
+    campaigns: dict[int, set[str]] = {}
+    for pid, cid, entered in session.exec(
+        select(col(Member.person_id), col(Member.campaign_id), col(Member.entered_on)).where(
+            col(Member.person_id).in_(ids)
+        )
+    ).all():
+        campaigns.setdefault(pid, set()).add(cid)
+        if entered and (pid not in last_entry or entered > last_entry[pid]):
+            last_entry[pid] = entered
     enrolled = {
         (a, b) for a, b in session.exec(select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem)).all()
     }
-    for person in session.exec(select(Person).order_by(col(Person.id))).all():
+    for person in batch:
+        report.last_person_id = person.id or 0
         if person.nom == ANONYMOUS and not person.nir:
             report.already_anonymous += 1
             continue
@@ -77,6 +104,11 @@ def apply_retention(
             report.kept_recent += 1
             continue
         report.anonymised += 1
+        for cid in campaigns.get(pid, set()):
+            report.per_campaign[cid] = report.per_campaign.get(cid, 0) + 1
+        last = max(dates)
+        if report.oldest_last_offer is None or last < report.oldest_last_offer:
+            report.oldest_last_offer = last
         if len(report.sample_member_ids) < 20:
             report.sample_member_ids.append(person.id or 0)
         if not dry_run:

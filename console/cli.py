@@ -8,7 +8,10 @@ from console import (
     cmd_console,
     cmd_demo,
     cmd_explain,
+    cmd_keys,
     cmd_ledger,
+    cmd_letters,
+    cmd_retention,
     cmd_synth,
     cmd_target,
     cmd_validation,
@@ -26,4 +29,7 @@ cmd_explain.register(app)
 cmd_validation.register(app)
 cmd_console.register(app)
 cmd_ledger.register(app)
+cmd_letters.register(app)
 cmd_demo.register(app)
+cmd_retention.register(app)
+cmd_keys.register(app)

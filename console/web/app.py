@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
@@ -25,6 +26,7 @@ from campaigns.accounts import authenticate
 from campaigns.audit import record
 from campaigns.clock import utcnow
 from campaigns.db import get_engine
+from campaigns.definition import DefinitionError
 from campaigns.models import User
 from campaigns.settings import Settings, get_settings
 from console.web.throttle import LoginThrottle
@@ -38,6 +40,10 @@ HOME = {
     "regional_lead": "/campaigns",
     "admin": "/campaigns",
 }
+
+# A row id in a path or a form: beyond 64 bits the database cannot even look it up (a 500).
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+FormRowId = Annotated[int, Form(ge=1, le=2**63 - 1)]
 
 
 class Forbidden(HTTPException):
@@ -123,7 +129,12 @@ def render(request: Request, name: str, user: User | None = None, **ctx: Any) ->
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The console application."""
     settings = settings or get_settings()
-    app = FastAPI(title="Relance console", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Relance console",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
+    )
     app.state.settings = settings
     app.state.engine = engine or get_engine(settings.resolved_database_url())
     app.state.clock = utcnow
@@ -148,6 +159,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             status=exc.status_code, why=exc.detail, user=None, csrf=""
         )
         return HTMLResponse(page, status_code=exc.status_code)
+
+    @app.exception_handler(DefinitionError)
+    async def unknown_campaign(request: Request, exc: DefinitionError) -> Response:
+        if not str(exc).startswith("no campaign "):
+            raise exc  # a broken campaign folder is a server error, not the user's
+        return await http_error(request, HTTPException(status_code=404, detail="unknown campaign"))
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> HTMLResponse:

@@ -38,7 +38,7 @@ from campaigns.models import (
 )
 from campaigns.offers import load_catalogue, suggest
 from campaigns.rendering import build_context, render_message
-from console.web.app import Forbidden, check_csrf, clock, db, render, roles
+from console.web.app import Forbidden, RowId, check_csrf, clock, db, render, roles
 
 PARIS = ZoneInfo("Europe/Paris")
 OUTCOME_LABELS = {
@@ -119,7 +119,7 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/calls/{aid}", response_class=HTMLResponse)
     def call_card(
         request: Request,
-        aid: int,
+        aid: RowId,
         user: User = roles("adviser"),
         s: Session = Depends(db),
         now: datetime = Depends(clock),
@@ -179,7 +179,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.post("/calls/{aid}/reveal", dependencies=[Depends(check_csrf)])
     def reveal(
-        request: Request, aid: int, user: User = roles("adviser"), s: Session = Depends(db)
+        request: Request, aid: RowId, user: User = roles("adviser"), s: Session = Depends(db)
     ) -> Response:
         a = _own_call(s, aid, user)
         request.session["revealed"] = aid
@@ -194,7 +194,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.post("/calls/{aid}/renew", dependencies=[Depends(check_csrf)])
     def renew(
-        aid: int,
+        aid: RowId,
         user: User = roles("adviser"),
         s: Session = Depends(db),
         now: datetime = Depends(clock),
@@ -207,7 +207,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.post("/calls/{aid}/release", dependencies=[Depends(check_csrf)])
     def skip(
-        request: Request, aid: int, user: User = roles("adviser"), s: Session = Depends(db)
+        request: Request, aid: RowId, user: User = roles("adviser"), s: Session = Depends(db)
     ) -> Response:
         _own_call(s, aid, user)
         release(session=s, action_id=aid, adviser=user.username)
@@ -218,7 +218,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/calls/{aid}/outcome", dependencies=[Depends(check_csrf)])
     def outcome(
         request: Request,
-        aid: int,
+        aid: RowId,
         outcome: str = Form(...),
         notes: str = Form(""),
         callback_at: str = Form(""),

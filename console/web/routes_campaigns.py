@@ -22,7 +22,7 @@ from campaigns.validation import (
     revoke_exclusion,
     sign_off,
 )
-from console.web.app import Forbidden, check_csrf, db, render, roles
+from console.web.app import Forbidden, FormRowId, RowId, check_csrf, db, render, roles
 
 REVIEWERS = ("echelon_lead", "campaign_manager")
 
@@ -111,7 +111,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/campaigns/{cid}/validation/exclude", dependencies=[Depends(check_csrf)])
     def exclude_route(
         cid: str,
-        member_id: int = Form(...),
+        member_id: FormRowId,
         reason: str = Form(...),
         note: str = Form(""),
         user: User = roles(*REVIEWERS),
@@ -147,7 +147,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/campaigns/{cid}/validation/revoke", dependencies=[Depends(check_csrf)])
     def revoke_route(
         cid: str,
-        member_id: int = Form(...),
+        member_id: FormRowId,
         user: User = roles(*REVIEWERS),
         s: Session = Depends(db),
     ) -> Response:
@@ -244,7 +244,7 @@ def add_routes(app: FastAPI) -> None:
     def person_page(
         request: Request,
         cid: str,
-        mid: int,
+        mid: RowId,
         user: User = roles("adviser", "supervisor", *REVIEWERS),
         s: Session = Depends(db),
     ) -> HTMLResponse:

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from campaigns.audit import record
 from campaigns.models import User
 from campaigns.telephony import DialError, latest_call, record_status, start_call
-from console.web.app import Forbidden, check_csrf, clock, db, engine_of, roles
+from console.web.app import Forbidden, RowId, check_csrf, clock, db, engine_of, roles
 from console.web.routes_calls import _own_call
 
 
@@ -42,7 +42,7 @@ def add_routes(app: FastAPI) -> None:
     @app.post("/calls/{aid}/dial", dependencies=[Depends(check_csrf)])
     def dial(
         request: Request,
-        aid: int,
+        aid: RowId,
         user: User = roles("adviser"),
         s: Session = Depends(db),
         now: datetime = Depends(clock),
@@ -79,7 +79,7 @@ def add_routes(app: FastAPI) -> None:
         return RedirectResponse(f"/calls/{aid}", status_code=303)
 
     @app.get("/calls/{aid}/telephony")
-    def telephony(aid: int, user: User = roles("adviser"), s: Session = Depends(db)) -> Response:
+    def telephony(aid: RowId, user: User = roles("adviser"), s: Session = Depends(db)) -> Response:
         _own_call(s, aid, user)
         call = latest_call(session=s, action_id=aid)
         if call is None:

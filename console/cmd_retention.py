@@ -1,0 +1,42 @@
+"""`relance retention [--apply] [--as-of DATE]`: the retention report, a dry run unless --apply."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date, datetime
+
+import typer
+from rich.console import Console
+
+from campaigns.audit import record
+from campaigns.db import get_engine, session_scope
+from flows.dates import paris_today
+from flows.retention import report_markdown, run_retention
+
+out = Console()
+
+
+def retention(
+    apply: bool = typer.Option(False, "--apply", help="Anonymise (default: a dry run)."),
+    as_of: datetime | None = typer.Option(
+        None, "--as-of", formats=["%Y-%m-%d"], help="The day of the run (default: today, Paris)."
+    ),
+) -> None:
+    """People not enrolled 3 years after the last offer: count them, or anonymise them."""
+    day: date = as_of.date() if as_of else paris_today()
+    engine = get_engine()
+    summary = run_retention(engine=engine, as_of=day, dry_run=not apply)
+    with session_scope(engine) as s:
+        record(
+            session=s,
+            actor=getpass.getuser(),
+            action="retention_apply" if apply else "retention_dry_run",
+            target="retention",
+            detail=summary.as_dict(),
+        )
+    out.print(report_markdown(summary), markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the CLI."""
+    app.command(name="retention")(retention)

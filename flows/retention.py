@@ -1,0 +1,144 @@
+"""Retention (decree 2012-1249) as a scheduled flow: a dry run by default, and a report.
+
+The task walks the people in database batches (one transaction per batch) through
+`campaigns.retention.apply_retention`; the flow publishes the report as artifacts. The report
+holds counts and dates only: no name, no NIR, no person or member id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlalchemy.engine import Engine
+
+from campaigns.db import get_engine, session_scope
+from campaigns.retention import RETENTION_YEARS, apply_retention
+from flows.dates import paris_today
+
+BATCH_SIZE = 2000
+
+
+@dataclass
+class RetentionSummary:
+    """A whole retention run, every batch added up (counts and dates only)."""
+
+    as_of: date
+    cutoff: date
+    dry_run: bool
+    anonymised: int = 0
+    kept_enrolled: int = 0
+    kept_recent: int = 0
+    already_anonymous: int = 0
+    per_campaign: dict[str, int] = field(default_factory=dict)
+    oldest_last_offer: date | None = None
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for Prefect results and the audit log."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "cutoff": self.cutoff.isoformat(),
+            "dry_run": self.dry_run,
+            "anonymised": self.anonymised,
+            "kept_enrolled": self.kept_enrolled,
+            "kept_recent": self.kept_recent,
+            "already_anonymous": self.already_anonymous,
+            "per_campaign": dict(sorted(self.per_campaign.items())),
+            "oldest_last_offer": self.oldest_last_offer.isoformat()
+            if self.oldest_last_offer
+            else None,
+            "batches": self.batches,
+        }
+
+
+def run_retention(
+    *,
+    engine: Engine,
+    as_of: date,
+    dry_run: bool = True,
+    years: int = RETENTION_YEARS,
+    batch_size: int = BATCH_SIZE,
+) -> RetentionSummary:
+    """Every person, batch after batch, each batch in its own transaction."""
+    summary: RetentionSummary | None = None
+    after = 0
+    while True:
+        with session_scope(engine) as s:
+            r = apply_retention(
+                session=s,
+                as_of=as_of,
+                years=years,
+                dry_run=dry_run,
+                after_id=after,
+                limit=batch_size,
+            )
+        if summary is None:
+            summary = RetentionSummary(as_of=as_of, cutoff=r.cutoff, dry_run=dry_run)
+        if r.last_person_id == 0:  # an empty batch: everyone has been seen
+            return summary
+        summary.batches += 1
+        summary.anonymised += r.anonymised
+        summary.kept_enrolled += r.kept_enrolled
+        summary.kept_recent += r.kept_recent
+        summary.already_anonymous += r.already_anonymous
+        for cid, n in r.per_campaign.items():
+            summary.per_campaign[cid] = summary.per_campaign.get(cid, 0) + n
+        if r.oldest_last_offer and (
+            summary.oldest_last_offer is None or r.oldest_last_offer < summary.oldest_last_offer
+        ):
+            summary.oldest_last_offer = r.oldest_last_offer
+        after = r.last_person_id
+
+
+def report_rows(summary: RetentionSummary) -> list[dict[str, Any]]:
+    """One row per campaign: the people anonymised there (or to be, in a dry run)."""
+    return [{"campaign": cid, "people": n} for cid, n in sorted(summary.per_campaign.items())]
+
+
+def report_markdown(summary: RetentionSummary) -> str:
+    """The report a person reads: what was (or would be) anonymised, and why these people."""
+    verb = "would be anonymised (dry run: nothing changed)" if summary.dry_run else "anonymised"
+    oldest = summary.oldest_last_offer.isoformat() if summary.oldest_last_offer else "—"
+    lines = [
+        f"# Retention on {summary.as_of.isoformat()}",
+        "",
+        f"People not enrolled whose last offer or entry is on or before "
+        f"{summary.cutoff.isoformat()} (decree 2012-1249, {RETENTION_YEARS} years).",
+        "",
+        f"- {summary.anonymised} people {verb}",
+        f"- oldest last offer among them: {oldest}",
+        f"- kept: {summary.kept_enrolled} enrolled, {summary.kept_recent} offered recently",
+        f"- already anonymous: {summary.already_anonymous}",
+        "",
+        "| campaign | people |",
+        "|---|---|",
+    ]
+    lines += [f"| {r['campaign']} | {r['people']} |" for r in report_rows(summary)]
+    if not summary.per_campaign:
+        lines.append("| — | 0 |")
+    return "\n".join(lines)
+
+
+@task
+def retention_task(as_of: date, dry_run: bool, batch_size: int) -> RetentionSummary:
+    """The retention service over every person (database only: no retry)."""
+    return run_retention(engine=get_engine(), as_of=as_of, dry_run=dry_run, batch_size=batch_size)
+
+
+@flow(name="retention")
+def retention(
+    dry_run: bool = True, as_of: date | None = None, batch_size: int = BATCH_SIZE
+) -> dict[str, Any]:
+    """Anonymise (or, in a dry run, count) people not enrolled 3 years after the last offer."""
+    summary = retention_task(as_of or paris_today(), dry_run, batch_size)
+    create_table_artifact(
+        key="retention",
+        table=report_rows(summary),
+        description="People anonymised per campaign" + (" (dry run)" if dry_run else ""),
+    )
+    create_markdown_artifact(key="retention-md", markdown=report_markdown(summary))
+    return summary.as_dict()

@@ -2,62 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import select
 
-from campaigns.clock import utcnow
 from campaigns.db import session_scope
-from campaigns.definition import DEFINITIONS_DIR, parse_definition
-from campaigns.membership import admit_targets
-from campaigns.models import SENT, Action, Enrolment, Member, Person
-from campaigns.registry import register_campaign
+from campaigns.models import Member, Person
 from campaigns.retention import ANONYMOUS, apply_retention
-from tests.factories import population
-
-D = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")
-ANCHOR = date(2023, 6, 15)
-ENTRY = ANCHOR - timedelta(days=80)
+from tests.test_retention_flow import ledger
 
 
 def test_retention_dry_run_then_apply(engine: Engine) -> None:
-    targets, people = population(4, anchor=ANCHOR)
-    with session_scope(engine) as s:
-        register_campaign(session=s, definition=D, launched=True)
-        admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
-    with session_scope(engine) as s:
-        members = list(s.exec(select(Member).order_by(col(Member.id))).all())
-        now = utcnow()
-        # Person 1: a letter on 2023-06-15 (last offer). Person 2: a letter in 2024.
-        for m, on in ((members[1], ANCHOR), (members[2], date(2024, 1, 10))):
-            s.add(
-                Action(
-                    key=f"k{m.id}",
-                    campaign_id=D.id,
-                    member_id=m.id or 0,
-                    person_id=m.person_id,
-                    step="letter",
-                    channel="letter",
-                    attempt=1,
-                    due_on=on,
-                    state=SENT,
-                    done_on=on,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        # Person 3 enrolled: kept whatever the dates.
-        s.add(
-            Enrolment(
-                ben_nir_psa="PSA000003",
-                ben_rng_gem=1,
-                programme="sophia",
-                enrolled_on=ANCHOR,
-                channel="online",
-                source="test",
-            )
-        )
+    ledger(engine)
     as_of = date(2026, 6, 16)  # 3 years and a day after person 1's letter
     with session_scope(engine) as s:
         dry = apply_retention(session=s, as_of=as_of, dry_run=True)

@@ -57,6 +57,19 @@ def dispatch_task(campaign_id: str, channel: str, day: date) -> dict[str, int]:
     )
 
 
+@task(retries=3, retry_delay_seconds=[10, 60, 300], retry_jitter_factor=0.5)
+def mailbox_reads_task(campaign_id: str, day: date) -> dict[str, int]:
+    """Ask the mailbox which messages were read (calls a provider: retried; reads recorded once)."""
+    settings = get_settings()
+    return stages.mailbox_reads_stage(
+        engine=get_engine(),
+        campaign=load_campaign(campaign_id),
+        gateway=build_adapters(settings).mailbox,
+        day=day,
+        batch_size=settings.dispatch_batch_size,
+    )
+
+
 @task(retries=2, retry_delay_seconds=30)
 def enrolment_task(campaign_id: str, files: list[str], day: date) -> dict[str, Any]:
     """Ingest enrolment files (reads files: retried; ingestion is idempotent)."""
@@ -104,6 +117,8 @@ def channel_dispatch(
     if "email" in channels:
         out["email"] = dispatch_task.submit(campaign_id, "email", d).result()
     out.update({ch: f.result() for ch, f in futures.items() if ch not in out})
+    if "mailbox" in channels:
+        out["mailbox_reads"] = mailbox_reads_task(campaign_id, d)
     return out
 
 

@@ -22,6 +22,7 @@ from campaigns.models import Member, Person, StageRun
 from campaigns.registry import register_campaign
 from campaigns.report import EchelonRow, echelon_report
 from campaigns.tick import member_id_batches, tick_batch
+from channels.mailbox import MailboxGateway
 from targeting.engine import run_targeting
 from targeting.people import read_people
 
@@ -133,6 +134,42 @@ def dispatch_stage(
         batch_size=batch_size,
     )
     _record(engine, campaign.definition.id, f"dispatch_{channel}", day, started, counts)
+    return counts
+
+
+def mailbox_reads_stage(
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    gateway: MailboxGateway,
+    day: date,
+    batch_size: int = 500,
+) -> dict[str, int]:
+    """Record which deposited messages their person has read (one transaction per batch)."""
+    from collections import Counter
+
+    from campaigns.mailbox_reads import record_reads, unread_messages
+
+    started = utcnow()
+    total: Counter[str] = Counter()
+    after = 0
+    while True:
+        with session_scope(engine) as s:
+            batch = unread_messages(
+                session=s,
+                campaign_id=campaign.definition.id,
+                today=day,
+                after_id=after,
+                limit=batch_size,
+            )
+            if not batch:
+                break
+            after = batch[-1].id or after
+            total.update(
+                record_reads(session=s, gateway=gateway, actions=batch, today=day, now=utcnow())
+            )
+    counts = dict(total)
+    _record(engine, campaign.definition.id, "mailbox_reads", day, started, counts)
     return counts
 
 

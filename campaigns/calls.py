@@ -10,6 +10,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from campaigns.calendar import within_contact_hours
+from campaigns.clock import PARIS
 from campaigns.definition import REACHED_OUTCOMES, CampaignDefinition
 from campaigns.lifecycle import close_member
 from campaigns.models import (
@@ -24,6 +25,8 @@ from campaigns.models import (
     Opposition,
     Person,
 )
+from campaigns.policy import Decision, decide, load_facts
+from campaigns.settings import get_settings
 
 LEASE = timedelta(minutes=5)
 
@@ -53,21 +56,34 @@ def _callable_filter(today: date, now: datetime) -> list[Any]:
     ]
 
 
-def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
+def _policy_now(
+    session: Session,
+    action: Action,
+    now: datetime,
+    definition: CampaignDefinition | None = None,
+) -> Decision:
+    """The contact policy for this call now: with the campaign's contact hours and the
+    cross-campaign pressure when the definition is given (the claim), else the facts only."""
     person = session.get(Person, action.person_id)
-    if person is None or person.deceased_on is not None:
-        return "deceased"
-    if person.phone_invalid or not person.telephone:
-        return "no_phone"
-    opposed = session.exec(
-        select(Opposition.canal).where(
-            Opposition.ben_nir_psa == person.ben_nir_psa,
-            Opposition.ben_rng_gem == person.ben_rng_gem,
-            col(Opposition.canal).in_(["all", "phone"]),
-            col(Opposition.opposed_on) <= now.date(),
-        )
-    ).first()
-    return f"opposed_{opposed}" if opposed else None
+    if person is None:
+        return Decision(allowed=False, reasons=("deceased",))
+    today = now.astimezone(PARIS).date()
+    pressure = get_settings().pressure() if definition is not None else None
+    facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
+    return decide(
+        facts=facts[person.id or 0],
+        channel="phone",
+        now=now,
+        campaign=action.campaign_id,
+        step=action.step,
+        pressure=pressure,
+        hours=definition.contact_hours if definition is not None else None,
+    )
+
+
+def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
+    """Why this call must not be made now (the policy's first reason), or None."""
+    return _policy_now(session, action, now).reason
 
 
 def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
@@ -103,8 +119,7 @@ def claim_next(
     # ix_action_call_queue, so the database walks the queue in order and stops early.
     callback_first = col(Action.due_at).is_(None)
     stmt = (
-        select(Action, Person.departement)
-        .join(Person, col(Person.id) == col(Action.person_id))
+        select(Action)
         .where(*_callable_filter(today, now), col(Action.campaign_id).in_(list(definitions)))
         .order_by(
             callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
@@ -112,17 +127,14 @@ def claim_next(
         .limit(scan)
         .with_for_update(skip_locked=True, of=Action)
     )
-    for action, departement in session.exec(stmt):
-        hours = definitions[action.campaign_id].contact_hours
-        why_not = within_contact_hours(
-            now,
-            departement,
-            days=hours.days,
-            start=hours.start,
-            end=hours.end,
-            public_holidays=hours.public_holidays,
-        )
-        if why_not:
+    for action in session.exec(stmt):
+        # One policy call: oppositions and death newer than the tick (cancel the call),
+        # contact hours, public holidays and cross-campaign pressure (leave it queued).
+        decision = _policy_now(session, action, now, definitions[action.campaign_id])
+        if not decision.allowed:
+            if not decision.temporary:
+                action.state, action.reason = CANCELLED, decision.reason
+                action.updated_at = now
             continue
         # One person, one adviser, across campaigns: lock the person, then look for a live
         # claim on any of their calls (SQLite serialises writers, so the check suffices).
@@ -144,12 +156,6 @@ def claim_next(
             )
         ).first()
         if busy is not None:
-            continue
-        # Facts newer than the last tick (an opposition from another campaign's call, a
-        # death): the call is cancelled with its reason rather than offered.
-        blocked = _blocked_now(session, action, now)
-        if blocked:
-            action.state, action.reason, action.updated_at = CANCELLED, blocked, now
             continue
         action.claimed_by, action.lease_until, action.updated_at = adviser, now + LEASE, now
         session.flush()

@@ -39,6 +39,7 @@ from campaigns.models import (
     Person,
 )
 from campaigns.planner import Skip, notice_decision
+from campaigns.policy import Facts, decide, load_facts
 from campaigns.rendering import build_context, render_message
 from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
@@ -148,22 +149,18 @@ def claim_batch(
 
 
 def _send_time_block(
-    action: Action, member: Member, person: Person, opposed: set[str], enrolled: bool
+    action: Action, member: Member, facts: Facts | None, now: datetime
 ) -> str | None:
-    """Why an action must not go out now, checked again at send time."""
+    """Why an action must not go out now, checked again at send time (the contact policy).
+
+    Pressure and contact hours were applied when the tick planned the action: here only
+    what can change in between (death, enrolment, oppositions, contact details) stops it.
+    """
     if member.status != ACTIVE:
         return f"member_{member.status_reason or member.status}"
-    if enrolled:
-        return "enrolled"
-    if person.deceased_on is not None:
-        return "deceased"
-    if "all" in opposed or action.channel in opposed:
-        return f"opposed_{action.channel}"
-    if action.channel == "email" and (not person.email or person.email_invalid):
-        return "no_valid_email"
-    if action.channel == "letter" and person.address_invalid:
-        return "address_invalid"
-    return None
+    if facts is None:
+        return "deceased"  # the person row is gone
+    return decide(facts=facts, channel=action.channel, now=now, pressure=None).reason
 
 
 def _context_rows(
@@ -264,10 +261,13 @@ def dispatch_batch(
     """Render and send one claimed batch; record each result."""
     counts: dict[str, int] = defaultdict(int)
     ctx = _context_rows(session, actions, today)
+    facts = load_facts(
+        session, [r["person"] for r in ctx.values()], today=today, pressure=None, programme=None
+    )
     to_send: list[tuple[Action, Any]] = []
     for a in actions:
         row = ctx[a.member_id]
-        block = _send_time_block(a, row["member"], row["person"], row["opposed"], row["enrolled"])
+        block = _send_time_block(a, row["member"], facts.get(a.person_id), now)
         if block:
             a.state, a.reason, a.updated_at = CANCELLED, block, now
             counts[f"cancelled_{block}"] += 1

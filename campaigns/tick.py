@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import func, tuple_
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from campaigns.calendar import add_working_days
-from campaigns.clock import utcnow
+from campaigns.clock import PARIS, utcnow
 from campaigns.db import session_scope
 from campaigns.definition import CampaignDefinition
 from campaigns.ledger import action_key, insert_actions
@@ -23,10 +23,15 @@ from campaigns.models import (
     Action,
     Enrolment,
     Member,
-    Opposition,
+    MemberEvent,
     Person,
 )
-from campaigns.planner import ActionView, MemberState, plan
+from campaigns.planner import ActionView, MemberState, NewAction, plan
+from campaigns.policy import NOTICE_SUFFIX, Decision, Facts, Pressure, decide, load_facts
+from campaigns.settings import get_settings
+
+# A member event: a step the policy put off (contact pressure), with the day it frees up.
+DEFERRED = "contact_deferred"
 
 
 def member_id_batches(
@@ -48,8 +53,13 @@ def member_id_batches(
 
 
 def _states(
-    session: Session, definition: CampaignDefinition, lo: int, hi: int, today: date
-) -> list[tuple[Member, Person, MemberState]]:
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    today: date,
+    pressure: Pressure | None = None,
+) -> list[tuple[Member, Person, Facts, MemberState]]:
     rows = session.exec(
         select(Member, Person)
         .join(Person, col(Person.id) == col(Member.person_id))
@@ -78,14 +88,11 @@ def _states(
             )
         )
     keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
-    opposed: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for a, b, canal in session.exec(
-        select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
-            tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
-            col(Opposition.opposed_on) <= today,
-        )
-    ):
-        opposed[(a, b)].add(canal)
+    # The contact policy's facts (oppositions effective today, death, contact details,
+    # contacts across every campaign in the pressure windows), for the whole batch at once.
+    facts = load_facts(
+        session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
+    )
     enrolled: dict[tuple[str, int], date] = {}
     for a, b, on in session.exec(
         select(
@@ -99,28 +106,62 @@ def _states(
     out = []
     for m, p in rows:
         key = (p.ben_nir_psa, p.ben_rng_gem)
+        f = facts[p.id or 0]
         out.append(
             (
                 m,
                 p,
+                f,
                 MemberState(
                     anchor_date=m.anchor_date,
                     entered_on=m.entered_on,
                     departement=p.departement,
                     holdout=m.holdout,
                     active=True,
-                    has_phone=bool(p.telephone) and not p.phone_invalid,
-                    has_compte_ameli=p.compte_ameli,
-                    has_email=bool(p.email) and not p.email_invalid,
-                    has_postal_address=bool(p.address_lines) and not p.address_invalid,
-                    opposed=frozenset(opposed.get(key, ())),
+                    has_phone=f.phone_ok,
+                    has_compte_ameli=f.compte_ameli,
+                    has_email=f.email_ok,
+                    has_postal_address=f.address_ok,
+                    opposed=f.opposed,
                     enrolled_on=enrolled.get(key),
-                    deceased=p.deceased_on is not None,
+                    deceased=f.deceased,
                     actions=actions.get(m.id or 0, ()),
                 ),
             )
         )
     return out
+
+
+def _policy_check(
+    a: NewAction, f: Facts, definition: CampaignDefinition, today: date, pressure: Pressure
+) -> Decision:
+    """The contact policy for an action the planner wants, on the day it is due.
+
+    Notices go with their message (never counted nor blocked by pressure); a step's own
+    retries and callbacks are left to its attempt cap (the policy ignores its own attempts).
+    """
+    if a.step.endswith(NOTICE_SUFFIX):
+        return Decision(allowed=True)
+    day = max(a.due_on, today)
+    return decide(
+        facts=f,
+        channel=a.channel,
+        now=datetime.combine(day, time(12), tzinfo=PARIS),
+        campaign=definition.id,
+        step=a.step,
+        pressure=pressure,
+    )
+
+
+def _deferrals_on_record(session: Session, member_ids: list[int]) -> set[tuple[Any, ...]]:
+    return {
+        (e.member_id, e.detail.get("step"), e.detail.get("reason"), e.detail.get("until"))
+        for e in session.exec(
+            select(MemberEvent).where(
+                col(MemberEvent.member_id).in_(member_ids), MemberEvent.kind == DEFERRED
+            )
+        )
+    }
 
 
 def tick_batch(
@@ -134,9 +175,12 @@ def tick_batch(
 ) -> dict[str, int]:
     """Plan and record the day's decisions for active members with ids in [lo, hi]."""
     now = now or utcnow()
+    pressure = get_settings().pressure()
     counts: dict[str, int] = defaultdict(int)
     new_rows: list[dict[str, Any]] = []
-    for m, p, state in _states(session, definition, lo, hi, today):
+    deferrals: list[tuple[int, NewAction, Decision]] = []
+    states = _states(session, definition, lo, hi, today, pressure)
+    for m, p, f, state in states:
         decision = plan(state, today, definition, add_working_days)
         counts["members"] += 1
         if decision.exit is not None:
@@ -161,6 +205,12 @@ def tick_batch(
             "updated_at": now,
         }
         for a in decision.new_actions:
+            verdict = _policy_check(a, f, definition, today, pressure)
+            if verdict.temporary:
+                # Not now (contact pressure): nothing written, the tick plans it again later.
+                deferrals.append((m.id or 0, a, verdict))
+                counts[f"deferred_{a.step}"] += 1
+                continue
             new_rows.append(
                 {
                     **base,
@@ -170,8 +220,8 @@ def tick_batch(
                     "attempt": a.attempt,
                     "due_on": a.due_on,
                     "due_at": a.due_at,
-                    "state": QUEUED,
-                    "reason": a.reason,
+                    "state": QUEUED if verdict.allowed else SKIPPED,
+                    "reason": a.reason if verdict.allowed else verdict.reason,
                 }
             )
         for s in decision.skips:
@@ -186,6 +236,30 @@ def tick_batch(
                     "state": SKIPPED,
                     "reason": s.reason,
                 }
+            )
+    if deferrals:
+        seen = _deferrals_on_record(session, [m.id or 0 for m, _, _, _ in states])
+        for member_id, a, verdict in deferrals:
+            until = verdict.until.isoformat() if verdict.until else None
+            if (member_id, a.step, verdict.reason, until) in seen:
+                continue  # one line per deferral, not one per tick
+            seen.add((member_id, a.step, verdict.reason, until))
+            session.add(
+                MemberEvent(
+                    member_id=member_id,
+                    on=today,
+                    kind=DEFERRED,
+                    detail={
+                        "step": a.step,
+                        "channel": a.channel,
+                        "attempt": a.attempt,
+                        "reason": verdict.reason,
+                        "until": until,
+                        "text": f"{a.step} ({a.channel}) deferred"
+                        + (f" until {until}" if until else "")
+                        + f": {verdict.explanation}",
+                    },
+                )
             )
     created = insert_actions(session, new_rows)
     counts["actions_written"] = created

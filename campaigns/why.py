@@ -8,6 +8,7 @@ from datetime import date
 from sqlmodel import Session, col, select
 
 from campaigns.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
+from campaigns.policy import explain
 
 
 @dataclass
@@ -28,6 +29,12 @@ _STATES = {
     "failed_final": "failed",
     "queued": "planned",
 }
+
+
+def _words(reason: str) -> str:
+    """A policy reason code with its plain words (e.g. `opposed_all (la personne s'oppose …)`)."""
+    words = explain(reason)
+    return reason if words == reason else f"{reason} ({words})"
 
 
 def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: int) -> Story:
@@ -51,12 +58,25 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
     for e in session.exec(
         select(MemberEvent).where(MemberEvent.member_id == member.id).order_by(col(MemberEvent.id))
     ):
+        if e.kind == "contact_deferred":
+            until = e.detail.get("until")
+            story.lines.append(
+                (
+                    e.on,
+                    f"{e.detail.get('step')} ({e.detail.get('channel')}) not contacted now"
+                    + (f", deferred until {until}" if until else "")
+                    + f": {_words(e.detail.get('reason') or '')}",
+                )
+            )
+            continue
         story.lines.append((e.on, f"{e.kind}: {e.detail.get('text') or e.detail}"))
     for a in session.exec(
         select(Action).where(Action.member_id == member.id).order_by(col(Action.id))
     ):
         what = f"{a.step} #{a.attempt} ({a.channel}) {_STATES.get(a.state, a.state)}"
         why_ = a.outcome or a.reason or a.error
+        if a.state in ("skipped", "cancelled") and a.reason and not a.outcome:
+            why_ = _words(a.reason)
         story.lines.append((a.done_on or a.due_on, what + (f": {why_}" if why_ else "")))
     for o in session.exec(
         select(Opposition).where(

@@ -11,6 +11,7 @@ from console import (
     cmd_keys,
     cmd_ledger,
     cmd_letters,
+    cmd_oppositions,
     cmd_retention,
     cmd_synth,
     cmd_target,
@@ -33,3 +34,4 @@ cmd_letters.register(app)
 cmd_demo.register(app)
 cmd_retention.register(app)
 cmd_keys.register(app)
+cmd_oppositions.register(app)

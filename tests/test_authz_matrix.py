@@ -38,6 +38,11 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/campaigns/{cid}/validation/sign-off"): REVIEWERS,
     ("POST", "/campaigns/{cid}/validation/decide"): {"campaign_manager"},
     ("GET", "/campaigns/{cid}/members/{mid}"): {"adviser", "supervisor"} | REVIEWERS,
+    ("POST", "/campaigns/{cid}/members/{mid}/opposition"): {
+        "adviser",
+        "supervisor",
+        "campaign_manager",
+    },
     ("GET", "/campaigns/{cid}/results"): READERS,
     ("GET", "/campaigns/{cid}/results.csv"): READERS,
     ("GET", "/campaigns/{cid}/results.xlsx"): READERS,

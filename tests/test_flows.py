@@ -69,7 +69,7 @@ def test_dispatch_sends_due_documents_into_the_outbox(
             launch(get_engine(), "sophia-ald8")
         cascade_tick(campaign_id="sophia-ald8", day=day)
         result = channel_dispatch(campaign_id="sophia-ald8", day=day)
-        assert set(result) == {"mailbox", "email", "letter"}
+        assert set(result) == {"mailbox", "email", "letter", "mailbox_reads"}
     sent = _count(Action, Action.state.in_(["sent", "delivered"]))  # type: ignore[attr-defined]
     assert sent > 0
     files = [p for p in (platform / "outbox").rglob("*") if p.is_file()]

@@ -8,16 +8,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.definition import ContactHours
-from campaigns.policy import Decision, Facts, PastContact, Pressure, decide
+from campaigns.policy import Facts, PastContact, Pressure, decide
 
 PARIS = ZoneInfo("Europe/Paris")
 THU = datetime(2026, 4, 16, 10, 0, tzinfo=PARIS)  # a working Thursday morning
 HOURS = ContactHours()
 
 
-def past(*items: tuple[str, str]) -> tuple[PastContact, ...]:
+def past(*items: tuple[str, str], campaign: str = "x", step: str = "s") -> tuple[PastContact, ...]:
     return tuple(
-        PastContact(on=date.fromisoformat(d), channel=c, campaign_id="x") for d, c in items
+        PastContact(on=date.fromisoformat(d), channel=c, campaign_id=campaign, step=step)
+        for d, c in items
     )
 
 
@@ -28,7 +29,7 @@ def past(*items: tuple[str, str]) -> tuple[PastContact, ...]:
         (Facts(departement="91", deceased=True), "letter", THU, ("deceased",)),
         (Facts(departement="91", enrolled=True), "mailbox", THU, ("enrolled",)),
         (Facts(departement="91", opposed=frozenset({"all"})), "letter", THU, ("opposed_all",)),
-        (Facts(departement="91", opposed=frozenset({"phone"})), "phone", THU, ("opposed_channel",)),
+        (Facts(departement="91", opposed=frozenset({"phone"})), "phone", THU, ("opposed_phone",)),
         (Facts(departement="91", opposed=frozenset({"phone"})), "letter", THU, ()),
         (Facts(departement="91", phone_ok=False), "phone", THU, ("no_phone",)),
         (Facts(departement="91", compte_ameli=False), "mailbox", THU, ("no_compte_ameli",)),
@@ -93,7 +94,8 @@ def past(*items: tuple[str, str]) -> tuple[PastContact, ...]:
 )
 def test_policy(facts: Facts, channel: str, now: datetime, reasons: tuple[str, ...]) -> None:
     d = decide(facts=facts, channel=channel, now=now, hours=HOURS, max_attempts=3)
-    assert d == Decision(allowed=not reasons, reasons=reasons)
+    assert (d.allowed, d.reasons) == (not reasons, reasons)
+    assert (d.until is not None) == any(r.startswith("pressure") for r in reasons)
 
 
 def test_explanations_are_words() -> None:
@@ -109,3 +111,96 @@ def test_pressure_limits_come_from_settings() -> None:
     assert not decide(facts=facts, channel="phone", now=THU).allowed
     loose = Pressure(max_calls=2)
     assert decide(facts=facts, channel="phone", now=THU, pressure=loose).allowed
+
+
+def test_precedence_deceased_opposition_pressure_hours_attempts() -> None:
+    """Every rule that blocks is listed, in precedence order; the first is the one recorded."""
+    everything = Facts(
+        departement="974",
+        deceased=True,
+        opposed=frozenset({"all", "phone"}),
+        attempts_made=3,
+        past=past(("2026-04-18", "phone")),
+    )
+    # Sunday: 2026-04-19 is no calling day in La Réunion.
+    sunday = datetime(2026, 4, 19, 10, 0, tzinfo=PARIS)
+    d = decide(facts=everything, channel="phone", now=sunday, hours=HOURS, max_attempts=3)
+    assert d.reasons == (
+        "deceased",
+        "opposed_all",
+        "pressure_calls",
+        "outside_contact_days",
+        "attempts_exhausted",
+    )
+    assert d.reason == "deceased" and not d.temporary
+    alive = Facts(
+        departement="974",
+        opposed=frozenset({"phone"}),
+        attempts_made=3,
+        past=past(("2026-04-18", "phone")),
+    )
+    d = decide(facts=alive, channel="phone", now=sunday, hours=HOURS, max_attempts=3)
+    assert d.reason == "opposed_phone"
+    d = decide(
+        facts=Facts(departement="974", attempts_made=3, past=past(("2026-04-18", "phone"))),
+        channel="phone",
+        now=sunday,
+        hours=HOURS,
+        max_attempts=3,
+    )
+    assert d.reasons == ("pressure_calls", "outside_contact_days", "attempts_exhausted")
+    d = decide(
+        facts=Facts(departement="974", attempts_made=3),
+        channel="phone",
+        now=sunday,
+        hours=HOURS,
+        max_attempts=3,
+    )
+    assert d.reasons == ("outside_contact_days", "attempts_exhausted")
+
+
+def test_a_reunion_holiday_blocks_calls_there_only() -> None:
+    # 20 December: abolition of slavery, a public holiday in La Réunion only (a Monday in 2027).
+    moment = datetime(2027, 12, 20, 7, 0, tzinfo=PARIS)  # 10:00 in La Réunion
+    assert decide(
+        facts=Facts(departement="974"), channel="phone", now=moment, hours=HOURS
+    ).reasons == ("public_holiday",)
+    at_ten_paris = datetime(2027, 12, 20, 10, 0, tzinfo=PARIS)
+    assert decide(
+        facts=Facts(departement="91"), channel="phone", now=at_ten_paris, hours=HOURS
+    ).allowed
+
+
+def test_pressure_defers_until_the_window_frees() -> None:
+    facts = Facts(departement="91", past=past(("2026-04-15", "phone")))
+    d = decide(facts=facts, channel="phone", now=THU)
+    assert d.reasons == ("pressure_calls",) and d.temporary
+    assert d.until == date(2026, 4, 29)  # 15 April + 14 days
+    assert decide(facts=facts, channel="phone", now=datetime(2026, 4, 29, 10, tzinfo=PARIS)).allowed
+    assert not decide(
+        facts=facts, channel="phone", now=datetime(2026, 4, 28, 10, tzinfo=PARIS)
+    ).allowed
+    # Three contacts in 30 days: free when the oldest of the three leaves the window.
+    three = Facts(
+        departement="91",
+        past=past(("2026-04-10", "letter"), ("2026-04-01", "mailbox"), ("2026-03-20", "letter")),
+    )
+    d = decide(facts=three, channel="mailbox", now=THU)
+    assert d.reasons == ("pressure_contacts",) and d.until == date(2026, 4, 19)
+
+
+def test_a_steps_own_attempts_do_not_count_against_pressure() -> None:
+    """A callback after a reached call is left to the attempt cap; other steps count."""
+    own = Facts(departement="91", past=past(("2026-04-15", "phone"), campaign="c", step="call"))
+    assert decide(facts=own, channel="phone", now=THU, campaign="c", step="call").allowed
+    assert not decide(facts=own, channel="phone", now=THU, campaign="c", step="call2").allowed
+    assert not decide(facts=own, channel="phone", now=THU, campaign="other", step="call").allowed
+
+
+def test_pressure_and_hours_can_be_left_out() -> None:
+    facts = Facts(departement="91", past=past(("2026-04-15", "phone")))
+    sunday = datetime(2026, 4, 19, 10, 0, tzinfo=PARIS)
+    assert decide(facts=facts, channel="phone", now=sunday, pressure=None).allowed
+    assert decide(
+        facts=Facts(departement="91", deceased=True), channel="phone", now=sunday, pressure=None
+    ).reasons == ("deceased",)

@@ -240,6 +240,49 @@ def add_routes(app: FastAPI) -> None:
         resume_with_decision(lst.flow_run_id, payload)
         return _back(cid, None, message)
 
+    @app.post("/campaigns/{cid}/members/{mid}/opposition", dependencies=[Depends(check_csrf)])
+    def opposition_route(
+        request: Request,
+        cid: str,
+        mid: RowId,
+        canal: str = Form(...),
+        user: User = roles("adviser", "supervisor", "campaign_manager"),
+        s: Session = Depends(db),
+    ) -> Response:
+        from campaigns.clock import PARIS
+        from campaigns.policy import OPPOSITION_CANALS, record_opposition
+
+        m = s.get(Member, mid)
+        if m is None or m.campaign_id != cid:
+            raise Forbidden("no such person in this campaign")
+        if user.role == "adviser" and (
+            s.exec(
+                select(Action).where(Action.member_id == mid, Action.claimed_by == user.username)
+            ).first()
+            is None
+        ):
+            raise Forbidden("an adviser records oppositions only for the person they are calling")
+        if canal not in OPPOSITION_CANALS:
+            raise Forbidden("unknown channel")
+        p = s.get(Person, m.person_id)
+        assert p is not None
+        record_opposition(
+            s,
+            ben_nir_psa=p.ben_nir_psa,
+            ben_rng_gem=p.ben_rng_gem,
+            canal=canal,
+            on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
+            source=f"console by {user.username}",
+        )
+        record(
+            session=s,
+            actor=user.username,
+            action="record_opposition",
+            target=f"{cid}/member/{mid}",
+            detail={"canal": canal},
+        )
+        return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
+
     @app.get("/campaigns/{cid}/members/{mid}", response_class=HTMLResponse)
     def person_page(
         request: Request,

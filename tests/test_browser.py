@@ -60,8 +60,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ("reg", "regional_lead", None),
         ]:
             create_user(session=s, username=name, password=PW, role=role, echelon=echelon)
+        create_user(
+            session=s, username="adv2", password=PW, role="adviser", phone_line="+33100000002"
+        )
         register_campaign(session=s, definition=D, launched=True)
-        targets, people = population(4, anchor=ANCHOR)
+        targets, people = population(6, anchor=ANCHOR)
         admit_targets(
             session=s,
             definition=D,
@@ -160,3 +163,17 @@ def test_the_regional_leads_page(server: str, browser: Any) -> None:
     reg.goto(f"{server}/campaigns/sophia-ald8/results")
     assert reg.locator("#results").is_visible() and reg.locator("svg").count() == 3
     shot(reg, "09-results")
+
+
+def test_an_adviser_places_the_call_from_the_card(server: str, browser: Any) -> None:
+    adv = login(browser, server, "adv2")
+    adv.click("#next")
+    assert "/calls/" in adv.url
+    adv.click("#dial")
+    # The embedded telephony takes the call at once; the card polls its status.
+    adv.wait_for_function(
+        "document.getElementById('call-status').textContent !== '—'", timeout=15000
+    )
+    assert adv.inner_text("#call-status") in ("lancement", "ça sonne", "décroché")
+    assert "•• •• ••" in adv.inner_text("#phone")  # dialling does not show the number
+    shot(adv, "10-card-dialled")

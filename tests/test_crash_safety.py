@@ -92,6 +92,7 @@ def test_sendgrid_dispatcher_killed_loses_nothing_and_bounds_duplicates(
         upstream=sendgrid_upstream,
         channel="email",
         delay=(0.2, 1.0),
+        per_second=4,  # 20 requests take ~5 s: the kills land mid-run
     )
     print(r)
     assert r["problems"] == []

@@ -228,6 +228,7 @@ def run_crash_campaign(
     delay: tuple[float, float] = (0.2, 2.0),
     pg_restarts: int = 0,
     honour_key: bool = True,
+    per_second: float | None = None,
 ) -> dict[str, Any]:
     """Seed N queued actions, SIGKILL the dispatcher `kills` times (and restart PostgreSQL
     `pg_restarts` times) while it sends them through the provider mock, then finish it."""
@@ -240,6 +241,8 @@ def run_crash_campaign(
     with provider_mock(upstream, kind, honour_key=honour_key) as mock:
         args = ["dispatch", "--db", db_url, "--channel", channel, "--url", mock.url]
         args += ["--batch", str(batch), "--day", DAY.isoformat()]
+        if per_second is not None:  # slow the provider down so that the kills land mid-run
+            args += ["--per-second", str(per_second)]
         runs = Runs()
         for _ in range(pg_restarts):
             restart_postgres_under(args, rng=rng, delay=delay, runs=runs)

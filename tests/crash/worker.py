@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channel", default="mailbox", choices=["mailbox", "email"])
     ap.add_argument("--url", default="")
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--per-second", type=float, default=100_000, help="provider requests/s")
     ap.add_argument("--file", dest="files", action="append", default=[])
     args = ap.parse_args(argv)
 
@@ -50,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         from channels.sendgrid_email import SendGridEmail
 
         adapters = Adapters(
-            mailbox=HttpMailbox(base_url=args.url, token="crash", per_second=100_000),
+            mailbox=HttpMailbox(base_url=args.url, token="crash", per_second=args.per_second),
             email=SendGridEmail(
                 api_key="SG.crash",
                 host=args.url,
                 sender="relance@example.org",
-                per_second=100_000,
+                per_second=args.per_second,
             ),
             letters=FakeLetters(),
         )

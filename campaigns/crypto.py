@@ -154,18 +154,19 @@ class Encrypted(TypeDecorator[str]):
     """A text column stored encrypted: clear in Python, a Fernet token in the database.
 
     Tokens are randomised, so the column can be read and written but not searched, compared
-    or indexed in SQL.
+    or indexed in SQL; only IS NULL tells something, so `empty_as_null` stores "" as NULL
+    (whether a person has a phone can then be asked without decrypting anyone's number).
     """
 
     impl = Text
     cache_ok = True
 
-    def __init__(self, column: str = "an encrypted column") -> None:
+    def __init__(self, column: str = "an encrypted column", empty_as_null: bool = False) -> None:
         super().__init__()
-        self.column = column
+        self.column, self.empty_as_null = column, empty_as_null
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
-        if value is None:
+        if value is None or (self.empty_as_null and value == ""):
             return None
         return encrypt(str(value))
 

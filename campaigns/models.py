@@ -53,10 +53,11 @@ class Person(SQLModel, table=True):
     prenom: str
     address_lines: list[str] = Field(sa_column=Column(JSON, nullable=False))
     telephone: str | None = Field(
-        default=None, sa_column=Column(Encrypted("person.telephone"), nullable=True)
+        default=None,
+        sa_column=Column(Encrypted("person.telephone", empty_as_null=True), nullable=True),
     )
     email: str | None = Field(
-        default=None, sa_column=Column(Encrypted("person.email"), nullable=True)
+        default=None, sa_column=Column(Encrypted("person.email", empty_as_null=True), nullable=True)
     )
     compte_ameli: bool = False
     echelon: str = Field(max_length=8)

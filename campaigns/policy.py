@@ -283,16 +283,26 @@ def load_facts(
         ):
             if on is not None:
                 past[pid].append(PastContact(on=on, channel=channel, campaign_id=cid, step=step))
+    # Who has a phone or an e-mail, asked of the database: no number or address is decrypted.
+    reachable = {
+        pid: (tel, mail)
+        for pid, tel, mail in session.exec(
+            select(
+                Person.id, col(Person.telephone).is_not(None), col(Person.email).is_not(None)
+            ).where(col(Person.id).in_(ids))
+        )
+    }
     out: dict[int, Facts] = {}
     for p in people:
         key = person_key(p)
+        has_phone, has_email = reachable.get(p.id or 0, (False, False))
         out[p.id or 0] = Facts(
             departement=p.departement,
             deceased=p.deceased_on is not None,
             enrolled=key in enrolled,
             opposed=frozenset(opposed.get(key, ())),
-            phone_ok=bool(p.telephone) and not p.phone_invalid,
-            email_ok=bool(p.email) and not p.email_invalid,
+            phone_ok=has_phone and not p.phone_invalid,
+            email_ok=has_email and not p.email_invalid,
             address_ok=bool(p.address_lines) and not p.address_invalid,
             compte_ameli=p.compte_ameli,
             past=tuple(past.get(p.id or 0, ())),

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, tuple_
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from campaigns.calendar import add_working_days
@@ -63,6 +64,8 @@ def _states(
     rows = session.exec(
         select(Member, Person)
         .join(Person, col(Person.id) == col(Member.person_id))
+        # The planner needs no NIR, number or address: they stay encrypted, unread.
+        .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
         .where(
             Member.campaign_id == definition.id,
             Member.status == ACTIVE,

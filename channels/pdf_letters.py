@@ -10,20 +10,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from channels.base import ChannelError, Receipt, safe_name, write_atomic
 from channels.letters import Letter, check_letters
 
+CHUNK = 25  # letters per rendered PDF: fonts embedded once per chunk, not once per letter
 
-def render_pdf(html: str) -> bytes:
-    """One letter as PDF bytes (runs in a worker process when there are several)."""
+
+def render_chunk(htmls: Sequence[str]) -> tuple[bytes, list[int]]:
+    """Several letters as one PDF, with each letter's page count (runs in a worker process)."""
     from weasyprint import HTML
 
-    pdf = HTML(string=html).write_pdf()
+    docs = [HTML(string=h).render() for h in htmls]
+    pdf = docs[0].copy([p for d in docs for p in d.pages]).write_pdf()
     assert isinstance(pdf, bytes)
-    return pdf
+    return pdf, [len(d.pages) for d in docs]
 
 
 class PdfLetters:
@@ -31,6 +36,24 @@ class PdfLetters:
 
     def __init__(self, folder: Path, workers: int = 1) -> None:
         self.folder, self.workers = Path(folder) / "letters", max(1, workers)
+        self._pool: Any = None
+
+    def close(self) -> None:
+        """Stop the worker processes (they are started again if another batch comes)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _map(self, chunks: list[list[str]]) -> list[tuple[bytes, list[int]]]:
+        """Render the chunks, on the worker processes (started once, kept for later batches)."""
+        if self.workers == 1 or len(chunks) == 1:
+            return [render_chunk(c) for c in chunks]
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers)
+            weakref.finalize(self, self._pool.shutdown)
+        return list(self._pool.map(render_chunk, chunks))
 
     def _printed(self) -> dict[str, str]:
         """Keys already printed, with their batch."""
@@ -59,22 +82,18 @@ class PdfLetters:
                 todo.append(letter)
                 results.append(None)
         if todo:
-            htmls = [x.html for x in todo]
-            if self.workers > 1 and len(todo) > 1:
-                from concurrent.futures import ProcessPoolExecutor
-
-                with ProcessPoolExecutor(self.workers) as pool:
-                    pdfs = list(pool.map(render_pdf, htmls, chunksize=8))
-            else:
-                pdfs = [render_pdf(h) for h in htmls]
+            # Chunks small enough to keep both workers busy to the end of the batch.
+            size = max(1, min(CHUNK, -(-len(todo) // (self.workers * 4))))
+            chunks = [[x.html for x in todo[i : i + size]] for i in range(0, len(todo), size)]
             writer = PdfWriter()
             rows: list[list[object]] = []
             page = 1
-            for letter, one in zip(todo, pdfs, strict=True):
-                reader = PdfReader(io.BytesIO(one))
-                rows.append([len(rows) + 1, letter.key, page, len(reader.pages)])
-                page += len(reader.pages)
-                writer.append(reader)
+            letters_left = iter(todo)
+            for pdf_chunk, pages in self._map(chunks):
+                for n in pages:
+                    rows.append([len(rows) + 1, next(letters_left).key, page, n])
+                    page += n
+                writer.append(PdfReader(io.BytesIO(pdf_chunk)))
             out = io.BytesIO()
             writer.write(out)
             pdf = out.getvalue()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -39,9 +41,36 @@ def test_audit_chain_detects_an_edited_event(engine: Engine) -> None:
             record(session=s, actor="a", action="view_person", target=f"m/{i}")
         assert verify(session=s) == (4, None)
         second = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()[1]  # type: ignore[arg-type]
+    # The application cannot rewrite the log: the database refuses it.
+    for change in (
+        update(AuditEvent).where(AuditEvent.id == second.id).values(target="m/99"),
+        delete(AuditEvent).where(AuditEvent.id == second.id),
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), session_scope(engine) as s:
+            s.execute(change)
+    # Someone who owns the database can drop the guard: the chain still tells.
+    with session_scope(engine) as s:
+        _guards(s, engine, drop=True)
         s.execute(update(AuditEvent).where(AuditEvent.id == second.id).values(target="m/99"))
+        _guards(s, engine, drop=False)
     with session_scope(engine) as s:
         assert verify(session=s) == (2, second.id)
+
+
+def _guards(s: Any, engine: Engine, *, drop: bool) -> None:
+    """Drop or put back the append-only triggers, as a database owner could."""
+    if engine.dialect.name == "postgresql":
+        verb = "DISABLE" if drop else "ENABLE"
+        s.execute(text(f"ALTER TABLE auditevent {verb} TRIGGER auditevent_append_only"))
+    elif drop:
+        s.execute(text("DROP TRIGGER auditevent_no_update"))
+    else:
+        s.execute(
+            text(
+                "CREATE TRIGGER auditevent_no_update BEFORE UPDATE ON auditevent "
+                "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+            )
+        )
 
 
 def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -34,6 +35,39 @@ class RetentionReport:
     last_person_id: int = 0
     per_campaign: dict[str, int] = field(default_factory=dict)
     oldest_last_offer: date | None = None
+    batches: int = 0
+
+    def add(self, batch: RetentionReport) -> None:
+        """Count one more batch of a run into this report."""
+        self.batches += 1
+        self.anonymised += batch.anonymised
+        self.kept_enrolled += batch.kept_enrolled
+        self.kept_recent += batch.kept_recent
+        self.already_anonymous += batch.already_anonymous
+        for cid, n in batch.per_campaign.items():
+            self.per_campaign[cid] = self.per_campaign.get(cid, 0) + n
+        if batch.oldest_last_offer and (
+            self.oldest_last_offer is None or batch.oldest_last_offer < self.oldest_last_offer
+        ):
+            self.oldest_last_offer = batch.oldest_last_offer
+        self.last_person_id = batch.last_person_id
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, no personal data: for Prefect results and the audit log."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "cutoff": self.cutoff.isoformat(),
+            "dry_run": self.dry_run,
+            "anonymised": self.anonymised,
+            "kept_enrolled": self.kept_enrolled,
+            "kept_recent": self.kept_recent,
+            "already_anonymous": self.already_anonymous,
+            "per_campaign": dict(sorted(self.per_campaign.items())),
+            "oldest_last_offer": self.oldest_last_offer.isoformat()
+            if self.oldest_last_offer
+            else None,
+            "batches": self.batches,
+        }
 
 
 def _cutoff(as_of: date, years: int) -> date:

@@ -7,7 +7,6 @@ holds counts and dates only: no name, no NIR, no person or member id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -16,43 +15,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy.engine import Engine
 
 from campaigns.db import get_engine, session_scope
-from campaigns.retention import RETENTION_YEARS, apply_retention
+from campaigns.retention import RETENTION_YEARS, RetentionReport, apply_retention
 from flows.dates import paris_today
 
 BATCH_SIZE = 2000
-
-
-@dataclass
-class RetentionSummary:
-    """A whole retention run, every batch added up (counts and dates only)."""
-
-    as_of: date
-    cutoff: date
-    dry_run: bool
-    anonymised: int = 0
-    kept_enrolled: int = 0
-    kept_recent: int = 0
-    already_anonymous: int = 0
-    per_campaign: dict[str, int] = field(default_factory=dict)
-    oldest_last_offer: date | None = None
-    batches: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values, for Prefect results and the audit log."""
-        return {
-            "as_of": self.as_of.isoformat(),
-            "cutoff": self.cutoff.isoformat(),
-            "dry_run": self.dry_run,
-            "anonymised": self.anonymised,
-            "kept_enrolled": self.kept_enrolled,
-            "kept_recent": self.kept_recent,
-            "already_anonymous": self.already_anonymous,
-            "per_campaign": dict(sorted(self.per_campaign.items())),
-            "oldest_last_offer": self.oldest_last_offer.isoformat()
-            if self.oldest_last_offer
-            else None,
-            "batches": self.batches,
-        }
 
 
 def run_retention(
@@ -62,9 +28,9 @@ def run_retention(
     dry_run: bool = True,
     years: int = RETENTION_YEARS,
     batch_size: int = BATCH_SIZE,
-) -> RetentionSummary:
+) -> RetentionReport:
     """Every person, batch after batch, each batch in its own transaction."""
-    summary: RetentionSummary | None = None
+    summary: RetentionReport | None = None
     after = 0
     while True:
         with session_scope(engine) as s:
@@ -77,29 +43,19 @@ def run_retention(
                 limit=batch_size,
             )
         if summary is None:
-            summary = RetentionSummary(as_of=as_of, cutoff=r.cutoff, dry_run=dry_run)
+            summary = RetentionReport(as_of=as_of, cutoff=r.cutoff, dry_run=dry_run)
         if r.last_person_id == 0:  # an empty batch: everyone has been seen
             return summary
-        summary.batches += 1
-        summary.anonymised += r.anonymised
-        summary.kept_enrolled += r.kept_enrolled
-        summary.kept_recent += r.kept_recent
-        summary.already_anonymous += r.already_anonymous
-        for cid, n in r.per_campaign.items():
-            summary.per_campaign[cid] = summary.per_campaign.get(cid, 0) + n
-        if r.oldest_last_offer and (
-            summary.oldest_last_offer is None or r.oldest_last_offer < summary.oldest_last_offer
-        ):
-            summary.oldest_last_offer = r.oldest_last_offer
+        summary.add(r)
         after = r.last_person_id
 
 
-def report_rows(summary: RetentionSummary) -> list[dict[str, Any]]:
+def report_rows(summary: RetentionReport) -> list[dict[str, Any]]:
     """One row per campaign: the people anonymised there (or to be, in a dry run)."""
     return [{"campaign": cid, "people": n} for cid, n in sorted(summary.per_campaign.items())]
 
 
-def report_markdown(summary: RetentionSummary) -> str:
+def report_markdown(summary: RetentionReport) -> str:
     """The report a person reads: what was (or would be) anonymised, and why these people."""
     verb = "would be anonymised (dry run: nothing changed)" if summary.dry_run else "anonymised"
     oldest = summary.oldest_last_offer.isoformat() if summary.oldest_last_offer else "—"
@@ -124,7 +80,7 @@ def report_markdown(summary: RetentionSummary) -> str:
 
 
 @task
-def retention_task(as_of: date, dry_run: bool, batch_size: int) -> RetentionSummary:
+def retention_task(as_of: date, dry_run: bool, batch_size: int) -> RetentionReport:
     """The retention service over every person (database only: no retry)."""
     return run_retention(engine=get_engine(), as_of=as_of, dry_run=dry_run, batch_size=batch_size)
 

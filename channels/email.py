@@ -30,9 +30,10 @@ class EmailSender(Protocol):
         ...
 
 
-def _check(m: EmailMessage) -> ChannelError | None:
+def check_address(m: EmailMessage) -> ChannelError | None:
+    """A final failure for an address that cannot be sent to (the address is not repeated)."""
     if "@" not in m.to or m.to.startswith("@") or m.to.endswith("@"):
-        return PermanentFailure(f"invalid address {m.to!r}", key=m.key, code="invalid_email")
+        return PermanentFailure("invalid e-mail address", key=m.key, code="invalid_email")
     return None
 
 
@@ -46,7 +47,7 @@ class LocalEmail:
         """Write each message once (same key, same file)."""
         out: list[Receipt | ChannelError] = []
         for m in messages:
-            err = _check(m)
+            err = check_address(m)
             if err:
                 out.append(err)
                 continue
@@ -76,7 +77,7 @@ class FakeEmail:
         out: list[Receipt | ChannelError] = []
         for m in messages:
             self.calls.append(m.key)
-            err = self.fail.pop(m.key, None) or _check(m)
+            err = self.fail.pop(m.key, None) or check_address(m)
             if err:
                 out.append(err)
                 continue

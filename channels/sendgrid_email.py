@@ -17,7 +17,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
 from channels.base import ChannelError, PermanentFailure, Receipt, TemporaryFailure
-from channels.email import EmailMessage, _check
+from channels.email import EmailMessage, check_address
 from channels.resilience import RETRYABLE_STATUS, Backoff, RateLimiter, Retryable, parse_retry_after
 
 MAX_BATCH = 1000  # SendGrid's limit of personalizations per request
@@ -109,7 +109,7 @@ class SendGridEmail:
         out: list[Receipt | ChannelError | None] = [None] * len(messages)
         groups: dict[tuple[str, str, str | None], list[int]] = {}
         for i, m in enumerate(messages):
-            err = _check(m)
+            err = check_address(m)
             if err:
                 out[i] = err
             else:

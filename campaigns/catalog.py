@@ -59,12 +59,17 @@ def load_campaign(id_or_path: str | Path, *, root: Path = DEFINITIONS_DIR) -> Ca
     if path.is_dir():
         folder = path.resolve()
         return _load_cached(folder, _stamp(folder))
+    return campaign_by_id(str(id_or_path), root=root)
+
+
+def campaign_by_id(campaign_id: str, *, root: Path = DEFINITIONS_DIR) -> Campaign:
+    """A campaign by its id only: what a URL or the ledger names is never read as a path."""
     for folder in _folders(root):
         definition = parse_definition(folder / "campaign.yaml")
-        if definition.id == str(id_or_path):
+        if definition.id == campaign_id:
             return _load_cached(folder.resolve(), _stamp(folder))
     known = ", ".join(parse_definition(f / "campaign.yaml").id for f in _folders(root))
-    raise DefinitionError(f"no campaign {id_or_path!r} under {root} (known: {known or 'none'})")
+    raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {known or 'none'})")
 
 
 def list_campaigns(root: Path = DEFINITIONS_DIR) -> list[CampaignDefinition]:

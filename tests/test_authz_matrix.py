@@ -165,3 +165,11 @@ def test_provider_callbacks_refuse_unsigned_requests(app: Any) -> None:
     client = TestClient(app)
     assert client.post("/webhooks/twilio/status", data={"CallSid": "CA1"}).status_code == 403
     assert client.post("/webhooks/sendgrid/events", content=b"[]").status_code == 403
+
+
+def test_a_campaign_id_in_a_url_is_never_read_as_a_folder(app: Any) -> None:
+    client, token = _client(app, "admin")
+    # "console" and "." are folders where the console runs: not campaign ids.
+    for cid in ("console", ".", "campaigns"):
+        r = client.get(f"/campaigns/{cid}/results.csv", headers={"X-CSRF-Token": token})
+        assert r.status_code == 404, (cid, r.status_code)

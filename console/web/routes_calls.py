@@ -21,7 +21,7 @@ from campaigns.calls import (
     release,
     renew_lease,
 )
-from campaigns.catalog import load_campaign
+from campaigns.catalog import campaign_by_id
 from campaigns.definition import OUTCOME_CODES
 from campaigns.dispatch import member_context, person_context
 from campaigns.models import (
@@ -68,7 +68,7 @@ def mask_nir(nir: str) -> str:
 
 
 def _definitions(s: Session) -> dict[str, Any]:
-    return {c.id: load_campaign(c.id).definition for c in s.exec(select(Campaign))}
+    return {c.id: campaign_by_id(c.id).definition for c in s.exec(select(Campaign))}
 
 
 def _own_call(s: Session, aid: int, user: User) -> Action:
@@ -127,7 +127,7 @@ def add_routes(app: FastAPI) -> None:
         a = _own_call(s, aid, user)
         m, p = s.get(Member, a.member_id), s.get(Person, a.person_id)
         assert m is not None and p is not None
-        campaign = load_campaign(a.campaign_id)
+        campaign = campaign_by_id(a.campaign_id)
         d = campaign.definition
         today = now.astimezone(PARIS).date()
         tried = sorted(
@@ -243,7 +243,7 @@ def add_routes(app: FastAPI) -> None:
                 adviser=user.username,
                 outcome=outcome,
                 now=now,
-                definition=load_campaign(a.campaign_id).definition,
+                definition=campaign_by_id(a.campaign_id).definition,
                 notes=notes or None,
                 callback_at=when,
             )

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from campaigns.audit import record
-from campaigns.catalog import load_campaign
+from campaigns.catalog import campaign_by_id
 from campaigns.models import PENDING, Action, Campaign, Exclusion, Member, MemberEvent, Person, User
 from campaigns.validation import (
     EXCLUSION_REASONS,
@@ -87,7 +87,7 @@ def add_routes(app: FastAPI) -> None:
                 target=f"{cid}/list/{lst.id}/{echelon}",
                 detail={"people": len(people)},
             )
-        labels = load_campaign(cid).definition.presentation.gap_labels
+        labels = campaign_by_id(cid).definition.presentation.gap_labels
         return render(
             request,
             "validation.html",
@@ -317,7 +317,7 @@ def add_routes(app: FastAPI) -> None:
             from targeting.explain import explain_person
 
             explanation = explain_person(
-                rule=load_campaign(cid).definition.targeting,
+                rule=campaign_by_id(cid).definition.targeting,
                 extract=settings.resolved_extract_dir,
                 as_of=m.entered_on,
                 ben_nir_psa=p.ben_nir_psa,

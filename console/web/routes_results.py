@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from campaigns.audit import record
-from campaigns.catalog import load_campaign
+from campaigns.catalog import campaign_by_id
 from campaigns.dashboard import (
     COLUMNS,
     ObjectiveError,
@@ -32,7 +32,7 @@ READERS = ("echelon_lead", "regional_lead", "campaign_manager", "supervisor")
 
 
 def _rows(s: Session, cid: str, user: User, today: date) -> tuple[list[ResultRow], ResultRow]:
-    rows, total = results(session=s, definition=load_campaign(cid).definition, today=today)
+    rows, total = results(session=s, definition=campaign_by_id(cid).definition, today=today)
     if user.role == "echelon_lead":
         mine = [r for r in rows if r.echelon == user.echelon]
         return mine, mine[0] if mine else total
@@ -56,7 +56,7 @@ def add_routes(app: FastAPI) -> None:
     ) -> HTMLResponse:
         from console.web.charts import attainment_chart, cumulative_chart, uplift_chart
 
-        d = load_campaign(cid).definition
+        d = campaign_by_id(cid).definition
         rows, total = _rows(s, cid, user, now.date())
         scope = user.echelon if user.role == "echelon_lead" else None
         effects = effect_report(
@@ -160,7 +160,7 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles("campaign_manager"),
         s: Session = Depends(db),
     ) -> Response:
-        if echelon not in load_campaign(cid).definition.objectives:
+        if echelon not in campaign_by_id(cid).definition.objectives:
             raise Forbidden(f"no échelon {echelon} in this campaign")
         try:
             set_objectives(
@@ -189,7 +189,7 @@ def add_routes(app: FastAPI) -> None:
         s: Session = Depends(db),
     ) -> Response:
         text = (await file.read()).decode("utf-8", errors="replace")
-        known = set(load_campaign(cid).definition.objectives)
+        known = set(campaign_by_id(cid).definition.objectives)
         try:
             targets = parse_objectives_csv(text, known)
         except ObjectiveError as e:

@@ -32,10 +32,8 @@ from campaigns.models import (
     SKIPPED,
     SUCCESS_STATES,
     Action,
-    Enrolment,
     Member,
     MemberEvent,
-    Opposition,
     Person,
 )
 from campaigns.planner import Skip, notice_decision
@@ -172,26 +170,9 @@ def _context_rows(
         .join(Person, col(Person.id) == col(Member.person_id))
         .where(col(Member.id).in_(member_ids))
     ).all()
-    keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
-    opposed: dict[tuple[str, int], set[str]] = defaultdict(set)
-    enrolled: set[tuple[str, int]] = set()
-    if keys:
-        from sqlalchemy import tuple_
-
-        for a, b, canal in session.exec(
-            select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
-                tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
-                col(Opposition.opposed_on) <= today,
-            )
-        ):
-            opposed[(a, b)].add(canal)
-        for a, b in session.exec(
-            select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-                tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
-                col(Enrolment.enrolled_on) <= today,
-            )
-        ):
-            enrolled.add((a, b))
+    # The contact policy's facts (oppositions and enrolments effective today, death, contact
+    # details), read once for the batch: the send-time checks, notices and next steps use them.
+    facts = load_facts(session, [p for _, p in rows], today=today, pressure=None, programme=None)
     tried: dict[int, list[str]] = defaultdict(list)
     for mid, channel in session.exec(
         select(Action.member_id, Action.channel)
@@ -202,12 +183,12 @@ def _context_rows(
             tried[mid].append(channel)
     out = {}
     for m, p in rows:
-        key = (p.ben_nir_psa, p.ben_rng_gem)
+        f = facts.get(p.id or 0)
         out[m.id or 0] = {
             "member": m,
             "person": p,
-            "opposed": opposed.get(key, set()),
-            "enrolled": key in enrolled,
+            "facts": f,
+            "opposed": set(f.opposed) if f else set(),
             "tried": tried.get(m.id or 0, []),
         }
     return out
@@ -261,13 +242,10 @@ def dispatch_batch(
     """Render and send one claimed batch; record each result."""
     counts: dict[str, int] = defaultdict(int)
     ctx = _context_rows(session, actions, today)
-    facts = load_facts(
-        session, [r["person"] for r in ctx.values()], today=today, pressure=None, programme=None
-    )
     to_send: list[tuple[Action, Any]] = []
     for a in actions:
         row = ctx[a.member_id]
-        block = _send_time_block(a, row["member"], facts.get(a.person_id), now)
+        block = _send_time_block(a, row["member"], row["facts"], now)
         if block:
             a.state, a.reason, a.updated_at = CANCELLED, block, now
             counts[f"cancelled_{block}"] += 1

@@ -125,6 +125,7 @@ def test_review_then_approval_through_the_cli_is_audited(ledger: Engine) -> None
 
 def test_rejection_through_the_cli_is_audited_and_contacts_nobody(ledger: Engine) -> None:
     lst = the_list(ledger)
+    assert "nommer qui la prend" in run("reject", D.id, "--by", " ", "--reason", "x", code=2)
     assert "un refus doit être motivé" in run(
         "reject", D.id, "--by", "mgr", "--reason", " ", code=2
     )

@@ -187,6 +187,8 @@ def decide_list(
     """Approve (every échelon signed off) or reject (with a reason) the pending list."""
     if decision not in ("approve", "reject"):
         raise ValidationError(f"décision inconnue {decision!r} : approve ou reject")
+    if not actor.strip():
+        raise ValidationError("une décision doit nommer qui la prend")
     chosen: Decision = "approve" if decision == "approve" else "reject"
     lst = pending(session=session, campaign_id=campaign_id, list_id=list_id)
     if chosen == "approve":

@@ -139,7 +139,7 @@ def list_validation(campaign_id: str = "sophia-ald8") -> dict[str, Any]:
             return {"state": "expired", "list_id": lst.id, "detail": expired and expired.reason}
         owner = claim(session=s, target_list=lst, run_id=run_id, still_waits=run_waits)
         if owner != run_id:
-            log.info("list %s already awaited by flow run %s", lst.id, owner)
+            log.info("la liste %s est déjà attendue par le run %s", lst.id, owner)
             return {"state": "awaited", "list_id": lst.id, "detail": owner}
         list_id, deadline = lst.id or 0, lst.deadline
     attempt = 0
@@ -179,7 +179,9 @@ def list_validation(campaign_id: str = "sophia-ald8") -> dict[str, Any]:
             else:
                 state = "approved" if done.decision == "approve" else "rejected"
                 return {"state": state, "list_id": list_id, "counts": done.counts}
-        log.warning("decision by %s not applied: %s; waiting again", decision.approver, refusal)
+        log.warning(
+            "décision de %s non appliquée : %s ; nouvelle attente", decision.approver, refusal
+        )
         create_flow_run_input(key=_refused_key(key), value=refusal)
 
 

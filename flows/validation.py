@@ -34,6 +34,7 @@ from campaigns.rendering import date_fr
 from campaigns.settings import get_settings
 from campaigns.validation import ValidationError, expire_overdue, list_status, pending_list
 from flows.dates import paris_today
+from flows.runtime import configure_database
 
 
 class Approval(RunInput):
@@ -120,9 +121,10 @@ def _refused_key(key: str) -> str:
 
 
 @flow(name="list-validation")
-def list_validation(campaign_id: str = "sophia-ald8") -> dict[str, Any]:
+def list_validation(campaign_id: str) -> dict[str, Any]:
     """Wait, suspended, for the decision on the campaign's pending list, and apply it."""
     log = get_run_logger()
+    configure_database()
     engine = get_engine()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     with session_scope(engine) as s:

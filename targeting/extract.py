@@ -285,7 +285,9 @@ def _kind(column: str) -> str:
         f"WHEN regexp_full_match({compact}, '(?i)(?:{p})') THEN '{k}'" for k, p in SHAPES.items()
     )
     # One pattern first: most cells are keys, and are done with after one match.
-    return f"CASE WHEN regexp_full_match({compact}, '(?i)(?:{any_shape})') THEN CASE {whens} END END"
+    return (
+        f"CASE WHEN regexp_full_match({compact}, '(?i)(?:{any_shape})') THEN CASE {whens} END END"
+    )
 
 
 def _kind_column(column: str) -> str:

@@ -64,7 +64,9 @@ def register_extract(spark: SparkSession, extract: str, tables: list[str]) -> No
         exprs = []
         for col in spec.columns:
             if col.name not in present:
-                raise ExtractError(csv_path if csv else pq_path, "colonne manquante", column=col.name)
+                raise ExtractError(
+                    csv_path if csv else pq_path, "colonne manquante", column=col.name
+                )
             raw = f"NULLIF(TRIM(`{col.name}`), '')" if csv else f"`{col.name}`"
             if col.type == "bool" and csv:
                 cast = f"CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END"

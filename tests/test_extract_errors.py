@@ -152,7 +152,10 @@ def test_cli_bad_extract_exit_2_and_nothing_written(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--as-of", "2026-13-01"], "is not a date"),
-        (["--as-of", "2026-03-02", "--extract", "/nonexistent"], "dossier d'extraction introuvable"),
+        (
+            ["--as-of", "2026-03-02", "--extract", "/nonexistent"],
+            "dossier d'extraction introuvable",
+        ),
     ],
 )
 def test_cli_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
@@ -166,7 +169,10 @@ def test_cli_bad_arguments(tmp_path: Path, args: list[str], message: str) -> Non
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        (lambda t: t.replace(",", ";").encode(), "ligne 1 : séparateur ';' : les colonnes sont séparées par ','"),
+        (
+            lambda t: t.replace(",", ";").encode(),
+            "ligne 1 : séparateur ';' : les colonnes sont séparées par ','",
+        ),
         (
             lambda t: t.replace("MARTIN", "MARTÈNE").encode("latin-1"),
             "ligne 2 : pas en UTF-8 (octet 0xC8)",

@@ -53,8 +53,9 @@ def test_duckdb_reads_the_same_shapes(value: str, kind: str | None) -> None:
     found = [
         k
         for k, pattern in SHAPES.items()
-        if duckdb.execute(f"SELECT regexp_full_match({compact}, '(?i)(?:{pattern})')", [value])
-        .fetchone()[0]  # type: ignore[index]
+        if duckdb.execute(
+            f"SELECT regexp_full_match({compact}, '(?i)(?:{pattern})')", [value]
+        ).fetchone()[0]  # type: ignore[index]
     ]
     assert found[:1] == ([kind] if kind else [])
 

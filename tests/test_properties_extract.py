@@ -219,7 +219,8 @@ def test_many_problems_are_capped_and_counted(tmp_path: Path) -> None:
     problems = check_extract(folder, ["ir_ben_r"], cap=10)
     assert [p.row for p in problems[:10]] == list(range(2, 12))
     assert all(
-        p.column == "ben_sex_cod" and p.reason == "n'est pas un nombre entier" for p in problems[:10]
+        p.column == "ben_sex_cod" and p.reason == "n'est pas un nombre entier"
+        for p in problems[:10]
     )
     assert [p.key for p in problems[:2]] == ["P0:1", "P1:1"]
     assert problems[10].reason == "… et 20 autres problèmes" and len(problems) == 11

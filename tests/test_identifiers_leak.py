@@ -77,6 +77,14 @@ def leaks(where: str, *texts: object, more: Iterable[str] = ()) -> list[tuple[st
     return [(where, n) for n in sorted(NEEDLES | needles(more)) if n in blob]
 
 
+def assert_no_leak(*found: list[tuple[str, str]]) -> None:
+    """Fail naming every place where a planted value was found, and the values."""
+    where: dict[str, list[str]] = {}
+    for place, value in (f for group in found for f in group):
+        where.setdefault(place, []).append(value)
+    assert not where, "; ".join(f"{k}: {len(v)} ({', '.join(v)})" for k, v in where.items())
+
+
 def ledger_text(engine: Engine) -> str:
     """Every row of every table as stored (no decryption: the columns are read raw)."""
     rows = []
@@ -191,12 +199,12 @@ def test_extract_checker_refuses_identifiers_in_keys_and_never_shows_them(
     args = ["target", "sophia-ald8", "--extract", str(tmp_path / "x"), "--as-of", "2026-03-02"]
     r = CliRunner().invoke(app, [*args, "--output", str(out)])
     report = (out.parent / "targets.quarantine.csv").read_text()
-    assert [
-        *leaks("problems", *problems, *(p.key for p in problems), more=contact_nirs),
-        *leaks("quarantine report", report, more=contact_nirs),
-        *leaks("cli output", r.output, more=contact_nirs),
-        *leaks("logs", logged(logs), more=contact_nirs),
-    ] == []
+    assert_no_leak(
+        leaks("problems", *problems, *(p.key for p in problems), more=contact_nirs),
+        leaks("quarantine report", report, more=contact_nirs),
+        leaks("cli output", r.output, more=contact_nirs),
+        leaks("logs", logged(logs), more=contact_nirs),
+    )
     found = {(Path(p.file).name, p.row, p.column) for p in problems if p.severity == "error"}
     assert expected <= found, sorted(expected - found)
     assert r.exit_code == 2, r.output
@@ -258,13 +266,13 @@ def test_enrolment_feed_refuses_identifiers_and_never_stores_or_logs_them(
             break
         time.sleep(0.2)
     assert "malformed feed rows" in prefect, "no Prefect log found: the scan would prove nothing"
-    assert [
-        *leaks("report", rep),
-        *leaks("flow result", flow),
-        *leaks("ledger", ledger_text(cli_db)),
-        *leaks("logs", logged(logs)),
-        *leaks("prefect database", prefect),
-    ] == []
+    assert_no_leak(
+        leaks("report", rep),
+        leaks("flow result", flow),
+        leaks("ledger", ledger_text(cli_db)),
+        leaks("logs", logged(logs)),
+        leaks("prefect database", prefect),
+    )
     assert (rep.rows, rep.new, flow["rows"], flow["new"]) == (len(FEED) - 1, 1, len(FEED) - 1, 0)
     assert sorted({int(e.split(", ")[1].split()[1]) for e in rep.errors}) == list(
         range(3, len(FEED) + 1)
@@ -307,12 +315,12 @@ def test_oppositions_import_refuses_identifiers_and_never_stores_or_shows_them(
                 errors.append(str(e))
             else:
                 accepted.append(f"record_opposition({psa!r}, {rng})")
-    assert [
-        *leaks("cli output", *outputs),
-        *leaks("service errors", *errors),
-        *leaks("ledger", ledger_text(cli_db)),
-        *leaks("logs", logged(logs)),
-    ] == []
+    assert_no_leak(
+        leaks("cli output", *outputs),
+        leaks("service errors", *errors),
+        leaks("ledger", ledger_text(cli_db)),
+        leaks("logs", logged(logs)),
+    )
     assert accepted == []
 
 
@@ -346,11 +354,11 @@ def test_returns_import_refuses_identifiers_and_never_shows_them(
         r = CliRunner().invoke(app, ["letters", "returns", str(f)])
         assert r.exit_code == 2, r.output
         outputs.append(r.output)
-    assert [
-        *leaks("service errors", *e.value.problems, *e2.value.problems),
-        *leaks("cli output", *outputs),
-        *leaks("ledger", ledger_text(cli_db)),
-        *leaks("logs", logged(logs)),
-    ] == []
+    assert_no_leak(
+        leaks("service errors", *e.value.problems, *e2.value.problems),
+        leaks("cli output", *outputs),
+        leaks("ledger", ledger_text(cli_db)),
+        leaks("logs", logged(logs)),
+    )
     lines = {int(p.split(", ")[1].split()[1]) for p in e.value.problems}
     assert lines == set(range(2, len(RETURNS) + 2))

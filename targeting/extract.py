@@ -17,7 +17,14 @@ from typing import Literal
 
 import duckdb
 
-from targeting.identifiers import KIND_WORDS, RNG_GEM_MAX, RNG_GEM_MIN, SEPARATORS, SHAPES
+from targeting.identifiers import (
+    CANDIDATE,
+    KIND_WORDS,
+    RNG_GEM_MAX,
+    RNG_GEM_MIN,
+    SEPARATORS,
+    SHAPES,
+)
 from targeting.schema import PERSON_KEY, TABLES, Column, Table
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "date": "DATE", "bool": "BOOLEAN"}
@@ -279,33 +286,37 @@ def _text(column: str) -> str:
 
 def _kind(column: str) -> str:
     """SQL of the kind of identifier a cell is shaped like (NULL: none), as `kind_of` says."""
-    compact = f"regexp_replace({_text(column)}, '{SEPARATORS}', '', 'g')"
-    any_shape = "|".join(SHAPES.values())
+    text = f'CAST("{column}" AS VARCHAR)'  # untrimmed: the separators include blanks
+    compact = f"regexp_replace({text}, '{SEPARATORS}', '', 'g')"
     whens = " ".join(
         f"WHEN regexp_full_match({compact}, '(?i)(?:{p})') THEN '{k}'" for k, p in SHAPES.items()
     )
-    # One pattern first: most cells are keys, and are done with after one match.
-    return (
-        f"CASE WHEN regexp_full_match({compact}, '(?i)(?:{any_shape})') THEN CASE {whens} END END"
-    )
+    # Compacting and matching cost: only candidates (rare among pseudonymised keys) pay it.
+    candidate = f"contains({text}, '@') OR regexp_full_match({text}, '(?i){CANDIDATE}')"
+    return f"CASE WHEN {candidate} THEN CASE {whens} END END"
 
 
 def _kind_column(column: str) -> str:
     return f'"_kind_{column}"'
 
 
-def _with_kinds(raw: str, present: set[str]) -> str:
-    """The relation with, per key column, the kind of identifier its cell looks like."""
-    kinds = [f"{_kind(c)} AS {_kind_column(c)}" for c in PERSON_KEY if c in present]
+def _with_kinds(raw: str, source_types: dict[str, str]) -> str:
+    """The relation with, per key column, the kind of identifier its cell looks like.
+
+    A column typed as an integer holds no e-mail nor phone (no "@", no leading 0 or +), and a
+    NIR read as an integer is far out of a birth rank's range: only text is matched.
+    """
+    kinds = [
+        f"{_kind(c) if source_types[c] == 'VARCHAR' else 'NULL'} AS {_kind_column(c)}"
+        for c in PERSON_KEY
+        if c in source_types
+    ]
     return f"(SELECT *, {', '.join(kinds)} FROM {raw})" if kinds else raw
 
 
 def _rng_in_range() -> str:
-    rng = _text("ben_rng_gem")
-    return (
-        f"CASE WHEN regexp_full_match({rng}, '-?[0-9]{{1,18}}') "
-        f"THEN CAST({rng} AS BIGINT) BETWEEN {RNG_GEM_MIN} AND {RNG_GEM_MAX} END"
-    )
+    """SQL: the birth rank is in range (NULL when it is no integer: another check says so)."""
+    return f"TRY_CAST({_text('ben_rng_gem')} AS BIGINT) BETWEEN {RNG_GEM_MIN} AND {RNG_GEM_MAX}"
 
 
 def _key_checks(present: set[str]) -> list[_Check]:
@@ -320,7 +331,7 @@ def _key_checks(present: set[str]) -> list[_Check]:
         out.append(
             _Check(
                 "ben_rng_gem",
-                f"{_kind_column('ben_rng_gem')} IS NULL AND NOT ({_rng_in_range()})",
+                f"{_kind_column('ben_rng_gem')} IS NULL AND NOT coalesce({_rng_in_range()}, true)",
                 f"rang de naissance hors de {RNG_GEM_MIN} à {RNG_GEM_MAX}",
             )
         )
@@ -512,7 +523,7 @@ def _check_table(
     if warnings and name == "contacts":
         checks += [c for c in _address_checks(spec) if c.column in present]
     checks += _key_checks(present)
-    raw = _with_kinds(_raw(path), present)
+    raw = _with_kinds(_raw(path), {c: source_types[c] for c in present})
     try:
         rows, hidden = _run_checks(con, path, raw, checks, present, cap)
         problems += rows

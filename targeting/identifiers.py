@@ -14,6 +14,9 @@ Kind = Literal["nir", "phone", "email"]
 
 # Removed before matching: people write NIRs and phone numbers in groups.
 SEPARATORS = r"[\s.()/_-]"
+# What a NIR or a phone number matches as written (their characters and separators only), an
+# e-mail having an "@": cheap tests that rule out most keys before they are compacted and matched.
+CANDIDATE = r"[0-9ab+\s.()/_-]{8,}"
 # Checked in this order on the value without separators (full match, any case); a phone
 # number starts with 0 or +, a NIR never does.
 SHAPES: dict[Kind, str] = {
@@ -33,13 +36,15 @@ RNG_GEM_MIN, RNG_GEM_MAX = 1, 99
 
 _COMPILED = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in SHAPES.items()]
 _SEPARATORS = re.compile(SEPARATORS)
+_CANDIDATE = re.compile(CANDIDATE, re.IGNORECASE)
 
 
 def kind_of(value: object) -> Kind | None:
     """The kind of identifier a value is shaped like, or None."""
-    if value is None:
+    text = "" if value is None else str(value)
+    if "@" not in text and not _CANDIDATE.fullmatch(text):
         return None
-    compact = _SEPARATORS.sub("", str(value))
+    compact = _SEPARATORS.sub("", text)
     for kind, pattern in _COMPILED:
         if pattern.fullmatch(compact):
             return kind

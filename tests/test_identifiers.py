@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from targeting.identifiers import SEPARATORS, SHAPES, key_problem, kind_of
+from targeting.identifiers import CANDIDATE, SEPARATORS, SHAPES, key_problem, kind_of
 
 TABLE = [
     # NIRs: 15 and 13 characters, grouped or not, Corsica.
@@ -50,11 +50,13 @@ def test_kind_of(value: str | None, kind: str | None) -> None:
 @pytest.mark.parametrize(("value", "kind"), [(v, k) for v, k in TABLE if v is not None])
 def test_duckdb_reads_the_same_shapes(value: str, kind: str | None) -> None:
     compact = f"regexp_replace(?, '{SEPARATORS}', '', 'g')"
+    candidate = f"(contains(?, '@') OR regexp_full_match(?, '(?i){CANDIDATE}'))"
     found = [
         k
         for k, pattern in SHAPES.items()
         if duckdb.execute(
-            f"SELECT regexp_full_match({compact}, '(?i)(?:{pattern})')", [value]
+            f"SELECT {candidate} AND regexp_full_match({compact}, '(?i)(?:{pattern})')",
+            [value, value, value],
         ).fetchone()[0]  # type: ignore[index]
     ]
     assert found[:1] == ([kind] if kind else [])

@@ -71,7 +71,7 @@ def test_objectives_import_refuses_the_whole_file_naming_each_bad_line(
         return
     with pytest.raises(ObjectiveError) as e:  # nothing else escapes, nothing is applied
         parse_objectives_csv(text, {"75", "93"})
-    assert [int(n) for n in re.findall(r"line (\d+):", str(e.value))] == bad
+    assert [int(n) for n in re.findall(r"ligne (\d+)[, ]", str(e.value))] == bad
 
 
 def test_enrolment_line_numbers_follow_quoted_line_breaks(tmp_path: Path) -> None:

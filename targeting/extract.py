@@ -303,13 +303,14 @@ def _kind_column(column: str) -> str:
 def _with_kinds(raw: str, source_types: dict[str, str]) -> str:
     """The relation with, per key column, the kind of identifier its cell looks like.
 
-    A column typed as an integer holds no e-mail nor phone (no "@", no leading 0 or +), and a
-    NIR read as an integer is far out of a birth rank's range: only text is matched.
+    A birth rank typed as an integer is not matched: a NIR or a phone read as an integer is far
+    out of its range, which another check reports.
     """
     kinds = [
-        f"{_kind(c) if source_types[c] == 'VARCHAR' else 'NULL'} AS {_kind_column(c)}"
+        f"{'NULL' if typed_rank else _kind(c)} AS {_kind_column(c)}"
         for c in PERSON_KEY
         if c in source_types
+        for typed_rank in [c == "ben_rng_gem" and source_types[c] != "VARCHAR"]
     ]
     return f"(SELECT *, {', '.join(kinds)} FROM {raw})" if kinds else raw
 

@@ -211,6 +211,19 @@ def test_extract_checker_refuses_identifiers_in_keys_and_never_shows_them(
     assert "ressemble à un NIR" in report and "ressemble à un numéro de téléphone" in report
 
 
+def test_a_nir_typed_as_an_integer_in_parquet_is_refused(tmp_path: Path) -> None:
+    folder = Extract().person("P1").person("P2").write(tmp_path / "x", "parquet")
+    t = pq.read_table(folder / "ir_ben_r.parquet")
+    psa = pa.array([int(NIR[0]), 12345], pa.int64())
+    t = t.set_column(t.schema.get_field_index("ben_nir_psa"), "ben_nir_psa", psa)
+    pq.write_table(t, folder / "ir_ben_r.parquet")
+    problems = check_extract(folder, ["ir_ben_r"])
+    assert [(p.row, p.column, p.reason) for p in problems] == [
+        (1, "ben_nir_psa", "ressemble à un NIR")
+    ]
+    assert_no_leak(leaks("problems", *problems, *(p.key for p in problems)))
+
+
 # --- the enrolment feed -----------------------------------------------------------------------
 
 FEED = [

@@ -86,7 +86,7 @@ def test_enrolment_feed_flow_ingests_the_folder(prefect_harness: None, platform:
     )
     rep = enrolment_feed(campaign_id="sophia-ald8", day=AS_OF)
     assert (rep["rows"], rep["new"], len(rep["errors"])) == (2, 1, 1)
-    assert os.path.basename(rep["errors"][0].split(":")[0]) == "enrolments_2026-03-02.csv"
+    assert os.path.basename(rep["errors"][0].split(",")[0]) == "enrolments_2026-03-02.csv"
 
 
 def test_a_failed_stage_stops_the_day_and_is_named(

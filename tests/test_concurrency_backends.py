@@ -19,11 +19,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from campaigns.calls import claim_next, record_outcome
 from campaigns.catalog import load_campaign
 from campaigns.db import session_scope
 from campaigns.dispatch import Adapters, dispatch
 from campaigns.membership import admit_targets
-from campaigns.models import QUEUED, Action
+from campaigns.models import QUEUED, Action, Enrolment, Member, MemberEvent, Person
 from campaigns.registry import register_campaign
 from campaigns.simulator import at
 from campaigns.tick import tick
@@ -31,6 +32,7 @@ from channels.base import Receipt
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox, MailboxMessage
+from tests.conftest import _truncate
 from tests.factories import population
 
 C = load_campaign("sophia-ald8")
@@ -49,7 +51,7 @@ def together(n: int, work: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[i] = work(i)
-        except BaseException as e:  # noqa: BLE001 - reported to the test below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
@@ -96,7 +98,9 @@ def test_concurrent_dispatchers_call_the_provider_once_per_key(
     with session_scope(engine) as s:
         due = {
             a.key
-            for a in s.exec(select(Action).where(Action.channel == "mailbox", Action.state == QUEUED))
+            for a in s.exec(
+                select(Action).where(Action.channel == "mailbox", Action.state == QUEUED)
+            )
         }
     assert len(due) > 20
     box = CountingMailbox(LocalMailbox(tmp_path))
@@ -121,3 +125,112 @@ def test_concurrent_dispatchers_call_the_provider_once_per_key(
         assert {a.state for a in s.exec(select(Action).where(Action.channel == "mailbox"))} == {
             "sent"
         }
+
+
+def ledger(engine: Engine) -> dict[str, Any]:
+    """What the tick wrote, by person key (ids may differ between two databases)."""
+    with session_scope(engine) as s:
+        psa = {p.id: p.ben_nir_psa for p in s.exec(select(Person))}
+        mpsa = {m.id: psa[m.person_id] for m in s.exec(select(Member))}
+        return {
+            "actions": Counter(
+                (psa[a.person_id], a.step, a.attempt, a.state, a.reason, a.due_on)
+                for a in s.exec(select(Action))
+            ),
+            "events": Counter(
+                (mpsa[e.member_id], e.kind, e.on, repr(sorted(e.detail.items())))
+                for e in s.exec(select(MemberEvent))
+            ),
+            "members": Counter(
+                (mpsa[m.id], m.status, m.status_reason) for m in s.exec(select(Member))
+            ),
+        }
+
+
+def test_two_tick_runners_write_what_one_runner_writes(engine: Engine) -> None:
+    days = [ANCHOR - timedelta(days=d) for d in (60, 45, 20)]
+
+    def play(runners: int) -> dict[str, Any]:
+        _truncate(engine)
+        admitted(engine, 60)
+        with session_scope(engine) as s:
+            # A third of the people enrolled: the tick closes them (a departure event each).
+            for i in range(0, 60, 3):
+                s.add(
+                    Enrolment(
+                        ben_nir_psa=f"PSA{i:06d}",
+                        ben_rng_gem=1,
+                        programme=D.goal.programme,
+                        enrolled_on=days[0],
+                        channel="online",
+                        source="test",
+                    )
+                )
+        for day in days:
+            together(
+                runners,
+                lambda i, day=day: tick(  # type: ignore[misc]
+                    engine=engine, definition=D, today=day, batch_size=7
+                ),
+            )
+        return ledger(engine)
+
+    one = play(1)
+    assert sum(one["actions"].values()) > 60 and sum(one["events"].values()) > 60
+    two = play(3)
+    assert two["actions"] == one["actions"]
+    assert two["members"] == one["members"]
+    assert two["events"] - one["events"] == Counter(), "events written twice"
+    assert two["events"] == one["events"]
+
+
+def test_advisers_claiming_at_once_never_share_a_call_or_a_person(engine: Engine) -> None:
+    # Every person is in two campaigns: one call each, so a person can be claimed twice.
+    other = D.model_copy(update={"id": "sophia-bis"})
+    targets, people = population(12, anchor=ANCHOR)
+    call_day = ANCHOR - timedelta(days=56)  # a Monday
+    with session_scope(engine) as s:
+        for d in (D, other):
+            register_campaign(session=s, definition=d, launched=True)
+            admit_targets(
+                session=s,
+                definition=d,
+                targets=targets,
+                people=people,
+                today=ANCHOR - timedelta(80),
+            )
+    for d in (D, other):
+        tick(engine=engine, definition=d, today=call_day)
+    defs = {D.id: D, other.id: other}
+    now = at(call_day, 10)
+    advisers = 8
+
+    def claim(i: int) -> tuple[int, int] | None:
+        with session_scope(engine) as s:
+            c = claim_next(session=s, adviser=f"adv-{i}", now=now, definitions=defs)
+        return None if c is None else (c.action_id, c.person_id)
+
+    def close(i: int, action_id: int) -> None:
+        with session_scope(engine) as s:
+            a = s.get(Action, action_id)
+            assert a is not None
+            record_outcome(
+                session=s,
+                action_id=action_id,
+                adviser=f"adv-{i}",
+                outcome="no_answer",
+                now=now,
+                definition=defs[a.campaign_id],
+            )
+
+    seen: list[int] = []
+    for _ in range(4):
+        held = together(advisers, claim)
+        live = [h for h in held if h is not None]
+        assert len({a for a, _ in live}) == len(live), f"a call claimed twice: {live}"
+        assert len({p for _, p in live}) == len(live), f"a person claimed twice: {live}"
+        seen += [a for a, _ in live]
+        for i, h in enumerate(held):
+            if h is not None:
+                close(i, h[0])
+    assert len(seen) >= 4 and len(set(seen)) == len(seen)

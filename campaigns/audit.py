@@ -170,7 +170,7 @@ def write_checkpoint(*, seq: int, last_hash: str, path: Path | None = None) -> d
 
 
 def checkpoint(*, session: Session) -> dict[str, Any] | None:
-    """Attest the last committed event now (`relance audit checkpoint`); None if the log is empty."""
+    """Attest the last committed event now (`relance audit checkpoint`); None if none."""
     last = session.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc())).first()
     if last is None:
         return None
@@ -196,7 +196,7 @@ class Verdict:
 def _read_checkpoints(path: Path, key: bytes) -> tuple[list[dict[str, Any]], str | None]:
     if not path.exists():
         return [], None
-    out = []
+    out: list[dict[str, Any]] = []
     for n, raw in enumerate(path.read_text().splitlines(), start=1):
         try:
             cp = json.loads(raw)
@@ -214,7 +214,27 @@ def _read_checkpoints(path: Path, key: bytes) -> tuple[list[dict[str, Any]], str
     return out, None
 
 
-def check(*, session: Session, key: bytes | None = None, checkpoints: Path | None = None) -> Verdict:
+def _fault(ev: AuditEvent, n: int, prev: str, keyed: bool, key: bytes) -> str | None:
+    """Why the n-th event does not belong where it is, or None."""
+    if ev.seq != n:
+        return f"numéro {ev.seq} où {n} était attendu (événement supprimé ou inséré)"
+    if ev.prev_hash != prev:
+        return "ne suit pas l'événement précédent (chaîne rompue)"
+    if ev.scheme == KEYED:
+        want = _mac(key, n, prev, ev.at, ev.actor, ev.action, ev.target, ev.detail)
+        if not hmac.compare_digest(ev.hash, want):
+            return "signature HMAC invalide (événement modifié, ou clé d'audit différente)"
+        return None
+    if ev.scheme == LEGACY and not keyed:
+        if ev.hash != _digest(prev, ev.at, ev.actor, ev.action, ev.target, ev.detail):
+            return "empreinte invalide (événement modifié)"
+        return None
+    return f"schéma {ev.scheme} inattendu à cette place (événement réécrit)"
+
+
+def check(
+    *, session: Session, key: bytes | None = None, checkpoints: Path | None = None
+) -> Verdict:
     """Verify sequence, chain, HMACs and checkpoints; stop at the first event that disagrees."""
     key = key if key is not None else audit_key()
     cps, bad_file = _read_checkpoints(checkpoints or checkpoints_path(), key)
@@ -222,24 +242,10 @@ def check(*, session: Session, key: bytes | None = None, checkpoints: Path | Non
     by_seq: dict[int, tuple[int, str]] = {}
     for ev in session.exec(select(AuditEvent).order_by(col(AuditEvent.id))):
         n += 1
-
-        def broken(why: str, ev: AuditEvent = ev) -> Verdict:
+        why = _fault(ev, n, prev, keyed, key)
+        if why is not None:
             return Verdict(n - 1, len(cps), ev.seq, ev.id, why)
-
-        if ev.seq != n:
-            return broken(f"numéro {ev.seq} où {n} était attendu (événement supprimé ou inséré)")
-        if ev.prev_hash != prev:
-            return broken("ne suit pas l'événement précédent (chaîne rompue)")
-        if ev.scheme == KEYED:
-            keyed = True
-            want = _mac(key, n, prev, ev.at, ev.actor, ev.action, ev.target, ev.detail)
-            if not hmac.compare_digest(ev.hash, want):
-                return broken("signature HMAC invalide (événement modifié, ou clé d'audit différente)")
-        elif ev.scheme == LEGACY and not keyed:
-            if ev.hash != _digest(prev, ev.at, ev.actor, ev.action, ev.target, ev.detail):
-                return broken("empreinte invalide (événement modifié)")
-        else:
-            return broken(f"schéma {ev.scheme} inattendu à cette place (événement réécrit)")
+        keyed = keyed or ev.scheme == KEYED
         by_seq[n] = (ev.id or 0, ev.hash)
         prev = ev.hash
     if bad_file:

@@ -65,6 +65,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("audit_head")
     op.drop_index("ix_auditevent_seq", table_name="auditevent")
-    with op.batch_alter_table("auditevent") as batch:
-        batch.drop_column("scheme")
-        batch.drop_column("seq")
+    # A plain DROP COLUMN (SQLite >= 3.35): a batch copy of the table would lose 0007's triggers.
+    op.drop_column("auditevent", "scheme")
+    op.drop_column("auditevent", "seq")

@@ -175,6 +175,7 @@ def _take_batch(session: Session, campaign_id: str, lo: int, hi: int) -> None:
         session.exec(
             select(Member.id)
             .where(Member.campaign_id == campaign_id, col(Member.id) >= lo, col(Member.id) <= hi)
+            .order_by(col(Member.id))  # one lock order for every runner: no deadlock
             .with_for_update()
         ).all()
     else:

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ GENESIS = "0" * 64
 LEGACY, KEYED = 1, 2  # unkeyed SHA-256 (events written before migration 0008), HMAC-SHA256
 KEY_FILE = "audit_key"
 CHECKPOINTS_FILE = "audit_checkpoints.jsonl"
+log = logging.getLogger(__name__)
 
 
 def _digest(prev: str, at: datetime, actor: str, action: str, target: str, detail: Any) -> str:
@@ -146,8 +148,14 @@ def record(
 @event.listens_for(OrmSession, "after_commit")
 def _checkpoint_after_commit(session: OrmSession) -> None:
     due = session.info.pop("audit_checkpoint", None)
-    if due is not None:
+    if due is None:
+        return
+    try:
         write_checkpoint(seq=due[0], last_hash=due[1])
+    except OSError as e:
+        # The event is committed: failing the request now would not undo it. The next
+        # checkpoint (or `relance audit checkpoint`) covers it; the operator is told.
+        log.warning("point de contrôle d'audit non écrit (n°%s) : %s", due[0], e.strerror)
 
 
 @event.listens_for(OrmSession, "after_rollback")

@@ -212,3 +212,14 @@ def _drop_delete_guard(s: Any, engine: Engine, *, drop: bool) -> None:
         s.execute(text(f"ALTER TABLE auditevent {verb} TRIGGER auditevent_append_only"))
     elif drop:
         s.execute(text("DROP TRIGGER auditevent_no_delete"))
+
+
+def test_a_rolled_back_event_is_never_attested(engine: Engine, data_dir: Path) -> None:
+    with pytest.raises(RuntimeError), session_scope(engine) as s:
+        record(session=s, actor="adv", action="view_person", target="member/1")
+        raise RuntimeError("the request failed after the audit record")
+    assert not (data_dir / "audit_checkpoints.jsonl").exists()
+    write(engine, 1)  # number 1 again, now committed, and attested
+    lines = (data_dir / "audit_checkpoints.jsonl").read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == [1]
+    assert verdict(engine).ok

@@ -243,3 +243,14 @@ def test_advisers_claiming_at_once_never_share_a_call_or_a_person(engine: Engine
             if h is not None:
                 close(i, h[0])
     assert len(seen) >= 4 and len(set(seen)) == len(seen)
+
+
+def test_clicks_on_dial_at_once_place_one_call(engine: Engine) -> None:
+    """The dial needs no lock: the call's key is unique and committed before the provider."""
+    from channels.phone import FakePhone
+    from tests.test_phone import claimed, dial
+
+    aid = claimed(engine)
+    phone = FakePhone()
+    calls = together(6, lambda i: dial(engine, aid, phone).key)
+    assert len(phone.calls) == 1 and set(calls) == set(phone.calls)

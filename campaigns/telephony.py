@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -66,14 +66,24 @@ def start_call(
     now: datetime,
 ) -> PhoneCall:
     """Bridge the adviser to the person of a call they hold; a live call is returned as is."""
-    action = session.get(Action, action_id, with_for_update=True)
-    if (
-        action is None
-        or action.channel != "phone"
-        or action.state != QUEUED
-        or action.claimed_by != adviser
-        or (action.lease_until is not None and action.lease_until < now)
-    ):
+    # A write first, checking the claim: it holds the action (the database's write lock on
+    # SQLite, the row lock on PostgreSQL) until the call row is committed, so a second click
+    # waits and then finds that call live instead of counting past it and dialling again.
+    held = session.execute(
+        update(Action)
+        .where(
+            col(Action.id) == action_id,
+            col(Action.channel) == "phone",
+            col(Action.state) == QUEUED,
+            col(Action.claimed_by) == adviser,
+            or_(col(Action.lease_until).is_(None), col(Action.lease_until) >= now),
+        )
+        .values(lease_until=Action.lease_until)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    action = session.get(Action, action_id)
+    if held is None or action is None:
         raise DialError("cet appel ne vous est pas attribué")
     if not E164.match(adviser_line or ""):
         raise DialError("votre ligne n'est pas un numéro valide (format +33…)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,14 +147,19 @@ def ledger(engine: Engine) -> dict[str, Any]:
         }
 
 
-def test_two_tick_runners_write_what_one_runner_writes(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_calls_allowed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Contact pressure allows no call: every call step is deferred, one event per day."""
     from campaigns.settings import get_settings
 
-    # No call allowed (contact pressure): every call step is deferred, one event per day.
     monkeypatch.setenv("RELANCE_PRESSURE_MAX_CALLS", "0")
     get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("no_calls_allowed")
+def test_concurrent_tick_runners_write_what_one_runner_writes(engine: Engine) -> None:
     days = [ANCHOR - timedelta(days=d) for d in (60, 45, 20)]
 
     def play(runners: int) -> dict[str, Any]:
@@ -190,7 +195,6 @@ def test_two_tick_runners_write_what_one_runner_writes(
     assert two["events"] - one["events"] == Counter(), "events written twice"
     assert two["events"] == one["events"]
     assert any("contact_deferred" in k for k in one["events"])
-    get_settings.cache_clear()
 
 
 def test_advisers_claiming_at_once_never_share_a_call_or_a_person(engine: Engine) -> None:
@@ -246,11 +250,17 @@ def test_advisers_claiming_at_once_never_share_a_call_or_a_person(engine: Engine
 
 
 def test_clicks_on_dial_at_once_place_one_call(engine: Engine) -> None:
-    """The dial needs no lock: the call's key is unique and committed before the provider."""
+    """Six clicks at once place one call; once it has ended, six more place one more."""
+    from campaigns.models import PhoneCall
     from channels.phone import FakePhone
     from tests.test_phone import claimed, dial
 
     aid = claimed(engine)
     phone = FakePhone()
-    calls = together(6, lambda i: dial(engine, aid, phone).key)
-    assert len(phone.calls) == 1 and set(calls) == set(phone.calls)
+    for round_ in range(1, 5):
+        keys = together(6, lambda i: dial(engine, aid, phone).key)
+        assert len(phone.calls) == round_, f"round {round_}: {phone.calls}"
+        assert set(keys) == {phone.calls[-1]}
+        with session_scope(engine) as s:
+            call = s.exec(select(PhoneCall).where(PhoneCall.key == keys[0])).one()
+            call.status = "completed"

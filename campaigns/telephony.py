@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import func, or_, update
@@ -142,20 +143,31 @@ def _when(params: Mapping[str, str], now: datetime) -> datetime:
     return at if at.utcoffset() is not None else now
 
 
+def _hold(session: Session, where: Any) -> PhoneCall | None:
+    """The call matching `where`, taken with a write (a no-op UPDATE) held until commit."""
+    found = session.execute(
+        update(PhoneCall)
+        .where(where)
+        .values(updated_at=PhoneCall.updated_at)
+        .returning(col(PhoneCall.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    return session.get(PhoneCall, found[0], populate_existing=True) if found else None
+
+
 def _find(session: Session, params: Mapping[str, str]) -> PhoneCall | None:
+    # Held, not just read: callbacks for one call then apply one after the other, each on
+    # what the previous one wrote (read outside the write lock, SQLite let a late "ringing"
+    # overwrite "completed").
     key = params.get("key")
     if key:
-        found = session.exec(
-            select(PhoneCall).where(PhoneCall.key == key).with_for_update()
-        ).first()
+        found = _hold(session, col(PhoneCall.key) == key)
         if found is not None:
             return found
     sids = [s for s in (params.get("ParentCallSid"), params.get("CallSid")) if s]
     if not sids:
         return None
-    return session.exec(
-        select(PhoneCall).where(col(PhoneCall.call_sid).in_(sids)).with_for_update()
-    ).first()
+    return _hold(session, col(PhoneCall.call_sid).in_(sids))
 
 
 def record_status(*, session: Session, params: Mapping[str, str], now: datetime) -> bool:

@@ -264,3 +264,27 @@ def test_clicks_on_dial_at_once_place_one_call(engine: Engine) -> None:
         with session_scope(engine) as s:
             call = s.exec(select(PhoneCall).where(PhoneCall.key == keys[0])).one()
             call.status = "completed"
+
+
+def test_status_callbacks_at_once_never_move_a_call_back(engine: Engine) -> None:
+    """Twilio's callbacks for one call arriving together: the call ends `completed`."""
+    from campaigns.models import PhoneCall
+    from campaigns.telephony import record_status
+    from channels.phone import FakePhone
+    from tests.test_phone import NOW, claimed, dial
+
+    for round_ in range(4):
+        _truncate(engine)
+        call = dial(engine, claimed(engine), FakePhone())
+        raws = ["initiated", "ringing", "in-progress", "completed"] * 2
+
+        def post(i: int, call: Any = call, raws: list[str] = raws) -> bool:
+            params = {"CallSid": call.call_sid or "", "CallStatus": raws[i], "key": call.key}
+            params["SequenceNumber"] = str(i)
+            with session_scope(engine) as s:
+                return record_status(session=s, params=params, now=NOW)
+
+        together(len(raws), post)
+        with session_scope(engine) as s:
+            status = s.exec(select(PhoneCall.status).where(PhoneCall.key == call.key)).one()
+        assert status == "completed", f"round {round_}: {status}"

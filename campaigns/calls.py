@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, and_, exists, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from campaigns.calendar import within_contact_hours
@@ -106,8 +107,11 @@ def claim_next(
     """Claim the most urgent callable person across campaigns, or None if nobody is callable.
 
     Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
-    Rows are locked with SKIP LOCKED on PostgreSQL so that two advisers never get the same
-    person; SQLite serialises writers, which gives the same guarantee.
+    The claim itself is one compare-and-set UPDATE (still queued, not held by anyone, no live
+    claim on another call of the person), so two advisers never get the same call or person:
+    on SQLite the statement runs under the write lock; on PostgreSQL the candidate rows and
+    the person are locked with SKIP LOCKED first, because a snapshot would not see a claim
+    on the person's other call made at the same moment.
     """
     held = held_claim(session=session, adviser=adviser, now=now)
     if held is not None:
@@ -115,6 +119,7 @@ def claim_next(
             held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
         )
     today = now.date()
+    postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
     callback_first = col(Action.due_at).is_(None)
@@ -125,20 +130,25 @@ def claim_next(
             callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
         )
         .limit(scan)
-        .with_for_update(skip_locked=True, of=Action)
     )
-    for action in session.exec(stmt):
+    if postgres:
+        stmt = stmt.with_for_update(skip_locked=True, of=Action)
+    for action in session.exec(stmt).all():
         # One policy call: oppositions and death newer than the tick (cancel the call),
         # contact hours, public holidays and cross-campaign pressure (leave it queued).
         decision = _policy_now(session, action, now, definitions[action.campaign_id])
         if not decision.allowed:
             if not decision.temporary:
-                action.state, action.reason = CANCELLED, decision.reason
-                action.updated_at = now
+                _set_if(
+                    session,
+                    action,
+                    Action.state == QUEUED,
+                    state=CANCELLED,
+                    reason=decision.reason,
+                    updated_at=now,
+                )
             continue
-        # One person, one adviser, across campaigns: lock the person, then look for a live
-        # claim on any of their calls (SQLite serialises writers, so the check suffices).
-        if session.get_bind().dialect.name == "postgresql":
+        if postgres:
             locked = session.exec(
                 select(Person.id)
                 .where(Person.id == action.person_id)
@@ -146,43 +156,78 @@ def claim_next(
             ).first()
             if locked is None:
                 continue
-        busy = session.exec(
-            select(Action.id).where(
-                Action.person_id == action.person_id,
-                Action.id != action.id,
-                Action.state == QUEUED,
-                col(Action.claimed_by).is_not(None),
-                col(Action.lease_until) >= now,
-            )
-        ).first()
-        if busy is not None:
+        other = aliased(Action)
+        person_busy = exists().where(
+            col(other.person_id) == action.person_id,
+            col(other.id) != action.id,
+            col(other.state) == QUEUED,
+            col(other.claimed_by).is_not(None),
+            col(other.lease_until) >= now,
+        )
+        if not _set_if(
+            session,
+            action,
+            *_callable_filter(today, now),
+            ~person_busy,
+            claimed_by=adviser,
+            lease_until=now + LEASE,
+            updated_at=now,
+        ):
             continue
-        action.claimed_by, action.lease_until, action.updated_at = adviser, now + LEASE, now
-        session.flush()
         return Claim(
             action.id or 0,
             action.member_id,
             action.person_id,
             action.campaign_id,
-            action.lease_until,
+            now + LEASE,
         )
     return None
 
 
+def _set_if(session: Session, action: Action, *where: Any, **values: Any) -> bool:
+    """Compare-and-set: write `values` on the action only if it still matches `where`."""
+    stmt = (
+        update(Action)
+        .where(col(Action.id) == action.id, *where)
+        .values(**values)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session=False)
+    )
+    done = session.execute(stmt).first() is not None
+    # The row may have moved under us either way: read it again when next used.
+    session.expire(action)
+    return done
+
+
+def _mine(action_id: int, adviser: str) -> ColumnElement[bool]:
+    return and_(
+        col(Action.id) == action_id, col(Action.claimed_by) == adviser, col(Action.state) == QUEUED
+    )
+
+
 def renew_lease(*, session: Session, action_id: int, adviser: str, now: datetime) -> datetime:
     """Keep a claim while the adviser's page is open."""
-    a = session.get(Action, action_id, with_for_update=True)
-    if a is None or a.claimed_by != adviser or a.state != QUEUED:
+    until = now + LEASE
+    renewed = session.execute(
+        update(Action)
+        .where(_mine(action_id, adviser))
+        .values(lease_until=until)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    if renewed is None:
         raise CallError("this call is not yours any more")
-    a.lease_until = now + LEASE
-    return a.lease_until
+    return until
 
 
 def release(*, session: Session, action_id: int, adviser: str) -> None:
     """Give a claimed call back to the list (skip, logout)."""
-    a = session.get(Action, action_id, with_for_update=True)
-    if a is not None and a.claimed_by == adviser and a.state == QUEUED:
-        a.claimed_by, a.lease_until = None, None
+    session.execute(
+        update(Action)
+        .where(_mine(action_id, adviser))
+        .values(claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def record_outcome(
@@ -197,7 +242,7 @@ def record_outcome(
     callback_at: datetime | None = None,
 ) -> Action:
     """Record the adviser's outcome for a claimed call and apply its immediate effects."""
-    a = session.get(Action, action_id, with_for_update=True)
+    a = session.get(Action, action_id)
     if a is None:
         raise CallError(f"no call {action_id}")
     if a.state == DONE:
@@ -230,9 +275,25 @@ def record_outcome(
         if callback_at <= now:
             raise CallError("a callback must be in the future")
     today = now.date()
-    a.state, a.outcome, a.outcome_notes, a.done_on, a.updated_at = DONE, outcome, notes, today, now
-    a.callback_at = callback_at
-    a.lease_until = None
+    # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
+    # and its effects; the other finds the call done and answers as above.
+    if not _set_if(
+        session,
+        a,
+        _mine(action_id, adviser),
+        state=DONE,
+        outcome=outcome,
+        outcome_notes=notes,
+        done_on=today,
+        updated_at=now,
+        callback_at=callback_at,
+        lease_until=None,
+    ):
+        if a.state != DONE:
+            raise CallError("this call is not claimed by you")
+        if a.outcome == outcome and a.claimed_by == adviser:
+            return a
+        raise CallError("an outcome is already recorded for this call")
     events = [
         MemberEvent(
             member_id=member.id or 0,
@@ -286,9 +347,11 @@ def record_outcome(
 
 def release_all(*, session: Session, adviser: str) -> int:
     """Give back every call an adviser holds (logout)."""
-    held = session.exec(
-        select(Action).where(Action.claimed_by == adviser, Action.state == QUEUED)
+    released = session.execute(
+        update(Action)
+        .where(col(Action.claimed_by) == adviser, col(Action.state) == QUEUED)
+        .values(claimed_by=None, lease_until=None)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session="fetch")
     ).all()
-    for a in held:
-        a.claimed_by, a.lease_until = None, None
-    return len(held)
+    return len(released)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -123,8 +123,8 @@ def claim_batch(
     """
     if stale_before is None:
         stale_before = now - STALE_SENDING
-    stmt = (
-        select(Action)
+    due = (
+        select(Action.id)
         .where(
             Action.campaign_id == campaign_id,
             Action.channel == channel,
@@ -137,13 +137,19 @@ def claim_batch(
         )
         .order_by(col(Action.id))
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    actions = list(session.exec(stmt).all())
-    for a in actions:
-        a.state, a.tries, a.updated_at = SENDING, a.tries + 1, now
-    session.flush()
-    return actions
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    # One statement: on SQLite it runs under the write lock, so no other dispatcher can read
+    # the rows between our choice and our mark (a SELECT then UPDATE could, and did).
+    claim = (
+        update(Action)
+        .where(col(Action.id).in_(due.scalar_subquery()))
+        .values(state=SENDING, tries=Action.tries + 1, updated_at=now)
+        .returning(Action)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return sorted(session.scalars(claim).all(), key=lambda a: a.id or 0)
 
 
 def _send_time_block(

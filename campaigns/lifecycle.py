@@ -21,9 +21,18 @@ def close_member(
     now: datetime,
 ) -> bool:
     """Take an active (or pending) member out of the cascade and cancel what is queued."""
-    if member.status not in (ACTIVE, PENDING):
+    # Compare-and-set, so that two writers closing the same member (two ticks, a call outcome
+    # and a feed) record one departure, not two.
+    closed = session.execute(
+        update(Member)
+        .where(col(Member.id) == member.id, col(Member.status).in_((ACTIVE, PENDING)))
+        .values(status=status, status_reason=reason, status_on=today)
+        .returning(col(Member.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    session.expire(member, ["status", "status_reason", "status_on"])
+    if closed is None:
         return False
-    member.status, member.status_reason, member.status_on = status, reason, today
     session.add(
         MemberEvent(
             member_id=member.id or 0,

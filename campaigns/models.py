@@ -294,12 +294,25 @@ class AuditEvent(SQLModel, table=True):
     """Who saw or changed what, when; each row hashes the previous one (tamper-evident)."""
 
     id: int | None = Field(default=None, primary_key=True)
+    # 1, 2, 3… with no gap; None only in a database not yet migrated to 0008.
+    seq: int | None = Field(default=None, index=True, unique=True)
+    scheme: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     at: datetime
     actor: str = Field(max_length=64)
     action: str = Field(max_length=48)
     target: str = Field(max_length=128)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The audit chain's last sequence number and hash: one row, taken by every writer."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int
     hash: str = Field(max_length=64)
 
 

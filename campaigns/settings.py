@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     # Keys encrypting NIR, phone and e-mail at rest: comma-separated Fernet keys, newest first
     # (campaigns.crypto, docs/security.md). Unset: one key generated in data_dir/data_keys.
     data_keys: str | None = None
+    # The audit log's HMAC key (docs/security.md). Unset: one key generated in data_dir/audit_key.
+    audit_key: str | None = None
+    # A signed checkpoint of the audit log is appended to data_dir/audit_checkpoints.jsonl after
+    # the first event and every this many events (0: only by `relance audit checkpoint`).
+    audit_checkpoint_every: int = 100
     session_hours: int = 8
     login_max_failures_per_address: int = 20
     login_throttle_minutes: int = 15

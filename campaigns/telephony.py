@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -66,14 +67,24 @@ def start_call(
     now: datetime,
 ) -> PhoneCall:
     """Bridge the adviser to the person of a call they hold; a live call is returned as is."""
-    action = session.get(Action, action_id, with_for_update=True)
-    if (
-        action is None
-        or action.channel != "phone"
-        or action.state != QUEUED
-        or action.claimed_by != adviser
-        or (action.lease_until is not None and action.lease_until < now)
-    ):
+    # A write first, checking the claim: it holds the action (the database's write lock on
+    # SQLite, the row lock on PostgreSQL) until the call row is committed, so a second click
+    # waits and then finds that call live instead of counting past it and dialling again.
+    held = session.execute(
+        update(Action)
+        .where(
+            col(Action.id) == action_id,
+            col(Action.channel) == "phone",
+            col(Action.state) == QUEUED,
+            col(Action.claimed_by) == adviser,
+            or_(col(Action.lease_until).is_(None), col(Action.lease_until) >= now),
+        )
+        .values(lease_until=Action.lease_until)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    action = session.get(Action, action_id)
+    if held is None or action is None:
         raise DialError("cet appel ne vous est pas attribué")
     if not E164.match(adviser_line or ""):
         raise DialError("votre ligne n'est pas un numéro valide (format +33…)")
@@ -132,20 +143,31 @@ def _when(params: Mapping[str, str], now: datetime) -> datetime:
     return at if at.utcoffset() is not None else now
 
 
+def _hold(session: Session, where: Any) -> PhoneCall | None:
+    """The call matching `where`, taken with a write (a no-op UPDATE) held until commit."""
+    found = session.execute(
+        update(PhoneCall)
+        .where(where)
+        .values(updated_at=PhoneCall.updated_at)
+        .returning(col(PhoneCall.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    return session.get(PhoneCall, found[0], populate_existing=True) if found else None
+
+
 def _find(session: Session, params: Mapping[str, str]) -> PhoneCall | None:
+    # Held, not just read: callbacks for one call then apply one after the other, each on
+    # what the previous one wrote (read outside the write lock, SQLite let a late "ringing"
+    # overwrite "completed").
     key = params.get("key")
     if key:
-        found = session.exec(
-            select(PhoneCall).where(PhoneCall.key == key).with_for_update()
-        ).first()
+        found = _hold(session, col(PhoneCall.key) == key)
         if found is not None:
             return found
     sids = [s for s in (params.get("ParentCallSid"), params.get("CallSid")) if s]
     if not sids:
         return None
-    return session.exec(
-        select(PhoneCall).where(col(PhoneCall.call_sid).in_(sids)).with_for_update()
-    ).first()
+    return _hold(session, col(PhoneCall.call_sid).in_(sids))
 
 
 def record_status(*, session: Session, params: Mapping[str, str], now: datetime) -> bool:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, tuple_
+from sqlalchemy import func, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -22,6 +22,7 @@ from campaigns.models import (
     QUEUED,
     SKIPPED,
     Action,
+    Campaign,
     Enrolment,
     Member,
     MemberEvent,
@@ -167,6 +168,23 @@ def _deferrals_on_record(session: Session, member_ids: list[int]) -> set[tuple[A
     }
 
 
+def _take_batch(session: Session, campaign_id: str, lo: int, hi: int) -> None:
+    """Hold the batch before reading it: a second tick of the same members waits, then plans
+    on what the first one wrote (instead of both planning on the same old state)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(
+            select(Member.id)
+            .where(Member.campaign_id == campaign_id, col(Member.id) >= lo, col(Member.id) <= hi)
+            .order_by(col(Member.id))  # one lock order for every runner: no deadlock
+            .with_for_update()
+        ).all()
+    else:
+        # SQLite locks the whole database for a writer: any write takes it for the batch.
+        session.execute(
+            update(Campaign).where(col(Campaign.id) == campaign_id).values(name=Campaign.name)
+        )
+
+
 def tick_batch(
     *,
     session: Session,
@@ -182,6 +200,7 @@ def tick_batch(
     counts: dict[str, int] = defaultdict(int)
     new_rows: list[dict[str, Any]] = []
     deferrals: list[tuple[int, NewAction, Decision]] = []
+    _take_batch(session, definition.id, lo, hi)
     states = _states(session, definition, lo, hi, today, pressure)
     for m, p, f, state in states:
         decision = plan(state, today, definition, add_working_days)

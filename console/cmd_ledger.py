@@ -1,15 +1,15 @@
-"""`relance why` (a person's path through a campaign) and `relance audit verify`."""
+"""`relance why` (a person's path through a campaign), `relance audit verify|checkpoint`."""
 
 from __future__ import annotations
 
 import typer
 from rich.console import Console
 
-from campaigns.audit import verify
+from campaigns.audit import check, checkpoint, checkpoints_path
 from campaigns.db import get_engine, session_scope
 from campaigns.why import why as person_story
 
-audit = typer.Typer(help="The audit log.", no_args_is_help=True)
+audit = typer.Typer(help="Le journal d'audit.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
 
 
@@ -34,13 +34,32 @@ def why(
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Check the hash chain of the audit log; exit 1 at the first broken event."""
+    """Vérifie le journal d'audit (séquence, chaîne, HMAC, points de contrôle) ; code 1 au
+    premier événement en désaccord."""
     with session_scope(get_engine()) as s:
-        n, broken = verify(session=s)
-    if broken is not None:
-        err.print(f"[red]audit log broken at event {broken} (after {n - 1} good events)[/red]")
+        v = check(session=s)
+    if not v.ok:
+        where = f"événement n°{v.broken_seq}" if v.broken_seq is not None else "journal"
+        if v.broken_id is not None:
+            where += f" (id {v.broken_id})"
+        err.print(f"[red]journal d'audit altéré — {where} : {v.reason}[/red]")
+        err.print(f"{v.events} événements vérifiés avant celui-ci")
         raise typer.Exit(1)
-    out.print(f"audit log intact: {n} events")
+    out.print(
+        f"journal d'audit intact : {v.events} événements, {v.checkpoints} points de contrôle "
+        f"({checkpoints_path()})"
+    )
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Ajoute un point de contrôle signé (n° et empreinte du dernier événement) hors base."""
+    with session_scope(get_engine()) as s:
+        cp = checkpoint(session=s)
+    if cp is None:
+        out.print("journal d'audit vide : aucun point de contrôle écrit")
+        return
+    out.print(f"point de contrôle écrit : événement n°{cp['seq']} dans {checkpoints_path()}")
 
 
 def register(app: typer.Typer) -> None:

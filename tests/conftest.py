@@ -24,6 +24,10 @@ if os.environ.get("CI"):
     _hypothesis_settings.register_profile("ci", derandomize=True, database=None)
     _hypothesis_settings.load_profile("ci")
 os.environ.setdefault("RELANCE_DATA_KEYS", "dGVzdC1vbmx5LWtleS1yZWxhbmNlLWNvbnRhY3QtZGE=")
+# Many tests share one data_dir and many databases: automatic audit checkpoints are off
+# unless a test turns them on with a data_dir of its own (tests/test_audit_log.py).
+os.environ.setdefault("RELANCE_AUDIT_KEY", "test-only-audit-key")
+os.environ.setdefault("RELANCE_AUDIT_CHECKPOINT_EVERY", "0")
 
 PG_ADMIN_URL = os.environ.get(
     "RELANCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -82,7 +82,7 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with session_scope(get_engine()) as s:
             record(session=s, actor="a", action="login", target="console")
         ok = CliRunner().invoke(app, ["audit", "verify"])
-        assert ok.exit_code == 0 and "1 events" in ok.output
+        assert ok.exit_code == 0 and "1 événements" in ok.output
         missing = CliRunner().invoke(app, ["why", "--person", "X:1", "--campaign", D.id])
         assert missing.exit_code == 1 and "never entered" in missing.output
         assert CliRunner().invoke(app, ["why", "--person", "X", "--campaign", D.id]).exit_code == 2

@@ -1,0 +1,225 @@
+"""The audit log proves itself: no fork under concurrent writers, a gapless sequence, keyed
+events, and signed checkpoints outside the database that catch a truncated or rewritten log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+from typer.testing import CliRunner
+
+from campaigns.audit import GENESIS, LEGACY, check, checkpoint, record
+from campaigns.db import get_engine, session_scope
+from campaigns.models import AuditEvent, AuditHead
+from campaigns.settings import get_settings
+from console.cli import app
+from tests.test_why_audit import _guards
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A data_dir of the test's own, with a checkpoint every 10 events."""
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RELANCE_AUDIT_CHECKPOINT_EVERY", "10")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def write(engine: Engine, n: int) -> None:
+    for i in range(n):
+        with session_scope(engine) as s:
+            record(session=s, actor="adv", action="view_person", target=f"member/{i}")
+
+
+def events(engine: Engine) -> list[AuditEvent]:
+    with session_scope(engine) as s:
+        return list(s.exec(select(AuditEvent).order_by(col(AuditEvent.id))))
+
+
+def verdict(engine: Engine, **kw: Any) -> Any:
+    with session_scope(engine) as s:
+        return check(session=s, **kw)
+
+
+def test_concurrent_writers_never_fork_the_chain(engine: Engine, data_dir: Path) -> None:
+    barrier = threading.Barrier(200)
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        try:
+            with session_scope(engine) as s:
+                record(session=s, actor=f"adv-{i}", action="view_person", target=f"member/{i}")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    evs = events(engine)
+    forks = sum(n - 1 for n in Counter(e.prev_hash for e in evs).values())
+    assert (len(evs), forks) == (200, 0)
+    assert [e.seq for e in evs] == list(range(1, 201))
+    v = verdict(engine)
+    assert v.ok and v.events == 200
+    # Checkpoints after the first event and every 10th, each once the event was committed.
+    assert v.checkpoints == 21
+
+
+def test_deleting_the_last_events_is_caught_by_the_checkpoint(
+    engine: Engine, data_dir: Path
+) -> None:
+    write(engine, 23)
+    with session_scope(engine) as s:
+        assert checkpoint(session=s) is not None  # `relance audit checkpoint` at 23
+    with session_scope(engine) as s:
+        _drop_delete_guard(s, engine, drop=True)
+        s.execute(delete(AuditEvent).where(col(AuditEvent.seq) > 20))
+        s.execute(update(AuditHead).values(seq=20, hash=events(engine)[19].hash))
+    v = verdict(engine)
+    assert not v.ok and v.broken_seq == 21
+    assert "fin supprimée" in (v.reason or "") and "23 événements" in (v.reason or "")
+
+
+def test_deleting_the_tail_after_the_last_checkpoint_is_not_caught(
+    engine: Engine, data_dir: Path
+) -> None:
+    """The documented limit: events after the last checkpoint can go unnoticed."""
+    write(engine, 13)  # checkpoints at 1 and 10
+    with session_scope(engine) as s:
+        _drop_delete_guard(s, engine, drop=True)
+        s.execute(delete(AuditEvent).where(col(AuditEvent.seq) > 10))
+    assert verdict(engine).ok
+
+
+def _plain_recompute(engine: Engine, *, relabel: bool) -> None:
+    """Edit event 5 and recompute the chain as the project's old code did, without the key:
+    from event 5 on, or (relabelled as events from before the key) from the first one."""
+    evs = events(engine)
+    start = 0 if relabel else 4
+    prev = evs[start - 1].hash if start else GENESIS
+    with session_scope(engine) as s:
+        _guards(s, engine, drop=True)
+        for ev in evs[start:]:
+            target = "member/999" if ev.seq == 5 else ev.target
+            body = json.dumps(
+                [prev, ev.at.isoformat(), ev.actor, ev.action, target, ev.detail],
+                sort_keys=True,
+                default=str,
+            )
+            h = hashlib.sha256(body.encode()).hexdigest()
+            s.execute(
+                update(AuditEvent)
+                .where(col(AuditEvent.id) == ev.id)
+                .values(target=target, prev_hash=prev, hash=h)
+            )
+            prev = h
+        if relabel:
+            s.execute(update(AuditEvent).values(scheme=LEGACY))
+        _guards(s, engine, drop=False)
+
+
+def test_a_chain_recomputed_without_the_key_is_caught(engine: Engine, data_dir: Path) -> None:
+    write(engine, 8)
+    _plain_recompute(engine, relabel=False)
+    v = verdict(engine)
+    assert not v.ok and v.broken_seq == 5 and "HMAC" in (v.reason or "")
+
+
+def test_a_chain_rewritten_as_pre_key_events_is_caught_by_the_checkpoints(
+    engine: Engine, data_dir: Path
+) -> None:
+    write(engine, 12)  # checkpoints at 1 and 10
+    _plain_recompute(engine, relabel=True)
+    v = verdict(engine)
+    assert not v.ok and v.broken_seq == 1
+    assert "ne correspond pas au point de contrôle" in (v.reason or "")
+
+
+def test_a_wrong_key_is_caught(engine: Engine, data_dir: Path) -> None:
+    write(engine, 3)
+    assert verdict(engine).ok
+    v = verdict(engine, key=b"not the key")
+    assert not v.ok and v.broken_seq == 1 and "clé d'audit différente" in (v.reason or "")
+
+
+def test_a_checkpoint_forged_without_the_key_is_caught(engine: Engine, data_dir: Path) -> None:
+    write(engine, 3)
+    last = events(engine)[-1]
+    forged = {"seq": 3, "hash": last.hash, "at": "2026-12-02T10:00:00+00:00", "mac": "0" * 64}
+    with (data_dir / "audit_checkpoints.jsonl").open("a") as f:
+        f.write(json.dumps(forged) + "\n")
+    v = verdict(engine)
+    assert not v.ok and "ligne 2" in (v.reason or "") and "signature invalide" in (v.reason or "")
+
+
+def test_events_from_before_the_key_keep_verifying(engine: Engine, data_dir: Path) -> None:
+    """Events written before migration 0008 (scheme 1, plain SHA-256) then keyed ones."""
+    from campaigns.audit import _digest
+    from campaigns.clock import utcnow
+
+    prev = GENESIS
+    with session_scope(engine) as s:
+        for i in range(1, 4):
+            at = utcnow()
+            h = _digest(prev, at, "old", "login", "console", {})
+            s.add(AuditEvent(seq=i, scheme=LEGACY, at=at, actor="old", action="login",
+                             target="console", detail={}, prev_hash=prev, hash=h))  # fmt: skip
+            prev = h
+        s.merge(AuditHead(id=1, seq=3, hash=prev))
+    write(engine, 2)
+    assert [(e.seq, e.scheme) for e in events(engine)] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]
+    assert verdict(engine).ok
+
+
+def test_cli_verify_names_the_first_event_that_disagrees(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELANCE_DATABASE_URL", f"sqlite:///{data_dir / 'r.db'}")
+    get_settings.cache_clear()
+    engine = get_engine()
+    write(engine, 4)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "intact : 4 événements" in ok.output
+    made = runner.invoke(app, ["audit", "checkpoint"])
+    assert made.exit_code == 0 and "n°4" in made.output
+    with session_scope(engine) as s:
+        _guards(s, engine, drop=True)
+        s.execute(update(AuditEvent).where(col(AuditEvent.seq) == 3).values(actor="someone"))
+    bad = runner.invoke(app, ["audit", "verify"])
+    assert bad.exit_code == 1
+    assert "événement n°3" in bad.output and "signature HMAC invalide" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def _drop_delete_guard(s: Any, engine: Engine, *, drop: bool) -> None:
+    if engine.dialect.name == "postgresql":
+        verb = "DISABLE" if drop else "ENABLE"
+        s.execute(text(f"ALTER TABLE auditevent {verb} TRIGGER auditevent_append_only"))
+    elif drop:
+        s.execute(text("DROP TRIGGER auditevent_no_delete"))
+
+
+def test_a_rolled_back_event_is_never_attested(engine: Engine, data_dir: Path) -> None:
+    with pytest.raises(RuntimeError), session_scope(engine) as s:
+        record(session=s, actor="adv", action="view_person", target="member/1")
+        raise RuntimeError("the request failed after the audit record")
+    assert not (data_dir / "audit_checkpoints.jsonl").exists()
+    write(engine, 1)  # number 1 again, now committed, and attested
+    lines = (data_dir / "audit_checkpoints.jsonl").read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == [1]
+    assert verdict(engine).ok

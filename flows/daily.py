@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed, State
 from sqlmodel import select
 
+from campaigns.audit import checkpoint
 from campaigns.calendar import is_working_day
 from campaigns.catalog import load_campaign
 from campaigns.db import get_engine, session_scope
@@ -173,6 +174,23 @@ def ticked_task(campaign_id: str, day: date) -> bool:
     return row is not None
 
 
+@task(timeout_seconds=120, **IO_RETRIES)
+def audit_checkpoint_task() -> dict[str, Any] | None:
+    """Attest the audit log's last event outside the database (file and artifact)."""
+    with session_scope(get_engine()) as s:
+        line = checkpoint(session=s)
+    if line is not None:
+        create_markdown_artifact(
+            key="audit-checkpoint",
+            markdown=(
+                f"Point de contrôle du journal d'audit : événement n° {line['seq']}, "
+                f"empreinte `{line['hash']}`, signé `{line['mac']}` ({line['at']})."
+            ),
+            description="Dernier événement d'audit attesté hors de la base",
+        )
+    return line
+
+
 def _dispatch(campaign_id: str, channels: tuple[str, ...], day: date) -> dict[str, Any]:
     if not is_working_day(day, NATIONAL_CALENDAR):
         get_run_logger().info("%s : jour non ouvré, aucun envoi", day.isoformat())
@@ -324,6 +342,7 @@ def campaign_day(
             )
         done[stage] = state.result()
     _publish_report(campaign_id, d, done["report"])
+    audit_checkpoint_task(return_state=True)  # a failed checkpoint must not fail the day
     create_markdown_artifact(
         key=f"{campaign_id}-day",
         markdown=_day_summary(campaign_id, d, done, None),

@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     # The console: signed session cookies, their lifetime, the extract used to explain decisions.
     secret_key: str | None = None
     # Keys encrypting NIR, phone and e-mail at rest: comma-separated Fernet keys, newest first
-    # (campaigns.crypto, docs/security.md). Unset: one key generated in data_dir/data_keys.
+    # (campaigns.ledger.crypto, docs/security.md). Unset: one key generated in data_dir/data_keys.
     data_keys: str | None = None
     # The audit log's HMAC key (docs/security.md). Unset: one key generated in data_dir/audit_key.
     audit_key: str | None = None
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     letters_workers: int = 2  # processes rendering PDF letters (one per core)
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000
-    # Contact pressure across every campaign (campaigns.policy).
+    # Contact pressure across every campaign (campaigns.policy.decision).
     pressure_max_calls: int = 1
     pressure_calls_days: int = 14
     pressure_max_contacts: int = 3
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
 
     def pressure(self) -> Any:
         """The cross-campaign contact limits as a policy object."""
-        from campaigns.policy import Pressure
+        from campaigns.policy.decision import Pressure
 
         return Pressure(
             max_calls=self.pressure_max_calls,

@@ -6,7 +6,6 @@ import typer
 
 from console import (
     cmd_console,
-    cmd_demo,
     cmd_explain,
     cmd_keys,
     cmd_ledger,
@@ -17,6 +16,7 @@ from console import (
     cmd_target,
     cmd_validation,
 )
+from console.demo import command as cmd_demo
 
 app = typer.Typer(
     help="Relance: outbound campaign orchestration for Assurance Maladie.",

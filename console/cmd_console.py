@@ -8,9 +8,9 @@ import sys
 import typer
 from rich.console import Console
 
-from campaigns.accounts import AccountError, create_user
-from campaigns.db import get_engine, session_scope
-from campaigns.models import ROLES
+from campaigns.ledger.accounts import AccountError, create_user
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import ROLES
 
 users = typer.Typer(help="Console accounts.", no_args_is_help=True)
 err = Console(stderr=True)

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from campaigns.catalog import load_campaign
-from campaigns.definition import DefinitionError
+from campaigns.definition.catalog import load_campaign
+from campaigns.definition.model import DefinitionError
 from targeting.explain import Check, explain_person
 from targeting.extract import ExtractError
 

@@ -15,7 +15,7 @@ out, err = Console(), Console(stderr=True)
 @keys.command("new")
 def keys_new() -> None:
     """Print a fresh key, to prepend to RELANCE_DATA_KEYS (newest first)."""
-    from campaigns.crypto import new_key
+    from campaigns.ledger.crypto import new_key
 
     print(new_key())
 
@@ -25,8 +25,8 @@ def keys_rotate(
     batch: int = typer.Option(1000, "--batch", min=1, help="rows per transaction"),
 ) -> None:
     """Re-encrypt every stored value with the newest key; then the old keys can be dropped."""
-    from campaigns.crypto import DecryptionError, KeyConfigError, configured_keys, rotate_all
-    from campaigns.db import get_engine
+    from campaigns.ledger.crypto import DecryptionError, KeyConfigError, configured_keys, rotate_all
+    from campaigns.ledger.db import get_engine
 
     try:
         n_keys = len(configured_keys())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from campaigns.audit import check, checkpoint, checkpoints_path
-from campaigns.db import get_engine, session_scope
-from campaigns.why import why as person_story
+from campaigns.ledger.audit import check, checkpoint, checkpoints_path
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.measurement.why import why as person_story
 
 audit = typer.Typer(help="Le journal d'audit.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from campaigns.db import get_engine, session_scope
-from campaigns.returns import ReturnsFileError, import_returns
+from campaigns.feedback.returns import ReturnsFileError, import_returns
+from campaigns.ledger.db import get_engine, session_scope
 
 letters = typer.Typer(help="Postal letters: what the print house sends back.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)

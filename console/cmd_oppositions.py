@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from campaigns.clock import PARIS, utcnow
-from campaigns.db import get_engine, session_scope
-from campaigns.policy import OPPOSITION_CANALS, record_opposition
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
 from targeting.identifiers import key_problem
 from targeting.schema import PERSON_KEY
 

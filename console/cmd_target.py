@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import typer
 from rich.console import Console
 
-from campaigns.catalog import load_campaign
-from campaigns.definition import DefinitionError
+from campaigns.definition.catalog import load_campaign
+from campaigns.definition.model import DefinitionError
 from targeting.engine import run_targeting, tables_needed, write_csv_atomic
 from targeting.extract import ExtractError, Problem, check_extract
 from targeting.quarantine import default_path, write_report

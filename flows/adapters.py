@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from campaigns.dispatch import Adapters
+from campaigns.cascade.dispatch import Adapters
 from campaigns.settings import Settings
 from channels.email import EmailSender, LocalEmail
 from channels.letters import LetterPrinter, LocalLetters

@@ -1,7 +1,7 @@
 """Retention (decree 2012-1249) as a scheduled flow: a dry run by default, and a report.
 
 The task walks the people in database batches (one transaction per batch) through
-`campaigns.retention.apply_retention`; the flow publishes the report as artifacts. The report
+`campaigns.ledger.retention.apply_retention`; the flow publishes the report as artifacts. The report
 holds counts and dates only: no name, no NIR, no person or member id.
 """
 
@@ -14,8 +14,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy.engine import Engine
 
-from campaigns.db import get_engine, session_scope
-from campaigns.retention import RETENTION_YEARS, RetentionReport, apply_retention
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.retention import RETENTION_YEARS, RetentionReport, apply_retention
 from flows.runtime import configure_database, retry_if_transient, run_day
 
 BATCH_SIZE = 2000

@@ -12,16 +12,16 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.catalog import Campaign
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.cascade.enrolments import ingest_enrolment_file
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import member_id_batches, tick_batch
 from campaigns.clock import utcnow
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.enrolments import ingest_enrolment_file
-from campaigns.membership import admit_targets
-from campaigns.models import Member, Person, StageRun
-from campaigns.registry import register_campaign
-from campaigns.report import EchelonRow, echelon_report
-from campaigns.tick import member_id_batches, tick_batch
+from campaigns.definition.catalog import Campaign
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Member, Person, StageRun
+from campaigns.ledger.registry import register_campaign
+from campaigns.measurement.report import EchelonRow, echelon_report
 from channels.mailbox import MailboxGateway
 from targeting.engine import run_targeting
 from targeting.people import read_people
@@ -148,7 +148,7 @@ def mailbox_reads_stage(
     """Record which deposited messages their person has read (one transaction per batch)."""
     from collections import Counter
 
-    from campaigns.mailbox_reads import record_reads, unread_messages
+    from campaigns.feedback.mailbox_reads import record_reads, unread_messages
 
     started = utcnow()
     total: Counter[str] = Counter()

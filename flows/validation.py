@@ -27,12 +27,12 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from campaigns.app.validation import decide_list
+from campaigns.cascade.review import ValidationError, expire_overdue, list_status, pending_list
 from campaigns.clock import PARIS, utcnow
-from campaigns.db import get_engine, session_scope
-from campaigns.models import LIST_PENDING, Campaign, TargetList
-from campaigns.rendering import date_fr
+from campaigns.definition.rendering import date_fr
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import LIST_PENDING, Campaign, TargetList
 from campaigns.settings import get_settings
-from campaigns.validation import ValidationError, expire_overdue, list_status, pending_list
 from flows.dates import paris_today
 from flows.runtime import configure_database
 

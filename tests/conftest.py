@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from campaigns.db import make_engine, upgrade
+from campaigns.ledger.db import make_engine, upgrade
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -128,8 +128,8 @@ def launch(engine: Engine, campaign_id: str, by: str = "test-manager") -> dict[s
     """Every échelon validates the pending list and a manager approves it."""
     from datetime import date
 
-    from campaigns.db import session_scope
-    from campaigns.validation import approve, list_status, pending_list, sign_off
+    from campaigns.cascade.review import approve, list_status, pending_list, sign_off
+    from campaigns.ledger.db import session_scope
 
     with session_scope(engine) as s:
         lst = pending_list(session=s, campaign_id=campaign_id)

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from campaigns.audit import GENESIS, LEGACY, check, checkpoint, record
-from campaigns.db import get_engine, session_scope
-from campaigns.models import AuditEvent, AuditHead
+from campaigns.ledger.audit import GENESIS, LEGACY, check, checkpoint, record
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import AuditEvent, AuditHead
 from campaigns.settings import get_settings
 from console.cli import app
 from tests.test_why_audit import _guards
@@ -168,8 +168,8 @@ def test_a_checkpoint_forged_without_the_key_is_caught(engine: Engine, data_dir:
 
 def test_events_from_before_the_key_keep_verifying(engine: Engine, data_dir: Path) -> None:
     """Events written before migration 0008 (scheme 1, plain SHA-256) then keyed ones."""
-    from campaigns.audit import _digest
     from campaigns.clock import utcnow
+    from campaigns.ledger.audit import _digest
 
     prev = GENESIS
     with session_scope(engine) as s:

@@ -14,9 +14,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from campaigns.accounts import create_user
-from campaigns.db import session_scope
-from campaigns.models import ROLES
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import ROLES
 from campaigns.settings import Settings
 from console.web.app import create_app
 
@@ -76,7 +76,7 @@ def _routes(app: Any) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    from campaigns.db import make_engine, upgrade
+    from campaigns.ledger.db import make_engine, upgrade
 
     eng = make_engine(f"sqlite:///{tmp_path / 'authz.db'}")
     upgrade(eng)

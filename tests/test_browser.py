@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.accounts import create_user
-from campaigns.catalog import load_campaign
-from campaigns.db import make_engine, session_scope, upgrade
-from campaigns.membership import admit_targets
-from campaigns.registry import register_campaign
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import make_engine, session_scope, upgrade
+from campaigns.ledger.registry import register_campaign
 from campaigns.settings import Settings
-from campaigns.tick import tick
 from tests.factories import population
 
 CHROMIUM = Path("/usr/bin/chromium")

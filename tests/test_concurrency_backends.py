@@ -19,19 +19,19 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.calls import claim_next, record_outcome
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.membership import admit_targets
-from campaigns.models import QUEUED, Action, Enrolment, Member, MemberEvent, Person
-from campaigns.registry import register_campaign
-from campaigns.simulator import at
-from campaigns.tick import tick
+from campaigns.calls.queue import claim_next, record_outcome
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import QUEUED, Action, Enrolment, Member, MemberEvent, Person
+from campaigns.ledger.registry import register_campaign
 from channels.base import Receipt
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox, MailboxMessage
+from console.demo.simulator import at
 from tests.conftest import _truncate
 from tests.factories import population
 
@@ -251,7 +251,7 @@ def test_advisers_claiming_at_once_never_share_a_call_or_a_person(engine: Engine
 
 def test_clicks_on_dial_at_once_place_one_call(engine: Engine) -> None:
     """Six clicks at once place one call; once it has ended, six more place one more."""
-    from campaigns.models import PhoneCall
+    from campaigns.ledger.models import PhoneCall
     from channels.phone import FakePhone
     from tests.test_phone import claimed, dial
 
@@ -268,8 +268,8 @@ def test_clicks_on_dial_at_once_place_one_call(engine: Engine) -> None:
 
 def test_status_callbacks_at_once_never_move_a_call_back(engine: Engine) -> None:
     """Twilio's callbacks for one call arriving together: the call ends `completed`."""
-    from campaigns.models import PhoneCall
-    from campaigns.telephony import record_status
+    from campaigns.calls.telephony import record_status
+    from campaigns.ledger.models import PhoneCall
     from channels.phone import FakePhone
     from tests.test_phone import NOW, claimed, dial
 

@@ -13,15 +13,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.accounts import create_user
-from campaigns.audit import verify
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.membership import admit_targets
-from campaigns.models import ACTIVE, AuditEvent, Member, MemberEvent, Opposition
-from campaigns.registry import register_campaign
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.audit import verify
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import ACTIVE, AuditEvent, Member, MemberEvent, Opposition
+from campaigns.ledger.registry import register_campaign
 from campaigns.settings import Settings
-from campaigns.tick import tick
 from console.web.app import create_app
 from tests.factories import population
 

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.models import Action
-from campaigns.simulator import at
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action
 from channels.base import PermanentFailure, Receipt, TemporaryFailure
 from channels.email import EmailMessage
 from channels.resilience import Backoff, RateLimiter
 from channels.sendgrid_email import SendGridEmail
+from console.demo.simulator import at
 from tests.fault_proxy import Fault, FaultProxy, fault_proxy
 
 SEND = "/v3/mail/send"

@@ -13,9 +13,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.accounts import create_user
-from campaigns.catalog import load_campaign
-from campaigns.dashboard import (
+from campaigns.cascade.membership import admit_targets
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, Enrolment, Member, Person
+from campaigns.ledger.registry import register_campaign
+from campaigns.measurement.dashboard import (
     ObjectiveError,
     cumulative_enrolments,
     objective_history,
@@ -23,11 +27,7 @@ from campaigns.dashboard import (
     results,
     set_objectives,
 )
-from campaigns.db import session_scope
-from campaigns.effect_report import effect_report
-from campaigns.membership import admit_targets
-from campaigns.models import Action, Enrolment, Member, Person
-from campaigns.registry import register_campaign
+from campaigns.measurement.effect_report import effect_report
 from campaigns.settings import Settings
 from console.web.app import create_app
 from tests.factories import population

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 THREADS_SCRIPT = """
 import sys, threading
-from campaigns.db import get_engine
+from campaigns.ledger.db import get_engine
 url = sys.argv[1]
 barrier = threading.Barrier(8)
 errors = []
@@ -37,7 +37,7 @@ sys.exit(1 if errors else 0)
 
 PROCESS_SCRIPT = """
 import sys
-from campaigns.db import get_engine
+from campaigns.ledger.db import get_engine
 with get_engine(sys.argv[1]).connect() as c:
     c.exec_driver_sql("select count(*) from action").scalar()
 print("ok")
@@ -107,7 +107,7 @@ def test_processes_starting_together_on_a_fresh_database(fresh_url: str) -> None
 
 
 def test_the_ledger_file_is_private(tmp_path: Path) -> None:
-    from campaigns.db import get_engine
+    from campaigns.ledger.db import get_engine
 
     db = tmp_path / "new" / "relance.db"
     with get_engine(f"sqlite:///{db}").connect() as c:
@@ -119,7 +119,7 @@ def test_the_ledger_file_is_private(tmp_path: Path) -> None:
 
 
 def test_one_engine_per_url_under_threads(tmp_path: Path) -> None:
-    from campaigns.db import get_engine
+    from campaigns.ledger.db import get_engine
 
     url = f"sqlite:///{tmp_path / 'x.db'}"
     barrier = threading.Barrier(6)

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns.catalog import list_campaigns, load_campaign
-from campaigns.definition import DEFINITIONS_DIR, DefinitionError, parse_definition
+from campaigns.definition.catalog import list_campaigns, load_campaign
+from campaigns.definition.model import DEFINITIONS_DIR, DefinitionError, parse_definition
 
 SOPHIA = DEFINITIONS_DIR / "sophia_ald8"
 

@@ -10,18 +10,18 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.dispatch import STALE_SENDING, Adapters, claim_batch, dispatch
-from campaigns.membership import admit_targets
-from campaigns.models import Action, Opposition, Person
-from campaigns.registry import register_campaign
-from campaigns.simulator import at
-from campaigns.tick import tick
+from campaigns.cascade.dispatch import STALE_SENDING, Adapters, claim_batch, dispatch
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, Opposition, Person
+from campaigns.ledger.registry import register_campaign
 from channels.base import ChannelError, PermanentFailure, Receipt, TemporaryFailure
 from channels.email import EmailMessage, LocalEmail
 from channels.letters import Letter, LocalLetters
 from channels.mailbox import LocalMailbox, MailboxMessage
+from console.demo.simulator import at
 from tests.factories import population
 
 C = load_campaign("sophia-ald8")

@@ -8,8 +8,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.db import session_scope
-from campaigns.dispatch import (
+from campaigns.cascade.dispatch import (
     MAX_TRIES,
     RETRY_CAP,
     RETRY_FLOOR,
@@ -17,14 +16,15 @@ from campaigns.dispatch import (
     dispatch,
     retry_delay,
 )
-from campaigns.models import Action, MemberEvent, Person
-from campaigns.simulator import at
-from campaigns.tick import tick
-from campaigns.why import why
+from campaigns.cascade.tick import tick
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, MemberEvent, Person
+from campaigns.measurement.why import why
 from channels.base import PermanentFailure, TemporaryFailure
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import FakeMailbox, LocalMailbox
+from console.demo.simulator import at
 from tests.test_dispatch import ANCHOR, MAILBOX_DAY, C, D, setup
 
 

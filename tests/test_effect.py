@@ -7,7 +7,13 @@ from datetime import date
 
 import pytest
 
-from campaigns.effect import Touch, attribute, holdout_needed, projected_attainment, uplift
+from campaigns.measurement.effect import (
+    Touch,
+    attribute,
+    holdout_needed,
+    projected_attainment,
+    uplift,
+)
 
 D = date(2026, 5, 20)
 

@@ -9,13 +9,13 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from campaigns.cascade.membership import admit_targets
 from campaigns.clock import utcnow
-from campaigns.db import session_scope
-from campaigns.definition import DEFINITIONS_DIR, parse_definition
-from campaigns.effect_report import effect_report
-from campaigns.membership import admit_targets
-from campaigns.models import DONE, SENT, Action, Enrolment, Member
-from campaigns.registry import register_campaign
+from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import DONE, SENT, Action, Enrolment, Member
+from campaigns.ledger.registry import register_campaign
+from campaigns.measurement.effect_report import effect_report
 from tests.factories import population
 
 D = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")

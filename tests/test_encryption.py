@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from campaigns import crypto
-from campaigns.db import alembic_config, get_engine, make_engine, session_scope, upgrade
-from campaigns.membership import admit_targets
-from campaigns.models import Person
-from campaigns.registry import register_campaign
+from campaigns.cascade.membership import admit_targets
+from campaigns.ledger import crypto
+from campaigns.ledger.db import alembic_config, get_engine, make_engine, session_scope, upgrade
+from campaigns.ledger.models import Person
+from campaigns.ledger.registry import register_campaign
 from campaigns.settings import get_settings
 from console.cli import app
 from tests.conftest import PG_ADMIN_URL, _pg_available

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 from console.cli import app
 from targeting.explain import Check, Explanation, explain_person
 from tests.extracts import D

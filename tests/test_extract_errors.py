@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 from console.cli import app
 from targeting.engine import run_targeting
 from targeting.extract import ExtractError

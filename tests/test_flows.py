@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from campaigns.db import get_engine, session_scope
-from campaigns.models import Action, Member, StageRun
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import Action, Member, StageRun
 from tests.conftest import launch
 
 AS_OF = date(2026, 3, 2)

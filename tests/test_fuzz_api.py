@@ -33,13 +33,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.accounts import create_user
-from campaigns.catalog import load_campaign
-from campaigns.db import make_engine, session_scope, upgrade
-from campaigns.ledger import action_key
-from campaigns.membership import admit_targets
-from campaigns.models import SENT, Action, Member
-from campaigns.registry import register_campaign
+from campaigns.cascade.membership import admit_targets
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.actions import action_key
+from campaigns.ledger.db import make_engine, session_scope, upgrade
+from campaigns.ledger.models import SENT, Action, Member
+from campaigns.ledger.registry import register_campaign
 from campaigns.settings import Settings
 from console.web.app import create_app
 from tests.factories import population

@@ -26,10 +26,10 @@ from sqlmodel import SQLModel
 from stdnum.fr import nir as nir_check
 from typer.testing import CliRunner
 
-from campaigns.db import session_scope
-from campaigns.enrolments import ingest_enrolment_file
-from campaigns.policy import record_opposition
-from campaigns.returns import ReturnsFileError, import_returns
+from campaigns.cascade.enrolments import ingest_enrolment_file
+from campaigns.feedback.returns import ReturnsFileError, import_returns
+from campaigns.ledger.db import session_scope
+from campaigns.policy.decision import record_opposition
 from console.cli import app
 from targeting.extract import check_extract
 from tests.extracts import Extract

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from campaigns.accounts import create_user
-from campaigns.db import make_engine, session_scope, upgrade
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import make_engine, session_scope, upgrade
 from campaigns.settings import Settings
 from console.web.app import create_app
 from console.web.throttle import LoginThrottle

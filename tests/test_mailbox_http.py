@@ -12,16 +12,16 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.models import Action
-from campaigns.simulator import at
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action
 from channels.base import PermanentFailure, TemporaryFailure
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import MailboxMessage
 from channels.mailbox_http import HttpMailbox
 from channels.resilience import Backoff
+from console.demo.simulator import at
 from tests.factories import valid_nir
 from tests.test_dispatch import MAILBOX_DAY, C, setup
 

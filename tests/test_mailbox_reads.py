@@ -7,12 +7,12 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.db import session_scope
-from campaigns.models import Action, MemberEvent, Person
-from campaigns.simulator import at
-from campaigns.why import why
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, MemberEvent, Person
+from campaigns.measurement.why import why
 from channels.base import TemporaryFailure
 from channels.mailbox import LocalMailbox
+from console.demo.simulator import at
 from flows.stages import mailbox_reads_stage
 from tests.test_dispatch import MAILBOX_DAY, C, adapters, setup
 
@@ -23,7 +23,7 @@ class _Down(LocalMailbox):
 
 
 def test_reads_are_recorded_once_and_told_by_why(engine: Engine, tmp_path: Path) -> None:
-    from campaigns.dispatch import dispatch
+    from campaigns.cascade.dispatch import dispatch
 
     setup(engine, 4, MAILBOX_DAY, telephone=None)
     box = LocalMailbox(tmp_path)

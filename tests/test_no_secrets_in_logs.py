@@ -11,16 +11,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from campaigns.accounts import create_user
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import session_scope
 from campaigns.settings import Settings
-from campaigns.simulator import at
-from campaigns.tick import tick
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox
+from console.demo.simulator import at
 from console.web.app import create_app
 from tests.factories import population
 from tests.test_console import PW, login, post

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from campaigns.offers import load_catalogue, suggest
+from campaigns.definition.offers import load_catalogue, suggest
 
 C = load_catalogue()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from campaigns.catalog import load_campaign
-from campaigns.rendering import build_context, render_message
+from campaigns.definition.catalog import load_campaign
+from campaigns.definition.rendering import build_context, render_message
 from channels.base import PermanentFailure, Receipt
 from channels.letters import Letter
 from channels.pdf_letters import PdfLetters

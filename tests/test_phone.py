@@ -16,16 +16,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from twilio.request_validator import RequestValidator
 
-from campaigns.accounts import create_user
-from campaigns.calls import claim_next
-from campaigns.db import session_scope
-from campaigns.models import Action, AuditEvent, Opposition, Person, PhoneCall, ProviderEvent, User
+from campaigns.calls.queue import claim_next
+from campaigns.calls.telephony import DialError, latest_call, record_status, start_call
+from campaigns.cascade.tick import tick
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import (
+    Action,
+    AuditEvent,
+    Opposition,
+    Person,
+    PhoneCall,
+    ProviderEvent,
+    User,
+)
 from campaigns.settings import Settings
-from campaigns.simulator import at
-from campaigns.telephony import DialError, latest_call, record_status, start_call
-from campaigns.tick import tick
 from channels.base import PermanentFailure, Receipt, TemporaryFailure
 from channels.phone import BridgeCall, FakePhone, LocalPhone
+from console.demo.simulator import at
 from console.web.app import create_app
 from tests.test_console import PW, login, post
 from tests.test_services import CALL_DAY, D, setup
@@ -387,7 +395,7 @@ def test_the_status_webhook_is_closed_without_a_token(engine: Engine, tmp_path: 
 def test_users_add_takes_the_advisers_line(platform: Path) -> None:
     from typer.testing import CliRunner
 
-    from campaigns.db import get_engine
+    from campaigns.ledger.db import get_engine
     from console.cli import app
 
     def add(name: str, line: str) -> Any:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.calendar import add_working_days
-from campaigns.definition import DEFINITIONS_DIR, parse_definition
-from campaigns.planner import ActionView, MemberState, plan
+from campaigns.cascade.planner import ActionView, MemberState, plan
+from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
+from campaigns.policy.calendar import add_working_days
 
 D = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")
 ANCHOR = date(2026, 6, 15)  # a Monday

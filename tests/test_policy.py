@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from campaigns.definition import ContactHours
-from campaigns.policy import Facts, PastContact, Pressure, decide
+from campaigns.definition.model import ContactHours
+from campaigns.policy.decision import Facts, PastContact, Pressure, decide
 
 PARIS = ZoneInfo("Europe/Paris")
 THU = datetime(2026, 4, 16, 10, 0, tzinfo=PARIS)  # a working Thursday morning

@@ -11,19 +11,19 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from campaigns.calls import claim_next, record_outcome
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.membership import admit_targets
-from campaigns.models import Action, Member, MemberEvent, Opposition, Person
-from campaigns.registry import register_campaign
-from campaigns.simulator import at
-from campaigns.tick import tick
-from campaigns.why import why
+from campaigns.calls.queue import claim_next, record_outcome
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, Member, MemberEvent, Opposition, Person
+from campaigns.ledger.registry import register_campaign
+from campaigns.measurement.why import why
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox
+from console.demo.simulator import at
 from tests.factories import population
 
 C = load_campaign("sophia-ald8")
@@ -296,7 +296,7 @@ def test_a_974_public_holiday_blocks_the_claim_there(engine: Engine) -> None:
 def test_oppositions_import_reports_lines_and_columns_and_is_all_or_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from campaigns.db import get_engine
+    from campaigns.ledger.db import get_engine
     from campaigns.settings import get_settings
     from console.cli import app
 
@@ -337,8 +337,8 @@ def test_an_opposition_from_the_person_page_applies_at_once(engine: Engine, tmp_
 
     from fastapi.testclient import TestClient
 
-    from campaigns.accounts import create_user
-    from campaigns.models import AuditEvent
+    from campaigns.ledger.accounts import create_user
+    from campaigns.ledger.models import AuditEvent
     from campaigns.settings import Settings
     from console.web.app import create_app
 

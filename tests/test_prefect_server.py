@@ -151,8 +151,8 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
     server: Server, ledger_url: str, tmp_path: Path
 ) -> None:
     from campaigns.clock import PARIS
-    from campaigns.db import get_engine, session_scope
-    from campaigns.models import Action, Member, StageRun
+    from campaigns.ledger.db import get_engine, session_scope
+    from campaigns.ledger.models import Action, Member, StageRun
     from flows.runtime import DATABASE_SECRET
     from targeting.synth import write_extract
     from tests.conftest import launch

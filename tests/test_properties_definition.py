@@ -13,8 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaigns.catalog import load_folder
-from campaigns.definition import DEFINITIONS_DIR, DefinitionError
+from campaigns.definition.catalog import load_folder
+from campaigns.definition.model import DEFINITIONS_DIR, DefinitionError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOURCE = DEFINITIONS_DIR / "sophia_ald8"

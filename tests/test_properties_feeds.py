@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from campaigns.dashboard import ObjectiveError, parse_objectives_csv
-from campaigns.enrolments import FeedReport, _parse
+from campaigns.cascade.enrolments import FeedReport, _parse
+from campaigns.measurement.dashboard import ObjectiveError, parse_objectives_csv
 
 SETTINGS = settings(max_examples=40, deadline=None)
 # One-line garbage: printable text without quotes or line breaks (a CSV record per line).

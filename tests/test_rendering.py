@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from campaigns.catalog import load_campaign
-from campaigns.rendering import build_context, date_fr, date_short, render_message
+from campaigns.definition.catalog import load_campaign
+from campaigns.definition.rendering import build_context, date_fr, date_short, render_message
 
 C = load_campaign("sophia-ald8")
 D = C.definition

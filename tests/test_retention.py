@@ -7,9 +7,9 @@ from datetime import date
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.db import session_scope
-from campaigns.models import Member, Person
-from campaigns.retention import ANONYMOUS, apply_retention
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Member, Person
+from campaigns.ledger.retention import ANONYMOUS, apply_retention
 from tests.test_retention_flow import ledger
 
 

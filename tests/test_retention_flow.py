@@ -14,13 +14,13 @@ from sqlmodel import col, select
 from typer.testing import CliRunner
 
 import flows.retention as flow_module
+from campaigns.cascade.membership import admit_targets
 from campaigns.clock import utcnow
-from campaigns.db import session_scope
-from campaigns.definition import DEFINITIONS_DIR, parse_definition
-from campaigns.membership import admit_targets
-from campaigns.models import SENT, Action, AuditEvent, Enrolment, Member, Person
-from campaigns.registry import register_campaign
-from campaigns.retention import ANONYMOUS
+from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import SENT, Action, AuditEvent, Enrolment, Member, Person
+from campaigns.ledger.registry import register_campaign
+from campaigns.ledger.retention import ANONYMOUS
 from tests.factories import population
 
 D = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")
@@ -146,7 +146,7 @@ def test_nobody_is_due_a_day_too_early(engine: Engine, artifacts: dict[str, Any]
 
 
 def test_the_cli_is_a_dry_run_unless_apply_and_is_audited(platform: Path) -> None:
-    from campaigns.db import get_engine
+    from campaigns.ledger.db import get_engine
     from console.cli import app
 
     engine = get_engine()

@@ -10,15 +10,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
-from campaigns.db import get_engine, session_scope
-from campaigns.dispatch import Adapters, dispatch
-from campaigns.models import Action, AuditEvent, MemberEvent, Person, ProviderEvent
-from campaigns.returns import ReturnsFileError, import_returns, parse_returns
-from campaigns.simulator import at
+from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.feedback.returns import ReturnsFileError, import_returns, parse_returns
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import Action, AuditEvent, MemberEvent, Person, ProviderEvent
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox
 from console.cli import app
+from console.demo.simulator import at
 from tests.test_dispatch import ANCHOR, C, setup
 
 NOW = at(ANCHOR + timedelta(days=10), 9)

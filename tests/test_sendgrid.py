@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.email_events import apply_events
-from campaigns.ledger import action_key
-from campaigns.membership import admit_targets
-from campaigns.models import (
+from campaigns.cascade.membership import admit_targets
+from campaigns.definition.catalog import load_campaign
+from campaigns.feedback.email_events import apply_events
+from campaigns.ledger.actions import action_key
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import (
     DELIVERED,
     FAILED_FINAL,
     SENT,
@@ -31,9 +31,9 @@ from campaigns.models import (
     Person,
     ProviderEvent,
 )
-from campaigns.registry import register_campaign
+from campaigns.ledger.registry import register_campaign
+from campaigns.measurement.why import why
 from campaigns.settings import Settings
-from campaigns.why import why
 from console.web.app import create_app
 from tests.factories import population
 

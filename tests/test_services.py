@@ -10,15 +10,15 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.calls import CallError, claim_next, record_outcome
-from campaigns.db import session_scope
-from campaigns.definition import DEFINITIONS_DIR, parse_definition
-from campaigns.enrolments import ingest_enrolment_file
-from campaigns.membership import admit_targets
-from campaigns.models import Action, Enrolment, Member, MemberEvent, Opposition
-from campaigns.registry import register_campaign
-from campaigns.simulator import at
-from campaigns.tick import tick
+from campaigns.calls.queue import CallError, claim_next, record_outcome
+from campaigns.cascade.enrolments import ingest_enrolment_file
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition
+from campaigns.ledger.registry import register_campaign
+from console.demo.simulator import at
 from tests.factories import population
 
 D = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")
@@ -314,7 +314,7 @@ def test_enrolment_cancels_what_is_queued_the_same_day(engine: Engine, tmp_path:
         a = s.exec(select(Action).where(Action.state == "queued")).first()
         assert a is not None
         m = s.get(Member, a.member_id)
-        from campaigns.models import Person
+        from campaigns.ledger.models import Person
 
         p = s.get(Person, m.person_id)  # type: ignore[union-attr]
         key = (p.ben_nir_psa, p.ben_rng_gem)  # type: ignore[union-attr]
@@ -333,7 +333,7 @@ def test_enrolment_cancels_what_is_queued_the_same_day(engine: Engine, tmp_path:
 
 
 def test_a_claim_skips_and_cancels_a_call_opposed_since_the_tick(engine: Engine) -> None:
-    from campaigns.models import Person
+    from campaigns.ledger.models import Person
 
     setup(engine, 4)
     tick(engine=engine, definition=D, today=CALL_DAY)

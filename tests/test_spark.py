@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 from targeting.engine import run_targeting
 from targeting.extract import ExtractError
 from targeting.synth import write_extract

@@ -13,7 +13,7 @@ from stdnum.fr import nir as nir_check
 from typer.testing import CliRunner
 
 from bench.targeting.baseline_pandas import run_baseline
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 from channels.afnor import validate_address
 from console.cli import app
 from targeting.engine import run_targeting

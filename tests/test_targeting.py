@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.targeting.baseline_pandas import run_baseline
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 from targeting.engine import run_targeting
 from tests.extracts import D, Extract
 

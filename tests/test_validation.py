@@ -15,23 +15,8 @@ from prefect.client.schemas.objects import StateType
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from campaigns.catalog import load_campaign
-from campaigns.db import get_engine, session_scope
-from campaigns.membership import admit_targets
-from campaigns.models import (
-    ACTIVE,
-    EXITED,
-    PENDING,
-    Action,
-    AuditEvent,
-    Campaign,
-    Member,
-    MemberEvent,
-    TargetList,
-)
-from campaigns.registry import register_campaign
-from campaigns.tick import tick
-from campaigns.validation import (
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.review import (
     ValidationError,
     approve,
     exclude,
@@ -42,6 +27,21 @@ from campaigns.validation import (
     revoke_exclusion,
     sign_off,
 )
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import (
+    ACTIVE,
+    EXITED,
+    PENDING,
+    Action,
+    AuditEvent,
+    Campaign,
+    Member,
+    MemberEvent,
+    TargetList,
+)
+from campaigns.ledger.registry import register_campaign
 from flows.dates import paris_today
 from tests.factories import population
 

@@ -12,12 +12,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
-from campaigns.audit import verify
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.membership import admit_targets
-from campaigns.models import ACTIVE, EXITED, AuditEvent, Exclusion, Member, TargetList
-from campaigns.registry import register_campaign
+from campaigns.cascade.membership import admit_targets
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.audit import verify
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import ACTIVE, EXITED, AuditEvent, Exclusion, Member, TargetList
+from campaigns.ledger.registry import register_campaign
 from console.cli import app
 from flows.dates import paris_today
 from tests.factories import population

@@ -12,16 +12,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from campaigns.audit import record, verify
-from campaigns.db import get_engine, session_scope
-from campaigns.models import AuditEvent, Person
-from campaigns.why import why
+from campaigns.ledger.audit import record, verify
+from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import AuditEvent, Person
+from campaigns.measurement.why import why
 from console.cli import app
 from tests.test_services import CALL_DAY, D, setup
 
 
 def test_a_persons_path_with_reasons(engine: Engine) -> None:
-    from campaigns.tick import tick
+    from campaigns.cascade.tick import tick
 
     setup(engine, 3, telephone=None)
     tick(engine=engine, definition=D, today=CALL_DAY)

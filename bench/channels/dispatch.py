@@ -40,9 +40,9 @@ def seed(engine: Any, campaign: Any, n: int) -> None:
     from sqlmodel import Session
     from stdnum.fr import nir as nir_check
 
-    from campaigns.ledger import action_key
-    from campaigns.models import Action, Member, Person
-    from campaigns.registry import register_campaign
+    from campaigns.ledger.actions import action_key
+    from campaigns.ledger.models import Action, Member, Person
+    from campaigns.ledger.registry import register_campaign
 
     now = datetime.now(UTC)
     with Session(engine) as s:
@@ -104,9 +104,9 @@ def seed(engine: Any, campaign: Any, n: int) -> None:
 
 def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path) -> dict[str, Any]:
     """One fresh ledger drained through mailbox then e-mail; then `calls` phone bridges."""
-    from campaigns.catalog import load_campaign
-    from campaigns.db import make_engine, upgrade
-    from campaigns.dispatch import Adapters, dispatch
+    from campaigns.cascade.dispatch import Adapters, dispatch
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import make_engine, upgrade
     from channels.letters import FakeLetters
     from channels.mailbox_http import HttpMailbox
     from channels.phone import BridgeCall

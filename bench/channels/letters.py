@@ -27,8 +27,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
-    from campaigns.catalog import load_campaign
-    from campaigns.rendering import build_context, render_message
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.definition.rendering import build_context, render_message
     from channels.letters import Letter
     from channels.pdf_letters import PdfLetters
 

@@ -19,13 +19,13 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from campaigns.calls import CallError, claim_next, record_outcome
-from campaigns.catalog import load_campaign
-from campaigns.db import session_scope
-from campaigns.membership import admit_targets
-from campaigns.models import DONE, Action
-from campaigns.registry import register_campaign
-from campaigns.tick import tick
+from campaigns.calls.queue import CallError, claim_next, record_outcome
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
+from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import DONE, Action
+from campaigns.ledger.registry import register_campaign
 
 PARIS = ZoneInfo("Europe/Paris")
 ANCHOR = date(2026, 6, 15)

@@ -26,7 +26,7 @@ def main() -> None:
     from sqlalchemy import create_engine, text
 
     from bench.console.load import prepare, run
-    from campaigns.db import upgrade
+    from campaigns.ledger.db import upgrade
 
     admin = args.pg.replace("postgresql://", "postgresql+psycopg://")
     name = f"relance_load_{uuid.uuid4().hex[:8]}"

@@ -30,7 +30,7 @@ import json, resource, sys, time
 from datetime import date
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from campaigns.catalog import load_campaign
+from campaigns.definition.catalog import load_campaign
 rule = load_campaign("sophia-ald8").definition.targeting
 extract, out, engine = Path({extract!r}), Path({out!r}), {engine!r}
 import pyarrow.parquet as pq

@@ -112,10 +112,10 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="PostgreSQL admin URL; default SQLite")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    from campaigns.catalog import load_campaign
-    from campaigns.db import get_engine, session_scope
-    from campaigns.membership import admit_targets
-    from campaigns.registry import register_campaign
+    from campaigns.cascade.membership import admit_targets
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import get_engine, session_scope
+    from campaigns.ledger.registry import register_campaign
     from flows.daily import cascade_tick
 
     campaign = load_campaign("sophia-ald8")

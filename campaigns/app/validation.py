@@ -1,6 +1,6 @@
 """Validation of a list before launch, as use cases: the console, the CLI and the flow call these.
 
-Each function finds the campaign's pending list, applies one step through `campaigns.validation`
+Each function finds the campaign's pending list, applies one step through `campaigns.cascade.review`
 and records it in the audit log under the name of the person who took it, so a decision is
 audited the same way whichever door it came through.
 """
@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
-from campaigns import validation as rules
-from campaigns.audit import record
-from campaigns.models import PENDING, EchelonSignoff, Exclusion, Member, Person, TargetList
-from campaigns.validation import ValidationError
+from campaigns.cascade import review as rules
+from campaigns.cascade.review import ValidationError
+from campaigns.ledger.audit import record
+from campaigns.ledger.models import PENDING, EchelonSignoff, Exclusion, Member, Person, TargetList
 
 Decision = Literal["approve", "reject"]
 

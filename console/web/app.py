@@ -22,12 +22,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.middleware.sessions import SessionMiddleware
 
-from campaigns.accounts import authenticate
-from campaigns.audit import record
 from campaigns.clock import utcnow
-from campaigns.db import get_engine
-from campaigns.definition import DefinitionError
-from campaigns.models import User
+from campaigns.definition.model import DefinitionError
+from campaigns.ledger.accounts import authenticate
+from campaigns.ledger.audit import record
+from campaigns.ledger.db import get_engine
+from campaigns.ledger.models import User
 from campaigns.settings import Settings, get_settings
 from console.web.throttle import LoginThrottle
 
@@ -211,7 +211,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def logout(
         request: Request, user: User = Depends(current_user), s: Session = Depends(db)
     ) -> Response:
-        from campaigns.calls import release_all
+        from campaigns.calls.queue import release_all
 
         release_all(session=s, adviser=user.username)
         record(session=s, actor=user.username, action="logout", target="console")

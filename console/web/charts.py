@@ -11,8 +11,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from campaigns.dashboard import ResultRow
-from campaigns.effect_report import EffectRow
+from campaigns.measurement.dashboard import ResultRow
+from campaigns.measurement.effect_report import EffectRow
 
 
 def _svg(fig: object) -> str:

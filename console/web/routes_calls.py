@@ -12,8 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from campaigns.audit import record
-from campaigns.calls import (
+from campaigns.calls.queue import (
     CallError,
     claim_next,
     held_claim,
@@ -21,10 +20,13 @@ from campaigns.calls import (
     release,
     renew_lease,
 )
-from campaigns.catalog import campaign_by_id
-from campaigns.definition import OUTCOME_CODES
-from campaigns.dispatch import member_context, person_context
-from campaigns.models import (
+from campaigns.cascade.dispatch import member_context, person_context
+from campaigns.definition.catalog import campaign_by_id
+from campaigns.definition.model import OUTCOME_CODES
+from campaigns.definition.offers import load_catalogue, suggest
+from campaigns.definition.rendering import build_context, render_message
+from campaigns.ledger.audit import record
+from campaigns.ledger.models import (
     DONE,
     QUEUED,
     SUCCESS_STATES,
@@ -36,8 +38,6 @@ from campaigns.models import (
     Person,
     User,
 )
-from campaigns.offers import load_catalogue, suggest
-from campaigns.rendering import build_context, render_message
 from console.web.app import Forbidden, RowId, check_csrf, clock, db, render, roles
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -304,7 +304,7 @@ def board_rows(s: Session, now: datetime) -> dict[str, Any]:
             "outcomes": defaultdict(int),
         }
     )
-    from campaigns.definition import REACHED_OUTCOMES
+    from campaigns.definition.model import REACHED_OUTCOMES
 
     for cid, echelon, outcome, n in s.exec(
         select(Action.campaign_id, Member.echelon, Action.outcome, func.count())

@@ -9,10 +9,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from campaigns.app import validation as uc
-from campaigns.audit import record
-from campaigns.catalog import campaign_by_id
-from campaigns.models import Action, Campaign, Member, MemberEvent, Person, User
-from campaigns.validation import EXCLUSION_REASONS, ValidationError, list_status, pending_list
+from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
+from campaigns.definition.catalog import campaign_by_id
+from campaigns.ledger.audit import record
+from campaigns.ledger.models import Action, Campaign, Member, MemberEvent, Person, User
 from console.web.app import Forbidden, FormRowId, RowId, check_csrf, db, render, roles
 
 REVIEWERS = ("echelon_lead", "campaign_manager")
@@ -190,7 +190,7 @@ def add_routes(app: FastAPI) -> None:
         s: Session = Depends(db),
     ) -> Response:
         from campaigns.clock import PARIS
-        from campaigns.policy import OPPOSITION_CANALS, record_opposition
+        from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
 
         m = s.get(Member, mid)
         if m is None or m.campaign_id != cid:

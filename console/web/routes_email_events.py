@@ -17,7 +17,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from campaigns.email_events import apply_events
+from campaigns.feedback.email_events import apply_events
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"

@@ -12,9 +12,9 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
-from campaigns.audit import record
-from campaigns.models import User
-from campaigns.telephony import DialError, latest_call, record_status, start_call
+from campaigns.calls.telephony import DialError, latest_call, record_status, start_call
+from campaigns.ledger.audit import record
+from campaigns.ledger.models import User
 from console.web.app import Forbidden, RowId, check_csrf, clock, db, engine_of, roles
 from console.web.routes_calls import _own_call
 

@@ -10,9 +10,10 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from campaigns.audit import record
-from campaigns.catalog import campaign_by_id
-from campaigns.dashboard import (
+from campaigns.definition.catalog import campaign_by_id
+from campaigns.ledger.audit import record
+from campaigns.ledger.models import User
+from campaigns.measurement.dashboard import (
     COLUMNS,
     ObjectiveError,
     ResultRow,
@@ -23,9 +24,8 @@ from campaigns.dashboard import (
     results,
     set_objectives,
 )
-from campaigns.effect import holdout_needed
-from campaigns.effect_report import effect_report
-from campaigns.models import User
+from campaigns.measurement.effect import holdout_needed
+from campaigns.measurement.effect_report import effect_report
 from console.web.app import Forbidden, check_csrf, clock, db, render, roles
 
 READERS = ("echelon_lead", "regional_lead", "campaign_manager", "supervisor")

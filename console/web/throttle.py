@@ -1,6 +1,6 @@
 """Login throttling per client address: password spraying across accounts is slowed down.
 
-The per-account lock (campaigns.accounts) stops guessing one password; this stops one client
+The per-account lock (campaigns.ledger.accounts) stops guessing one password; this stops one client
 trying many accounts. In memory, per process: behind several workers, each keeps its own.
 """
 

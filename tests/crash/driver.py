@@ -118,13 +118,13 @@ def finish(args: list[str], *, runs: Runs, max_starts: int = 5) -> Runs:
 
 def _engine(url: str) -> Any:
     os.environ.setdefault("RELANCE_DATA_KEYS", TEST_DATA_KEYS)
-    from campaigns.db import make_engine
+    from campaigns.ledger.db import make_engine
 
     return make_engine(url)
 
 
 def fresh_ledger(url: str) -> None:
-    from campaigns.db import upgrade
+    from campaigns.ledger.db import upgrade
 
     engine = _engine(url)
     upgrade(engine)
@@ -135,7 +135,7 @@ def seed_channel(url: str, n: int, channel: str) -> list[str]:
     """A migrated ledger with N queued actions of `channel` ('mailbox' or 'email'); their keys."""
     sys.path.insert(0, str(ROOT))
     from bench.channels.dispatch import seed
-    from campaigns.catalog import load_campaign
+    from campaigns.definition.catalog import load_campaign
 
     fresh_ledger(url)
     engine = _engine(url)
@@ -339,10 +339,10 @@ def admitted_ledger(path: Path, n: int, enrolled_every: int = 0) -> str:
     `enrolled_every` already enrolled, for the tick to close)."""
     sys.path.insert(0, str(ROOT))
     from bench.tick.run import population
-    from campaigns.catalog import load_campaign
-    from campaigns.db import session_scope
-    from campaigns.membership import admit_targets
-    from campaigns.registry import register_campaign
+    from campaigns.cascade.membership import admit_targets
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import session_scope
+    from campaigns.ledger.registry import register_campaign
 
     url = f"sqlite:///{path}"
     fresh_ledger(url)

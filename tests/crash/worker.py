@@ -37,15 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--file", dest="files", action="append", default=[])
     args = ap.parse_args(argv)
 
-    from campaigns.catalog import load_campaign
-    from campaigns.db import make_engine
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import make_engine
 
     day = date.fromisoformat(args.day)
     campaign = load_campaign(CAMPAIGN)
     engine = make_engine(args.db)
     counts: Mapping[str, object]
     if args.mode == "dispatch":
-        from campaigns.dispatch import Adapters, dispatch
+        from campaigns.cascade.dispatch import Adapters, dispatch
         from channels.letters import FakeLetters
         from channels.mailbox_http import HttpMailbox
         from channels.sendgrid_email import SendGridEmail
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             stale_after=timedelta(0),
         )
     elif args.mode == "tick":
-        from campaigns.tick import tick
+        from campaigns.cascade.tick import tick
 
         print("ready", flush=True)
         counts = dict(

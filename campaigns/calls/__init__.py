@@ -1,0 +1,1 @@
+"""The advisers' call list: queue and leases, bridged calls, the supervisor's board."""

@@ -1,0 +1,357 @@
+"""The call list: advisers claim the next person to call and record what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, or_, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from campaigns.clock import PARIS
+from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition
+from campaigns.ledger.members import close_member
+from campaigns.ledger.models import (
+    CANCELLED,
+    DONE,
+    EXITED,
+    GOAL,
+    QUEUED,
+    Action,
+    Member,
+    MemberEvent,
+    Opposition,
+    Person,
+)
+from campaigns.policy.calendar import within_contact_hours
+from campaigns.policy.decision import Decision, decide, load_facts
+from campaigns.settings import get_settings
+
+LEASE = timedelta(minutes=5)
+
+
+class CallError(Exception):
+    """A call-list operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A call an adviser holds until the lease ends."""
+
+    action_id: int
+    member_id: int
+    person_id: int
+    campaign_id: str
+    lease_until: datetime
+
+
+def _callable_filter(today: date, now: datetime) -> list[Any]:
+    return [
+        Action.channel == "phone",
+        Action.state == QUEUED,
+        col(Action.due_on) <= today,
+        or_(col(Action.due_at).is_(None), col(Action.due_at) <= now),
+        or_(col(Action.claimed_by).is_(None), col(Action.lease_until) < now),
+    ]
+
+
+def _policy_now(
+    session: Session,
+    action: Action,
+    now: datetime,
+    definition: CampaignDefinition | None = None,
+) -> Decision:
+    """The contact policy for this call now: with the campaign's contact hours and the
+    cross-campaign pressure when the definition is given (the claim), else the facts only."""
+    person = session.get(Person, action.person_id)
+    if person is None:
+        return Decision(allowed=False, reasons=("deceased",))
+    today = now.astimezone(PARIS).date()
+    pressure = get_settings().pressure() if definition is not None else None
+    facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
+    return decide(
+        facts=facts[person.id or 0],
+        channel="phone",
+        now=now,
+        campaign=action.campaign_id,
+        step=action.step,
+        pressure=pressure,
+        hours=definition.contact_hours if definition is not None else None,
+    )
+
+
+def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
+    """Why this call must not be made now (the policy's first reason), or None."""
+    return _policy_now(session, action, now).reason
+
+
+def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
+    """The call the adviser still holds, if any (an outcome is owed before the next one)."""
+    return session.exec(
+        select(Action).where(
+            Action.claimed_by == adviser, Action.state == QUEUED, col(Action.lease_until) >= now
+        )
+    ).first()
+
+
+def claim_next(
+    *,
+    session: Session,
+    adviser: str,
+    now: datetime,
+    definitions: dict[str, CampaignDefinition],
+    scan: int = 20,
+) -> Claim | None:
+    """Claim the most urgent callable person across campaigns, or None if nobody is callable.
+
+    Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
+    The claim itself is one compare-and-set UPDATE (still queued, not held by anyone, no live
+    claim on another call of the person), so two advisers never get the same call or person:
+    on SQLite the statement runs under the write lock; on PostgreSQL the candidate rows and
+    the person are locked with SKIP LOCKED first, because a snapshot would not see a claim
+    on the person's other call made at the same moment.
+    """
+    held = held_claim(session=session, adviser=adviser, now=now)
+    if held is not None:
+        return Claim(
+            held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
+        )
+    today = now.date()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
+    # ix_action_call_queue, so the database walks the queue in order and stops early.
+    callback_first = col(Action.due_at).is_(None)
+    stmt = (
+        select(Action)
+        .where(*_callable_filter(today, now), col(Action.campaign_id).in_(list(definitions)))
+        .order_by(
+            callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
+        )
+        .limit(scan)
+    )
+    if postgres:
+        stmt = stmt.with_for_update(skip_locked=True, of=Action)
+    for action in session.exec(stmt).all():
+        # One policy call: oppositions and death newer than the tick (cancel the call),
+        # contact hours, public holidays and cross-campaign pressure (leave it queued).
+        decision = _policy_now(session, action, now, definitions[action.campaign_id])
+        if not decision.allowed:
+            if not decision.temporary:
+                _set_if(
+                    session,
+                    action,
+                    Action.state == QUEUED,
+                    state=CANCELLED,
+                    reason=decision.reason,
+                    updated_at=now,
+                )
+            continue
+        if postgres:
+            locked = session.exec(
+                select(Person.id)
+                .where(Person.id == action.person_id)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if locked is None:
+                continue
+        other = aliased(Action)
+        person_busy = exists().where(
+            col(other.person_id) == action.person_id,
+            col(other.id) != action.id,
+            col(other.state) == QUEUED,
+            col(other.claimed_by).is_not(None),
+            col(other.lease_until) >= now,
+        )
+        if not _set_if(
+            session,
+            action,
+            *_callable_filter(today, now),
+            ~person_busy,
+            claimed_by=adviser,
+            lease_until=now + LEASE,
+            updated_at=now,
+        ):
+            continue
+        return Claim(
+            action.id or 0,
+            action.member_id,
+            action.person_id,
+            action.campaign_id,
+            now + LEASE,
+        )
+    return None
+
+
+def _set_if(session: Session, action: Action, *where: Any, **values: Any) -> bool:
+    """Compare-and-set: write `values` on the action only if it still matches `where`."""
+    stmt = (
+        update(Action)
+        .where(col(Action.id) == action.id, *where)
+        .values(**values)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session=False)
+    )
+    done = session.execute(stmt).first() is not None
+    # The row may have moved under us either way: read it again when next used.
+    session.expire(action)
+    return done
+
+
+def _mine(action_id: int, adviser: str) -> ColumnElement[bool]:
+    return and_(
+        col(Action.id) == action_id, col(Action.claimed_by) == adviser, col(Action.state) == QUEUED
+    )
+
+
+def renew_lease(*, session: Session, action_id: int, adviser: str, now: datetime) -> datetime:
+    """Keep a claim while the adviser's page is open."""
+    until = now + LEASE
+    renewed = session.execute(
+        update(Action)
+        .where(_mine(action_id, adviser))
+        .values(lease_until=until)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session="fetch")
+    ).first()
+    if renewed is None:
+        raise CallError("this call is not yours any more")
+    return until
+
+
+def release(*, session: Session, action_id: int, adviser: str) -> None:
+    """Give a claimed call back to the list (skip, logout)."""
+    session.execute(
+        update(Action)
+        .where(_mine(action_id, adviser))
+        .values(claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def record_outcome(
+    *,
+    session: Session,
+    action_id: int,
+    adviser: str,
+    outcome: str,
+    now: datetime,
+    definition: CampaignDefinition,
+    notes: str | None = None,
+    callback_at: datetime | None = None,
+) -> Action:
+    """Record the adviser's outcome for a claimed call and apply its immediate effects."""
+    a = session.get(Action, action_id)
+    if a is None:
+        raise CallError(f"no call {action_id}")
+    if a.state == DONE:
+        if a.outcome == outcome and a.claimed_by == adviser:
+            return a  # the same form posted twice
+        raise CallError("an outcome is already recorded for this call")
+    if a.claimed_by != adviser:
+        raise CallError("this call is not claimed by you")
+    step = definition.step(a.step)
+    rule = step.outcomes.get(outcome)  # type: ignore[call-overload]
+    if rule is None:
+        raise CallError(f"unknown outcome {outcome!r}")
+    person = session.get(Person, a.person_id)
+    member = session.get(Member, a.member_id)
+    assert person is not None and member is not None
+    if rule.effect == "callback":
+        if callback_at is None:
+            raise CallError("a callback needs a date and time")
+        h = definition.contact_hours
+        why_not = within_contact_hours(
+            callback_at,
+            person.departement,
+            days=h.days,
+            start=h.start,
+            end=h.end,
+            public_holidays=h.public_holidays,
+        )
+        if why_not:
+            raise CallError(f"callback time not allowed: {why_not}")
+        if callback_at <= now:
+            raise CallError("a callback must be in the future")
+    today = now.date()
+    # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
+    # and its effects; the other finds the call done and answers as above.
+    if not _set_if(
+        session,
+        a,
+        _mine(action_id, adviser),
+        state=DONE,
+        outcome=outcome,
+        outcome_notes=notes,
+        done_on=today,
+        updated_at=now,
+        callback_at=callback_at,
+        lease_until=None,
+    ):
+        if a.state != DONE:
+            raise CallError("this call is not claimed by you")
+        if a.outcome == outcome and a.claimed_by == adviser:
+            return a
+        raise CallError("an outcome is already recorded for this call")
+    events = [
+        MemberEvent(
+            member_id=member.id or 0,
+            on=today,
+            kind="call_outcome",
+            detail={
+                "attempt": a.attempt,
+                "outcome": outcome,
+                "adviser": adviser,
+                "reached": outcome in REACHED_OUTCOMES,
+            },
+        )
+    ]
+    if rule.opposition:
+        exists = session.exec(
+            select(Opposition).where(
+                Opposition.ben_nir_psa == person.ben_nir_psa,
+                Opposition.ben_rng_gem == person.ben_rng_gem,
+                Opposition.canal == rule.opposition,
+            )
+        ).first()
+        if exists is None:
+            session.add(
+                Opposition(
+                    ben_nir_psa=person.ben_nir_psa,
+                    ben_rng_gem=person.ben_rng_gem,
+                    canal=rule.opposition,
+                    opposed_on=today,
+                    source=f"call outcome by {adviser}",
+                )
+            )
+    if rule.invalidate == "phone":
+        person.phone_invalid = True
+    if outcome == "deceased":
+        person.deceased_on = today
+    for e in events:
+        session.add(e)
+    if rule.effect in ("goal", "exit"):
+        close_member(
+            session=session,
+            member=member,
+            status=GOAL if rule.effect == "goal" else EXITED,
+            reason=f"outcome_{outcome}",
+            today=today,
+            source="call",
+            now=now,
+        )
+    session.flush()
+    return a
+
+
+def release_all(*, session: Session, adviser: str) -> int:
+    """Give back every call an adviser holds (logout)."""
+    released = session.execute(
+        update(Action)
+        .where(col(Action.claimed_by) == adviser, col(Action.state) == QUEUED)
+        .values(claimed_by=None, lease_until=None)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return len(released)

@@ -1,0 +1,1 @@
+"""Who is in, what is due, what goes out: admission, planning, tick, dispatch, review."""

@@ -1,0 +1,457 @@
+"""Channel dispatch: drain the ledger's due actions for one channel, in batches, exactly once.
+
+An action is marked `sending` (and committed) before its provider is called; the provider
+is called with the action's idempotency key, so a crash between the call and the write of
+the result is repaired by calling again with the same key, which the adapters absorb.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from campaigns.cascade.planner import Skip, notice_decision
+from campaigns.clock import utcnow
+from campaigns.definition.catalog import Campaign
+from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.rendering import build_context, render_message
+from campaigns.ledger.actions import action_key, insert_actions
+from campaigns.ledger.models import (
+    ACTIVE,
+    CANCELLED,
+    FAILED_FINAL,
+    FAILED_RETRYABLE,
+    QUEUED,
+    SENDING,
+    SKIPPED,
+    SUCCESS_STATES,
+    Action,
+    Member,
+    MemberEvent,
+    Person,
+)
+from campaigns.policy.decision import Facts, decide, load_facts
+from channels.base import ChannelError, Receipt
+from channels.email import EmailMessage, EmailSender
+from channels.letters import Letter, LetterPrinter
+from channels.mailbox import MailboxGateway, MailboxMessage
+
+DISPATCHED_CHANNELS = ("mailbox", "email", "letter")
+MAX_TRIES = 5
+# A `sending` row older than this was left by a crashed dispatcher: send it again (same key).
+STALE_SENDING = timedelta(minutes=10)
+
+
+@dataclass
+class Adapters:
+    """The providers behind each dispatched channel."""
+
+    mailbox: MailboxGateway
+    email: EmailSender
+    letters: LetterPrinter
+
+
+RETRY_FLOOR = timedelta(minutes=1)
+RETRY_BASE = timedelta(minutes=2)
+RETRY_CAP = timedelta(hours=4)
+
+
+def retry_delay(key: str, tries: int) -> timedelta:
+    """The wait before the next try: exponential, capped, with full jitter seeded by the key."""
+    # Seeded by (key, tries) so a schedule can be replayed, while the rows of one failed batch
+    # still spread out instead of coming back together.
+    ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** (min(tries, 16) - 1))
+    jitter = random.Random(f"{key}#{tries}").uniform(0, ceiling.total_seconds())
+    return RETRY_FLOOR + timedelta(seconds=jitter)
+
+
+def _reachable(step_requires: Sequence[str], person: Person) -> bool:
+    has = {
+        "phone": bool(person.telephone) and not person.phone_invalid,
+        "compte_ameli": person.compte_ameli,
+        "email": bool(person.email) and not person.email_invalid,
+        "postal_address": bool(person.address_lines) and not person.address_invalid,
+    }
+    return all(has.get(r, False) for r in step_requires)
+
+
+def next_step(
+    definition: CampaignDefinition,
+    step_id: str,
+    *,
+    person: Person,
+    opposed: set[str],
+    anchor: date,
+    today: date,
+) -> str:
+    """The cascade step the person can still get after `step_id`, or 'none'."""
+    ids = [s.id for s in definition.cascade]
+    parent = step_id.removesuffix("_notice") if step_id not in ids else step_id
+    if parent not in ids:
+        return "none"
+    for s in definition.cascade[ids.index(parent) + 1 :]:
+        if anchor + timedelta(days=s.end_days) < today:
+            continue
+        if "all" in opposed or s.channel in opposed or not _reachable(s.requires, person):
+            continue
+        return s.id
+    return "none"
+
+
+def claim_batch(
+    *,
+    session: Session,
+    campaign_id: str,
+    channel: str,
+    today: date,
+    now: datetime,
+    limit: int,
+    stale_before: datetime | None = None,
+) -> list[Action]:
+    """Take up to `limit` due actions of a channel and mark them `sending`.
+
+    A `sending` row last touched before `stale_before` (default: STALE_SENDING ago) was left
+    by a dispatcher that died: it is taken again and sent with the same key.
+    """
+    if stale_before is None:
+        stale_before = now - STALE_SENDING
+    due = (
+        select(Action.id)
+        .where(
+            Action.campaign_id == campaign_id,
+            Action.channel == channel,
+            col(Action.due_on) <= today,
+            or_(
+                col(Action.state) == QUEUED,
+                (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
+                (col(Action.state) == SENDING) & (col(Action.updated_at) < stale_before),
+            ),
+        )
+        .order_by(col(Action.id))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    # One statement: on SQLite it runs under the write lock, so no other dispatcher can read
+    # the rows between our choice and our mark (a SELECT then UPDATE could, and did).
+    claim = (
+        update(Action)
+        .where(col(Action.id).in_(due.scalar_subquery()))
+        .values(state=SENDING, tries=Action.tries + 1, updated_at=now)
+        .returning(Action)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return sorted(session.scalars(claim).all(), key=lambda a: a.id or 0)
+
+
+def _send_time_block(
+    action: Action, member: Member, facts: Facts | None, now: datetime
+) -> str | None:
+    """Why an action must not go out now, checked again at send time (the contact policy).
+
+    Pressure and contact hours were applied when the tick planned the action: here only
+    what can change in between (death, enrolment, oppositions, contact details) stops it.
+    """
+    if member.status != ACTIVE:
+        return f"member_{member.status_reason or member.status}"
+    if facts is None:
+        return "deceased"  # the person row is gone
+    return decide(facts=facts, channel=action.channel, now=now, pressure=None).reason
+
+
+def _context_rows(
+    session: Session, actions: Sequence[Action], today: date
+) -> dict[int, dict[str, Any]]:
+    member_ids = {a.member_id for a in actions}
+    rows = session.exec(
+        select(Member, Person)
+        .join(Person, col(Person.id) == col(Member.person_id))
+        .where(col(Member.id).in_(member_ids))
+    ).all()
+    # The contact policy's facts (oppositions and enrolments effective today, death, contact
+    # details), read once for the batch: the send-time checks, notices and next steps use them.
+    facts = load_facts(session, [p for _, p in rows], today=today, pressure=None, programme=None)
+    tried: dict[int, list[str]] = defaultdict(list)
+    for mid, channel in session.exec(
+        select(Action.member_id, Action.channel)
+        .where(col(Action.member_id).in_(member_ids), col(Action.state).in_(SUCCESS_STATES))
+        .order_by(col(Action.id))
+    ):
+        if channel not in tried[mid]:
+            tried[mid].append(channel)
+    out = {}
+    for m, p in rows:
+        f = facts.get(p.id or 0)
+        out[m.id or 0] = {
+            "member": m,
+            "person": p,
+            "facts": f,
+            "opposed": set(f.opposed) if f else set(),
+            "tried": tried.get(m.id or 0, []),
+        }
+    return out
+
+
+def person_context(p: Person, today: date) -> dict[str, Any]:
+    """What templates may know of a person (no NIR, no phone number)."""
+    age = None
+    if p.birth_year:
+        age = today.year - p.birth_year - (1 if today.month < (p.birth_month or 1) else 0)
+    return {
+        "civilite": p.civilite,
+        "nom": p.nom,
+        "prenom": p.prenom,
+        "age": age or 0,
+        "address_lines": list(p.address_lines),
+        "departement": p.departement,
+    }
+
+
+def member_context(m: Member, tried: list[str]) -> dict[str, Any]:
+    """What templates may know of a member's place in the campaign."""
+    return {
+        "anchor_date": m.anchor_date,
+        "priority": m.priority,
+        "gaps": list(m.gaps),
+        "echelon": m.echelon,
+        "channels_tried": tried,
+    }
+
+
+def _template_for(campaign: Campaign, step_id: str) -> str:
+    for s in campaign.definition.cascade:
+        if s.id == step_id:
+            return s.template
+        if s.notify and step_id == f"{s.id}_notice":
+            return s.notify.template
+    raise KeyError(step_id)
+
+
+def dispatch_batch(
+    *,
+    session: Session,
+    campaign: Campaign,
+    channel: str,
+    actions: Sequence[Action],
+    adapters: Adapters,
+    today: date,
+    now: datetime,
+) -> dict[str, int]:
+    """Render and send one claimed batch; record each result."""
+    counts: dict[str, int] = defaultdict(int)
+    ctx = _context_rows(session, actions, today)
+    to_send: list[tuple[Action, Any]] = []
+    for a in actions:
+        row = ctx[a.member_id]
+        block = _send_time_block(a, row["member"], row["facts"], now)
+        if block:
+            a.state, a.reason, a.updated_at = CANCELLED, block, now
+            counts[f"cancelled_{block}"] += 1
+            continue
+        context = build_context(
+            definition=campaign.definition,
+            person=person_context(row["person"], today),
+            member=member_context(row["member"], row["tried"]),
+            step_id=a.step,
+            attempt=a.attempt,
+            today=today,
+        )
+        subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
+        p = row["person"]
+        msg: Any
+        if channel == "mailbox":
+            msg = MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
+        elif channel == "email":
+            msg = EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
+        else:
+            msg = Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
+        to_send.append((a, msg))
+    if not to_send:
+        return dict(counts)
+    results: list[Receipt | ChannelError]
+    if channel == "mailbox":
+        results = []
+        for _, msg in to_send:
+            try:
+                results.append(adapters.mailbox.deposit(msg))
+            except ChannelError as e:
+                results.append(e)
+    elif channel == "email":
+        results = adapters.email.send([m for _, m in to_send])
+    else:
+        batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
+        results = adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+    # A provider's webhook can be faster than our commit (delivered, bounced): what it
+    # recorded wins over "sent"; we only add the provider id and the time sent.
+    moved = dict(
+        session.exec(
+            select(Action.id, Action.state).where(
+                col(Action.id).in_([a.id for a, _ in to_send]), col(Action.state) != SENDING
+            )
+        ).all()
+    )
+    notices: list[dict[str, Any]] = []
+    for (a, _), result in zip(to_send, results, strict=True):
+        a.updated_at = now
+        if isinstance(result, Receipt):
+            notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
+            a.provider_id, a.done_on, a.sent_at = result.provider_id, today, now
+            if a.id in moved:
+                session.refresh(a, attribute_names=["state", "reason", "delivered_at", "error"])
+            else:
+                a.state, a.error = result.status, None
+            counts["sent"] += 1
+        elif result.retryable and a.tries < MAX_TRIES:
+            a.state, a.error = FAILED_RETRYABLE, str(result)
+            a.next_try_at = now + retry_delay(a.key, a.tries)
+            counts["failed_retryable"] += 1
+        else:
+            _fail_final(session, campaign.definition, a, result, ctx[a.member_id], today, now)
+            counts["failed_final"] += 1
+    if notices:
+        counts["notices_planned"] += insert_actions(session, notices)
+    return dict(counts)
+
+
+# A final failure that says a contact detail is wrong marks it, so no step uses it again.
+_INVALIDATES = {"invalid_address": "address_invalid", "invalid_email": "email_invalid"}
+
+
+def _fail_final(
+    session: Session,
+    definition: CampaignDefinition,
+    a: Action,
+    error: ChannelError,
+    row: dict[str, Any],
+    today: date,
+    now: datetime,
+) -> None:
+    """Record a final failure, and what the cascade offers the person next, with the reason."""
+    code = getattr(error, "code", "failed") or "failed"
+    a.state, a.error, a.reason = FAILED_FINAL, str(error), code
+    person: Person = row["person"]
+    flag = _INVALIDATES.get(code)
+    if flag is not None:
+        setattr(person, flag, True)
+        person.updated_at = now
+    member: Member = row["member"]
+    nxt = next_step(
+        definition,
+        a.step,
+        person=person,
+        opposed=row["opposed"],
+        anchor=member.anchor_date,
+        today=today,
+    )
+    session.add(
+        MemberEvent(
+            member_id=a.member_id,
+            on=today,
+            kind="step_failed",
+            detail={
+                "step": a.step,
+                "channel": a.channel,
+                "attempt": a.attempt,
+                "reason": code,
+                "next_step": nxt,
+                "text": f"{a.step} failed: {code} → {nxt}",
+            },
+        )
+    )
+
+
+def _notice_rows(
+    campaign: Campaign, a: Action, row: dict[str, Any], today: date, now: datetime
+) -> list[dict[str, Any]]:
+    """The notice of a step that just went out, written with it (same key as the planner's)."""
+    step = next((s for s in campaign.definition.cascade if s.id == a.step), None)
+    if step is None or step.notify is None:
+        return []
+    p = row["person"]
+    decided = notice_decision(
+        step,
+        has_email=bool(p.email) and not p.email_invalid,
+        opposed=row["opposed"],
+        today=today,
+    )
+    skipped = isinstance(decided, Skip)
+    return [
+        {
+            "campaign_id": a.campaign_id,
+            "member_id": a.member_id,
+            "person_id": a.person_id,
+            "priority": a.priority,
+            "anchor_date": a.anchor_date,
+            "created_at": now,
+            "updated_at": now,
+            "key": action_key(a.campaign_id, a.person_id, decided.step, 1),
+            "step": decided.step,
+            "channel": decided.channel,
+            "attempt": 1,
+            "due_on": today,
+            "due_at": None,
+            "state": SKIPPED if skipped else QUEUED,
+            "reason": decided.reason,
+        }
+    ]
+
+
+def dispatch(
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    channel: str,
+    adapters: Adapters,
+    today: date,
+    now: datetime | None = None,
+    batch_size: int = 500,
+    stale_after: timedelta = STALE_SENDING,
+) -> dict[str, int]:
+    """Drain every due action of a channel (used outside Prefect; the flow loops the same way).
+
+    `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
+    started is sent again with its key (never one this run claimed itself).
+    """
+    from campaigns.ledger.db import session_scope
+
+    total: dict[str, int] = defaultdict(int)
+    stale_before = (now or utcnow()) - stale_after
+    while True:
+        stamp = now or utcnow()
+        with session_scope(engine) as s:
+            claimed = claim_batch(
+                session=s,
+                campaign_id=campaign.definition.id,
+                channel=channel,
+                today=today,
+                now=stamp,
+                limit=batch_size,
+                stale_before=stale_before,
+            )
+            ids = [a.id for a in claimed]
+        if not ids:
+            break
+        with session_scope(engine) as s:
+            actions = list(
+                s.exec(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id)))
+            )
+            for k, v in dispatch_batch(
+                session=s,
+                campaign=campaign,
+                channel=channel,
+                actions=actions,
+                adapters=adapters,
+                today=today,
+                now=stamp,
+            ).items():
+                total[k] += v
+        total["batches"] += 1
+    return dict(total)

@@ -1,0 +1,284 @@
+"""The cascade planner: a member's state and a date in, the decisions due that day out.
+
+Pure: no database, no clock. The tick feeds it what the ledger holds and writes back
+what it returns; running it twice on the same state gives the same decisions, and the
+ledger's idempotency keys make writing them twice harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from campaigns.definition.model import CampaignDefinition, Step
+
+# Action states as the planner sees them (the ledger's names).
+_WAITING = frozenset({"queued", "sending", "failed_retryable"})
+_SUCCEEDED = frozenset({"sent", "delivered", "done"})
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """What the planner needs to know of an action already in the ledger."""
+
+    step: str
+    attempt: int
+    state: str
+    due_on: date
+    outcome: str | None = None
+    done_on: date | None = None
+    callback_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member as the planner sees it."""
+
+    anchor_date: date
+    entered_on: date
+    departement: str
+    holdout: bool = False
+    active: bool = True
+    has_phone: bool = False
+    has_compte_ameli: bool = False
+    has_email: bool = False
+    has_postal_address: bool = True
+    opposed: frozenset[str] = frozenset()
+    enrolled_on: date | None = None
+    deceased: bool = False
+    actions: Sequence[ActionView] = ()
+
+
+@dataclass(frozen=True)
+class NewAction:
+    """An action to put in the ledger."""
+
+    step: str
+    channel: str
+    attempt: int
+    due_on: date
+    due_at: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A step that will not be played for this member, and why."""
+
+    step: str
+    channel: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exit:
+    """The member leaves the cascade."""
+
+    status: str  # goal, exited, completed
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What is due for a member on a day."""
+
+    new_actions: list[NewAction] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    exit: Exit | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.new_actions and not self.skips and self.exit is None
+
+
+AddWorkingDays = Callable[[date, int, str], date]
+
+_REQUIREMENT_REASON = {
+    "phone": "no_phone",
+    "compte_ameli": "no_compte_ameli",
+    "email": "no_email",
+    "postal_address": "no_valid_postal_address",
+}
+
+
+def notice_decision(
+    step: Step, *, has_email: bool, opposed: frozenset[str] | set[str], today: date
+) -> NewAction | Skip:
+    """The notice that follows a delivered step (e.g. the e-mail after a mailbox message)."""
+    assert step.notify is not None
+    notice = notice_step_id(step)
+    if not has_email:
+        return Skip(notice, step.notify.channel, "no_email")
+    if "email" in opposed or "all" in opposed:
+        return Skip(notice, step.notify.channel, "opposed_email")
+    return NewAction(notice, step.notify.channel, 1, today, None, f"{step.id}_sent")
+
+
+def notice_step_id(step: Step) -> str:
+    """The id of the notice that follows a step (e.g. the e-mail after a mailbox message)."""
+    return f"{step.id}_notice"
+
+
+def _has(state: MemberState, requirement: str) -> bool:
+    return {
+        "phone": state.has_phone,
+        "compte_ameli": state.has_compte_ameli,
+        "email": state.has_email,
+        "postal_address": state.has_postal_address,
+    }[requirement]
+
+
+def _blocked(state: MemberState, step: Step) -> str | None:
+    for req in step.requires:
+        if not _has(state, req):
+            return _REQUIREMENT_REASON[req]
+    if step.channel in state.opposed:
+        return f"opposed_{step.channel}"
+    return None
+
+
+def _phone_next(
+    step: Step,
+    attempts: list[ActionView],
+    window_end: date,
+    state: MemberState,
+    today: date,
+    add_working_days: AddWorkingDays,
+) -> tuple[NewAction | None, str | None, Exit | None]:
+    """After the last call attempt: the next attempt, or why the step is over, or an exit."""
+    last = attempts[-1]
+    if last.state in _WAITING:
+        return None, None, None
+    if last.state == "skipped":
+        return None, last.reason or "skipped", None
+    if last.state not in _SUCCEEDED or last.outcome is None:
+        return None, f"call_{last.state}", None
+    rule = step.outcomes.get(last.outcome)  # type: ignore[call-overload]
+    if rule is None:
+        return None, f"unmapped_outcome_{last.outcome}", None
+    if rule.effect == "goal":
+        return None, None, Exit("goal", f"outcome_{last.outcome}")
+    if rule.effect == "exit":
+        return None, None, Exit("exited", f"outcome_{last.outcome}")
+    if rule.effect == "end_step":
+        return None, f"outcome_{last.outcome}", None
+    blocked = _blocked(state, step)
+    if blocked:
+        return None, blocked, None
+    done_on = last.done_on or last.due_on
+    callbacks = sum(1 for a in attempts if a.outcome == "callback")
+    if rule.effect == "callback" and last.callback_at and callbacks <= step.attempts.max_callbacks:
+        due = max(last.callback_at.date(), today)
+        if due > window_end:
+            return None, "callback_after_window", None
+        return (
+            NewAction(
+                step.id, step.channel, last.attempt + 1, due, last.callback_at, "callback_requested"
+            ),
+            None,
+            None,
+        )
+    # retry (or a callback beyond the callbacks allowed): attempts that were not callbacks count.
+    tries = sum(1 for a in attempts if a.outcome != "callback")
+    if tries >= step.attempts.max:
+        return None, "max_attempts_reached", None
+    due = max(
+        add_working_days(done_on, step.attempts.spacing_working_days, state.departement), today
+    )
+    if due > window_end:
+        return None, "no_time_left_in_window", None
+    return (
+        NewAction(
+            step.id, step.channel, last.attempt + 1, due, None, f"retry_after_{last.outcome}"
+        ),
+        None,
+        None,
+    )
+
+
+def plan(
+    state: MemberState,
+    today: date,
+    definition: CampaignDefinition,
+    add_working_days: AddWorkingDays,
+) -> Plan:
+    """The decisions due for a member today."""
+    out = Plan()
+    if not state.active:
+        return out
+    if state.enrolled_on is not None and state.enrolled_on <= today:
+        out.exit = Exit("goal", "enrolled")
+        return out
+    if state.deceased:
+        out.exit = Exit("exited", "deceased")
+        return out
+    if "all" in state.opposed:
+        out.exit = Exit("exited", "opposed")
+        return out
+
+    last_day = state.anchor_date + timedelta(days=max(s.end_days for s in definition.cascade))
+    if state.holdout:
+        if today > last_day:
+            out.exit = Exit("completed", "holdout_window_closed")
+        return out
+
+    by_step: dict[str, list[ActionView]] = {}
+    for a in sorted(state.actions, key=lambda a: a.attempt):
+        by_step.setdefault(a.step, []).append(a)
+
+    finished = True
+    for step in definition.cascade:
+        start = state.anchor_date + timedelta(days=step.start_days)
+        end = state.anchor_date + timedelta(days=step.end_days)
+        attempts = by_step.get(step.id, [])
+        if not attempts:
+            if today < start:
+                finished = False
+                continue
+            if today > end:
+                out.skips.append(Skip(step.id, step.channel, "window_passed"))
+                continue
+            blocked = _blocked(state, step)
+            if blocked:
+                out.skips.append(Skip(step.id, step.channel, blocked))
+                continue
+            out.new_actions.append(NewAction(step.id, step.channel, 1, today, None, "due"))
+            finished = False
+            continue
+
+        if step.channel == "phone":
+            nxt, over, exit_ = _phone_next(step, attempts, end, state, today, add_working_days)
+            if exit_ is not None:
+                out.exit = exit_
+                out.new_actions.clear()
+                out.skips.clear()
+                return out
+            if nxt is not None:
+                out.new_actions.append(nxt)
+            if over is None:
+                finished = False
+            continue
+
+        last = attempts[-1]
+        if last.state in _WAITING:
+            finished = False
+            continue
+        if step.notify and last.state in _SUCCEEDED:
+            notice = notice_step_id(step)
+            if notice not in by_step:
+                decided = notice_decision(
+                    step, has_email=state.has_email, opposed=state.opposed, today=today
+                )
+                if isinstance(decided, Skip):
+                    out.skips.append(decided)
+                else:
+                    out.new_actions.append(decided)
+                    finished = False
+            elif by_step[notice][-1].state in _WAITING:
+                finished = False
+
+    if finished and today > last_day:
+        out.exit = Exit("completed", "cascade_finished")
+    return out

@@ -1,0 +1,318 @@
+"""The daily cascade tick: plan every active member in batches and write the decisions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import func, tuple_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, select
+
+from campaigns.cascade.planner import ActionView, MemberState, NewAction, plan
+from campaigns.clock import PARIS, utcnow
+from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger.actions import action_key, insert_actions
+from campaigns.ledger.db import session_scope
+from campaigns.ledger.members import close_member
+from campaigns.ledger.models import (
+    ACTIVE,
+    QUEUED,
+    SKIPPED,
+    Action,
+    Campaign,
+    Enrolment,
+    Member,
+    MemberEvent,
+    Person,
+)
+from campaigns.policy.calendar import add_working_days
+from campaigns.policy.decision import NOTICE_SUFFIX, Decision, Facts, Pressure, decide, load_facts
+from campaigns.settings import get_settings
+
+# A member event: a step the policy put off (contact pressure), with the day it frees up.
+DEFERRED = "contact_deferred"
+
+
+def member_id_batches(
+    *, session: Session, campaign_id: str, batch_size: int
+) -> list[tuple[int, int]]:
+    """Id ranges of active members, each holding at most `batch_size` of them."""
+    ids: list[int] = [
+        i
+        for i in session.exec(
+            select(Member.id)
+            .where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
+            .order_by(col(Member.id))
+        ).all()
+        if i is not None
+    ]
+    return [
+        (ids[i], ids[min(i + batch_size, len(ids)) - 1]) for i in range(0, len(ids), batch_size)
+    ]
+
+
+def _states(
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    today: date,
+    pressure: Pressure | None = None,
+) -> list[tuple[Member, Person, Facts, MemberState]]:
+    rows = session.exec(
+        select(Member, Person)
+        .join(Person, col(Person.id) == col(Member.person_id))
+        # The planner needs no NIR, number or address: they stay encrypted, unread.
+        .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
+        .where(
+            Member.campaign_id == definition.id,
+            Member.status == ACTIVE,
+            col(Member.id) >= lo,
+            col(Member.id) <= hi,
+        )
+    ).all()
+    if not rows:
+        return []
+    member_ids = [m.id for m, _ in rows]
+    actions: dict[int, list[ActionView]] = defaultdict(list)
+    for act in session.exec(select(Action).where(col(Action.member_id).in_(member_ids))):
+        actions[act.member_id].append(
+            ActionView(
+                step=act.step,
+                attempt=act.attempt,
+                state=act.state,
+                due_on=act.due_on,
+                outcome=act.outcome,
+                done_on=act.done_on,
+                callback_at=act.callback_at,
+                reason=act.reason,
+            )
+        )
+    keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
+    # The contact policy's facts (oppositions effective today, death, contact details,
+    # contacts across every campaign in the pressure windows), for the whole batch at once.
+    facts = load_facts(
+        session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
+    )
+    enrolled: dict[tuple[str, int], date] = {}
+    for a, b, on in session.exec(
+        select(
+            col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
+        ).where(
+            Enrolment.programme == definition.goal.programme,
+            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+        )
+    ):
+        enrolled[(a, b)] = on
+    out = []
+    for m, p in rows:
+        key = (p.ben_nir_psa, p.ben_rng_gem)
+        f = facts[p.id or 0]
+        out.append(
+            (
+                m,
+                p,
+                f,
+                MemberState(
+                    anchor_date=m.anchor_date,
+                    entered_on=m.entered_on,
+                    departement=p.departement,
+                    holdout=m.holdout,
+                    active=True,
+                    has_phone=f.phone_ok,
+                    has_compte_ameli=f.compte_ameli,
+                    has_email=f.email_ok,
+                    has_postal_address=f.address_ok,
+                    opposed=f.opposed,
+                    enrolled_on=enrolled.get(key),
+                    deceased=f.deceased,
+                    actions=actions.get(m.id or 0, ()),
+                ),
+            )
+        )
+    return out
+
+
+def _policy_check(
+    a: NewAction, f: Facts, definition: CampaignDefinition, today: date, pressure: Pressure
+) -> Decision:
+    """The contact policy for an action the planner wants, on the day it is due.
+
+    Notices go with their message (never counted nor blocked by pressure); a step's own
+    retries and callbacks are left to its attempt cap (the policy ignores its own attempts).
+    """
+    if a.step.endswith(NOTICE_SUFFIX):
+        return Decision(allowed=True)
+    day = max(a.due_on, today)
+    return decide(
+        facts=f,
+        channel=a.channel,
+        now=datetime.combine(day, time(12), tzinfo=PARIS),
+        campaign=definition.id,
+        step=a.step,
+        pressure=pressure,
+    )
+
+
+def _deferrals_on_record(session: Session, member_ids: list[int]) -> set[tuple[Any, ...]]:
+    return {
+        (e.member_id, e.detail.get("step"), e.detail.get("reason"), e.detail.get("until"))
+        for e in session.exec(
+            select(MemberEvent).where(
+                col(MemberEvent.member_id).in_(member_ids), MemberEvent.kind == DEFERRED
+            )
+        )
+    }
+
+
+def _take_batch(session: Session, campaign_id: str, lo: int, hi: int) -> None:
+    """Hold the batch before reading it: a second tick of the same members waits, then plans
+    on what the first one wrote (instead of both planning on the same old state)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(
+            select(Member.id)
+            .where(Member.campaign_id == campaign_id, col(Member.id) >= lo, col(Member.id) <= hi)
+            .order_by(col(Member.id))  # one lock order for every runner: no deadlock
+            .with_for_update()
+        ).all()
+    else:
+        # SQLite locks the whole database for a writer: any write takes it for the batch.
+        session.execute(
+            update(Campaign).where(col(Campaign.id) == campaign_id).values(name=Campaign.name)
+        )
+
+
+def tick_batch(
+    *,
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    today: date,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Plan and record the day's decisions for active members with ids in [lo, hi]."""
+    now = now or utcnow()
+    pressure = get_settings().pressure()
+    counts: dict[str, int] = defaultdict(int)
+    new_rows: list[dict[str, Any]] = []
+    deferrals: list[tuple[int, NewAction, Decision]] = []
+    _take_batch(session, definition.id, lo, hi)
+    states = _states(session, definition, lo, hi, today, pressure)
+    for m, p, f, state in states:
+        decision = plan(state, today, definition, add_working_days)
+        counts["members"] += 1
+        if decision.exit is not None:
+            close_member(
+                session=session,
+                member=m,
+                status=decision.exit.status,
+                reason=decision.exit.reason,
+                today=today,
+                source="cascade",
+                now=now,
+            )
+            counts[f"left_{decision.exit.status}"] += 1
+            continue
+        base = {
+            "campaign_id": definition.id,
+            "member_id": m.id,
+            "person_id": p.id,
+            "priority": m.priority,
+            "anchor_date": m.anchor_date,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for a in decision.new_actions:
+            verdict = _policy_check(a, f, definition, today, pressure)
+            if verdict.temporary:
+                # Not now (contact pressure): nothing written, the tick plans it again later.
+                deferrals.append((m.id or 0, a, verdict))
+                counts[f"deferred_{a.step}"] += 1
+                continue
+            new_rows.append(
+                {
+                    **base,
+                    "key": action_key(definition.id, p.id or 0, a.step, a.attempt),
+                    "step": a.step,
+                    "channel": a.channel,
+                    "attempt": a.attempt,
+                    "due_on": a.due_on,
+                    "due_at": a.due_at,
+                    "state": QUEUED if verdict.allowed else SKIPPED,
+                    "reason": a.reason if verdict.allowed else verdict.reason,
+                }
+            )
+        for s in decision.skips:
+            new_rows.append(
+                {
+                    **base,
+                    "key": action_key(definition.id, p.id or 0, s.step, 1),
+                    "step": s.step,
+                    "channel": s.channel,
+                    "attempt": 1,
+                    "due_on": today,
+                    "state": SKIPPED,
+                    "reason": s.reason,
+                }
+            )
+    if deferrals:
+        seen = _deferrals_on_record(session, [m.id or 0 for m, _, _, _ in states])
+        for member_id, a, verdict in deferrals:
+            until = verdict.until.isoformat() if verdict.until else None
+            if (member_id, a.step, verdict.reason, until) in seen:
+                continue  # one line per deferral, not one per tick
+            seen.add((member_id, a.step, verdict.reason, until))
+            session.add(
+                MemberEvent(
+                    member_id=member_id,
+                    on=today,
+                    kind=DEFERRED,
+                    detail={
+                        "step": a.step,
+                        "channel": a.channel,
+                        "attempt": a.attempt,
+                        "reason": verdict.reason,
+                        "until": until,
+                        "text": f"{a.step} ({a.channel}) deferred"
+                        + (f" until {until}" if until else "")
+                        + f": {verdict.explanation}",
+                    },
+                )
+            )
+    created = insert_actions(session, new_rows)
+    counts["actions_written"] = created
+    for r in new_rows:
+        counts[f"{r['state']}_{r['step']}"] += 1
+    return dict(counts)
+
+
+def tick(
+    *, engine: Engine, definition: CampaignDefinition, today: date, batch_size: int = 2000
+) -> dict[str, int]:
+    """The whole tick, one transaction per batch (used outside Prefect; flows map batches)."""
+    with session_scope(engine) as s:
+        batches = member_id_batches(session=s, campaign_id=definition.id, batch_size=batch_size)
+    total: dict[str, int] = defaultdict(int)
+    for lo, hi in batches:
+        with session_scope(engine) as s:
+            for k, v in tick_batch(
+                session=s, definition=definition, lo=lo, hi=hi, today=today
+            ).items():
+                total[k] += v
+    total["batches"] = len(batches)
+    return dict(total)
+
+
+def active_members(*, session: Session, campaign_id: str) -> int:
+    """How many members are still in the cascade."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Member)
+            .where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
+        ).one()
+    )

@@ -1,0 +1,1 @@
+"""What a campaign is: its validated definition, its folder, its templates, offers."""

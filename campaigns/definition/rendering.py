@@ -1,0 +1,201 @@
+"""Jinja2 rendering of every message, script and letter of a campaign."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateSyntaxError,
+    UndefinedError,
+    select_autoescape,
+)
+
+from campaigns.definition.model import CampaignDefinition, DefinitionError
+from targeting.schema import ECHELONS
+
+MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+CHANNEL_LABELS = {
+    "phone": "appel téléphonique",
+    "mailbox": "message dans le compte ameli",
+    "email": "courriel",
+    "letter": "courrier",
+}
+SALUTATIONS = {"M.": "Monsieur", "Mme": "Madame"}
+# A message template may start with this line to give its subject; the rest is the body.
+SUBJECT_PREFIX = "Objet :"
+
+
+def date_fr(d: date | None) -> str:
+    """`15 juin 2026`."""
+    if d is None:
+        return ""
+    day = "1er" if d.day == 1 else str(d.day)
+    return f"{day} {MONTHS_FR[d.month - 1]} {d.year}"
+
+
+def date_short(d: date | None) -> str:
+    """`15/06/2026`."""
+    return d.strftime("%d/%m/%Y") if d else ""
+
+
+def template_environment(folder: Path) -> Environment:
+    """Templates of one campaign folder; an undefined variable is an error, never blank."""
+    env = Environment(
+        loader=FileSystemLoader(folder),
+        undefined=StrictUndefined,
+        # Letters are HTML: escape what comes from data; text messages are not escaped.
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["date_fr"] = date_fr
+    env.filters["date_short"] = date_short
+    return env
+
+
+def build_context(
+    *,
+    definition: CampaignDefinition,
+    person: dict[str, Any],
+    member: dict[str, Any],
+    step_id: str,
+    attempt: int,
+    today: date,
+) -> dict[str, Any]:
+    """Everything a template may use, and nothing more (no NIR, no phone number)."""
+    labels = definition.presentation.gap_labels
+    gaps = list(member.get("gaps", []))
+    step_channel = _step_channel(definition, step_id)
+    echelon = member.get("echelon", "")
+    return {
+        "campaign": {"id": definition.id, "name": definition.name},
+        "presentation": definition.presentation.model_dump(),
+        "person": {
+            "civilite": person["civilite"],
+            "salutation": SALUTATIONS.get(person["civilite"], "Madame, Monsieur"),
+            "nom": person["nom"],
+            "prenom": person["prenom"],
+            "age": person.get("age", 0),
+            "address_lines": list(person.get("address_lines", [])),
+            "departement": person.get("departement", ""),
+        },
+        "member": {
+            "anchor_date": member["anchor_date"],
+            "priority": bool(member.get("priority", False)),
+            "gaps": gaps,
+            "gap_texts": [labels.get(g, g) for g in gaps],
+            "echelon": echelon,
+            "echelon_name": ECHELONS.get(echelon, echelon),
+            "channels_tried": [CHANNEL_LABELS.get(c, c) for c in member.get("channels_tried", [])],
+        },
+        "step": {"id": step_id, "channel": step_channel, "attempt": attempt},
+        "today": today,
+    }
+
+
+def _step_channel(definition: CampaignDefinition, step_id: str) -> str:
+    for s in definition.cascade:
+        if s.id == step_id:
+            return s.channel
+        if s.notify and step_id == f"{s.id}_notice":
+            return s.notify.channel
+    raise KeyError(f"{definition.id}: no step {step_id!r}")
+
+
+def render_message(env: Environment, name: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Render a template; return (subject, body), the subject from an `Objet :` first line."""
+    text = env.get_template(name).render(context)
+    first, _, rest = text.partition("\n")
+    if first.startswith(SUBJECT_PREFIX):
+        return first[len(SUBJECT_PREFIX) :].strip(), rest.lstrip("\n")
+    return "", text
+
+
+def sample_context(definition: CampaignDefinition, step_id: str) -> dict[str, Any]:
+    """A plausible context for checking and previewing templates."""
+    gaps = list(definition.targeting.gaps)
+    return build_context(
+        definition=definition,
+        person={
+            "civilite": "Mme",
+            "nom": "MARTIN",
+            "prenom": "Claire",
+            "age": 64,
+            "address_lines": ["Mme Claire MARTIN", "12 RUE DES LILAS", "91000 EVRY-COURCOURONNES"],
+            "departement": "91",
+        },
+        member={
+            "anchor_date": date(2026, 6, 15),
+            "priority": bool(gaps),
+            "gaps": gaps,
+            "echelon": "91",
+            "channels_tried": ["phone"],
+        },
+        step_id=step_id,
+        attempt=1,
+        today=date(2026, 4, 16),
+    )
+
+
+def _step_templates(definition: CampaignDefinition) -> list[tuple[str, str]]:
+    out = []
+    for s in definition.cascade:
+        out.append((s.id, s.template))
+        if s.notify:
+            out.append((f"{s.id}_notice", s.notify.template))
+    return out
+
+
+def check_templates(definition: CampaignDefinition, env: Environment, folder: Path) -> None:
+    """Render every template of the campaign on a sample: fail with file and line, not later."""
+    for step_id, name in _step_templates(definition):
+        path = folder / name
+        if not path.is_file():
+            raise DefinitionError(f"{path}: template of step {step_id!r} not found")
+        for priority in (True, False):
+            ctx = sample_context(definition, step_id)
+            ctx["member"]["priority"] = priority
+            ctx["member"]["gaps"] = ctx["member"]["gaps"] if priority else []
+            ctx["member"]["gap_texts"] = ctx["member"]["gap_texts"] if priority else []
+            try:
+                render_message(env, name, ctx)
+            except TemplateSyntaxError as e:
+                raise DefinitionError(f"{path}:{e.lineno}: template syntax: {e.message}") from e
+            except UndefinedError as e:
+                raise DefinitionError(
+                    f"{path}:{_template_line(e, name)}: {e.message} "
+                    f"(variables: {', '.join(sorted(ctx))})"
+                ) from e
+            except TemplateError as e:
+                raise DefinitionError(f"{path}: {e}") from e
+
+
+def _template_line(err: Exception, name: str) -> str:
+    """The template line a rendering error was raised at, from the traceback."""
+    tb = err.__traceback__
+    line = "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(name):
+            line = str(tb.tb_lineno)
+        tb = tb.tb_next
+    return line

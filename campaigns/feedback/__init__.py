@@ -1,0 +1,1 @@
+"""What providers and the print house report back: e-mail events, reads, returns."""

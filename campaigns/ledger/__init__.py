@@ -1,0 +1,1 @@
+"""The database: models, engine and migrations, actions, members, audit, accounts."""

@@ -1,0 +1,55 @@
+"""Ending a member's cascade: one place, so every path records the same facts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from campaigns.ledger.models import ACTIVE, CANCELLED, PENDING, QUEUED, Action, Member, MemberEvent
+
+
+def close_member(
+    *,
+    session: Session,
+    member: Member,
+    status: str,
+    reason: str,
+    today: date,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Take an active (or pending) member out of the cascade and cancel what is queued."""
+    # Compare-and-set, so that two writers closing the same member (two ticks, a call outcome
+    # and a feed) record one departure, not two.
+    closed = session.execute(
+        update(Member)
+        .where(col(Member.id) == member.id, col(Member.status).in_((ACTIVE, PENDING)))
+        .values(status=status, status_reason=reason, status_on=today)
+        .returning(col(Member.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    session.expire(member, ["status", "status_reason", "status_on"])
+    if closed is None:
+        return False
+    session.add(
+        MemberEvent(
+            member_id=member.id or 0,
+            on=today,
+            kind="left",
+            detail={"status": status, "reason": reason, "source": source},
+        )
+    )
+    session.execute(
+        update(Action)
+        .where(col(Action.member_id) == member.id, col(Action.state) == QUEUED)
+        .values(
+            state=CANCELLED,
+            reason=f"member_{reason}",
+            updated_at=now,
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+    return True

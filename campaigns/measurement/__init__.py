@@ -1,0 +1,1 @@
+"""Results for leads: objectives report, dashboard, effect, why."""

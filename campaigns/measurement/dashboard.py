@@ -1,0 +1,228 @@
+"""What regional leads follow: enrolments against objectives per échelon, the funnel, the pace."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, distinct, select
+
+from campaigns.clock import utcnow
+from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Member, Objective, Person
+from campaigns.measurement.effect import projected_attainment
+from campaigns.measurement.report import echelon_report, total_row
+
+
+@dataclass
+class ResultRow:
+    """One échelon's line of the regional table."""
+
+    echelon: str
+    name: str
+    eligible: int
+    priority: int
+    holdout: int
+    contacted: int
+    called: int
+    reached: int
+    mailbox: int
+    letters: int
+    enrolled: int
+    objective: int
+    attainment: float | None
+    projected: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values."""
+        return asdict(self)
+
+
+COLUMNS = [
+    ("echelon", "échelon"),
+    ("name", "nom"),
+    ("eligible", "éligibles"),
+    ("priority", "prioritaires"),
+    ("holdout", "témoins"),
+    ("contacted", "contactés"),
+    ("called", "appelés"),
+    ("reached", "joints au téléphone"),
+    ("mailbox", "messages ameli"),
+    ("letters", "courriers"),
+    ("enrolled", "adhésions"),
+    ("objective", "objectif"),
+    ("attainment", "atteinte %"),
+    ("projected", "projection fin d'année %"),
+]
+
+
+def _contacted(session: Session, campaign_id: str) -> dict[str, int]:
+    rows = session.exec(
+        select(Member.echelon, func.count(distinct(col(Member.id))))
+        .join(Action, col(Action.member_id) == col(Member.id))
+        .where(Member.campaign_id == campaign_id, col(Action.state).in_(SUCCESS_STATES))
+        .group_by(col(Member.echelon))
+    ).all()
+    return {e: int(n) for e, n in rows}
+
+
+def started_on(*, session: Session, campaign_id: str) -> date | None:
+    """The first day anyone entered the campaign."""
+    first: date | None = session.exec(
+        select(func.min(Member.entered_on)).where(Member.campaign_id == campaign_id)
+    ).one()
+    return first
+
+
+def results(
+    *, session: Session, definition: CampaignDefinition, today: date
+) -> tuple[list[ResultRow], ResultRow]:
+    """Per échelon and in total: the funnel, objective, attainment and year-end projection."""
+    base = echelon_report(
+        session=session, campaign_id=definition.id, programme=definition.goal.programme
+    )
+    contacted = _contacted(session, definition.id)
+    start = started_on(session=session, campaign_id=definition.id)
+    elapsed = (today - start).days + 1 if start else 0
+
+    def make(r: Any, contacted_n: int) -> ResultRow:
+        return ResultRow(
+            echelon=r.echelon,
+            name=r.name,
+            eligible=r.eligible,
+            priority=r.priority,
+            holdout=r.holdout,
+            contacted=contacted_n,
+            called=r.called,
+            reached=r.reached,
+            mailbox=r.mailbox,
+            letters=r.letters,
+            enrolled=r.enrolled,
+            objective=r.objective,
+            attainment=r.attainment,
+            projected=projected_attainment(
+                enrolled=r.enrolled, objective=r.objective, days_elapsed=elapsed
+            ),
+        )
+
+    rows = [make(r, contacted.get(r.echelon, 0)) for r in base]
+    total = make(total_row(base), sum(contacted.values()))
+    return rows, total
+
+
+def funnel(row: ResultRow) -> list[tuple[str, int]]:
+    """The steps from targeted to enrolled, for one row."""
+    return [
+        ("éligibles", row.eligible),
+        ("hors groupe témoin", row.eligible - row.holdout),
+        ("contactés", row.contacted),
+        ("joints au téléphone", row.reached),
+        ("adhésions", row.enrolled),
+    ]
+
+
+def cumulative_enrolments(
+    *, session: Session, campaign_id: str, programme: str, echelon: str | None = None
+) -> list[tuple[date, int]]:
+    """Enrolments of members since they entered, cumulated by day."""
+    stmt = (
+        select(col(Enrolment.enrolled_on), func.count(distinct(col(Member.id))))
+        .join(
+            Person,
+            (col(Person.ben_nir_psa) == col(Enrolment.ben_nir_psa))
+            & (col(Person.ben_rng_gem) == col(Enrolment.ben_rng_gem)),
+        )
+        .join(Member, col(Member.person_id) == col(Person.id))
+        .where(
+            Member.campaign_id == campaign_id,
+            Enrolment.programme == programme,
+            col(Enrolment.enrolled_on) >= col(Member.entered_on),
+        )
+        .group_by(col(Enrolment.enrolled_on))
+        .order_by(col(Enrolment.enrolled_on))
+    )
+    if echelon is not None:
+        stmt = stmt.where(Member.echelon == echelon)
+    out, total = [], 0
+    for day, n in session.exec(stmt).all():
+        total += int(n)
+        out.append((day, total))
+    return out
+
+
+def objective_history(*, session: Session, campaign_id: str) -> list[Objective]:
+    """Every objective ever set, newest first."""
+    return list(
+        session.exec(
+            select(Objective)
+            .where(Objective.campaign_id == campaign_id)
+            .order_by(col(Objective.set_at).desc(), col(Objective.id).desc())
+        )
+    )
+
+
+class ObjectiveError(ValueError):
+    """Objectives that cannot be set as given (nothing was changed)."""
+
+
+def set_objectives(
+    *,
+    session: Session,
+    campaign_id: str,
+    targets: dict[str, int],
+    by: str,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Record new objectives (the old ones stay in the history)."""
+    now = now or utcnow()
+    for echelon, target in targets.items():
+        if target < 0:
+            raise ObjectiveError(f"échelon {echelon}: an objective cannot be negative")
+    for echelon, target in sorted(targets.items()):
+        session.add(
+            Objective(
+                campaign_id=campaign_id,
+                echelon=echelon,
+                target=target,
+                set_at=now,
+                set_by=by,
+                note=note,
+            )
+        )
+    return len(targets)
+
+
+def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
+    """`echelon,objective` lines; every bad line is reported by number and column, none applied.
+
+    A cell's value is never repeated (a shifted line may put a NIR where an échelon should be).
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    out: dict[str, int] = {}
+    errors = []
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header[:2]] != ["echelon", "objective"]:
+        raise ObjectiveError("ligne 1 : l'en-tête doit être 'echelon,objective'")
+    for n, line in enumerate(reader, start=2):
+        if not line or not "".join(line).strip():
+            continue
+        if len(line) != 2:
+            errors.append(f"ligne {n} : 2 colonnes attendues, {len(line)} trouvée(s)")
+            continue
+        echelon, value = line[0].strip(), line[1].strip()
+        if echelon not in known:
+            errors.append(f"ligne {n}, colonne echelon : échelon inconnu")
+        elif not (value.isascii() and value.isdigit()):
+            errors.append(f"ligne {n}, colonne objective : n'est pas un nombre entier")
+        elif echelon in out:
+            errors.append(f"ligne {n}, colonne echelon : échelon {echelon} donné deux fois")
+        else:
+            out[echelon] = int(value)
+    if errors:
+        raise ObjectiveError("; ".join(errors))
+    return out

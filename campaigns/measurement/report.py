@@ -1,0 +1,122 @@
+"""Enrolments against objectives, per échelon."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import distinct, func
+from sqlmodel import Session, col, select
+
+from campaigns.definition.model import REACHED_OUTCOMES
+from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Member, Person
+from campaigns.ledger.registry import current_objectives
+from targeting.schema import ECHELONS
+
+
+@dataclass
+class EchelonRow:
+    """One line of the objectives table."""
+
+    echelon: str
+    name: str
+    eligible: int = 0
+    priority: int = 0
+    holdout: int = 0
+    called: int = 0
+    reached: int = 0
+    mailbox: int = 0
+    letters: int = 0
+    enrolled: int = 0
+    objective: int = 0
+
+    @property
+    def attainment(self) -> float | None:
+        """Enrolled over objective, in percent."""
+        return 100.0 * self.enrolled / self.objective if self.objective else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, attainment included."""
+        return {**asdict(self), "attainment": self.attainment}
+
+
+def _count_by_echelon(session: Session, stmt: Any) -> dict[str, int]:
+    return {e: int(n) for e, n in session.exec(stmt).all()}
+
+
+def echelon_report(*, session: Session, campaign_id: str, programme: str) -> list[EchelonRow]:
+    """Per échelon: members, priority, holdout, contacts by channel, enrolled, objective."""
+    m = Member
+    by = col(m.echelon)
+    base = select(by, func.count()).where(m.campaign_id == campaign_id).group_by(by)
+    rows: dict[str, EchelonRow] = {}
+
+    def row(e: str) -> EchelonRow:
+        if e not in rows:
+            rows[e] = EchelonRow(echelon=e, name=ECHELONS.get(e, e))
+        return rows[e]
+
+    for e, n in _count_by_echelon(session, base).items():
+        row(e).eligible = n
+    for e, n in _count_by_echelon(session, base.where(col(m.priority).is_(True))).items():
+        row(e).priority = n
+    for e, n in _count_by_echelon(session, base.where(col(m.holdout).is_(True))).items():
+        row(e).holdout = n
+
+    def members_with(*conds: Any) -> Any:
+        return (
+            select(by, func.count(distinct(col(m.id))))
+            .join(Action, col(Action.member_id) == col(m.id))
+            .where(m.campaign_id == campaign_id, *conds)
+            .group_by(by)
+        )
+
+    done = col(Action.state).in_(SUCCESS_STATES)
+    for e, n in _count_by_echelon(session, members_with(Action.channel == "phone", done)).items():
+        row(e).called = n
+    reached = members_with(Action.channel == "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
+    for e, n in _count_by_echelon(session, reached).items():
+        row(e).reached = n
+    for e, n in _count_by_echelon(session, members_with(Action.channel == "mailbox", done)).items():
+        row(e).mailbox = n
+    for e, n in _count_by_echelon(session, members_with(Action.channel == "letter", done)).items():
+        row(e).letters = n
+    enrolled = (
+        select(by, func.count(distinct(col(m.id))))
+        .join(Person, col(Person.id) == col(m.person_id))
+        .join(
+            Enrolment,
+            (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
+            & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem)),
+        )
+        .where(
+            m.campaign_id == campaign_id,
+            Enrolment.programme == programme,
+            col(Enrolment.enrolled_on) >= col(m.entered_on),
+        )
+        .group_by(by)
+    )
+    for e, n in _count_by_echelon(session, enrolled).items():
+        row(e).enrolled = n
+    for e, target in current_objectives(session=session, campaign_id=campaign_id).items():
+        row(e).objective = target
+    return [rows[e] for e in sorted(rows)]
+
+
+def total_row(rows: list[EchelonRow]) -> EchelonRow:
+    """The sum of every échelon."""
+    t = EchelonRow(echelon="total", name="Total")
+    for r in rows:
+        for f in (
+            "eligible",
+            "priority",
+            "holdout",
+            "called",
+            "reached",
+            "mailbox",
+            "letters",
+            "enrolled",
+            "objective",
+        ):
+            setattr(t, f, getattr(t, f) + getattr(r, f))
+    return t

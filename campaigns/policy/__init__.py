@@ -1,0 +1,1 @@
+"""May we contact them now: the pure decision, its facts, oppositions, the calendar."""

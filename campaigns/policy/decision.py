@@ -1,0 +1,359 @@
+"""The one contact policy: may this person be contacted on this channel now, and why not.
+
+`decide` is pure (small inline tables test it); `load_facts` reads what it needs for a whole
+batch of people in a few queries (oppositions effective on the day, death, enrolment, contact
+details, contacts across every campaign in the pressure windows). Every contact point calls
+both: the tick (deferrals for pressure), the call claim and the dial (calls), dispatch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, or_, tuple_
+from sqlmodel import Session, col, select
+
+from campaigns.clock import PARIS
+from campaigns.definition.model import REACHED_OUTCOMES, ContactHours
+from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
+from campaigns.policy.calendar import within_contact_hours
+from targeting.identifiers import key_problem
+
+# Reason codes (the ledger's words), with the words users see.
+REASON_TEXTS = {
+    "deceased": "la personne est décédée",
+    "enrolled": "la personne est déjà inscrite au programme",
+    "opposed_all": "la personne s'oppose à tout contact",
+    "opposed_phone": "la personne s'oppose aux appels",
+    "opposed_mailbox": "la personne s'oppose aux messages ameli",
+    "opposed_email": "la personne s'oppose aux courriels",
+    "opposed_letter": "la personne s'oppose aux courriers",
+    "no_phone": "pas de numéro de téléphone valide",
+    "no_email": "pas d'adresse électronique valide",
+    "no_address": "pas d'adresse postale valide",
+    "no_compte_ameli": "pas de compte ameli",
+    "pressure_calls": "trop d'appels récents (toutes campagnes)",
+    "pressure_contacts": "trop de contacts récents (toutes campagnes)",
+    "outside_contact_hours": "hors des heures d'appel",
+    "outside_contact_days": "jour sans appel",
+    "public_holiday": "jour férié dans le département",
+    "attempts_exhausted": "nombre maximal de tentatives atteint",
+}
+
+# Reasons that only say "not now": the contact is deferred, never cancelled for them.
+TEMPORARY = frozenset(
+    {
+        "pressure_calls",
+        "pressure_contacts",
+        "outside_contact_hours",
+        "outside_contact_days",
+        "public_holiday",
+    }
+)
+
+# Channels whose actions count as contacts once sent (a call counts when it reached the
+# person; an e-mail notice counts with its mailbox message, not separately).
+_SENT_CONTACT_CHANNELS = ("mailbox", "letter")
+NOTICE_SUFFIX = "_notice"
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """Limits on contacts across every campaign (from settings)."""
+
+    max_calls: int = 1
+    calls_days: int = 14
+    max_contacts: int = 3
+    contacts_days: int = 30
+
+
+@dataclass(frozen=True)
+class PastContact:
+    """A contact already made (any campaign): a call that reached, a message, a letter."""
+
+    on: date
+    channel: str
+    campaign_id: str
+    step: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the policy needs to know about a person, read from the ledger."""
+
+    departement: str
+    deceased: bool = False
+    enrolled: bool = False
+    opposed: frozenset[str] = frozenset()
+    phone_ok: bool = True
+    email_ok: bool = True
+    address_ok: bool = True
+    compte_ameli: bool = True
+    attempts_made: int = 0
+    past: Sequence[PastContact] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer, with every reason that forbids the contact (empty when allowed).
+
+    `until`: when only pressure blocks it, the first day the pressure windows free up.
+    """
+
+    allowed: bool
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+    until: date | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """The first reason, in precedence order (what the ledger records)."""
+        return self.reasons[0] if self.reasons else None
+
+    @property
+    def temporary(self) -> bool:
+        """Blocked only for now (pressure, hours, holidays): defer, do not cancel."""
+        return not self.allowed and all(r in TEMPORARY for r in self.reasons)
+
+    @property
+    def explanation(self) -> str:
+        if self.allowed:
+            return "contact autorisé"
+        return "; ".join(REASON_TEXTS.get(r, r) for r in self.reasons)
+
+
+def explain(reason: str) -> str:
+    """The words for a reason code (the code itself when it has none)."""
+    return REASON_TEXTS.get(reason, reason)
+
+
+def _window(
+    past: Iterable[PastContact], today: date, days: int, limit: int, channel: str | None
+) -> date | None:
+    """None if fewer than `limit` contacts in the window, else the day it frees up."""
+    since = today - timedelta(days=days)
+    inside = sorted(
+        (p.on for p in past if since < p.on <= today and (channel is None or p.channel == channel)),
+        reverse=True,
+    )
+    if len(inside) < max(limit, 1) and limit > 0:
+        return None
+    if limit <= 0:
+        return today + timedelta(days=days)  # nothing is ever allowed: a day per window
+    # The limit-th most recent contact leaves the window `days` days after it was made.
+    return inside[limit - 1] + timedelta(days=days)
+
+
+def decide(
+    *,
+    facts: Facts,
+    channel: str,
+    now: datetime,
+    campaign: str | None = None,
+    step: str | None = None,
+    pressure: Pressure | None = Pressure(),
+    hours: ContactHours | None = None,
+    max_attempts: int | None = None,
+) -> Decision:
+    """Check every rule for one contact; the reasons list all that block it, in precedence.
+
+    Precedence: deceased > enrolled > opposition to all > opposition to the channel > missing
+    contact details > pressure > contact hours and holidays (calls only) > attempt cap.
+    Pressure counts contacts of every campaign except this step's own earlier attempts
+    (`campaign`, `step`): its retries and callbacks are governed by the attempt cap.
+    `pressure=None` or `hours=None` leaves that rule out.
+    """
+    today = now.astimezone(PARIS).date()
+    reasons: list[str] = []
+    if facts.deceased:
+        reasons.append("deceased")
+    if facts.enrolled:
+        reasons.append("enrolled")
+    if "all" in facts.opposed:
+        reasons.append("opposed_all")
+    elif channel in facts.opposed:
+        reasons.append(f"opposed_{channel}")
+    needs = {
+        "phone": ("phone_ok", "no_phone"),
+        "email": ("email_ok", "no_email"),
+        "letter": ("address_ok", "no_address"),
+        "mailbox": ("compte_ameli", "no_compte_ameli"),
+    }
+    if channel in needs and not getattr(facts, needs[channel][0]):
+        reasons.append(needs[channel][1])
+    until: date | None = None
+    if pressure is not None:
+        past = [
+            p
+            for p in facts.past
+            if not (campaign is not None and p.campaign_id == campaign and p.step == step)
+        ]
+        if channel == "phone":
+            free = _window(past, today, pressure.calls_days, pressure.max_calls, "phone")
+            if free is not None:
+                reasons.append("pressure_calls")
+                until = free
+        free = _window(past, today, pressure.contacts_days, pressure.max_contacts, None)
+        if free is not None:
+            reasons.append("pressure_contacts")
+            until = max(until, free) if until else free
+    if channel == "phone" and hours is not None:
+        why = within_contact_hours(
+            now,
+            facts.departement,
+            days=hours.days,
+            start=hours.start,
+            end=hours.end,
+            public_holidays=hours.public_holidays,
+        )
+        if why:
+            reasons.append(why)
+    if max_attempts is not None and facts.attempts_made >= max_attempts:
+        reasons.append("attempts_exhausted")
+    return Decision(allowed=not reasons, reasons=tuple(reasons), until=until)
+
+
+def person_key(p: Person) -> tuple[str, int]:
+    """The SNDS key of a person."""
+    return (p.ben_nir_psa, p.ben_rng_gem)
+
+
+def load_facts(
+    session: Session,
+    people: Sequence[Person],
+    *,
+    today: date,
+    pressure: Pressure | None = Pressure(),
+    enrolments: bool = True,
+    programme: str | None = None,
+) -> dict[int, Facts]:
+    """The facts of a batch of people, keyed by person id, in at most three queries.
+
+    Oppositions effective on `today` (all or per channel); enrolments on or before `today`
+    (in `programme`, or any programme when None; none read if `enrolments` is False);
+    contacts of every campaign within the longest pressure window (none when `pressure` is
+    None): calls that reached the person, mailbox messages and letters sent, e-mails sent
+    that are not the notice of a mailbox message.
+    """
+    people = [p for p in people if p.id is not None]
+    if not people:
+        return {}
+    keys = list({person_key(p) for p in people})
+    ids = [p.id for p in people]
+    opposed: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for a, b, canal in session.exec(
+        select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
+            tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
+            col(Opposition.opposed_on) <= today,
+        )
+    ):
+        opposed[(a, b)].add(canal)
+    enrolled: set[tuple[str, int]] = set()
+    if enrolments:
+        stmt = select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
+            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+            col(Enrolment.enrolled_on) <= today,
+        )
+        if programme is not None:
+            stmt = stmt.where(Enrolment.programme == programme)
+        enrolled = {(a, b) for a, b in session.exec(stmt)}
+    past: dict[int, list[PastContact]] = defaultdict(list)
+    if pressure is not None:
+        since = today - timedelta(days=max(pressure.calls_days, pressure.contacts_days))
+        for pid, on, channel, cid, step in session.exec(
+            select(  # type: ignore[call-overload]  # five columns: past sqlmodel overloads
+                Action.person_id, Action.done_on, Action.channel, Action.campaign_id, Action.step
+            ).where(
+                col(Action.person_id).in_(ids),
+                col(Action.done_on) > since,
+                col(Action.state).in_(SUCCESS_STATES),
+                or_(
+                    and_(
+                        col(Action.channel) == "phone",
+                        col(Action.outcome).in_(sorted(REACHED_OUTCOMES)),
+                    ),
+                    col(Action.channel).in_(_SENT_CONTACT_CHANNELS),
+                    and_(
+                        col(Action.channel) == "email",
+                        col(Action.step).not_like(f"%{NOTICE_SUFFIX}"),
+                    ),
+                ),
+            )
+        ):
+            if on is not None:
+                past[pid].append(PastContact(on=on, channel=channel, campaign_id=cid, step=step))
+    # Who has a phone or an e-mail, asked of the database: no number or address is decrypted.
+    reachable = {
+        pid: (tel, mail)
+        for pid, tel, mail in session.exec(
+            select(
+                Person.id, col(Person.telephone).is_not(None), col(Person.email).is_not(None)
+            ).where(col(Person.id).in_(ids))
+        )
+    }
+    out: dict[int, Facts] = {}
+    for p in people:
+        key = person_key(p)
+        has_phone, has_email = reachable.get(p.id or 0, (False, False))
+        out[p.id or 0] = Facts(
+            departement=p.departement,
+            deceased=p.deceased_on is not None,
+            enrolled=key in enrolled,
+            opposed=frozenset(opposed.get(key, ())),
+            phone_ok=has_phone and not p.phone_invalid,
+            email_ok=has_email and not p.email_invalid,
+            address_ok=bool(p.address_lines) and not p.address_invalid,
+            compte_ameli=p.compte_ameli,
+            past=tuple(past.get(p.id or 0, ())),
+        )
+    return out
+
+
+# The channels an opposition may name ("all": every contact).
+OPPOSITION_CANALS = ("all", "phone", "mailbox", "email", "letter")
+
+
+def record_opposition(
+    session: Session,
+    *,
+    ben_nir_psa: str,
+    ben_rng_gem: int,
+    canal: str,
+    on: date,
+    source: str,
+) -> bool:
+    """Record an opposition, effective from `on` (today: at once, at every contact point).
+
+    False when the person already opposes that channel from that day or earlier; an earlier
+    date moves the existing opposition forward.
+    """
+    if canal not in OPPOSITION_CANALS:
+        raise ValueError(f"unknown channel {canal!r} (one of {', '.join(OPPOSITION_CANALS)})")
+    for column, value in (("ben_nir_psa", ben_nir_psa), ("ben_rng_gem", ben_rng_gem)):
+        if (why := key_problem(column, value)) is not None:
+            raise ValueError(f"colonne {column} : {why}")  # never the value: it may be a NIR
+    exists = session.exec(
+        select(Opposition).where(
+            Opposition.ben_nir_psa == ben_nir_psa,
+            Opposition.ben_rng_gem == ben_rng_gem,
+            Opposition.canal == canal,
+        )
+    ).first()
+    if exists is not None:
+        if exists.opposed_on <= on:
+            return False
+        exists.opposed_on, exists.source = on, source
+        return True
+    session.add(
+        Opposition(
+            ben_nir_psa=ben_nir_psa,
+            ben_rng_gem=ben_rng_gem,
+            canal=canal,
+            opposed_on=on,
+            source=source,
+        )
+    )
+    session.flush()
+    return True

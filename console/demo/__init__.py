@@ -1,0 +1,1 @@
+"""`relance demo`: the campaign played on synthetic data."""

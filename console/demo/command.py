@@ -193,7 +193,7 @@ def demo(
         f"Objectives: the seed's 5,540 a year for ~{REGION_INSURED:,} insured, pro-rated to "
         f"{people:,} insured and {days} days (×{scale:.5f}). Calls, mailbox reads and "
         f"enrolments are SIMULATED ({sim.calls_made:,} simulated calls; parameters in "
-        "campaigns/simulator.py)."
+        "console/demo/simulator.py)."
     )
     console.print(effect_note)
     console.print(

@@ -113,8 +113,26 @@ class Settings(BaseSettings):
             # Plain postgresql:// URLs go through psycopg 3, the driver we ship.
             if url.startswith("postgresql://") or url.startswith("postgres://"):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
-            return url
-        return f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
+        else:
+            url = f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
+        _private_sqlite(url)
+        return url
+
+
+def _private_sqlite(url: str) -> None:
+    """Create a new SQLite ledger 0600 in a 0700 folder before SQLite creates it world-readable.
+
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+    from targeting.files import private_dir, touch_private
+
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.split("///", 1)[1].split("?", 1)[0])
+    if str(path) in ("", ":memory:") or path.exists():
+        return
+    private_dir(path.parent)
+    touch_private(path)
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from console import (
@@ -23,6 +25,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+
+@app.callback()
+def _private_files(ctx: typer.Context) -> None:
+    """Whatever a command creates (ledger, outputs, extracts, outbox) is its owner's only."""
+    old = os.umask(0o077)
+    ctx.call_on_close(lambda: os.umask(old))
+
 
 cmd_synth.register(app)
 cmd_target.register(app)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from targeting.files import OutputPathError, check_output_dir
 from targeting.synth import write_extract
 
 
@@ -25,11 +26,16 @@ def synth(
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
-        console.print(f"[red]--as-of {as_of!r} is not a date (YYYY-MM-DD)[/red]")
+        console.print(f"[red]--as-of {as_of!r} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
     if fmt not in ("parquet", "csv"):
-        console.print(f"[red]--format {fmt!r}: use parquet or csv[/red]")
+        console.print(f"[red]--format {fmt!r} : utilisez parquet ou csv[/red]")
         raise typer.Exit(2)
+    try:
+        check_output_dir(out, option="--out")
+    except OutputPathError as e:
+        console.print(f"[red]erreur :[/red] {e}\nRien n'a été écrit.", highlight=False)
+        raise typer.Exit(2) from None
     t0 = time.perf_counter()
     progress = Progress(
         TextColumn("synth"),
@@ -52,9 +58,16 @@ def synth(
     except (FileExistsError, ValueError) as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
+    except OSError as e:
+        console.print(
+            f"[red]erreur :[/red] --out {out} : écriture impossible ({e.strerror}) ; "
+            "choisissez un autre dossier.\nRien n'a été écrit.",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
     for table, rows in counts.items():
-        console.print(f"  {table:<17} {rows:>12,} rows")
-    console.print(f"Extract written to {out} in {time.perf_counter() - t0:.1f} s")
+        console.print(f"  {table:<17} {rows:>12,} lignes")
+    console.print(f"Extrait écrit dans {out} en {time.perf_counter() - t0:.1f} s")
 
 
 def register(app: typer.Typer) -> None:

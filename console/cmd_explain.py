@@ -26,7 +26,9 @@ def _row_text(r: dict[str, Any]) -> str:
 
 
 def explain(
-    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    campaign: str = typer.Argument(
+        ..., help="Campaign id (sophia-ald8), or a folder as a path (./folder)."
+    ),
     extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
     as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
     person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),

@@ -21,7 +21,9 @@ _SHOWN = 5  # problems named on stderr; the report has them all
 
 
 def target(
-    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    campaign: str = typer.Argument(
+        ..., help="Campaign id (sophia-ald8), or a folder as a path (./folder)."
+    ),
     extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
     as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
     output: Path = typer.Option(..., "--output", help="CSV file to write."),

@@ -27,7 +27,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _private_files(ctx: typer.Context) -> None:
     """Whatever a command creates (ledger, outputs, extracts, outbox) is its owner's only."""

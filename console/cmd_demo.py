@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -175,14 +176,18 @@ def demo(
     try:
         first = date.fromisoformat(start)
     except ValueError:
-        Console(stderr=True).print(f"[red]--start {start!r} n'est pas une date (AAAA-MM-JJ)[/red]")
+        Console(stderr=True).print(
+            f"[red]--start {escape(repr(start))} n'est pas une date (AAAA-MM-JJ)[/red]"
+        )
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     try:
         prepare_data_dir(data_dir)
     except (DataDirError, OSError) as e:
         why = e if isinstance(e, DataDirError) else f"--data-dir {data_dir} : {e.strerror}"
-        Console(stderr=True).print(f"[red]erreur :[/red] {why}", highlight=False)
+        Console(stderr=True).print(
+            f"[red]erreur :[/red] {escape(str(why))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
     settings = demo_settings(data_dir)
     crypto.set_keys(crypto.configured_keys(settings))

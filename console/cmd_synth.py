@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from targeting.files import OutputPathError, check_output_dir
@@ -26,15 +27,19 @@ def synth(
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
-        console.print(f"[red]--as-of {as_of!r} n'est pas une date (AAAA-MM-JJ)[/red]")
+        console.print(f"[red]--as-of {escape(repr(as_of))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
     if fmt not in ("parquet", "csv"):
-        console.print(f"[red]--format {fmt!r} : utilisez parquet ou csv[/red]")
+        console.print(f"[red]--format {escape(repr(fmt))} : utilisez parquet ou csv[/red]")
         raise typer.Exit(2)
     try:
         check_output_dir(out, option="--out")
     except OutputPathError as e:
-        console.print(f"[red]erreur :[/red] {e}\nRien n'a été écrit.", highlight=False)
+        console.print(
+            f"[red]erreur :[/red] {escape(str(e))}\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     progress = Progress(
@@ -56,13 +61,14 @@ def synth(
                 progress=lambda done: progress.update(bar, completed=done),
             )
     except (FileExistsError, ValueError) as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     except OSError as e:
         console.print(
-            f"[red]erreur :[/red] --out {out} : écriture impossible ({e.strerror}) ; "
+            f"[red]erreur :[/red] --out {escape(str(out))} : écriture impossible ({e.strerror}) ; "
             "choisissez un autre dossier.\nRien n'a été écrit.",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(2) from None
     for table, rows in counts.items():

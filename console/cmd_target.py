@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.catalog import load_campaign
 from campaigns.definition import DefinitionError
@@ -46,7 +47,7 @@ def target(
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
-        console.print(f"[red]--as-of {as_of!r} n'est pas une date (AAAA-MM-JJ)[/red]")
+        console.print(f"[red]--as-of {escape(repr(as_of))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
     report = quarantine or default_path(output)
     try:
@@ -83,13 +84,18 @@ def target(
             raise KeyError(f"--engine {engine!r} : utilisez duckdb ou spark")
         write_csv_atomic(table, output)
     except (ExtractError, DefinitionError, OutputPathError, FileNotFoundError, KeyError) as e:
-        console.print(f"[red]erreur :[/red] {e}\nRien n'a été écrit.", highlight=False)
+        console.print(
+            f"[red]erreur :[/red] {escape(str(e))}\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     except OSError as e:
         console.print(
-            f"[red]erreur :[/red] {output} : écriture impossible ({e.strerror}) ; "
+            f"[red]erreur :[/red] {escape(str(output))} : écriture impossible ({e.strerror}) ; "
             "choisissez un autre fichier.\nRien n'a été écrit.",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(2) from None
     eligible = int(pc.sum(table["eligible"]).as_py() or 0)
@@ -104,7 +110,7 @@ def _refuse(console: Console, problems: list[Problem], report: Path) -> None:
     """Name the first errors and the report, exit 2: the output is not written."""
     errors = [p for p in problems if p.severity == "error"]
     for p in errors[:_SHOWN]:
-        console.print(f"[red]error:[/red] {p}", highlight=False, soft_wrap=True)
+        console.print(f"[red]erreur :[/red] {escape(str(p))}", highlight=False, soft_wrap=True)
     more = f" (et {len(errors) - _SHOWN:,} autres)" if len(errors) > _SHOWN else ""
     console.print(
         f"{len(errors):,} erreurs{more} ; chaque ligne fautive est dans {report}\n"

@@ -75,12 +75,17 @@ def import_file(
     Nothing is recorded if any line is wrong: each error is printed with its line and column.
     An opposition dated today or earlier applies at once, at every contact point.
     """
-    rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
+    try:
+        rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
+    except UnicodeDecodeError:
+        rows, errors = [], ["not UTF-8 text: save the file as UTF-8 CSV"]
+    except csv.Error as bad:
+        rows, errors = [], [f"not a readable CSV file ({bad})"]
     if errors:
         for e in errors:
             err.print(f"{path.name}: {e}", soft_wrap=True, markup=False, highlight=False)
         err.print(f"[red]nothing imported ({len(errors)} error(s))[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     with session_scope(get_engine()) as s:
         added = sum(
             record_opposition(

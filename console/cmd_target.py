@@ -49,6 +49,9 @@ def target(
     except ValueError:
         console.print(f"[red]--as-of {escape(repr(as_of))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
+    if engine not in ("duckdb", "spark"):
+        console.print(f"[red]--engine {escape(repr(engine))} : utilisez duckdb ou spark[/red]")
+        raise typer.Exit(2)
     report = quarantine or default_path(output)
     try:
         loaded = load_campaign(campaign)
@@ -76,12 +79,10 @@ def target(
                 include_ineligible=include_ineligible,
                 master=spark_master,
             )
-        elif engine == "duckdb":
+        else:
             table = run_targeting(
                 rule=rule, extract=extract, as_of=day, include_ineligible=include_ineligible
             )
-        else:
-            raise KeyError(f"--engine {engine!r} : utilisez duckdb ou spark")
         write_csv_atomic(table, output)
     except (ExtractError, DefinitionError, OutputPathError, FileNotFoundError, KeyError) as e:
         console.print(

@@ -68,6 +68,9 @@ def load_campaign(id_or_path: str | Path, *, root: Path = DEFINITIONS_DIR) -> Ca
     path = Path(id_or_path)
     if not path.is_dir():
         raise DefinitionError(f"{path}: aucun dossier de campagne à ce chemin")
+    if not (path / "campaign.yaml").is_file():
+        # Checked before anything walks the folder: `/` or `~/` must not be scanned.
+        raise DefinitionError(f"{path}: pas de campaign.yaml dans ce dossier de campagne")
     folder = path.resolve()
     return _load_cached(folder, _stamp(folder))
 

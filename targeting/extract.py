@@ -163,7 +163,19 @@ def read_failure(e: Exception, extract: Path, paths: dict[str, Path]) -> Extract
     The reader's own message is left out: it may quote a cell of a personal-data column.
     """
     text = str(e)
-    named = [p for p in paths.values() if str(p) in text or p.name in text]
+    named = [p for p in paths.values() if str(p) in text]
+    if not named:
+        # The message does not say which file: read each one whole (only on this failure path).
+        con = duckdb.connect()
+        try:
+            for path in paths.values():
+                try:
+                    con.execute(f"SELECT max(hash(t)) FROM {_reader(path)} t").fetchall()
+                except duckdb.Error:
+                    named.append(path)
+                    break
+        finally:
+            con.close()
     return ExtractError(named[0] if named else extract, DAMAGED)
 
 

@@ -56,11 +56,16 @@ def _check_parent(path: Path, shown: str) -> None:
         raise OutputPathError(
             f"{shown} : {parent} n'est pas un dossier ; choisissez un fichier dans un dossier."
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
+    # A real probe, not os.access: root passes os.access on a read-only file system.
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".relance-probe-")
+    except OSError as e:
         raise OutputPathError(
-            f"{shown} : le dossier {parent} n'est pas accessible en écriture ; "
+            f"{shown} : le dossier {parent} n'est pas accessible en écriture ({e.strerror}) ; "
             "choisissez un dossier où vous pouvez écrire."
-        )
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_dir(path: Path, *, option: str) -> None:

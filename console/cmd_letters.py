@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.db import get_engine, session_scope
 from campaigns.returns import ReturnsFileError, import_returns
@@ -30,7 +31,7 @@ def returns(
     try:
         data = file.read_bytes()
     except OSError as e:
-        err.print(f"[red]{file}: cannot read ({e.strerror})[/red]")
+        err.print(f"[red]{escape(str(file))}: cannot read ({e.strerror})[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         with session_scope(get_engine()) as s:

@@ -6,6 +6,7 @@ from datetime import date
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -31,13 +32,13 @@ out, err = Console(), Console(stderr=True)
 def _pending(s: Session, campaign: str) -> TargetList:
     lst = pending_list(session=s, campaign_id=campaign)
     if lst is None:
-        err.print(f"[red]{campaign}: no list awaits validation[/red]")
+        err.print(f"[red]{escape(campaign)}: no list awaits validation[/red]", soft_wrap=True)
         raise typer.Exit(2)
     return lst
 
 
 def _fail(e: Exception) -> None:
-    err.print(f"[red]{e}[/red]")
+    err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
     raise typer.Exit(2) from None
 
 

@@ -198,26 +198,29 @@ def set_objectives(
 
 
 def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
-    """`echelon,objective` lines; every bad line is reported with its number, none applied."""
+    """`echelon,objective` lines; every bad line is reported by number and column, none applied.
+
+    A cell's value is never repeated (a shifted line may put a NIR where an échelon should be).
+    """
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     out: dict[str, int] = {}
     errors = []
     header = next(reader, None)
     if header is None or [h.strip().lower() for h in header[:2]] != ["echelon", "objective"]:
-        raise ObjectiveError("line 1: the header must be 'echelon,objective'")
+        raise ObjectiveError("ligne 1 : l'en-tête doit être 'echelon,objective'")
     for n, line in enumerate(reader, start=2):
         if not line or not "".join(line).strip():
             continue
         if len(line) != 2:
-            errors.append(f"line {n}: expected 2 columns, got {len(line)}")
+            errors.append(f"ligne {n} : 2 colonnes attendues, {len(line)} trouvée(s)")
             continue
         echelon, value = line[0].strip(), line[1].strip()
         if echelon not in known:
-            errors.append(f"line {n}: unknown échelon {echelon!r}")
+            errors.append(f"ligne {n}, colonne echelon : échelon inconnu")
         elif not (value.isascii() and value.isdigit()):
-            errors.append(f"line {n}: objective {value!r} is not a whole number")
+            errors.append(f"ligne {n}, colonne objective : n'est pas un nombre entier")
         elif echelon in out:
-            errors.append(f"line {n}: échelon {echelon} given twice")
+            errors.append(f"ligne {n}, colonne echelon : échelon {echelon} donné deux fois")
         else:
             out[echelon] = int(value)
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +25,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """Create the ledger 0600 in a 0700 folder (SQLite gives its -wal and -shm the same mode)."""
+    import os
+
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL, with SQLite tuned for one writer and many readers."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(path))
         engine = create_engine(
             url, connect_args={"check_same_thread": False}, hide_parameters=True
         )
@@ -51,14 +62,50 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+# Alembic keeps its running context in module globals: two threads migrating at once in one
+# process break each other (KeyError: 'script'). Every migration in the process goes through this.
+_MIGRATION_LOCK = threading.RLock()
+# Any constant shared by every Relance process: PostgreSQL serialises their migrations on it.
+_PG_MIGRATION_LOCK_ID = 70612
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the SQLite database (other processes wait)."""
+    import fcntl
+    import os
+
+    db = engine.url.database
+    if not db or db == ":memory:":
+        yield
+        return
+    lock_path = Path(f"{db}.migrate.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the latest migration."""
+    """Bring the schema to the latest migration, one migrating thread or process at a time."""
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with _MIGRATION_LOCK:
+        if engine.dialect.name == "sqlite":
+            with _sqlite_file_lock(engine), engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            return
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Released at commit: the next process then finds the schema at head.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK_ID})")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
 
 
 @contextmanager
@@ -74,16 +121,22 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 _engines: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """The process-wide engine for the configured database, migrated on first use."""
+    """The process-wide engine for the configured database, migrated once on first use."""
     from campaigns.settings import get_settings
 
     url = url or get_settings().resolved_database_url()
-    if url not in _engines:
-        engine = make_engine(url)
-        if migrate:
-            upgrade(engine)
-        _engines[url] = engine
-    return _engines[url]
+    engine = _engines.get(url)
+    if engine is not None:
+        return engine
+    # Tasks of one flow run start on threads at once: one creates and migrates, the others wait.
+    with _ENGINES_LOCK:
+        if url not in _engines:
+            engine = make_engine(url)
+            if migrate:
+                upgrade(engine)
+            _engines[url] = engine
+        return _engines[url]

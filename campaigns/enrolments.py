@@ -15,6 +15,8 @@ from sqlmodel import Session, col, select
 from campaigns.clock import utcnow
 from campaigns.lifecycle import close_member
 from campaigns.models import ACTIVE, GOAL, Enrolment, Member, Person
+from targeting.identifiers import key_problem
+from targeting.schema import PERSON_KEY
 
 FEED_COLUMNS = ("ben_nir_psa", "ben_rng_gem", "date_adhesion", "canal")
 ENROLMENT_CHANNELS = ("online", "paper", "doctor", "phone")
@@ -22,7 +24,7 @@ ENROLMENT_CHANNELS = ("online", "paper", "doctor", "phone")
 
 @dataclass
 class FeedReport:
-    """What an ingestion did, with each rejected line and why."""
+    """What an ingestion did, with each rejected line and why (never a cell's value)."""
 
     file: str
     rows: int = 0
@@ -33,40 +35,37 @@ class FeedReport:
 
 
 def _parse(path: Path, report: FeedReport) -> list[dict[str, Any]]:
+    """The good rows; each bad line is named in `report.errors` by line and column, never value."""
     rows: list[dict[str, Any]] = []
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in FEED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            report.errors.append(f"{path.name}: line 1: missing columns {', '.join(missing)}")
+            report.errors.append(f"{path.name}, ligne 1 : colonnes manquantes {', '.join(missing)}")
             return rows
         for raw in reader:
             line_no = reader.reader.line_num  # the file's line, even after a quoted line break
             report.rows += 1
+            bad = [(c, why) for c in PERSON_KEY if (why := key_problem(c, raw[c])) is not None]
             try:
-                nir_psa = (raw["ben_nir_psa"] or "").strip()
-                if not nir_psa:
-                    raise ValueError("ben_nir_psa is empty")
-                try:
-                    rng = int(raw["ben_rng_gem"])
-                except (TypeError, ValueError) as e:
-                    raise ValueError(f"ben_rng_gem {raw['ben_rng_gem']!r} is not a number") from e
-                try:
-                    on = date.fromisoformat((raw["date_adhesion"] or "").strip())
-                except ValueError as e:
-                    raise ValueError(
-                        f"date_adhesion {raw['date_adhesion']!r} is not a YYYY-MM-DD date"
-                    ) from e
-                canal = (raw["canal"] or "").strip()
-                if canal not in ENROLMENT_CHANNELS:
-                    raise ValueError(
-                        f"canal {canal!r} is not one of {', '.join(ENROLMENT_CHANNELS)}"
-                    )
-            except ValueError as e:
-                report.errors.append(f"{path.name}: line {line_no}: {e}")
+                on = date.fromisoformat((raw["date_adhesion"] or "").strip())
+            except ValueError:
+                bad.append(("date_adhesion", "n'est pas une date (AAAA-MM-JJ)"))
+            canal = (raw["canal"] or "").strip()
+            if canal not in ENROLMENT_CHANNELS:
+                bad.append(("canal", f"n'est pas l'un de {', '.join(ENROLMENT_CHANNELS)}"))
+            if bad:
+                report.errors += [
+                    f"{path.name}, ligne {line_no}, colonne {c} : {why}" for c, why in bad
+                ]
                 continue
             rows.append(
-                {"ben_nir_psa": nir_psa, "ben_rng_gem": rng, "enrolled_on": on, "channel": canal}
+                {
+                    "ben_nir_psa": raw["ben_nir_psa"].strip(),
+                    "ben_rng_gem": int(raw["ben_rng_gem"]),
+                    "enrolled_on": on,
+                    "channel": canal,
+                }
             )
     return rows
 

@@ -20,6 +20,7 @@ from campaigns.calendar import within_contact_hours
 from campaigns.clock import PARIS
 from campaigns.definition import REACHED_OUTCOMES, ContactHours
 from campaigns.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
+from targeting.identifiers import key_problem
 
 # Reason codes (the ledger's words), with the words users see.
 REASON_TEXTS = {
@@ -330,6 +331,9 @@ def record_opposition(
     """
     if canal not in OPPOSITION_CANALS:
         raise ValueError(f"unknown channel {canal!r} (one of {', '.join(OPPOSITION_CANALS)})")
+    for column, value in (("ben_nir_psa", ben_nir_psa), ("ben_rng_gem", ben_rng_gem)):
+        if (why := key_problem(column, value)) is not None:
+            raise ValueError(f"colonne {column} : {why}")  # never the value: it may be a NIR
     exists = session.exec(
         select(Opposition).where(
             Opposition.ben_nir_psa == ben_nir_psa,

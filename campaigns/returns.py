@@ -2,7 +2,8 @@
 
 The file (CSV, UTF-8, header `key,returned_on,reason`) names each letter by the outbox key
 printed in the batch manifest. The whole file is checked first and applied in one
-transaction only if every line is good; importing it again changes nothing.
+transaction only if every line is good; importing it again changes nothing. A problem names
+the line and column, never the cell's value (a misplaced cell may hold a NIR or a phone).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel import Session, col, select
 from campaigns.audit import record
 from campaigns.clock import utcnow
 from campaigns.models import SUCCESS_STATES, Action, MemberEvent, Person, ProviderEvent
+from targeting.identifiers import KIND_WORDS, kind_of
 
 COLUMNS = ("key", "returned_on", "reason")
 # The print house's reasons; NPAI: "n'habite pas à l'adresse indiquée".
@@ -55,7 +57,7 @@ class ReturnsReport:
 
 
 class ReturnsFileError(Exception):
-    """A returns file with bad lines: every problem, as `FILE, line N, column C: why`."""
+    """A returns file with bad lines: every problem, as `FILE, ligne N, colonne C : pourquoi`."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
@@ -73,7 +75,7 @@ class _Problems:
     def items(self) -> list[str]:
         """In file order, so a user fixes them top to bottom."""
         return [
-            f"{self.name}, line {line}, column {c}: {why}"
+            f"{self.name}, ligne {line}, colonne {c} : {why}"
             for line, c, why in sorted(self.found, key=lambda x: (x[0], x[1]))
         ]
 
@@ -85,7 +87,7 @@ def _decode(data: bytes, bad: _Problems) -> str | None:
         before = data[: e.start]
         line = before.count(b"\n") + 1
         column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
-        bad.add(line, column, "not UTF-8 text")
+        bad.add(line, column, "pas du texte UTF-8")
         return None
 
 
@@ -94,19 +96,19 @@ def _header(row: list[str], bad: _Problems) -> dict[str, int] | None:
     if len(names) == 1:
         for sep, label in ((";", "';'"), ("\t", "a tab"), ("|", "'|'")):
             if sep in names[0]:
-                bad.add(1, 1, f"wrong delimiter {label}: columns are separated by ','")
+                bad.add(1, 1, f"séparateur {label} : les colonnes sont séparées par ','")
                 return None
     where = {}
     for i, n in enumerate(names, start=1):
         if n not in COLUMNS:
-            bad.add(1, i, f"unknown column {row[i - 1]!r} (expected {','.join(COLUMNS)})")
+            bad.add(1, i, f"colonne inconnue (attendu : {','.join(COLUMNS)})")
         elif n in where:
-            bad.add(1, i, f"column {n!r} appears twice")
+            bad.add(1, i, f"colonne {n} en double")
         else:
             where[n] = i - 1
     for n in COLUMNS:
         if n not in where:
-            bad.add(1, len(names) + 1, f"missing column {n!r} (expected {','.join(COLUMNS)})")
+            bad.add(1, len(names) + 1, f"colonne {n} manquante (attendu : {','.join(COLUMNS)})")
     return where if len(where) == len(COLUMNS) and len(names) == len(COLUMNS) else None
 
 
@@ -125,7 +127,7 @@ def _parse(data: bytes, name: str) -> tuple[list[Return], _Problems]:
     if text is None:
         raise ReturnsFileError(bad.items)
     if not text.strip():
-        bad.add(1, 1, f"empty file (expected the header {','.join(COLUMNS)})")
+        bad.add(1, 1, f"fichier vide (en-tête attendu : {','.join(COLUMNS)})")
         raise ReturnsFileError(bad.items)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     out: list[Return] = []
@@ -140,15 +142,19 @@ def _parse(data: bytes, name: str) -> tuple[list[Return], _Problems]:
                 continue
             if len(row) != len(COLUMNS):
                 col_ = min(len(row), len(COLUMNS)) + 1
-                bad.add(line, col_, f"expected {len(COLUMNS)} columns, found {len(row)}")
+                bad.add(line, col_, f"{len(COLUMNS)} colonnes attendues, {len(row)} trouvée(s)")
                 continue
             ok = True
             key = row[where["key"]].strip()
+            kind = kind_of(key)
             if not key:
-                bad.add(line, where["key"] + 1, "empty key")
+                bad.add(line, where["key"] + 1, "clé vide")
+                ok = False
+            elif kind is not None:
+                bad.add(line, where["key"] + 1, f"{KIND_WORDS[kind]}, pas une clé de lettre")
                 ok = False
             elif key in seen:
-                bad.add(line, where["key"] + 1, f"key {key!r} already on line {seen[key]}")
+                bad.add(line, where["key"] + 1, f"clé déjà présente ligne {seen[key]}")
                 ok = False
             else:
                 seen[key] = line
@@ -158,7 +164,7 @@ def _parse(data: bytes, name: str) -> tuple[list[Return], _Problems]:
                 if len(raw_day) != 10:
                     raise ValueError(raw_day)
             except ValueError:
-                bad.add(line, where["returned_on"] + 1, f"bad date {raw_day!r} (YYYY-MM-DD)")
+                bad.add(line, where["returned_on"] + 1, "n'est pas une date (AAAA-MM-JJ)")
                 ok = False
             raw_reason = row[where["reason"]].strip()
             reason = REASONS.get(raw_reason.lower())
@@ -166,13 +172,13 @@ def _parse(data: bytes, name: str) -> tuple[list[Return], _Problems]:
                 bad.add(
                     line,
                     where["reason"] + 1,
-                    f"unknown reason {raw_reason!r} (one of {', '.join(REASONS.values())})",
+                    f"motif inconnu (l'un de {', '.join(REASONS.values())})",
                 )
                 ok = False
             if ok:
                 out.append(Return(line, key, day, reason))  # type: ignore[arg-type]
     except csv.Error as e:
-        bad.add(reader.line_num, 1, f"not CSV: {e}")
+        bad.add(reader.line_num, 1, f"pas du CSV : {e}")
     return out, bad
 
 
@@ -206,15 +212,15 @@ def import_returns(
     for r in returns:
         a = actions.get(r.key)
         if a is None:
-            bad.add(r.line, 1, f"unknown key {r.key!r}: no such letter in the ledger")
+            bad.add(r.line, 1, "clé inconnue : aucune lettre du registre ne porte cette clé")
         elif a.channel != "letter":
-            bad.add(r.line, 1, f"key {r.key!r} is a {a.channel} action, not a letter")
+            bad.add(r.line, 1, f"cette clé est une action {a.channel}, pas une lettre")
         elif a.state not in SUCCESS_STATES:
-            bad.add(r.line, 1, f"letter {r.key!r} was never sent (it is {a.state})")
+            bad.add(r.line, 1, f"cette lettre n'a jamais été envoyée (elle est {a.state})")
         elif a.done_on is not None and r.returned_on < a.done_on:
-            bad.add(r.line, 2, f"returned on {r.returned_on} before it was sent ({a.done_on})")
+            bad.add(r.line, 2, f"retour le {r.returned_on}, avant l'envoi ({a.done_on})")
         elif r.returned_on > now.date():
-            bad.add(r.line, 2, f"returned on {r.returned_on}, a date in the future")
+            bad.add(r.line, 2, f"retour le {r.returned_on}, une date future")
     if bad.items:
         raise ReturnsFileError(bad.items)
 

@@ -31,7 +31,9 @@ def returns(
     try:
         data = file.read_bytes()
     except OSError as e:
-        err.print(f"[red]{escape(str(file))}: cannot read ({e.strerror})[/red]", soft_wrap=True)
+        err.print(
+            f"[red]{escape(str(file))} : lecture impossible ({e.strerror})[/red]", soft_wrap=True
+        )
         raise typer.Exit(2) from None
     try:
         with session_scope(get_engine()) as s:
@@ -39,13 +41,13 @@ def returns(
     except ReturnsFileError as e:
         for line in e.problems:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
-        err.print(f"[red]{len(e.problems)} problem(s): nothing imported[/red]")
+        err.print(f"[red]{len(e.problems)} problème(s) : rien n'est importé[/red]")
         raise typer.Exit(2) from None
-    reasons = ", ".join(f"{k} {v}" for k, v in report.by_reason.items()) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in report.by_reason.items()) or "aucune"
     out.print(
-        f"{report.lines} returned letters: {report.applied} imported ({reasons}), "
-        f"{report.already_imported} already imported, "
-        f"{report.addresses_invalidated} addresses marked invalid",
+        f"{report.lines} lettre(s) retournée(s) : {report.applied} importée(s) ({reasons}), "
+        f"{report.already_imported} déjà importée(s), "
+        f"{report.addresses_invalidated} adresse(s) marquée(s) invalide(s)",
         soft_wrap=True,
     )
 

@@ -13,6 +13,8 @@ from rich.console import Console
 from campaigns.clock import PARIS, utcnow
 from campaigns.db import get_engine, session_scope
 from campaigns.policy import OPPOSITION_CANALS, record_opposition
+from targeting.identifiers import key_problem
+from targeting.schema import PERSON_KEY
 
 oppositions = typer.Typer(help="Oppositions to being contacted.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
@@ -29,7 +31,7 @@ class Row:
 
 
 def parse_file(path: Path, today: date) -> tuple[list[Row], list[str]]:
-    """The rows of a CSV file, or every error as `line N, column C: what`."""
+    """The rows of a CSV file, or every error as `ligne N, colonne C : pourquoi` (no value)."""
     rows: list[Row] = []
     errors: list[str] = []
     with path.open(newline="", encoding="utf-8-sig") as f:
@@ -37,30 +39,23 @@ def parse_file(path: Path, today: date) -> tuple[list[Row], list[str]]:
         header = reader.fieldnames or []
         missing = [c for c in COLUMNS if c not in header]
         if missing:
-            return [], [f"line 1: missing column(s) {', '.join(missing)}"]
+            return [], [f"ligne 1 : colonne(s) manquante(s) {', '.join(missing)}"]
         for rec in reader:
             line = reader.line_num
-            bad = len(errors)
-            psa = (rec.get("ben_nir_psa") or "").strip()
-            if not psa:
-                errors.append(f"line {line}, column ben_nir_psa: empty")
-            rng = (rec.get("ben_rng_gem") or "").strip()
-            if not (rng.isascii() and rng.isdigit()):
-                errors.append(f"line {line}, column ben_rng_gem: {rng!r} is not a number")
+            bad = [(c, why) for c in PERSON_KEY if (why := key_problem(c, rec.get(c))) is not None]
             canal = (rec.get("canal") or "").strip()
             if canal not in OPPOSITION_CANALS:
-                errors.append(
-                    f"line {line}, column canal: {canal!r} is not one of "
-                    + ", ".join(OPPOSITION_CANALS)
-                )
+                bad.append(("canal", "n'est pas l'un de " + ", ".join(OPPOSITION_CANALS)))
             on = today
             raw = (rec.get("opposed_on") or "").strip()
             if raw:
                 try:
                     on = date.fromisoformat(raw)
                 except ValueError:
-                    errors.append(f"line {line}, column opposed_on: {raw!r} is not a date")
-            if len(errors) == bad:
+                    bad.append(("opposed_on", "n'est pas une date (AAAA-MM-JJ)"))
+            errors += [f"ligne {line}, colonne {c} : {why}" for c, why in bad]
+            if not bad:
+                psa, rng = ((rec.get(c) or "").strip() for c in PERSON_KEY)
                 rows.append(Row(psa, int(rng), canal, on))
     return rows, errors
 
@@ -78,13 +73,13 @@ def import_file(
     try:
         rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
     except UnicodeDecodeError:
-        rows, errors = [], ["not UTF-8 text: save the file as UTF-8 CSV"]
+        rows, errors = [], ["pas du texte UTF-8 : enregistrez le fichier en CSV UTF-8"]
     except csv.Error as bad:
-        rows, errors = [], [f"not a readable CSV file ({bad})"]
+        rows, errors = [], [f"fichier CSV illisible ({bad})"]
     if errors:
         for e in errors:
-            err.print(f"{path.name}: {e}", soft_wrap=True, markup=False, highlight=False)
-        err.print(f"[red]nothing imported ({len(errors)} error(s))[/red]")
+            err.print(f"{path.name}, {e}", soft_wrap=True, markup=False, highlight=False)
+        err.print(f"[red]rien n'est importé ({len(errors)} erreur(s))[/red]")
         raise typer.Exit(2)
     with session_scope(get_engine()) as s:
         added = sum(
@@ -98,7 +93,7 @@ def import_file(
             )
             for r in rows
         )
-    out.print(f"{len(rows)} line(s) read, {added} opposition(s) recorded")
+    out.print(f"{len(rows)} ligne(s) lue(s), {added} opposition(s) enregistrée(s)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,89 +1,87 @@
-"""`relance validation`: review a campaign's list before launch (échelons, then a manager)."""
+"""`relance validation`: review a campaign's list before launch (échelons, then a manager).
+
+Every step goes through `campaigns.app.validation`, which audits it under `--by`.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
+from campaigns.app import validation as uc
+from campaigns.clock import PARIS
 from campaigns.db import get_engine, session_scope
-from campaigns.models import PENDING, Member, Person, TargetList
-from campaigns.validation import (
-    EXCLUSION_REASONS,
-    ValidationError,
-    approve,
-    exclude,
-    list_status,
-    pending_list,
-    reject,
-    revoke_exclusion,
-    sign_off,
-)
+from campaigns.models import TargetList
+from campaigns.validation import EXCLUSION_REASONS, ValidationError, list_status, pending_list
+from flows.dates import paris_today
 from flows.validation import resume_with_decision
 
-app = typer.Typer(help="Local validation of a campaign's list before launch.", no_args_is_help=True)
+app = typer.Typer(
+    help="Validation locale de la liste d'une campagne avant lancement.", no_args_is_help=True
+)
 out, err = Console(), Console(stderr=True)
+STATES = {
+    "pending": "en attente",
+    "approved": "lancée",
+    "rejected": "refusée",
+    "expired": "expirée",
+}
 
 
-def _pending(s: Session, campaign: str) -> TargetList:
-    lst = pending_list(session=s, campaign_id=campaign)
-    if lst is None:
-        err.print(f"[red]{escape(campaign)}: no list awaits validation[/red]", soft_wrap=True)
-        raise typer.Exit(2)
-    return lst
-
-
-def _fail(e: Exception) -> None:
-    err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
-    raise typer.Exit(2) from None
+@contextmanager
+def _step() -> Iterator[Session]:
+    """A session whose refused step ends the command with its reason (exit code 2)."""
+    try:
+        with session_scope(get_engine()) as s:
+            yield s
+    except (ValidationError, PermissionError) as e:
+        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
 def status(campaign: str = typer.Argument(...)) -> None:
-    """The lists of a campaign and, for the pending one, where each échelon stands."""
+    """Les listes d'une campagne et, pour celle en attente, où en est chaque échelon."""
     with session_scope(get_engine()) as s:
         for lst in s.exec(select(TargetList).where(TargetList.campaign_id == campaign)):
             out.print(
-                f"list {lst.id}: {lst.state}, created {lst.created_on}, deadline {lst.deadline}"
-                + (f", by {lst.decided_by}" if lst.decided_by else "")
-                + (f" — {lst.reason}" if lst.reason else "")
+                f"liste {lst.id} : {STATES.get(lst.state, lst.state)}, créée le {lst.created_on}, "
+                f"échéance {lst.deadline}"
+                + (f", par {lst.decided_by}" if lst.decided_by else "")
+                + (f" — {lst.reason}" if lst.reason else ""),
+                markup=False,
             )
         pending = pending_list(session=s, campaign_id=campaign)
         if pending is None:
             return
-        t = Table("échelon", "listed", "excluded", "validated by", "at")
+        t = Table("échelon", "listées", "retirées", "validée par", "le (Paris)")
         for e, v in list_status(session=s, target_list=pending).per_echelon.items():
-            t.add_row(
-                e,
-                str(v["listed"]),
-                str(v["excluded"]),
-                v["signed_by"] or "—",
-                str(v["signed_at"] or "—"),
+            at = (
+                v["signed_at"].astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+                if v["signed_at"]
+                else "—"
             )
+            t.add_row(e, str(v["listed"]), str(v["excluded"]), v["signed_by"] or "—", at)
         out.print(t)
 
 
 @app.command(name="list")
 def list_people(
     campaign: str = typer.Argument(...),
-    echelon: str = typer.Option(..., "--echelon", help="Only this échelon's people."),
+    echelon: str = typer.Option(..., "--echelon", help="Les personnes de cet échelon seulement."),
+    by: str = typer.Option(..., "--by", help="Qui consulte la liste (journal d'audit)."),
 ) -> None:
-    """The people of one échelon on the pending list (no NIR, no phone number)."""
-    with session_scope(get_engine()) as s:
-        _pending(s, campaign)
-        t = Table("member", "nom", "prénom", "né(e)", "échéance ALD", "priorité")
-        for m, p in s.exec(
-            select(Member, Person)
-            .join(Person, col(Person.id) == col(Member.person_id))
-            .where(
-                Member.campaign_id == campaign, Member.status == PENDING, Member.echelon == echelon
-            )
-            .order_by(col(Member.anchor_date))
-        ):
+    """Les personnes d'un échelon sur la liste en attente (ni NIR ni téléphone)."""
+    with _step() as s:
+        people = uc.echelon_people(session=s, actor=by, campaign_id=campaign, echelon=echelon)
+        t = Table("personne", "nom", "prénom", "né(e)", "échéance ALD", "priorité", "retirée")
+        for m, p, excluded in people:
             t.add_row(
                 str(m.id),
                 p.nom,
@@ -91,6 +89,7 @@ def list_people(
                 str(p.birth_year or "?"),
                 str(m.anchor_date),
                 "oui" if m.priority else "",
+                EXCLUSION_REASONS[excluded.reason] if excluded else "",
             )
         out.print(t)
 
@@ -100,25 +99,22 @@ def exclude_cmd(
     campaign: str = typer.Argument(...),
     member: int = typer.Option(..., "--member"),
     reason: str = typer.Option(..., "--reason", help=", ".join(EXCLUSION_REASONS)),
-    by: str = typer.Option(..., "--by", help="Who excludes (recorded)."),
+    by: str = typer.Option(..., "--by", help="Qui retire la personne (journal d'audit)."),
     note: str = typer.Option(None, "--note"),
-    scope: str = typer.Option(None, "--echelon", help="The échelon the person acts for."),
+    scope: str = typer.Option(None, "--echelon", help="L'échelon pour lequel on agit."),
 ) -> None:
-    """Take a person off the list, with a reason (reversible until launch)."""
-    with session_scope(get_engine()) as s:
-        try:
-            exclude(
-                session=s,
-                target_list=_pending(s, campaign),
-                member_id=member,
-                reason=reason,
-                by=by,
-                note=note,
-                scope=scope,
-            )
-        except (ValidationError, PermissionError) as e:
-            _fail(e)
-    out.print(f"member {member} excluded ({EXCLUSION_REASONS[reason]}) by {by}")
+    """Retirer une personne de la liste, avec un motif (réversible jusqu'au lancement)."""
+    with _step() as s:
+        uc.exclude_member(
+            session=s,
+            actor=by,
+            campaign_id=campaign,
+            member_id=member,
+            reason=reason,
+            note=note,
+            scope=scope,
+        )
+    out.print(f"personne {member} retirée ({EXCLUSION_REASONS[reason]}) par {by}", markup=False)
 
 
 @app.command()
@@ -128,15 +124,12 @@ def revoke(
     by: str = typer.Option(..., "--by"),
     scope: str = typer.Option(None, "--echelon"),
 ) -> None:
-    """Put an excluded person back on the list."""
-    with session_scope(get_engine()) as s:
-        try:
-            done = revoke_exclusion(
-                session=s, target_list=_pending(s, campaign), member_id=member, by=by, scope=scope
-            )
-        except (ValidationError, PermissionError) as e:
-            _fail(e)
-    out.print(f"member {member} back on the list" if done else "nothing to revoke")
+    """Remettre sur la liste une personne retirée."""
+    with _step() as s:
+        done = uc.revoke_exclusion(
+            session=s, actor=by, campaign_id=campaign, member_id=member, scope=scope
+        )
+    out.print(f"personne {member} remise sur la liste" if done else "rien à annuler")
 
 
 @app.command(name="sign-off")
@@ -145,33 +138,38 @@ def sign_off_cmd(
     echelon: str = typer.Option(..., "--echelon"),
     by: str = typer.Option(..., "--by"),
 ) -> None:
-    """Mark an échelon's list as reviewed."""
-    with session_scope(get_engine()) as s:
-        try:
-            sign_off(
-                session=s, target_list=_pending(s, campaign), echelon=echelon, by=by, scope=echelon
-            )
-        except (ValidationError, PermissionError) as e:
-            _fail(e)
-    out.print(f"échelon {echelon} validated by {by}")
+    """Valider la liste d'un échelon."""
+    with _step() as s:
+        uc.sign_off_echelon(
+            session=s, actor=by, campaign_id=campaign, echelon=echelon, scope=echelon
+        )
+    out.print(f"liste de l'échelon {echelon} validée par {by}", markup=False)
+
+
+def _decide(campaign: str, decision: str, by: str, reason: str = "") -> uc.Decided:
+    with _step() as s:
+        done = uc.decide_list(
+            session=s,
+            actor=by,
+            campaign_id=campaign,
+            decision=decision,
+            reason=reason,
+            today=paris_today(),
+            via="cli",
+        )
+    out.print(resume_with_decision(done.flow_run_id, done.as_input(actor=by, reason=reason)))
+    return done
 
 
 @app.command(name="approve")
 def approve_cmd(
     campaign: str = typer.Argument(...),
-    by: str = typer.Option(..., "--by", help="The approving campaign manager (recorded)."),
+    by: str = typer.Option(..., "--by", help="Le responsable de campagne qui lance (audité)."),
 ) -> None:
-    """Launch the list: every échelon must have validated it."""
-    with session_scope(get_engine()) as s:
-        lst = _pending(s, campaign)
-        try:
-            counts = approve(session=s, target_list=lst, by=by, today=date.today())
-        except ValidationError as e:
-            _fail(e)
-        run = lst.flow_run_id
-    for echelon, c in counts.items():
-        out.print(f"  {echelon}: {c['launched']} launched, {c['excluded']} excluded")
-    out.print(resume_with_decision(run, {"approved": True, "approver": by}))
+    """Lancer la liste : chaque échelon doit l'avoir validée."""
+    done = _decide(campaign, "approve", by)
+    for echelon, c in done.counts.items():
+        out.print(f"  {echelon} : {c['launched']} lancées, {c['excluded']} retirées")
 
 
 @app.command(name="reject")
@@ -180,13 +178,9 @@ def reject_cmd(
     by: str = typer.Option(..., "--by"),
     reason: str = typer.Option(..., "--reason"),
 ) -> None:
-    """Refuse the list: nobody on it is contacted."""
-    with session_scope(get_engine()) as s:
-        lst = _pending(s, campaign)
-        reject(session=s, target_list=lst, by=by, reason=reason, today=date.today())
-        run = lst.flow_run_id
-    out.print(f"list {lst.id} rejected by {by}: {reason}")
-    out.print(resume_with_decision(run, {"approved": False, "approver": by, "reason": reason}))
+    """Refuser la liste : personne n'y est contacté."""
+    done = _decide(campaign, "reject", by, reason)
+    out.print(f"liste {done.list_id} refusée par {by} : {reason}", markup=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -1,8 +1,12 @@
-"""Prefect flows: one per daily stage, and the day that chains them.
+"""Prefect flows: the campaign's day as one chained run, and each stage runnable on its own.
 
 Flows orchestrate stages and batches; per-person state lives in the database, so the
 number of task runs does not grow with the number of people (one task per stage, or per
 channel, each looping over database batches with a transaction per batch).
+
+Every task has a timeout and retries only what can recover (the network, a restarting
+database, a busy provider): a missing extract, an unknown campaign or an unconfigured
+database fails at once, with the stage named.
 """
 
 from __future__ import annotations
@@ -13,27 +17,96 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Failed, State
+from sqlmodel import select
 
+from campaigns.calendar import is_working_day
 from campaigns.catalog import load_campaign
-from campaigns.db import get_engine
+from campaigns.db import get_engine, session_scope
+from campaigns.models import StageRun
 from campaigns.settings import get_settings
+from campaigns.validation import expire_overdue, is_launched, list_status, pending_list
 from flows import stages
 from flows.adapters import build_adapters
-from flows.dates import paris_today
+from flows.runtime import ConfigurationError, configure_database, retry_if_transient, run_day
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [10, 60, 300],
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+# The calendar dispatch follows: the print house and the platform work on these days.
+NATIONAL_CALENDAR = "75"
+DISPATCHED = ("mailbox", "email", "letter")
+
+STAGE_LABELS = {
+    "preflight": "vérifications",
+    "enrolments": "adhésions",
+    "targeting": "ciblage",
+    "validation": "validation de la liste",
+    "tick": "planification",
+    "dispatch": "envoi",
+    "report": "rapport",
+}
 
 
-@task(retries=2, retry_delay_seconds=30)
-def targeting_task(campaign_id: str, extract_dir: str, day: date) -> dict[str, int]:
-    """Targeting over the extract, then admissions (reads files: retried)."""
+def _extract_dir(extract_dir: str | None) -> Path:
+    return Path(extract_dir) if extract_dir else get_settings().resolved_extract_dir
+
+
+def _feed_files(feed_dir: str | None) -> list[str]:
+    folder = Path(feed_dir) if feed_dir else get_settings().feeds_dir
+    return sorted(str(p) for p in folder.glob("*.csv")) if folder.exists() else []
+
+
+@task(timeout_seconds=300, **IO_RETRIES)
+def preflight_task(campaign_id: str, extract_dir: str | None, needs_extract: bool) -> str:
+    """The database is named and reachable, the campaign exists, the extract is there."""
+    configure_database()
+    get_engine()
+    load_campaign(campaign_id)
+    if needs_extract:
+        extract = _extract_dir(extract_dir)
+        if not extract.is_dir():
+            raise ConfigurationError(
+                f"extrait introuvable : {extract} (paramètre extract_dir ou RELANCE_EXTRACT_DIR)"
+            )
+    return campaign_id
+
+
+@task(timeout_seconds=3600, **IO_RETRIES)
+def targeting_task(campaign_id: str, extract_dir: str | None, day: date) -> dict[str, int]:
+    """Targeting over the extract, then admissions."""
     c = load_campaign(campaign_id)
     engine = get_engine()
     stages.register(engine=engine, campaign=c)
-    return stages.targeting_stage(engine=engine, campaign=c, extract=Path(extract_dir), day=day)
+    return stages.targeting_stage(
+        engine=engine, campaign=c, extract=_extract_dir(extract_dir), day=day
+    )
 
 
-@task
+@task(timeout_seconds=600, **IO_RETRIES)
+def validation_check_task(campaign_id: str, day: date) -> dict[str, Any]:
+    """Expire a list past its deadline; say whether contacts may start and what waits."""
+    with session_scope(get_engine()) as s:
+        expired = expire_overdue(session=s, campaign_id=campaign_id, today=day)
+        lst = pending_list(session=s, campaign_id=campaign_id)
+        out: dict[str, Any] = {
+            "launched": is_launched(session=s, campaign_id=campaign_id),
+            "expired_list": expired.id if expired else None,
+        }
+        if lst is not None:
+            status = list_status(session=s, target_list=lst)
+            out["pending_list"] = lst.id
+            out["deadline"] = lst.deadline.isoformat()
+            out["missing_signoffs"] = status.missing_signoffs
+        return out
+
+
+@task(timeout_seconds=3600, **IO_RETRIES)
 def tick_task(campaign_id: str, day: date) -> dict[str, int]:
-    """The cascade tick (database only: a retry would do the same, so none)."""
+    """The cascade tick (idempotent: a retry plans nothing twice)."""
     settings = get_settings()
     return stages.tick_stage(
         engine=get_engine(),
@@ -43,9 +116,9 @@ def tick_task(campaign_id: str, day: date) -> dict[str, int]:
     )
 
 
-@task(retries=3, retry_delay_seconds=[10, 60, 300], retry_jitter_factor=0.5)
+@task(timeout_seconds=3600, **IO_RETRIES)
 def dispatch_task(campaign_id: str, channel: str, day: date) -> dict[str, int]:
-    """Send one channel's due actions (calls providers: retried; keys make it safe)."""
+    """Send one channel's due actions (calls providers; keys make a retry safe)."""
     settings = get_settings()
     return stages.dispatch_stage(
         engine=get_engine(),
@@ -57,9 +130,9 @@ def dispatch_task(campaign_id: str, channel: str, day: date) -> dict[str, int]:
     )
 
 
-@task(retries=3, retry_delay_seconds=[10, 60, 300], retry_jitter_factor=0.5)
+@task(timeout_seconds=1800, **IO_RETRIES)
 def mailbox_reads_task(campaign_id: str, day: date) -> dict[str, int]:
-    """Ask the mailbox which messages were read (calls a provider: retried; reads recorded once)."""
+    """Ask the mailbox which messages were read (reads recorded once)."""
     settings = get_settings()
     return stages.mailbox_reads_stage(
         engine=get_engine(),
@@ -70,9 +143,9 @@ def mailbox_reads_task(campaign_id: str, day: date) -> dict[str, int]:
     )
 
 
-@task(retries=2, retry_delay_seconds=30)
+@task(timeout_seconds=1800, **IO_RETRIES)
 def enrolment_task(campaign_id: str, files: list[str], day: date) -> dict[str, Any]:
-    """Ingest enrolment files (reads files: retried; ingestion is idempotent)."""
+    """Ingest enrolment files (idempotent)."""
     return stages.enrolment_stage(
         engine=get_engine(),
         campaign=load_campaign(campaign_id),
@@ -81,90 +154,190 @@ def enrolment_task(campaign_id: str, files: list[str], day: date) -> dict[str, A
     )
 
 
-@task
+@task(timeout_seconds=600, **IO_RETRIES)
 def report_task(campaign_id: str) -> list[dict[str, Any]]:
     """The objectives table, as plain rows."""
     rows = stages.report_stage(engine=get_engine(), campaign=load_campaign(campaign_id))
     return [r.as_dict() for r in rows]
 
 
+@task(timeout_seconds=120, **IO_RETRIES)
+def ticked_task(campaign_id: str, day: date) -> bool:
+    """Whether the day's tick has run (an afternoon pass dispatches only after it)."""
+    with session_scope(get_engine()) as s:
+        row = s.exec(
+            select(StageRun.id).where(
+                StageRun.campaign_id == campaign_id, StageRun.stage == "tick", StageRun.day == day
+            )
+        ).first()
+    return row is not None
+
+
+def _dispatch(campaign_id: str, channels: tuple[str, ...], day: date) -> dict[str, Any]:
+    if not is_working_day(day, NATIONAL_CALENDAR):
+        get_run_logger().info("%s : jour non ouvré, aucun envoi", day.isoformat())
+        out: dict[str, Any] = {ch: {"non_ouvre": 1} for ch in channels}
+    else:
+        # The mailbox goes first: a deposited message queues its e-mail notice, sent the same day.
+        first = [ch for ch in channels if ch != "email"]
+        futures = {ch: dispatch_task.submit(campaign_id, ch, day) for ch in first}
+        out = {ch: futures[ch].result() for ch in first if ch == "mailbox"}
+        if "email" in channels:
+            out["email"] = dispatch_task.submit(campaign_id, "email", day).result()
+        out.update({ch: f.result() for ch, f in futures.items() if ch not in out})
+    if "mailbox" in channels:
+        out["mailbox_reads"] = mailbox_reads_task(campaign_id, day)
+    return out
+
+
 @flow(name="daily-targeting")
 def daily_targeting(
-    campaign_id: str = "sophia-ald8", extract_dir: str = "var/extract", day: date | None = None
+    campaign_id: str, extract_dir: str | None = None, day: date | None = None
 ) -> dict[str, int]:
-    """Admit the people who entered the horizon today; close those whose situation changed."""
-    return targeting_task(campaign_id, extract_dir, day or paris_today())
+    """Admit the people who entered the horizon on the day; close those whose situation changed."""
+    d = run_day(day)
+    preflight_task(campaign_id, extract_dir, True)
+    return targeting_task(campaign_id, extract_dir, d)
 
 
 @flow(name="cascade-tick")
-def cascade_tick(campaign_id: str = "sophia-ald8", day: date | None = None) -> dict[str, int]:
+def cascade_tick(campaign_id: str, day: date | None = None) -> dict[str, int]:
     """Plan the day's actions for every member in the cascade."""
-    return tick_task(campaign_id, day or paris_today())
+    d = run_day(day)
+    preflight_task(campaign_id, None, False)
+    return tick_task(campaign_id, d)
 
 
 @flow(name="channel-dispatch")
 def channel_dispatch(
-    campaign_id: str = "sophia-ald8",
-    channels: tuple[str, ...] = ("mailbox", "email", "letter"),
+    campaign_id: str,
+    channels: tuple[str, ...] = DISPATCHED,
     day: date | None = None,
-) -> dict[str, dict[str, int]]:
-    """Send what is due on each dispatched channel (calls go to the advisers' list)."""
-    d = day or paris_today()
-    # The mailbox goes first: a deposited message queues its e-mail notice, sent the same day.
-    first = [ch for ch in channels if ch != "email"]
-    futures = {ch: dispatch_task.submit(campaign_id, ch, d) for ch in first}
-    out = {ch: futures[ch].result() for ch in first if ch == "mailbox"}
-    if "email" in channels:
-        out["email"] = dispatch_task.submit(campaign_id, "email", d).result()
-    out.update({ch: f.result() for ch, f in futures.items() if ch not in out})
-    if "mailbox" in channels:
-        out["mailbox_reads"] = mailbox_reads_task(campaign_id, d)
-    return out
+    require_tick: bool = False,
+) -> dict[str, Any]:
+    """Send what is due on each dispatched channel (calls go to the advisers' list).
+
+    With `require_tick` (the afternoon pass), nothing goes out unless the day's tick ran:
+    a day whose chained run failed stays stopped.
+    """
+    d = run_day(day)
+    preflight_task(campaign_id, None, False)
+    if require_tick and not ticked_task(campaign_id, d):
+        raise ConfigurationError(
+            f"la planification du {d.isoformat()} n'a pas tourné pour {campaign_id} : "
+            "aucun envoi avant elle (relancez la journée : docs/operations.md)"
+        )
+    return _dispatch(campaign_id, channels, d)
 
 
 @flow(name="enrolment-feed")
 def enrolment_feed(
-    campaign_id: str = "sophia-ald8", feed_dir: str | None = None, day: date | None = None
+    campaign_id: str, feed_dir: str | None = None, day: date | None = None
 ) -> dict[str, Any]:
     """Ingest every enrolment file in the feed folder (already-ingested rows change nothing)."""
-    folder = Path(feed_dir) if feed_dir else get_settings().feeds_dir
-    files = sorted(str(p) for p in folder.glob("*.csv")) if folder.exists() else []
-    report = enrolment_task(campaign_id, files, day or paris_today())
+    d = run_day(day)
+    preflight_task(campaign_id, None, False)
+    report = enrolment_task(campaign_id, _feed_files(feed_dir), d)
     if report["errors"]:
         get_run_logger().warning(
-            "%d malformed feed rows: %s", len(report["errors"]), "; ".join(report["errors"][:20])
+            "%d lignes rejetées dans le flux d'adhésions : %s",
+            len(report["errors"]),
+            "; ".join(report["errors"][:20]),
         )
     return report
 
 
-@flow(name="objectives-report")
-def objectives_report(campaign_id: str = "sophia-ald8") -> list[dict[str, Any]]:
-    """Enrolments against objectives per échelon, published as artifacts."""
-    rows = report_task(campaign_id)
+def _publish_report(campaign_id: str, day: date, rows: list[dict[str, Any]]) -> None:
     table = [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    create_table_artifact(
-        key=f"{campaign_id}-objectives",
-        table=table,
-        description="Enrolments against objectives, per échelon",
-    )
-    md = ["| échelon | eligible | enrolled | objective | attainment |", "|---|---|---|---|---|"]
+    title = f"{campaign_id} — objectifs par échelon au {day.strftime('%d/%m/%Y')}"
+    create_table_artifact(key=f"{campaign_id}-objectives", table=table, description=title)
+    md = [
+        f"# {title}",
+        "",
+        "| échelon | éligibles | adhésions | objectif | atteinte |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         att = f"{r['attainment']:.0f} %" if r["attainment"] is not None else "—"
         md.append(f"| {r['name']} | {r['eligible']} | {r['enrolled']} | {r['objective']} | {att} |")
-    create_markdown_artifact(key=f"{campaign_id}-objectives-md", markdown="\n".join(md))
+    create_markdown_artifact(
+        key=f"{campaign_id}-objectives-md", markdown="\n".join(md), description=title
+    )
+
+
+@flow(name="objectives-report")
+def objectives_report(campaign_id: str, day: date | None = None) -> list[dict[str, Any]]:
+    """Enrolments against objectives per échelon, published as artifacts naming the day."""
+    d = run_day(day)
+    preflight_task(campaign_id, None, False)
+    rows = report_task(campaign_id)
+    _publish_report(campaign_id, d, rows)
     return rows
+
+
+def _day_summary(campaign_id: str, day: date, done: dict[str, Any], failed: str | None) -> str:
+    lines = [f"# {campaign_id} — journée du {day.strftime('%d/%m/%Y')}", ""]
+    for stage, label in STAGE_LABELS.items():
+        if stage in done:
+            lines.append(f"- {label} : terminé")
+        elif stage == failed:
+            lines.append(f"- {label} : **en échec**")
+        elif failed:
+            lines.append(f"- {label} : non lancé (une étape précédente a échoué)")
+    return "\n".join(lines)
 
 
 @flow(name="campaign-day")
 def campaign_day(
-    campaign_id: str = "sophia-ald8", extract_dir: str = "var/extract", day: date | None = None
-) -> dict[str, Any]:
-    """A whole day: targeting, tick, dispatch, enrolments, report — in that order."""
-    d = day or paris_today()
-    return {
-        "targeting": daily_targeting(campaign_id, extract_dir, d),
-        "tick": cascade_tick(campaign_id, d),
-        "dispatch": channel_dispatch(campaign_id, day=d),
-        "enrolments": enrolment_feed(campaign_id, day=d),
-        "report": objectives_report(campaign_id),
-    }
+    campaign_id: str,
+    extract_dir: str | None = None,
+    feed_dir: str | None = None,
+    day: date | None = None,
+) -> dict[str, Any] | State[Any]:
+    """The whole day in order: feeds, targeting, validation, tick, dispatch, report.
+
+    A failed stage stops every stage after it (a tick on a failed targeting, or a dispatch
+    on a failed feed, would contact the wrong people) and fails the day, naming the stage.
+    """
+    d = run_day(day)
+    plan: list[tuple[str, Any, tuple[Any, ...]]] = [
+        ("preflight", preflight_task, (campaign_id, extract_dir, True)),
+        ("enrolments", enrolment_task, (campaign_id, _feed_files(feed_dir), d)),
+        ("targeting", targeting_task, (campaign_id, extract_dir, d)),
+        ("validation", validation_check_task, (campaign_id, d)),
+        ("tick", tick_task, (campaign_id, d)),
+        ("dispatch", None, ()),
+        ("report", report_task, (campaign_id,)),
+    ]
+    done: dict[str, Any] = {}
+    for stage, fn, args in plan:
+        state = _dispatch_state(campaign_id, d) if fn is None else fn(*args, return_state=True)
+        if state.is_failed() or state.is_crashed():
+            summary = _day_summary(campaign_id, d, done, stage)
+            create_markdown_artifact(
+                key=f"{campaign_id}-day", markdown=summary, description=f"{campaign_id} {d}"
+            )
+            return Failed(
+                message=f"journée du {d.isoformat()} de {campaign_id} : l'étape "
+                f"« {STAGE_LABELS[stage]} » a échoué ({state.message}) ; "
+                "les étapes suivantes n'ont pas été lancées"
+            )
+        done[stage] = state.result()
+    _publish_report(campaign_id, d, done["report"])
+    create_markdown_artifact(
+        key=f"{campaign_id}-day",
+        markdown=_day_summary(campaign_id, d, done, None),
+        description=f"{campaign_id} {d}",
+    )
+    done.pop("preflight")
+    return {"day": d.isoformat(), **done}
+
+
+def _dispatch_state(campaign_id: str, day: date) -> State[Any]:
+    """The dispatch stage as one state: failed if any channel failed."""
+    from prefect.states import Completed
+
+    try:
+        return Completed(data=_dispatch(campaign_id, DISPATCHED, day))
+    except Exception as e:  # a channel's task failed: its state says why
+        return Failed(message=f"{type(e).__name__}: {e}")

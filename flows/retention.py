@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from campaigns.db import get_engine, session_scope
 from campaigns.retention import RETENTION_YEARS, RetentionReport, apply_retention
-from flows.dates import paris_today
+from flows.runtime import configure_database, retry_if_transient, run_day
 
 BATCH_SIZE = 2000
 
@@ -57,20 +57,26 @@ def report_rows(summary: RetentionReport) -> list[dict[str, Any]]:
 
 def report_markdown(summary: RetentionReport) -> str:
     """The report a person reads: what was (or would be) anonymised, and why these people."""
-    verb = "would be anonymised (dry run: nothing changed)" if summary.dry_run else "anonymised"
-    oldest = summary.oldest_last_offer.isoformat() if summary.oldest_last_offer else "—"
+    verb = (
+        "seraient anonymisées (simulation : rien n'a changé)"
+        if summary.dry_run
+        else "anonymisées"
+    )
+    oldest = summary.oldest_last_offer.strftime("%d/%m/%Y") if summary.oldest_last_offer else "—"
     lines = [
-        f"# Retention on {summary.as_of.isoformat()}",
+        f"# Durée de conservation au {summary.as_of.strftime('%d/%m/%Y')}",
         "",
-        f"People not enrolled whose last offer or entry is on or before "
-        f"{summary.cutoff.isoformat()} (decree 2012-1249, {RETENTION_YEARS} years).",
+        "Personnes non adhérentes dont la dernière proposition ou l'entrée date du "
+        f"{summary.cutoff.strftime('%d/%m/%Y')} ou avant (décret 2012-1249, "
+        f"{RETENTION_YEARS} ans).",
         "",
-        f"- {summary.anonymised} people {verb}",
-        f"- oldest last offer among them: {oldest}",
-        f"- kept: {summary.kept_enrolled} enrolled, {summary.kept_recent} offered recently",
-        f"- already anonymous: {summary.already_anonymous}",
+        f"- {summary.anonymised} personnes {verb}",
+        f"- plus ancienne dernière proposition parmi elles : {oldest}",
+        f"- conservées : {summary.kept_enrolled} adhérentes, "
+        f"{summary.kept_recent} sollicitées récemment",
+        f"- déjà anonymes : {summary.already_anonymous}",
         "",
-        "| campaign | people |",
+        "| campagne | personnes |",
         "|---|---|",
     ]
     lines += [f"| {r['campaign']} | {r['people']} |" for r in report_rows(summary)]
@@ -79,9 +85,11 @@ def report_markdown(summary: RetentionReport) -> str:
     return "\n".join(lines)
 
 
-@task
+@task(
+    timeout_seconds=7200, retries=2, retry_delay_seconds=60, retry_condition_fn=retry_if_transient
+)
 def retention_task(as_of: date, dry_run: bool, batch_size: int) -> RetentionReport:
-    """The retention service over every person (database only: no retry)."""
+    """The retention service over every person (batches are idempotent: a retry resumes)."""
     return run_retention(engine=get_engine(), as_of=as_of, dry_run=dry_run, batch_size=batch_size)
 
 
@@ -90,11 +98,14 @@ def retention(
     dry_run: bool = True, as_of: date | None = None, batch_size: int = BATCH_SIZE
 ) -> dict[str, Any]:
     """Anonymise (or, in a dry run, count) people not enrolled 3 years after the last offer."""
-    summary = retention_task(as_of or paris_today(), dry_run, batch_size)
-    create_table_artifact(
-        key="retention",
-        table=report_rows(summary),
-        description="People anonymised per campaign" + (" (dry run)" if dry_run else ""),
+    configure_database()
+    day = run_day(as_of)
+    summary = retention_task(day, dry_run, batch_size)
+    title = f"Conservation au {day.strftime('%d/%m/%Y')} : personnes " + (
+        "à anonymiser par campagne (simulation)" if dry_run else "anonymisées par campagne"
     )
-    create_markdown_artifact(key="retention-md", markdown=report_markdown(summary))
+    create_table_artifact(key="retention", table=report_rows(summary), description=title)
+    create_markdown_artifact(
+        key="retention-md", markdown=report_markdown(summary), description=title
+    )
     return summary.as_dict()

@@ -4,7 +4,8 @@ A table is `DIR/<table>.parquet` or `DIR/<table>.csv`. Problems are reported wit
 the row (1-based data row; for CSV the line number, header = line 1), the column and why.
 `check_extract` lists every problem of every table (at most `CAP` per table, then a count);
 `open_extract` raises `ExtractError` naming the first one and carrying the whole list.
-A NIR's value is never part of a problem.
+No cell's value is ever part of a problem (any cell may hold personal data): a problem says
+what was expected. Person keys shaped like a NIR, a phone number or an e-mail are refused.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ from typing import Literal
 
 import duckdb
 
+from targeting.identifiers import (
+    CANDIDATE,
+    KIND_WORDS,
+    RNG_GEM_MAX,
+    RNG_GEM_MIN,
+    SEPARATORS,
+    SHAPES,
+)
 from targeting.schema import PERSON_KEY, TABLES, Column, Table
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "date": "DATE", "bool": "BOOLEAN"}
 _EXPECTED = {
-    "int": "an integer",
-    "date": "a date (YYYY-MM-DD)",
-    "bool": "true or false",
-    "str": "text",
+    "int": "un nombre entier",
+    "date": "une date (AAAA-MM-JJ)",
+    "bool": "true ou false",
+    "str": "du texte",
 }
 # What an integer or a date written as text must look like before it is cast.
 _TEXT_SHAPES = {"int": "-?[0-9]{1,18}", "date": "[0-9]{4}-[0-9]{2}-[0-9]{2}"}
@@ -32,6 +41,13 @@ _NIR_SHAPE = "^[1-478][0-9]{4}(2A|2B|[0-9]{2})[0-9]{8}$"
 # AFNOR NF Z10-011: a postal address line holds at most 38 characters.
 ADDRESS_LINE_MAX = 38
 CAP = 1000  # problems listed per table; the rest are counted
+_CSV_ERRORS = {
+    "TOO MANY COLUMNS": "trop de colonnes",
+    "MISSING COLUMNS": "colonnes manquantes",
+    "UNQUOTED VALUE": "guillemets mal placés",
+    "INVALID UNICODE": "pas en UTF-8",
+    "LINE SIZE OVER MAXIMUM": "ligne trop longue",
+}
 _validated: set[tuple[str, int, int]] = set()
 
 Severity = Literal["error", "warning"]
@@ -40,17 +56,25 @@ Severity = Literal["error", "warning"]
 def _where(file: str, row: int | None, column: str | None) -> str:
     where = [file]
     if row is not None:
-        where.append(f"line {row}" if file.endswith(".csv") else f"row {row}")
+        where.append(f"ligne {row}" if file.endswith(".csv") else f"enregistrement {row}")
     if column is not None:
-        where.append(f"column {column}")
+        where.append(f"colonne {column}")
     return ", ".join(where)
+
+
+def _redact(message: str) -> str:
+    """A driver's message without what it quotes (a quoted part may be a cell's value)."""
+    import re
+
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", message.splitlines()[0] if message else "")
 
 
 @dataclass(frozen=True)
 class Problem:
     """One problem of an extract: file, row (CSV: line), column, why, and whose row it is.
 
-    `key` is the row's person key `ben_nir_psa:ben_rng_gem` when it has one (never a NIR).
+    `key` is the row's person key `ben_nir_psa:ben_rng_gem` when it is a valid one (never a
+    value shaped like a NIR, a phone number or an e-mail).
     A `warning` does not refuse the extract (e.g. an address line too long for a letter).
     """
 
@@ -62,7 +86,7 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        return f"{_where(self.file, self.row, self.column)}: {self.reason}"
+        return f"{_where(self.file, self.row, self.column)} : {self.reason}"
 
 
 class ExtractError(ValueError):
@@ -84,7 +108,7 @@ class ExtractError(ValueError):
         self.problems = (
             list(problems) if problems else [Problem(self.file, reason, row=row, column=column)]
         )
-        super().__init__(f"{_where(self.file, row, column)}: {reason}")
+        super().__init__(f"{_where(self.file, row, column)} : {reason}")
 
     @classmethod
     def of(cls, problems: Sequence[Problem]) -> ExtractError:
@@ -103,7 +127,7 @@ def table_path(extract: Path, table: str) -> Path:
         p = extract / f"{table}{suffix}"
         if p.exists():
             return p
-    raise ExtractError(extract / f"{table}.parquet", f"missing table {table} (.parquet or .csv)")
+    raise ExtractError(extract / f"{table}.parquet", f"table {table} manquante (.parquet ou .csv)")
 
 
 def _reader(path: Path) -> str:
@@ -133,10 +157,10 @@ def check_csv_text(path: Path) -> None:
     with path.open("rb") as f:
         head = f.readline()
         if not head.strip():
-            raise ExtractError(path, "empty file: expected a header line", row=1)
+            raise ExtractError(path, "fichier vide : une ligne d'en-tête est attendue", row=1)
         text_head = head.decode("utf-8", errors="replace")
         if ";" in text_head and "," not in text_head:
-            raise ExtractError(path, "the file is ';'-separated: expected ','", row=1)
+            raise ExtractError(path, "séparateur ';' : les colonnes sont séparées par ','", row=1)
         f.seek(0)
         decoder = codecs.getincrementaldecoder("utf-8")()
         line = 1
@@ -147,8 +171,8 @@ def check_csv_text(path: Path) -> None:
                 line += chunk[: e.start].count(b"\n")
                 raise ExtractError(
                     path,
-                    f"not UTF-8 (byte 0x{chunk[e.start]:02X}); save the file as UTF-8 "
-                    "(it looks like latin-1)",
+                    f"pas en UTF-8 (octet 0x{chunk[e.start]:02X}) ; enregistrez le fichier en "
+                    "UTF-8 (il semble être en latin-1)",
                     row=line,
                 ) from None
             line += chunk.count(b"\n")
@@ -209,8 +233,7 @@ class _Check:
 
     column: str
     bad: str
-    reason: str  # may hold {value} (unless show_value is false) and {length}
-    show_value: bool = True
+    reason: str  # may hold {length}, never the value
     severity: Severity = "error"
 
 
@@ -223,14 +246,14 @@ def _column_checks(col: Column, source_type: str, clean: bool) -> list[_Check]:
     out = []
     # A Parquet column whose footer proves it has no empty value needs no check for emptiness.
     if not col.nullable and not clean:
-        out.append(_Check(col.name, f"{value} IS NULL", "empty value in a required column"))
+        out.append(_Check(col.name, f"{value} IS NULL", "valeur vide dans une colonne obligatoire"))
     if col.pattern:
         out.append(
             _Check(
                 col.name,
                 f"{value} IS NOT NULL AND NOT regexp_full_match(CAST({value} AS VARCHAR), "
                 f"'{col.pattern}')",
-                "{value} does not match " + col.pattern.replace("{", "{{").replace("}", "}}"),
+                "ne suit pas le format " + col.pattern.replace("{", "{{").replace("}", "}}"),
             )
         )
     if col.type != "str" and source_type != target:
@@ -248,27 +271,24 @@ def _column_checks(col: Column, source_type: str, clean: bool) -> list[_Check]:
             _Check(
                 col.name,
                 f"{value} IS NOT NULL AND ({cast}) IS NULL",
-                f"{{value}} is not {_EXPECTED[col.type]}",
+                f"n'est pas {_EXPECTED[col.type]}",
             )
         )
     return out
 
 
 def _nir_checks() -> list[_Check]:
-    """Every NIR has the shape of a NIR and a right check key (the value is never shown)."""
+    """Every NIR has the shape of a NIR and a right check key."""
     nir = "TRIM(CAST(nir AS VARCHAR))"
     shape = f"regexp_full_match({nir}, '{_NIR_SHAPE}')"
     number = f"TRY_CAST(replace(replace(substr({nir}, 1, 13), '2A', '19'), '2B', '18') AS BIGINT)"
     key = f"TRY_CAST(substr({nir}, 14, 2) AS INTEGER)"
     return [
-        _Check(
-            "nir", f"nir IS NOT NULL AND NOT {shape}", "invalid NIR: not the shape of a NIR", False
-        ),
+        _Check("nir", f"nir IS NOT NULL AND NOT {shape}", "NIR invalide : pas la forme d'un NIR"),
         _Check(
             "nir",
             f"CASE WHEN {shape} THEN 97 - {number} % 97 <> {key} ELSE false END",
-            "invalid NIR: wrong check key",
-            False,
+            "NIR invalide : mauvaise clé de contrôle",
         ),
     ]
 
@@ -283,8 +303,7 @@ def _address_checks(spec: Table) -> list[_Check]:
                 _Check(
                     name,
                     f'length(TRIM(CAST("{name}" AS VARCHAR))) > {ADDRESS_LINE_MAX}',
-                    f"address line {n} has {{length}} characters, at most {ADDRESS_LINE_MAX}",
-                    False,
+                    f"la ligne d'adresse {n} a {{length}} caractères, au plus {ADDRESS_LINE_MAX}",
                     "warning",
                 )
             )
@@ -295,11 +314,68 @@ def _text(column: str) -> str:
     return f"NULLIF(TRIM(CAST(\"{column}\" AS VARCHAR)), '')"
 
 
+def _kind(column: str) -> str:
+    """SQL of the kind of identifier a cell is shaped like (NULL: none), as `kind_of` says."""
+    text = f'CAST("{column}" AS VARCHAR)'  # untrimmed: the separators include blanks
+    compact = f"regexp_replace({text}, '{SEPARATORS}', '', 'g')"
+    whens = " ".join(
+        f"WHEN regexp_full_match({compact}, '(?i)(?:{p})') THEN '{k}'" for k, p in SHAPES.items()
+    )
+    # Compacting and matching cost: only candidates (rare among pseudonymised keys) pay it.
+    candidate = f"contains({text}, '@') OR regexp_full_match({text}, '(?i){CANDIDATE}')"
+    return f"CASE WHEN {candidate} THEN CASE {whens} END END"
+
+
+def _kind_column(column: str) -> str:
+    return f'"_kind_{column}"'
+
+
+def _with_kinds(raw: str, source_types: dict[str, str]) -> str:
+    """The relation with, per key column, the kind of identifier its cell looks like.
+
+    A birth rank typed as an integer is not matched: a NIR or a phone read as an integer is far
+    out of its range, which another check reports.
+    """
+    kinds = [
+        f"{'NULL' if typed_rank else _kind(c)} AS {_kind_column(c)}"
+        for c in PERSON_KEY
+        if c in source_types
+        for typed_rank in [c == "ben_rng_gem" and source_types[c] != "VARCHAR"]
+    ]
+    return f"(SELECT *, {', '.join(kinds)} FROM {raw})" if kinds else raw
+
+
+def _rng_in_range() -> str:
+    """SQL: the birth rank is in range (NULL when it is no integer: another check says so)."""
+    return f"TRY_CAST({_text('ben_rng_gem')} AS BIGINT) BETWEEN {RNG_GEM_MIN} AND {RNG_GEM_MAX}"
+
+
+def _key_checks(present: set[str]) -> list[_Check]:
+    """Person keys are pseudonymised: never a NIR, phone or e-mail; a birth rank is small."""
+    out = [
+        _Check(c, f"{_kind_column(c)} = '{kind}'", words)
+        for c in PERSON_KEY
+        if c in present
+        for kind, words in KIND_WORDS.items()
+    ]
+    if "ben_rng_gem" in present:
+        out.append(
+            _Check(
+                "ben_rng_gem",
+                f"{_kind_column('ben_rng_gem')} IS NULL AND NOT coalesce({_rng_in_range()}, true)",
+                f"rang de naissance hors de {RNG_GEM_MIN} à {RNG_GEM_MAX}",
+            )
+        )
+    return out
+
+
 def _key_text(present: set[str]) -> str:
-    """SQL of the row's person key as text, or NULL when the table has none."""
+    """SQL of the row's person key as text; NULL when the table has none or it is no key."""
     if not set(PERSON_KEY) <= present:
         return "NULL"
-    return f"concat_ws(':', {_text(PERSON_KEY[0])}, {_text(PERSON_KEY[1])})"
+    psa, rng = _text(PERSON_KEY[0]), _text(PERSON_KEY[1])
+    valid = " AND ".join(f"{_kind_column(c)} IS NULL" for c in PERSON_KEY)
+    return f"CASE WHEN {valid} AND ({_rng_in_range()}) THEN concat_ws(':', {psa}, {rng}) END"
 
 
 def _run_checks(
@@ -323,31 +399,34 @@ def _run_checks(
     if not failing:
         return [], 0
     flags = ", ".join(f"coalesce({checks[i].bad}, false)" for i in failing)
-    shown = sorted({checks[i].column for i in failing if checks[i].column != "nir"})
-    values = "".join(f', CAST("{c}" AS VARCHAR)' for c in shown)
+    # Only a length is ever said of a cell (address lines), never its value.
+    measured = sorted({checks[i].column for i in failing if "{length}" in checks[i].reason})
+    lengths = "".join(f', length(TRIM(CAST("{c}" AS VARCHAR)))' for c in measured)
     either = " OR ".join(f"coalesce({checks[i].bad}, false)" for i in failing)
     rows = con.execute(
-        f"SELECT _row, {_key_text(present)}, {flags}{values} FROM {raw} "
+        f"SELECT _row, {_key_text(present)}, {flags}{lengths} FROM {raw} "
         f"WHERE {either} ORDER BY _row LIMIT {cap}"
     ).fetchall()
     problems = []
     for r in rows:
         row, key, hits, got = r[0], r[1] or None, r[2 : 2 + len(failing)], r[2 + len(failing) :]
-        by_column = dict(zip(shown, got, strict=True))
+        length = dict(zip(measured, got, strict=True))
         for i, hit in zip(failing, hits, strict=True):
             if not hit:
                 continue
             check = checks[i]
-            text = by_column.get(check.column)
-            text = "" if text is None else str(text)
-            value = repr(text[:40]) if check.show_value else ""
-            reason = check.reason.format(value=value, length=len(text.strip()))
+            reason = check.reason.format(length=length.get(check.column))
             problems.append(Problem(str(path), reason, row, check.column, key, check.severity))
     return problems, sum(totals) - len(problems)
 
 
 def _check_unique(
-    con: duckdb.DuckDBPyConnection, path: Path, raw: str, key: tuple[str, str], cap: int
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    raw: str,
+    key: tuple[str, str],
+    key_text: str,
+    cap: int,
 ) -> tuple[list[Problem], int]:
     """Every row repeating a person key seen on an earlier row (empty keys are not keys)."""
     psa, rng = key
@@ -360,7 +439,7 @@ def _check_unique(
         f"""
         SELECT _row, first, k FROM (
             SELECT _row, min(_row) OVER (PARTITION BY {psa}, {rng}) AS first,
-                   concat_ws(':', {psa}, CAST({rng} AS VARCHAR)) AS k
+                   {key_text} AS k
             FROM {raw} {where}
         ) WHERE _row > first ORDER BY _row LIMIT {cap}
         """
@@ -368,7 +447,7 @@ def _check_unique(
     problems = [
         Problem(
             str(path),
-            f"person key (ben_nir_psa, ben_rng_gem) repeated (first seen at {first})",
+            f"clé de personne (ben_nir_psa, ben_rng_gem) répétée (vue d'abord ligne {first})",
             row,
             "ben_nir_psa",
             k,
@@ -381,7 +460,7 @@ def _check_unique(
 def _csv_structure(con: duckdb.DuckDBPyConnection, path: Path, cap: int) -> list[Problem]:
     """Lines of a CSV DuckDB cannot read (too many or too few fields, bad quoting).
 
-    The line itself is never quoted (it may hold a NIR).
+    Neither the line nor what the driver quotes of it is ever shown (it may hold a NIR).
     """
     try:
         con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
@@ -400,11 +479,12 @@ def _csv_structure(con: duckdb.DuckDBPyConnection, path: Path, cap: int) -> list
         if (line, error_type) in seen:  # one problem per line (not per missing field)
             continue
         seen.add((line, error_type))
-        reason = f"unreadable line ({error_type.lower()}: {message.splitlines()[0]})"
+        kind = _CSV_ERRORS.get(error_type, error_type.lower())
+        reason = f"ligne illisible ({kind} : {_redact(message)})"
         problems.append(Problem(str(path), reason, int(line), column))
     if len(problems) > cap:
         more = len(problems) - cap
-        problems = [*problems[:cap], Problem(str(path), f"… and {more} more problems")]
+        problems = [*problems[:cap], Problem(str(path), f"… et {more} autres problèmes")]
     return problems
 
 
@@ -433,7 +513,7 @@ def _check_table(
         described = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
     except duckdb.Error as e:
         found = _csv_structure(con, path, cap) if csv else []
-        return found or [Problem(str(path), f"unreadable: {str(e).splitlines()[0]}")]
+        return found or [Problem(str(path), f"illisible : {_redact(str(e))}")]
     source_types = {r[0].lower(): r[1] for r in described}
     clean = _parquet_clean(path) if check and not csv else set()
     problems: list[Problem] = []
@@ -443,7 +523,7 @@ def _check_table(
             problems.append(
                 Problem(
                     str(path),
-                    f"missing column (the table needs {', '.join(spec.column_names)})",
+                    f"colonne manquante (la table a besoin de {', '.join(spec.column_names)})",
                     column=col.name,
                 )
             )
@@ -455,7 +535,7 @@ def _check_table(
         problems += [
             Problem(
                 str(path),
-                f"unknown column, not read (the table has {', '.join(spec.column_names)})",
+                f"colonne inconnue, non lue (la table a {', '.join(spec.column_names)})",
                 row=1 if csv else None,
                 column=c,
                 severity="warning",
@@ -473,7 +553,8 @@ def _check_table(
         checks += _nir_checks()
     if warnings and name == "contacts":
         checks += [c for c in _address_checks(spec) if c.column in present]
-    raw = _raw(path)
+    checks += _key_checks(present)
+    raw = _with_kinds(_raw(path), {c: source_types[c] for c in present})
     try:
         rows, hidden = _run_checks(con, path, raw, checks, present, cap)
         problems += rows
@@ -482,17 +563,17 @@ def _check_table(
                 _cast_unchecked(spec.column(k), source_types[k], csv, try_cast=True)
                 for k in PERSON_KEY
             )
-            dups, more = _check_unique(con, path, raw, (key[0], key[1]), cap)
+            dups, more = _check_unique(con, path, raw, (key[0], key[1]), _key_text(present), cap)
             problems += dups
             hidden += more
     except duckdb.Error as e:
         found = _csv_structure(con, path, cap) if csv else []
-        return problems + (found or [Problem(str(path), f"unreadable: {str(e).splitlines()[0]}")])
+        return problems + (found or [Problem(str(path), f"illisible : {_redact(str(e))}")])
     if len(problems) > cap:
         hidden += len(problems) - cap
         problems = problems[:cap]
     if hidden:
-        problems.append(Problem(str(path), f"… and {hidden} more problems"))
+        problems.append(Problem(str(path), f"… et {hidden} autres problèmes"))
     if not any(p.severity == "error" for p in problems):
         _validated.add(token)
     return problems
@@ -510,7 +591,7 @@ def _open(
 ) -> tuple[dict[str, Path], list[Problem]]:
     extract = Path(extract)
     if not extract.is_dir():
-        return {}, [Problem(str(extract), "no such extract folder")]
+        return {}, [Problem(str(extract), "dossier d'extraction introuvable")]
     paths, problems = {}, []
     for name in tables:
         try:

@@ -59,12 +59,14 @@ def register_extract(spark: SparkSession, extract: str, tables: list[str]) -> No
         elif _exists(spark, csv_path):
             frame, csv = spark.read.option("header", True).csv(csv_path), True
         else:
-            raise ExtractError(pq_path, f"missing table {name} (.parquet or .csv)")
+            raise ExtractError(pq_path, f"table {name} manquante (.parquet ou .csv)")
         present = {c.lower() for c in frame.columns}
         exprs = []
         for col in spec.columns:
             if col.name not in present:
-                raise ExtractError(csv_path if csv else pq_path, "missing column", column=col.name)
+                raise ExtractError(
+                    csv_path if csv else pq_path, "colonne manquante", column=col.name
+                )
             raw = f"NULLIF(TRIM(`{col.name}`), '')" if csv else f"`{col.name}`"
             if col.type == "bool" and csv:
                 cast = f"CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END"

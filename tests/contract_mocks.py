@@ -14,7 +14,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 PRISM = ROOT / "tools" / "prism" / "node_modules" / ".bin" / "prism"
-CONTRACTS = Path(os.environ.get("RELANCE_CONTRACTS_DIR", ROOT.parent / "shared" / "contracts"))
+# The providers' official OpenAPI files (MIT, see LICENSE.* beside them), kept in the repository.
+CONTRACTS = Path(os.environ.get("RELANCE_CONTRACTS_DIR", ROOT / "tests" / "contracts"))
 TWILIO_SPEC = CONTRACTS / "twilio_api_v2010.json"
 SENDGRID_SPEC = CONTRACTS / "sendgrid_mail_v3.json"
 MAILBOX_SPEC = ROOT / "docs" / "api" / "mailbox.openapi.yaml"

@@ -116,7 +116,7 @@ def test_a_parquet_file_damaged_in_the_middle_is_named(
         r, text = run("explain", "sophia-ald8", "--extract", str(x), "--as-of", AS_OF,
                       "--person", first_person(world.parquet))  # fmt: skip
     clear_error(r, text, str(victim))
-    assert "endommagé" in text or "unreadable" in text
+    assert "endommagé" in text or "illisible" in text
     assert not out.exists()
 
 
@@ -397,9 +397,9 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["keys", "rotate", "--batch", "{word}"], "--batch"),
     (["users", "add", "u", "--role", "{word}", "--password-stdin"], "role"),
     (["validation", "exclude", "{word}", "--member", "1", "--reason", "x", "--by", "me"],
-     "no list awaits validation"),
-    (["validation", "list", "{word}", "--echelon", "93"], "no list awaits validation"),
-    (["validation", "approve", "{word}", "--by", "me"], "no list awaits validation"),
+     "aucune liste en attente"),
+    (["validation", "list", "{word}", "--echelon", "93", "--by", "me"], "aucune liste en attente"),
+    (["validation", "approve", "{word}", "--by", "me"], "aucune liste en attente"),
     (["demo", "--data-dir", "{out}/d", "--people", "{word}"], "--people"),
     (["console", "--port", "{word}"], "--port"),
 ]  # fmt: skip

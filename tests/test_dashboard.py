@@ -148,8 +148,9 @@ def test_objectives_keep_their_history_and_a_bad_csv_changes_nothing(engine: Eng
     with pytest.raises(ObjectiveError) as e:
         parse_objectives_csv("echelon,objective\n91,10\n99,3\n75,x\n91,4\n", set(D.objectives))
     assert str(e.value) == (
-        "line 3: unknown échelon '99'; line 4: objective 'x' is not a whole number; "
-        "line 5: échelon 91 given twice"
+        "ligne 3, colonne echelon : échelon inconnu; "
+        "ligne 4, colonne objective : n'est pas un nombre entier; "
+        "ligne 5, colonne echelon : échelon 91 donné deux fois"
     )
     assert parse_objectives_csv("\ufeffechelon,objective\n91,10\n\n75,3\n", set(D.objectives)) == {
         "91": 10,
@@ -199,7 +200,7 @@ def test_the_page_exports_and_scope(engine: Engine, tmp_path: Path) -> None:
         files={"file": ("obj.csv", b"echelon,objective\n91,x\n")},
         follow_redirects=True,
     )
-    assert "line 2" in r.text and "a été modifié" in r.text
+    assert "ligne 2" in r.text and "a été modifié" in r.text
     r = mgr.post(
         "/campaigns/sophia-ald8/objectives/import",
         data={"csrf": token},

@@ -38,7 +38,7 @@ def test_missing_table(tmp_path: Path) -> None:
     x = good(tmp_path)
     (x / "ir_mtt_r.csv").unlink()
     e = error(x)
-    assert "missing table ir_mtt_r" in str(e) and e.file.endswith("ir_mtt_r.parquet")
+    assert "table ir_mtt_r manquante" in str(e) and e.file.endswith("ir_mtt_r.parquet")
 
 
 def test_missing_column(tmp_path: Path) -> None:
@@ -47,15 +47,15 @@ def test_missing_column(tmp_path: Path) -> None:
     p.write_text(p.read_text().replace("imb_etm_nat", "imb_etm"))
     e = error(x)
     assert (Path(e.file).name, e.column) == ("ir_imb_r.csv", "imb_etm_nat")
-    assert "missing column" in str(e)
+    assert "colonne manquante" in str(e)
 
 
 def test_unparsable_date_names_line_and_column(tmp_path: Path) -> None:
     x = good(tmp_path)
     edit_line(x / "ir_imb_r.csv", 3, "2026-04-15", "2026-02-30")
     e = error(x)
-    assert str(e) == f"{x / 'ir_imb_r.csv'}, line 3, column imb_ald_dtf: " + (
-        "'2026-02-30' is not a date (YYYY-MM-DD)"
+    assert str(e) == f"{x / 'ir_imb_r.csv'}, ligne 3, colonne imb_ald_dtf : " + (
+        "n'est pas une date (AAAA-MM-JJ)"
     )
 
 
@@ -69,7 +69,7 @@ def test_unparsable_integer_in_parquet(tmp_path: Path) -> None:
     t = t.set_column(t.schema.get_field_index("imb_etm_nat"), "imb_etm_nat", col)
     pq.write_table(t, x / "ir_imb_r.parquet")
     e = error(x)
-    assert (e.row, e.column) == (2, "imb_etm_nat") and "row 2" in str(e)
+    assert (e.row, e.column) == (2, "imb_etm_nat") and "enregistrement 2" in str(e)
 
 
 def test_invalid_nir_is_reported_without_its_value(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_invalid_nir_is_reported_without_its_value(tmp_path: Path) -> None:
     bad = nir[:-2] + f"{(int(nir[-2:]) + 1) % 97:02d}"
     edit_line(p, 3, nir, bad)
     e = error(x)
-    assert (e.row, e.column) == (3, "nir") and "wrong check key" in str(e)
+    assert (e.row, e.column) == (3, "nir") and "mauvaise clé de contrôle" in str(e)
     assert bad not in str(e) and nir not in str(e)
 
 
@@ -87,7 +87,7 @@ def test_empty_required_value(tmp_path: Path) -> None:
     x = good(tmp_path)
     edit_line(x / "ir_ben_r.csv", 2, ",93,", ",,")
     e = error(x)
-    assert (e.row, e.column) == (2, "ben_res_dpt") and "empty value" in str(e)
+    assert (e.row, e.column) == (2, "ben_res_dpt") and "valeur vide" in str(e)
 
 
 def test_duplicated_person_key(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_duplicated_person_key(tmp_path: Path) -> None:
     lines = p.read_text().splitlines()
     p.write_text("\n".join([*lines, lines[1]]) + "\n")
     e = error(x)
-    assert (e.row, e.column) == (4, "ben_nir_psa") and "repeated (first seen at 2)" in str(e)
+    assert (e.row, e.column) == (4, "ben_nir_psa") and "répétée (vue d'abord ligne 2)" in str(e)
 
 
 def test_cli_writes_the_csv(tmp_path: Path) -> None:
@@ -153,7 +153,10 @@ def test_cli_bad_extract_exit_2_and_nothing_written(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--as-of", "2026-13-01"], "n'est pas une date"),
-        (["--as-of", "2026-03-02", "--extract", "/nonexistent"], "no such extract folder"),
+        (
+            ["--as-of", "2026-03-02", "--extract", "/nonexistent"],
+            "dossier d'extraction introuvable",
+        ),
     ],
 )
 def test_cli_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
@@ -167,12 +170,15 @@ def test_cli_bad_arguments(tmp_path: Path, args: list[str], message: str) -> Non
 @pytest.mark.parametrize(
     ("damage", "expected"),
     [
-        (lambda t: t.replace(",", ";").encode(), "line 1: the file is ';'-separated: expected ','"),
+        (
+            lambda t: t.replace(",", ";").encode(),
+            "ligne 1 : séparateur ';' : les colonnes sont séparées par ','",
+        ),
         (
             lambda t: t.replace("MARTIN", "MARTÈNE").encode("latin-1"),
-            "line 2: not UTF-8 (byte 0xC8)",
+            "ligne 2 : pas en UTF-8 (octet 0xC8)",
         ),
-        (lambda t: b"", "line 1: empty file: expected a header line"),
+        (lambda t: b"", "ligne 1 : fichier vide : une ligne d'en-tête est attendue"),
     ],
 )
 def test_badly_encoded_or_delimited_csv(tmp_path: Path, damage: Any, expected: str) -> None:

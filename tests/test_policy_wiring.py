@@ -312,16 +312,16 @@ def test_oppositions_import_reports_lines_and_columns_and_is_all_or_nothing(
         )
         r = CliRunner().invoke(app, ["oppositions", "import", str(bad)])
         assert r.exit_code == 2
-        assert "line 3, column ben_rng_gem" in r.output and "line 3, column canal" in r.output
-        assert "line 4, column opposed_on" in r.output and "nothing imported" in r.output
+        assert "ligne 3, colonne ben_rng_gem" in r.output and "ligne 3, colonne canal" in r.output
+        assert "ligne 4, colonne opposed_on" in r.output and "rien n'est importé" in r.output
         with session_scope(get_engine()) as s:
             assert s.exec(select(Opposition)).all() == []
         good = tmp_path / "good.csv"
         good.write_text("ben_nir_psa,ben_rng_gem,canal\nPSA000001,1,phone\nPSA000002,1,all\n")
         r = CliRunner().invoke(app, ["oppositions", "import", str(good)])
-        assert r.exit_code == 0 and "2 opposition(s) recorded" in r.output, r.output
+        assert r.exit_code == 0 and "2 opposition(s) enregistrée(s)" in r.output, r.output
         again = CliRunner().invoke(app, ["oppositions", "import", str(good)])
-        assert again.exit_code == 0 and "0 opposition(s) recorded" in again.output
+        assert again.exit_code == 0 and "0 opposition(s) enregistrée(s)" in again.output
         with session_scope(get_engine()) as s:
             got = sorted((o.ben_nir_psa, o.canal, o.source) for o in s.exec(select(Opposition)))
         assert got == [

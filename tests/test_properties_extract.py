@@ -106,38 +106,38 @@ def damage(x: Path, kind: str, data: st.DataObject) -> Expected:
         col = data.draw(st.sampled_from(spec.column_names), label="column")
         j = header.index(col)
         write(path, [r[:j] + r[j + 1 :] for r in rows])
-        return Expected(name, None, col, "missing column")
+        return Expected(name, None, col, "colonne manquante")
     if kind == "add_column":
         write(path, [[*header, "zz_unknown"], *([*r, "x"] for r in body)])
-        return Expected(name, 1, "zz_unknown", "unknown column", refused=False)
+        return Expected(name, 1, "zz_unknown", "colonne inconnue", refused=False)
     if kind == "blank":
         cols = [c.name for c in spec.columns if not c.nullable]
         col = data.draw(st.sampled_from(cols), label="column")
         body[i][header.index(col)] = data.draw(st.sampled_from(["", "  "]))
         write(path, [header, *body])
-        return Expected(name, line, col, "empty value in a required column")
+        return Expected(name, line, col, "valeur vide dans une colonne obligatoire")
     if kind == "bad_date":
         cols = [c.name for c in spec.columns if c.type == "date"]
         col = data.draw(st.sampled_from(cols), label="column")
         bad = data.draw(st.sampled_from(["2023-02-30", "31/12/2023", "2023-13-01", "hier"]))
         body[i][header.index(col)] = bad
         write(path, [header, *body])
-        return Expected(name, line, col, "is not a date")
+        return Expected(name, line, col, "n'est pas une date")
     if kind == "bad_int":
         cols = [c.name for c in spec.columns if c.type == "int"]
         col = data.draw(st.sampled_from(cols), label="column")
         body[i][header.index(col)] = data.draw(st.sampled_from(["4I", "1.5", "x", "1e3"]))
         write(path, [header, *body])
-        return Expected(name, line, col, "is not an integer")
+        return Expected(name, line, col, "n'est pas un nombre entier")
     if kind == "duplicate":
         write(path, [header, *body, list(body[i])])
-        return Expected(name, len(body) + 2, "ben_nir_psa", f"first seen at {line}")
+        return Expected(name, len(body) + 2, "ben_nir_psa", f"vue d'abord ligne {line}")
     if kind == "nir":
         j = header.index("nir")
         nir = body[i][j]
         body[i][j] = nir[:-2] + f"{(int(nir[-2:]) + data.draw(st.integers(1, 96))) % 97:02d}"
         write(path, [header, *body])
-        return Expected(name, line, "nir", "invalid NIR")
+        return Expected(name, line, "nir", "NIR invalide")
     if kind == "latin1":
         col = data.draw(st.sampled_from(["nom", "prenom"] if table == "contacts" else ["x"]))
         if table == "contacts":
@@ -147,13 +147,13 @@ def damage(x: Path, kind: str, data: st.DataObject) -> Expected:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *body])
         path.write_bytes(out.getvalue().encode("latin-1"))
-        return Expected(name, line, None, "not UTF-8")
+        return Expected(name, line, None, "pas en UTF-8")
     if kind == "semicolon":
         path.write_text(path.read_text().replace(",", ";"))
-        return Expected(name, 1, None, "';'-separated")
+        return Expected(name, 1, None, "séparateur ';'")
     if kind == "empty":
         path.write_bytes(b"")
-        return Expected(name, 1, None, "empty file")
+        return Expected(name, 1, None, "fichier vide")
     assert kind == "header_only"
     write(path, [header])
     return Expected(name, None, None, "", refused=False)
@@ -219,10 +219,11 @@ def test_many_problems_are_capped_and_counted(tmp_path: Path) -> None:
     problems = check_extract(folder, ["ir_ben_r"], cap=10)
     assert [p.row for p in problems[:10]] == list(range(2, 12))
     assert all(
-        p.column == "ben_sex_cod" and "'deux' is not an integer" in p.reason for p in problems[:10]
+        p.column == "ben_sex_cod" and p.reason == "n'est pas un nombre entier"
+        for p in problems[:10]
     )
     assert [p.key for p in problems[:2]] == ["P0:1", "P1:1"]
-    assert problems[10].reason == "… and 20 more problems" and len(problems) == 11
+    assert problems[10].reason == "… et 20 autres problèmes" and len(problems) == 11
 
 
 def test_ragged_rows_are_reported_by_line_without_their_content(tmp_path: Path) -> None:
@@ -235,7 +236,7 @@ def test_ragged_rows_are_reported_by_line_without_their_content(tmp_path: Path) 
     p.write_text("\n".join(lines) + "\n")
     problems = check_extract(folder, ["contacts"])
     assert [(p.row, p.severity) for p in problems] == [(3, "error"), (4, "error")]
-    assert "too many columns" in problems[0].reason and "missing columns" in problems[1].reason
+    assert "trop de colonnes" in problems[0].reason and "colonnes manquantes" in problems[1].reason
     assert all(nir not in str(p) for p in problems)
 
 
@@ -250,6 +251,6 @@ def test_long_address_line_is_a_warning_only(tmp_path: Path) -> None:
     assert [(p.row, p.column, p.severity, p.key) for p in problems] == [
         (3, "adresse_l4", "warning", "B:1")
     ]
-    assert problems[0].reason == "address line 4 has 39 characters, at most 38"
+    assert problems[0].reason == "la ligne d'adresse 4 a 39 caractères, au plus 38"
     with duckdb.connect() as con:
         open_extract(con, folder)

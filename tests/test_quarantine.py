@@ -74,9 +74,9 @@ def test_every_bad_row_is_quarantined_and_nothing_written(tmp_path: Path) -> Non
         ]
     )
     text = q.read_text()
-    assert "address line 4 has 40 characters, at most 38" in text
+    assert "la ligne d'adresse 4 a 40 caractères, au plus 38" in text
     assert nir not in text and nir[:-2] not in text and nir[:-2] not in output
-    assert "ir_ben_r.csv, line 2, column ben_res_dpt: empty value" in output
+    assert "ir_ben_r.csv, ligne 2, colonne ben_res_dpt : valeur vide" in output
     assert str(q) in output.replace("\n", "") and "Rien n'a été écrit." in output
 
 

@@ -82,6 +82,7 @@ def artifacts(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
     """The flow's body without a Prefect server: its task as a function, artifacts captured."""
     seen: dict[str, Any] = {}
     monkeypatch.setattr(flow_module, "get_engine", lambda: engine)
+    monkeypatch.setattr(flow_module, "configure_database", lambda: str(engine.url))
     monkeypatch.setattr(flow_module, "retention_task", flow_module.retention_task.fn)
     monkeypatch.setattr(
         flow_module, "create_table_artifact", lambda **kw: seen.__setitem__("table", kw)
@@ -111,7 +112,8 @@ def test_the_dry_run_changes_nothing_and_reports(engine: Engine, artifacts: dict
     assert out["oldest_last_offer"] == ENTRY.isoformat()
     assert artifacts["table"]["table"] == [{"campaign": D.id, "people": 2}]
     md = artifacts["markdown"]["markdown"]
-    assert "2 people would be anonymised (dry run" in md and ENTRY.isoformat() in md
+    assert "2 personnes seraient anonymisées (simulation" in md
+    assert ENTRY.strftime("%d/%m/%Y") in md
     no_personal_data(engine, md + json.dumps(artifacts["table"]) + json.dumps(out))
 
 
@@ -129,7 +131,7 @@ def test_apply_anonymises_exactly_the_expected_people_once(
         psa, nir, nom, prenom, tel, email = after[pid]
         assert psa.startswith("anon-") and nir == "" and nom == prenom == ANONYMOUS
         assert tel is None and email is None
-    assert "2 people anonymised" in artifacts["markdown"]["markdown"]
+    assert "2 personnes anonymisées" in artifacts["markdown"]["markdown"]
     again = flow_module.retention.fn(dry_run=False, as_of=AS_OF, batch_size=3)
     assert identities(engine) == after
     assert (again["anonymised"], again["already_anonymous"]) == (0, 2)
@@ -153,12 +155,12 @@ def test_the_cli_is_a_dry_run_unless_apply_and_is_audited(platform: Path) -> Non
     runner = CliRunner()
     dry = runner.invoke(app, ["retention", "--as-of", AS_OF.isoformat()])
     assert dry.exit_code == 0, dry.output
-    assert "2 people would be anonymised" in dry.output
+    assert "2 personnes seraient anonymisées" in dry.output
     assert identities(engine) == before
     no_personal_data(engine, dry.output)
     done = runner.invoke(app, ["retention", "--apply", "--as-of", AS_OF.isoformat()])
     assert done.exit_code == 0, done.output
-    assert "2 people anonymised" in done.output
+    assert "2 personnes anonymisées" in done.output
     after = identities(engine)
     assert sorted(pid for pid in before if before[pid] != after[pid]) == sorted(expected)
     with session_scope(engine) as s:

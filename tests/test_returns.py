@@ -110,19 +110,18 @@ def test_a_bad_file_names_every_bad_line_and_applies_nothing(
     with session_scope(engine) as s, pytest.raises(ReturnsFileError) as e:
         import_returns(session=s, data=data, name="r.csv", actor="bob", now=NOW)
     assert e.value.problems == [
-        "r.csv, line 3, column 1: unknown key 'sophia-ald8:999999:letter:1': "
-        "no such letter in the ledger",
-        "r.csv, line 4, column 2: bad date '20/06/2026' (YYYY-MM-DD)",
-        "r.csv, line 5, column 3: unknown reason 'moved' (one of NPAI, refused, deceased, other)",
-        "r.csv, line 6, column 3: expected 3 columns, found 2",
-        f"r.csv, line 7, column 1: key '{keys[0]}' already on line 2",
+        "r.csv, ligne 3, colonne 1 : clé inconnue : aucune lettre du registre ne porte cette clé",
+        "r.csv, ligne 4, colonne 2 : n'est pas une date (AAAA-MM-JJ)",
+        "r.csv, ligne 5, colonne 3 : motif inconnu (l'un de NPAI, refused, deceased, other)",
+        "r.csv, ligne 6, colonne 3 : 3 colonnes attendues, 2 trouvée(s)",
+        "r.csv, ligne 7, colonne 1 : clé déjà présente ligne 2",
     ]
     late = csv_bytes(f"{keys[1]},2026-06-01,NPAI", f"{keys[2]},2027-01-01,NPAI")
     with session_scope(engine) as s, pytest.raises(ReturnsFileError) as e:
         import_returns(session=s, data=late, name="r.csv", actor="bob", now=NOW)
     assert e.value.problems == [
-        f"r.csv, line 2, column 2: returned on 2026-06-01 before it was sent ({ANCHOR})",
-        "r.csv, line 3, column 2: returned on 2027-01-01, a date in the future",
+        f"r.csv, ligne 2, colonne 2 : retour le 2026-06-01, avant l'envoi ({ANCHOR})",
+        "r.csv, ligne 3, colonne 2 : retour le 2027-01-01, une date future",
     ]
     assert count(engine, ProviderEvent) == 0
     with session_scope(engine) as s:
@@ -133,22 +132,26 @@ def test_a_bad_file_names_every_bad_line_and_applies_nothing(
 @pytest.mark.parametrize(
     ("data", "problem"),
     [
-        (b"", "f.csv, line 1, column 1: empty file (expected the header key,returned_on,reason)"),
+        (
+            b"",
+            "f.csv, ligne 1, colonne 1 : fichier vide (en-tête attendu : key,returned_on,reason)",
+        ),
         (
             b"key;returned_on;reason\nk;2026-06-20;NPAI\n",
-            "f.csv, line 1, column 1: wrong delimiter ';': columns are separated by ','",
+            "f.csv, ligne 1, colonne 1 : séparateur ';' : les colonnes sont séparées par ','",
         ),
         (
             b"key,returned_on\nk,2026-06-20\n",
-            "f.csv, line 1, column 3: missing column 'reason' (expected key,returned_on,reason)",
+            "f.csv, ligne 1, colonne 3 : colonne reason manquante "
+            "(attendu : key,returned_on,reason)",
         ),
         (
             b"key,returned_on,reason,extra\n",
-            "f.csv, line 1, column 4: unknown column 'extra' (expected key,returned_on,reason)",
+            "f.csv, ligne 1, colonne 4 : colonne inconnue (attendu : key,returned_on,reason)",
         ),
         (
             b"key,returned_on,reason\nk,2026-06-20,NPAI\xe9\n",
-            "f.csv, line 2, column 18: not UTF-8 text",
+            "f.csv, ligne 2, colonne 18 : pas du texte UTF-8",
         ),
     ],
 )
@@ -171,17 +174,17 @@ def test_cli_exit_codes(platform: Path, tmp_path: Path) -> None:
     good.write_bytes(csv_bytes(f"{keys[0]},2026-06-20,NPAI", f"{keys[1]},2026-06-22,other"))
     r = CliRunner().invoke(app, ["letters", "returns", str(good)])
     assert r.exit_code == 0, r.output
-    assert "2 returned letters: 2 imported (NPAI 1, other 1), 0 already imported" in r.output
+    assert "2 lettre(s) retournée(s) : 2 importée(s) (NPAI 1, other 1), 0 déjà" in r.output
     r = CliRunner().invoke(app, ["letters", "returns", str(good)])
-    assert r.exit_code == 0 and "0 imported (none), 2 already imported" in r.output
+    assert r.exit_code == 0 and "0 importée(s) (aucune), 2 déjà importée(s)" in r.output
     bad = tmp_path / "bad.csv"
     bad.write_bytes(csv_bytes(f"{keys[2]},2026-06-20,NPAI", f"{keys[3]},tomorrow,NPAI"))
     r = CliRunner().invoke(app, ["letters", "returns", str(bad)])
     assert r.exit_code == 2
-    assert f"{bad}, line 3, column 2: bad date 'tomorrow' (YYYY-MM-DD)" in r.output
-    assert "nothing imported" in r.output
+    assert f"{bad}, ligne 3, colonne 2 : n'est pas une date (AAAA-MM-JJ)" in r.output
+    assert "rien n'est importé" in r.output
     r = CliRunner().invoke(app, ["letters", "returns", str(tmp_path / "missing.csv")])
-    assert r.exit_code == 2 and "cannot read" in r.output
+    assert r.exit_code == 2 and "lecture impossible" in r.output
     with session_scope(engine) as s:
         key2 = s.exec(select(Action).where(Action.key == keys[2])).one()
         assert key2.error is None

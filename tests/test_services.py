@@ -292,7 +292,7 @@ def test_enrolment_feed_reports_bad_lines_and_is_idempotent(engine: Engine, tmp_
             now=at(date(2026, 4, 20), 6),
         )
     assert rep.rows == 5 and rep.new == 2 and len(rep.errors) == 3
-    assert [e.split(": ")[1] for e in rep.errors] == ["line 3", "line 4", "line 5"]
+    assert [e.split(", ")[1] for e in rep.errors] == ["ligne 3", "ligne 4", "ligne 5"]
     assert "ben_rng_gem" in rep.errors[0] and "date_adhesion" in rep.errors[1]
     assert rep.members_closed == (1 if count(engine, Member, Member.status == "goal") else 0)
     with session_scope(engine) as s:

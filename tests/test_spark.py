@@ -64,5 +64,5 @@ def test_missing_table_is_a_clear_error(spark: Any, tmp_path: Path) -> None:
 
     x = build().write(tmp_path / "x", "parquet")
     (x / "ir_mtt_r.parquet").unlink()
-    with pytest.raises(ExtractError, match="missing table ir_mtt_r"):
+    with pytest.raises(ExtractError, match="table ir_mtt_r manquante"):
         run_targeting_spark(rule=RULE, extract=str(x), as_of=D, spark=spark)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import subprocess
+import sys
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.client.schemas.objects import StateType
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from campaigns.catalog import load_campaign
 from campaigns.db import get_engine, session_scope
@@ -21,6 +23,7 @@ from campaigns.models import (
     EXITED,
     PENDING,
     Action,
+    AuditEvent,
     Campaign,
     Member,
     MemberEvent,
@@ -39,6 +42,7 @@ from campaigns.validation import (
     revoke_exclusion,
     sign_off,
 )
+from flows.dates import paris_today
 from tests.factories import population
 
 D = load_campaign("sophia-ald8").definition
@@ -188,38 +192,179 @@ def test_a_rejected_list_contacts_nobody(engine: Engine) -> None:
     assert {(m.status, m.status_reason) for m in members(engine)} == {(EXITED, "list_rejected")}
 
 
-def test_the_flow_waits_for_the_managers_decision(prefect_harness: None, platform: Path) -> None:
-    from prefect.flow_runs import resume_flow_run
+def test_one_run_waits_per_list_and_a_stale_view_takes_nothing(engine: Engine) -> None:
+    from flows.validation import claim
+
+    admit(engine, 2)
+    alive = {"a"}
+    with session_scope(engine) as s:
+        lst = the_list(s)
+        assert claim(session=s, target_list=lst, run_id="a", still_waits=alive.__contains__) == "a"
+        assert claim(session=s, target_list=lst, run_id="b", still_waits=alive.__contains__) == "a"
+        alive.clear()  # run a failed, was cancelled or timed out
+        assert claim(session=s, target_list=lst, run_id="b", still_waits=alive.__contains__) == "b"
+    with session_scope(engine) as s1:
+        stale = the_list(s1)
+        with session_scope(engine) as s2:
+            the_list(s2).flow_run_id = "c"  # another run took it since s1 read it
+        assert (
+            claim(session=s1, target_list=stale, run_id="d", still_waits=alive.__contains__) == "c"
+        )
+    with session_scope(engine) as s:
+        assert the_list(s).flow_run_id == "c"
+
+
+def test_the_pause_form_describes_the_list(engine: Engine) -> None:
+    from flows.validation import describe
+
+    admit(engine, 3, echelon="93")
+    admit(engine, 2, start=10, echelon="75")
+    own = members(engine)[0]
+    with session_scope(engine) as s:
+        lst = the_list(s)
+        exclude(session=s, target_list=lst, member_id=own.id or 0, reason="hospitalised", by="x")
+        sign_off(
+            session=s,
+            target_list=lst,
+            echelon="93",
+            by="lead-93",
+            now=datetime(2026, 3, 3, 23, 30, tzinfo=UTC),  # 4 March in Paris
+        )
+        text = describe(session=s, target_list=lst, base_url="https://relance.example/")
+    assert f"## Liste n° {lst.id} de la campagne « {D.name} » (sophia-ald8)" in text
+    assert "| 75 | 2 | 0 | **pas encore validée** |" in text
+    assert "| 93 | 3 | 1 | validée par lead-93 le 4 mars 2026 |" in text
+    assert "au plus tard le 7 mars 2026 à minuit (heure de Paris)" in text
+    assert "https://relance.example/campaigns/sophia-ald8/validation" in text
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def deploy_and_start() -> uuid.UUID:
+    """A run of the list-validation deployment, scheduled, as the server's scheduler makes it."""
+    from prefect.deployments import run_deployment
 
     from flows.validation import list_validation
 
-    engine = get_engine()
-    admit(engine, 3, echelon="93", today=date.today())
-    result: dict[str, Any] = {}
-    worker = threading.Thread(
-        target=lambda: result.update(list_validation(campaign_id=D.id, poll_interval=1))
+    deployment: Any = list_validation.to_deployment(name="test")
+    deployment.apply()
+    run: Any = run_deployment("list-validation/test", parameters={"campaign_id": D.id}, timeout=0)
+    return uuid.UUID(str(run.id))
+
+
+def execute(run_id: uuid.UUID) -> Any:
+    """Run the flow run in its own process, as a process worker does; its state once it exits."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT__FLOW_ENTRYPOINT": "flows/validation.py:list_validation",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect.engine", str(run_id)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    worker.start()
-    run_id = None
-    for _ in range(120):
-        with session_scope(engine) as s:
-            run_id = the_list(s).flow_run_id
-        if run_id:
-            break
-        time.sleep(0.5)
-    assert run_id, "the flow did not record its run on the list"
+    assert done.returncode == 0, done.stderr[-3000:]
+    with get_client(sync_client=True) as c:
+        return c.read_flow_run(run_id).state
+
+
+def decisions(engine: Engine) -> list[tuple[str, str, str]]:
+    with session_scope(engine) as s:
+        rows = s.exec(select(AuditEvent).where(col(AuditEvent.action).startswith("list_")))
+        return [(e.actor, e.action, e.detail["via"]) for e in rows]
+
+
+def test_the_run_waits_suspended_and_the_decision_from_prefect_is_audited(
+    prefect_harness: None, platform: Path
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+    from prefect.input.actions import read_flow_run_input
+
+    engine = get_engine()
+    admit(engine, 3, echelon="93", today=paris_today())
+    admit(engine, 2, start=10, echelon="75", today=paris_today())
+    run_id = deploy_and_start()
+    state = execute(run_id)
+    # The process has exited and the run waits: nothing is held while échelons review.
+    assert (state.type, state.name) == (StateType.PAUSED, "Suspended")
+    with session_scope(engine) as s:
+        lst = the_list(s)
+        assert lst.flow_run_id == str(run_id)
+        sign_off(session=s, target_list=lst, echelon="93", by="lead-93")
+    form = str(read_flow_run_input(f"suspended-list-{lst.id}-1-description", flow_run_id=run_id))
+    assert (
+        f"Liste n° {lst.id} de la campagne" in form
+        and "| 75 | 2 | 0 | **pas encore validée** |" in form
+    )
+    # A later scheduled run finds the list held by a live run and ends without suspending.
+    second = deploy_and_start()
+    assert execute(second).type == StateType.COMPLETED
+    # Approval before every échelon validated is refused; the run waits again.
+    resume_flow_run(run_id, run_input={"approved": True, "approver": "mme-dupont"})
+    assert execute(run_id).name == "Suspended"
+    with session_scope(engine) as s:
+        assert (the_list(s).state, the_list(s).flow_run_id) == ("pending", str(run_id))
+    assert decisions(engine) == []
+    with session_scope(engine) as s:
+        sign_off(session=s, target_list=the_list(s), echelon="75", by="lead-75")
+    # On restart the refused approval is not replayed: the rejection sent next is what applies.
+    resume_flow_run(
+        run_id, run_input={"approved": False, "approver": "m-martin", "reason": "mauvais mois"}
+    )
+    assert execute(run_id).type == StateType.COMPLETED
+    with session_scope(engine) as s:
+        done = s.get_one(TargetList, lst.id)
+        assert (done.state, done.decided_by, done.reason) == (
+            "rejected",
+            "m-martin",
+            "mauvais mois",
+        )
+    assert decisions(engine) == [("m-martin", "list_reject", f"prefect flow run {run_id}")]
+
+
+def test_an_approval_sent_in_prefect_launches_the_list(
+    prefect_harness: None, platform: Path
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    engine = get_engine()
+    admit(engine, 3, echelon="93", today=paris_today())
+    run_id = deploy_and_start()
+    assert execute(run_id).name == "Suspended"
     with session_scope(engine) as s:
         sign_off(session=s, target_list=the_list(s), echelon="93", by="lead-93")
-    for _ in range(60):
-        try:
-            resume_flow_run(uuid.UUID(run_id), run_input={"approved": True, "approver": "mgr"})
-            break
-        except Exception:  # not paused yet
-            time.sleep(0.5)
-    worker.join(timeout=120)
-    assert result["state"] == "approved"
-    assert result["counts"] == {"93": {"launched": 3, "excluded": 0}}
+    resume_flow_run(run_id, run_input={"approved": True, "approver": "mme-dupont"})
+    assert execute(run_id).type == StateType.COMPLETED
     assert {m.status for m in members(engine)} == {ACTIVE}
+    assert decisions(engine) == [("mme-dupont", "list_approve", f"prefect flow run {run_id}")]
+
+
+def test_a_decision_in_the_cli_resumes_the_run_which_ends_without_deciding_again(
+    prefect_harness: None, platform: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from console.cli import app
+
+    engine = get_engine()
+    admit(engine, 3, echelon="93", today=paris_today())
+    run_id = deploy_and_start()
+    assert execute(run_id).name == "Suspended"
+    cli = CliRunner()
+    cli.invoke(app, ["validation", "sign-off", D.id, "--echelon", "93", "--by", "lead-93"])
+    out = cli.invoke(app, ["validation", "approve", D.id, "--by", "mgr"])
+    assert out.exit_code == 0 and f"run Prefect {run_id} relancé" in out.output, out.output
+    assert execute(run_id).type == StateType.COMPLETED
+    assert {m.status for m in members(engine)} == {ACTIVE}
+    assert decisions(engine) == [("mgr", "list_approve", "cli")]
 
 
 def test_the_flow_expires_the_list_when_nobody_decides(
@@ -228,8 +373,8 @@ def test_the_flow_expires_the_list_when_nobody_decides(
     from flows.validation import list_validation
 
     engine = get_engine()
-    admit(engine, 2, echelon="93", today=date.today())
-    out = list_validation(campaign_id=D.id, poll_interval=1, max_wait_seconds=2)
+    admit(engine, 2, echelon="93", today=paris_today() - timedelta(days=6))
+    out = list_validation(campaign_id=D.id)
     assert out["state"] == "expired" and "not approved by its deadline" in out["detail"]
     assert "93" in out["detail"]
     assert {m.status_reason for m in members(engine)} == {"list_expired"}

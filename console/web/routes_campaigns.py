@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from typing import Any
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
+from campaigns.app import validation as uc
 from campaigns.audit import record
 from campaigns.catalog import campaign_by_id
-from campaigns.models import PENDING, Action, Campaign, Exclusion, Member, MemberEvent, Person, User
-from campaigns.validation import (
-    EXCLUSION_REASONS,
-    ValidationError,
-    approve,
-    exclude,
-    list_status,
-    pending_list,
-    reject,
-    revoke_exclusion,
-    sign_off,
-)
+from campaigns.models import Action, Campaign, Member, MemberEvent, Person, User
+from campaigns.validation import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from console.web.app import Forbidden, FormRowId, RowId, check_csrf, db, render, roles
 
 REVIEWERS = ("echelon_lead", "campaign_manager")
@@ -61,31 +52,10 @@ def add_routes(app: FastAPI) -> None:
                 raise Forbidden("an échelon lead sees only the list of their échelon")
             echelon = scope
         status = list_status(session=s, target_list=lst) if lst else None
-        people = []
+        people: list[Any] = []
         if lst is not None and echelon is not None:
-            excluded = {
-                e.member_id: e
-                for e in s.exec(
-                    select(Exclusion).where(
-                        Exclusion.list_id == lst.id, col(Exclusion.revoked_at).is_(None)
-                    )
-                )
-            }
-            for m, p in s.exec(
-                select(Member, Person)
-                .join(Person, col(Person.id) == col(Member.person_id))
-                .where(
-                    Member.campaign_id == cid, Member.status == PENDING, Member.echelon == echelon
-                )
-                .order_by(col(Member.anchor_date), col(Member.id))
-            ):
-                people.append((m, p, excluded.get(m.id or 0)))
-            record(
-                session=s,
-                actor=user.username,
-                action="view_list",
-                target=f"{cid}/list/{lst.id}/{echelon}",
-                detail={"people": len(people)},
+            people = uc.echelon_people(
+                session=s, actor=user.username, campaign_id=cid, echelon=echelon
             )
         labels = campaign_by_id(cid).definition.presentation.gap_labels
         return render(
@@ -117,32 +87,23 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles(*REVIEWERS),
         s: Session = Depends(db),
     ) -> Response:
-        lst = pending_list(session=s, campaign_id=cid)
-        if lst is None:
-            return _back(cid, None, "aucune liste en attente")
         m = s.get(Member, member_id)
+        echelon = m.echelon if m else None
         try:
-            exclude(
+            uc.exclude_member(
                 session=s,
-                target_list=lst,
+                actor=user.username,
+                campaign_id=cid,
                 member_id=member_id,
                 reason=reason,
                 note=note or None,
-                by=user.username,
                 scope=_scope(user),
             )
         except PermissionError as e:
             raise Forbidden(str(e)) from None
         except ValidationError as e:
-            return _back(cid, m.echelon if m else None, str(e))
-        record(
-            session=s,
-            actor=user.username,
-            action="exclude",
-            target=f"{cid}/member/{member_id}",
-            detail={"reason": reason},
-        )
-        return _back(cid, m.echelon if m else None, f"personne {member_id} retirée de la liste")
+            return _back(cid, echelon, str(e))
+        return _back(cid, echelon, f"personne {member_id} retirée de la liste")
 
     @app.post("/campaigns/{cid}/validation/revoke", dependencies=[Depends(check_csrf)])
     def revoke_route(
@@ -151,29 +112,22 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles(*REVIEWERS),
         s: Session = Depends(db),
     ) -> Response:
-        lst = pending_list(session=s, campaign_id=cid)
         m = s.get(Member, member_id)
-        if lst is None or m is None:
-            return _back(cid, None, "aucune liste en attente")
+        echelon = m.echelon if m else None
         try:
-            revoke_exclusion(
+            done = uc.revoke_exclusion(
                 session=s,
-                target_list=lst,
+                actor=user.username,
+                campaign_id=cid,
                 member_id=member_id,
-                by=user.username,
                 scope=_scope(user),
             )
         except PermissionError as e:
             raise Forbidden(str(e)) from None
         except ValidationError as e:
-            return _back(cid, m.echelon, str(e))
-        record(
-            session=s,
-            actor=user.username,
-            action="revoke_exclusion",
-            target=f"{cid}/member/{member_id}",
-        )
-        return _back(cid, m.echelon, f"personne {member_id} remise sur la liste")
+            return _back(cid, echelon, str(e))
+        message = f"personne {member_id} remise sur la liste" if done else "rien à annuler"
+        return _back(cid, echelon, message)
 
     @app.post("/campaigns/{cid}/validation/sign-off", dependencies=[Depends(check_csrf)])
     def sign_off_route(
@@ -182,63 +136,49 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles(*REVIEWERS),
         s: Session = Depends(db),
     ) -> Response:
-        lst = pending_list(session=s, campaign_id=cid)
-        if lst is None:
-            return _back(cid, echelon, "aucune liste en attente")
         try:
-            sign_off(
-                session=s, target_list=lst, echelon=echelon, by=user.username, scope=_scope(user)
+            uc.sign_off_echelon(
+                session=s,
+                actor=user.username,
+                campaign_id=cid,
+                echelon=echelon,
+                scope=_scope(user),
             )
         except PermissionError as e:
             raise Forbidden(str(e)) from None
         except ValidationError as e:
             return _back(cid, echelon, str(e))
-        record(
-            session=s,
-            actor=user.username,
-            action="sign_off",
-            target=f"{cid}/list/{lst.id}/{echelon}",
-        )
         return _back(cid, echelon, f"liste de l'échelon {echelon} validée")
 
     @app.post("/campaigns/{cid}/validation/decide", dependencies=[Depends(check_csrf)])
     def decide_route(
+        request: Request,
         cid: str,
         decision: str = Form(...),
         reason: str = Form(""),
         user: User = roles("campaign_manager"),
         s: Session = Depends(db),
     ) -> Response:
+        from campaigns.clock import PARIS
         from flows.validation import resume_with_decision
 
-        lst = pending_list(session=s, campaign_id=cid)
-        if lst is None:
-            return _back(cid, None, "aucune liste en attente")
         try:
-            if decision == "approve":
-                counts = approve(session=s, target_list=lst, by=user.username, today=date.today())
-                payload: dict[str, object] = {"approved": True, "approver": user.username}
-                message = f"liste lancée : {sum(c['launched'] for c in counts.values())} personnes"
-            else:
-                if not reason.strip():
-                    return _back(cid, None, "un refus doit être motivé")
-                reject(
-                    session=s, target_list=lst, by=user.username, reason=reason, today=date.today()
-                )
-                payload = {"approved": False, "approver": user.username, "reason": reason}
-                message = "liste refusée"
+            done = uc.decide_list(
+                session=s,
+                actor=user.username,
+                campaign_id=cid,
+                decision=decision,
+                reason=reason,
+                today=request.app.state.clock().astimezone(PARIS).date(),
+            )
         except ValidationError as e:
             return _back(cid, None, str(e))
-        record(
-            session=s,
-            actor=user.username,
-            action=f"list_{decision}",
-            target=f"{cid}/list/{lst.id}",
-            detail={"counts": lst.counts, "reason": reason},
-        )
         s.commit()
-        resume_with_decision(lst.flow_run_id, payload)
-        return _back(cid, None, message)
+        resume_with_decision(done.flow_run_id, done.as_input(actor=user.username, reason=reason))
+        if done.decision == "approve":
+            launched = sum(c["launched"] for c in done.counts.values())
+            return _back(cid, None, f"liste lancée : {launched} personnes")
+        return _back(cid, None, "liste refusée")
 
     @app.post("/campaigns/{cid}/members/{mid}/opposition", dependencies=[Depends(check_csrf)])
     def opposition_route(

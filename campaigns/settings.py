@@ -119,6 +119,7 @@ class Settings(BaseSettings):
             if url.startswith("postgresql://") or url.startswith("postgres://"):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
             return url
+        # campaigns.ledger.db creates the file 0600 in a 0700 folder when it first connects.
         return f"sqlite:///{(self.data_dir / 'relance.db').resolve()}"
 
 

@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from targeting.files import private_dir
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -56,8 +58,8 @@ def safe_name(key: str) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file renamed over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a whole file or nothing (0600, in folders 0700): a temporary file renamed over it."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:

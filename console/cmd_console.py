@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.ledger.accounts import AccountError, create_user
 from campaigns.ledger.db import get_engine, session_scope
@@ -53,7 +54,7 @@ def add(
             scope = f", échelon {u.echelon}" if u.echelon else ""
             err.print(f"user {u.username} ({u.role}{scope}) created")
     except AccountError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from campaigns.definition.catalog import load_campaign
@@ -26,7 +27,9 @@ def _row_text(r: dict[str, Any]) -> str:
 
 
 def explain(
-    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    campaign: str = typer.Argument(
+        ..., help="Campaign id (sophia-ald8), or a folder as a path (./folder)."
+    ),
     extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
     as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
     person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),
@@ -49,18 +52,18 @@ def explain(
             rule=rule, extract=extract, as_of=day, ben_nir_psa=psa, ben_rng_gem=rng_gem
         )
     except (ExtractError, DefinitionError, KeyError) as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]erreur :[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(x.as_dict(), ensure_ascii=False, indent=2))
         return
     out = Console()
     if not x.found:
-        out.print(f"{psa}:{rng_gem} is not in ir_ben_r of {extract}")
+        out.print(f"{psa}:{rng_gem} is not in ir_ben_r of {extract}", markup=False)
         raise typer.Exit(1)
     verdict = "[green]ELIGIBLE[/green]" if x.eligible else "[red]NOT ELIGIBLE[/red]"
     prio = " — [bold]priority[/bold] (all care gaps)" if x.priority else ""
-    out.print(f"{psa}:{rng_gem} on {day}: {verdict}{prio}")
+    out.print(f"{escape(psa)}:{rng_gem} on {day}: {verdict}{prio}")
     if x.reasons:
         out.print(f"reasons: {';'.join(x.reasons)}")
     out.print(f"renewal date: {x.renewal_date or '—'}  ·  échelon: {x.echelon}")

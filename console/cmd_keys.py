@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 keys = typer.Typer(
     help="Keys encrypting NIR, phone and e-mail at rest (docs/security.md).",
@@ -39,7 +40,7 @@ def keys_rotate(
             ),
         )
     except (DecryptionError, KeyConfigError) as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(
         f"re-encrypted {counts['values']:,} values of {counts['person.rows']:,} people "

@@ -25,9 +25,12 @@ def why(
     with session_scope(get_engine()) as s:
         story = person_story(session=s, campaign_id=campaign, ben_nir_psa=psa, ben_rng_gem=int(rng))
     if not story.found:
-        out.print(f"{person} never entered {campaign} (see `relance explain` for the targeting)")
+        out.print(
+            f"{person} never entered {campaign} (see `relance explain` for the targeting)",
+            markup=False,
+        )
         raise typer.Exit(1)
-    out.print(f"{person} in {campaign}: {story.status}")
+    out.print(f"{person} in {campaign}: {story.status}", markup=False)
     for day, line in story.lines:
         out.print(f"  {day}  {line}")
 

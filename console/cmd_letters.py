@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.feedback.returns import ReturnsFileError, import_returns
 from campaigns.ledger.db import get_engine, session_scope
@@ -30,7 +31,9 @@ def returns(
     try:
         data = file.read_bytes()
     except OSError as e:
-        err.print(f"[red]{file} : lecture impossible ({e.strerror})[/red]", soft_wrap=True)
+        err.print(
+            f"[red]{escape(str(file))} : lecture impossible ({e.strerror})[/red]", soft_wrap=True
+        )
         raise typer.Exit(2) from None
     try:
         with session_scope(get_engine()) as s:

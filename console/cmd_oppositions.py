@@ -70,12 +70,17 @@ def import_file(
     Nothing is recorded if any line is wrong: each error is printed with its line and column.
     An opposition dated today or earlier applies at once, at every contact point.
     """
-    rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
+    try:
+        rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
+    except UnicodeDecodeError:
+        rows, errors = [], ["pas du texte UTF-8 : enregistrez le fichier en CSV UTF-8"]
+    except csv.Error as bad:
+        rows, errors = [], [f"fichier CSV illisible ({bad})"]
     if errors:
         for e in errors:
             err.print(f"{path.name}, {e}", soft_wrap=True, markup=False, highlight=False)
         err.print(f"[red]rien n'est importé ({len(errors)} erreur(s))[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     with session_scope(get_engine()) as s:
         added = sum(
             record_opposition(

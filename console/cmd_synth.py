@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from targeting.files import OutputPathError, check_output_dir
 from targeting.synth import write_extract
 
 
@@ -25,11 +27,20 @@ def synth(
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
-        console.print(f"[red]--as-of {as_of!r} is not a date (YYYY-MM-DD)[/red]")
+        console.print(f"[red]--as-of {escape(repr(as_of))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
     if fmt not in ("parquet", "csv"):
-        console.print(f"[red]--format {fmt!r}: use parquet or csv[/red]")
+        console.print(f"[red]--format {escape(repr(fmt))} : utilisez parquet ou csv[/red]")
         raise typer.Exit(2)
+    try:
+        check_output_dir(out, option="--out")
+    except OutputPathError as e:
+        console.print(
+            f"[red]erreur :[/red] {escape(str(e))}\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     t0 = time.perf_counter()
     progress = Progress(
         TextColumn("synth"),
@@ -50,11 +61,19 @@ def synth(
                 progress=lambda done: progress.update(bar, completed=done),
             )
     except (FileExistsError, ValueError) as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as e:
+        console.print(
+            f"[red]erreur :[/red] --out {escape(str(out))} : écriture impossible ({e.strerror}) ; "
+            "choisissez un autre dossier.\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
     for table, rows in counts.items():
-        console.print(f"  {table:<17} {rows:>12,} rows")
-    console.print(f"Extract written to {out} in {time.perf_counter() - t0:.1f} s")
+        console.print(f"  {table:<17} {rows:>12,} lignes")
+    console.print(f"Extrait écrit dans {out} en {time.perf_counter() - t0:.1f} s")
 
 
 def register(app: typer.Typer) -> None:

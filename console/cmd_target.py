@@ -9,18 +9,22 @@ from pathlib import Path
 import pyarrow.compute as pc
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
 from targeting.engine import run_targeting, tables_needed, write_csv_atomic
 from targeting.extract import ExtractError, Problem, check_extract
+from targeting.files import OutputPathError, check_output
 from targeting.quarantine import default_path, write_report
 
 _SHOWN = 5  # problems named on stderr; the report has them all
 
 
 def target(
-    campaign: str = typer.Argument(..., help="Campaign id (e.g. sophia-ald8) or folder."),
+    campaign: str = typer.Argument(
+        ..., help="Campaign id (sophia-ald8), or a folder as a path (./folder)."
+    ),
     extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
     as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
     output: Path = typer.Option(..., "--output", help="CSV file to write."),
@@ -43,19 +47,27 @@ def target(
     try:
         day = date.fromisoformat(as_of)
     except ValueError:
-        console.print(f"[red]--as-of {as_of!r} is not a date (YYYY-MM-DD)[/red]")
+        console.print(f"[red]--as-of {escape(repr(as_of))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
+    if engine not in ("duckdb", "spark"):
+        console.print(f"[red]--engine {escape(repr(engine))} : utilisez duckdb ou spark[/red]")
+        raise typer.Exit(2)
+    report = quarantine or default_path(output)
     try:
-        rule = load_campaign(campaign).definition.targeting
+        loaded = load_campaign(campaign)
+        inputs = [extract, loaded.folder]
+        check_output(output, option="--output", inputs=inputs)
         if engine == "duckdb":
-            report = quarantine or default_path(output)
+            check_output(report, option="--quarantine", inputs=[*inputs, output])
+        rule = loaded.definition.targeting
+        if engine == "duckdb":
             problems = check_extract(extract, tables_needed(rule))
             write_report(report, problems)
             if any(p.severity == "error" for p in problems):
                 _refuse(console, problems, report)
             if problems:
                 console.print(
-                    f"[yellow]{len(problems):,} warnings[/yellow] (letter channel) → {report}"
+                    f"[yellow]{len(problems):,} avertissements[/yellow] (courrier) → {report}"
                 )
         if engine == "spark":
             from targeting.spark import run_targeting_spark
@@ -67,21 +79,31 @@ def target(
                 include_ineligible=include_ineligible,
                 master=spark_master,
             )
-        elif engine == "duckdb":
+        else:
             table = run_targeting(
                 rule=rule, extract=extract, as_of=day, include_ineligible=include_ineligible
             )
-        else:
-            raise KeyError(f"--engine {engine!r}: use duckdb or spark")
-    except (ExtractError, DefinitionError, FileNotFoundError, KeyError) as e:
-        console.print(f"[red]error:[/red] {e}\nNothing was written.")
+        write_csv_atomic(table, output)
+    except (ExtractError, DefinitionError, OutputPathError, FileNotFoundError, KeyError) as e:
+        console.print(
+            f"[red]erreur :[/red] {escape(str(e))}\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from None
-    write_csv_atomic(table, output)
+    except OSError as e:
+        console.print(
+            f"[red]erreur :[/red] {escape(str(output))} : écriture impossible ({e.strerror}) ; "
+            "choisissez un autre fichier.\nRien n'a été écrit.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     eligible = int(pc.sum(table["eligible"]).as_py() or 0)
     priority = int(pc.sum(table["priority"]).as_py() or 0)
     console.print(
-        f"{eligible:,} eligible, {priority:,} priority ({table.num_rows:,} rows) → {output} "
-        f"in {time.perf_counter() - t0:.1f} s"
+        f"{eligible:,} éligibles, {priority:,} prioritaires ({table.num_rows:,} lignes) → {output} "
+        f"en {time.perf_counter() - t0:.1f} s"
     )
 
 
@@ -89,10 +111,11 @@ def _refuse(console: Console, problems: list[Problem], report: Path) -> None:
     """Name the first errors and the report, exit 2: the output is not written."""
     errors = [p for p in problems if p.severity == "error"]
     for p in errors[:_SHOWN]:
-        console.print(f"[red]error:[/red] {p}", highlight=False, soft_wrap=True)
-    more = f" (and {len(errors) - _SHOWN:,} more)" if len(errors) > _SHOWN else ""
+        console.print(f"[red]erreur :[/red] {escape(str(p))}", highlight=False, soft_wrap=True)
+    more = f" (et {len(errors) - _SHOWN:,} autres)" if len(errors) > _SHOWN else ""
     console.print(
-        f"{len(errors):,} errors{more}; every bad row is in {report}\nNothing was written.",
+        f"{len(errors):,} erreurs{more} ; chaque ligne fautive est dans {report}\n"
+        "Rien n'a été écrit.",
         highlight=False,
         soft_wrap=True,
     )

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session, select
 
@@ -40,7 +41,7 @@ def _step() -> Iterator[Session]:
         with session_scope(get_engine()) as s:
             yield s
     except (ValidationError, PermissionError) as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -53,7 +54,8 @@ def status(campaign: str = typer.Argument(...)) -> None:
                 f"liste {lst.id} : {STATES.get(lst.state, lst.state)}, créée le {lst.created_on}, "
                 f"échéance {lst.deadline}"
                 + (f", par {lst.decided_by}" if lst.decided_by else "")
-                + (f" — {lst.reason}" if lst.reason else "")
+                + (f" — {lst.reason}" if lst.reason else ""),
+                markup=False,
             )
         pending = pending_list(session=s, campaign_id=campaign)
         if pending is None:
@@ -112,7 +114,7 @@ def exclude_cmd(
             note=note,
             scope=scope,
         )
-    out.print(f"personne {member} retirée ({EXCLUSION_REASONS[reason]}) par {by}")
+    out.print(f"personne {member} retirée ({EXCLUSION_REASONS[reason]}) par {by}", markup=False)
 
 
 @app.command()
@@ -141,7 +143,7 @@ def sign_off_cmd(
         uc.sign_off_echelon(
             session=s, actor=by, campaign_id=campaign, echelon=echelon, scope=echelon
         )
-    out.print(f"liste de l'échelon {echelon} validée par {by}")
+    out.print(f"liste de l'échelon {echelon} validée par {by}", markup=False)
 
 
 def _decide(campaign: str, decision: str, by: str, reason: str = "") -> uc.Decided:
@@ -178,7 +180,7 @@ def reject_cmd(
 ) -> None:
     """Refuser la liste : personne n'y est contacté."""
     done = _decide(campaign, "reject", by, reason)
-    out.print(f"liste {done.list_id} refusée par {by} : {reason}")
+    out.print(f"liste {done.list_id} refusée par {by} : {reason}", markup=False)
 
 
 def register(root: typer.Typer) -> None:

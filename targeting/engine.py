@@ -7,15 +7,14 @@ parameter (run date, horizon, code lists) is a literal computed here from the ru
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from targeting.extract import open_extract
+from targeting.extract import open_extract, read_failure
+from targeting.files import atomic_path
 from targeting.rule import (
     Age,
     AldRenewal,
@@ -285,29 +284,24 @@ def run_targeting(
     own = con is None
     con = con or duckdb.connect()
     try:
-        open_extract(con, Path(extract), tables_needed(rule), validate=validate)
+        paths = open_extract(con, Path(extract), tables_needed(rule), validate=validate)
         sql = rule_sql(rule, as_of, include_ineligible=include_ineligible)
-        return con.sql(sql).to_arrow_table()
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise read_failure(e, Path(extract), paths) from None
     finally:
         if own:
             con.close()
 
 
 def write_csv_atomic(table: pa.Table, path: Path) -> None:
-    """The table as CSV (true/false, ISO dates), written whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """The table as CSV (true/false, ISO dates), written whole or not at all, private (0600)."""
+    with atomic_path(Path(path)) as tmp:
         con = duckdb.connect()
         try:
             con.register("result", table)
-            quoted = tmp.replace("'", "''")
+            quoted = str(tmp).replace("'", "''")
             con.execute(f"COPY result TO '{quoted}' (FORMAT csv, HEADER true)")
         finally:
             con.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

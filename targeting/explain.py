@@ -18,7 +18,7 @@ from targeting.engine import (
     sql_literal,
     tables_needed,
 )
-from targeting.extract import open_extract
+from targeting.extract import open_extract, read_failure
 from targeting.rule import (
     REASONS,
     Age,
@@ -202,31 +202,45 @@ def explain_person(
 ) -> Explanation:
     """The rule's decision for one person and the rows that support each part of it."""
     con = duckdb.connect()
+    paths: dict[str, Path] = {}
     try:
-        open_extract(con, Path(extract), tables_needed(rule))
-        key = [ben_nir_psa, ben_rng_gem]
-        decision = _rows(
-            con,
-            f"SELECT * FROM ({rule_sql(rule, as_of, include_ineligible=True)}) "
-            "WHERE ben_nir_psa = ? AND ben_rng_gem = ?",
-            key,
-        )
-        out = Explanation(ben_nir_psa, ben_rng_gem, as_of, found=bool(decision))
-        if not decision:
-            return out
-        row = decision[0]
-        ben = _rows(con, "SELECT * FROM ir_ben_r WHERE ben_nir_psa = ? AND ben_rng_gem = ?", key)[0]
-        out.eligible, out.priority = bool(row["eligible"]), bool(row["priority"])
-        out.reasons = [r for r in (row["reasons"] or "").split(";") if r]
-        out.renewal_date, out.echelon = row["ald_end_date"], row["echelon"]
-        failed = set(out.reasons)
-        out.criteria = [
-            _criterion_check(con, c, key, as_of, rule.horizon_days, failed, ben)
-            for c in rule.criteria
-        ]
-        out.gaps = [
-            _gap_check(con, name, g, key, as_of, bool(row[name])) for name, g in rule.gaps.items()
-        ]
-        return out
+        paths = open_extract(con, Path(extract), tables_needed(rule))
+        return _explain(con, rule, as_of, ben_nir_psa, ben_rng_gem)
+    except duckdb.Error as e:
+        raise read_failure(e, Path(extract), paths) from None
     finally:
         con.close()
+
+
+def _explain(
+    con: duckdb.DuckDBPyConnection,
+    rule: TargetingRule,
+    as_of: date,
+    ben_nir_psa: str,
+    ben_rng_gem: int,
+) -> Explanation:
+    """The explanation, from the typed views of an opened extract."""
+    key = [ben_nir_psa, ben_rng_gem]
+    decision = _rows(
+        con,
+        f"SELECT * FROM ({rule_sql(rule, as_of, include_ineligible=True)}) "
+        "WHERE ben_nir_psa = ? AND ben_rng_gem = ?",
+        key,
+    )
+    out = Explanation(ben_nir_psa, ben_rng_gem, as_of, found=bool(decision))
+    if not decision:
+        return out
+    row = decision[0]
+    ben = _rows(con, "SELECT * FROM ir_ben_r WHERE ben_nir_psa = ? AND ben_rng_gem = ?", key)[0]
+    out.eligible, out.priority = bool(row["eligible"]), bool(row["priority"])
+    out.reasons = [r for r in (row["reasons"] or "").split(";") if r]
+    out.renewal_date, out.echelon = row["ald_end_date"], row["echelon"]
+    failed = set(out.reasons)
+    out.criteria = [
+        _criterion_check(con, c, key, as_of, rule.horizon_days, failed, ben)
+        for c in rule.criteria
+    ]
+    out.gaps = [
+        _gap_check(con, name, g, key, as_of, bool(row[name])) for name, g in rule.gaps.items()
+    ]
+    return out

@@ -178,11 +178,41 @@ def check_csv_text(path: Path) -> None:
             line += chunk.count(b"\n")
 
 
+DAMAGED = "fichier endommagé ou illisible : recopiez-le depuis la source ou régénérez-le"
+
+
+def read_failure(e: Exception, extract: Path, paths: dict[str, Path]) -> ExtractError:
+    """A table that fails while it is read (a Parquet page damaged past the footer), named.
+
+    The reader's own message is left out: it may quote a cell of a personal-data column.
+    """
+    text = str(e)
+    named = [p for p in paths.values() if str(p) in text]
+    if not named:
+        # The message does not say which file: read each one whole (only on this failure path).
+        con = duckdb.connect()
+        try:
+            for path in paths.values():
+                try:
+                    con.execute(f"SELECT max(hash(t)) FROM {_reader(path)} t").fetchall()
+                except duckdb.Error:
+                    named.append(path)
+                    break
+        finally:
+            con.close()
+    return ExtractError(named[0] if named else extract, DAMAGED)
+
+
 def _parquet_clean(path: Path) -> set[str]:
     """Columns the Parquet footer proves have no null and no blank value (no scan needed)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError):
+        # Unreadable statistics prove nothing: the scan that follows names the damage.
+        return set()
     clean: dict[str, bool] = {}
     for g in range(meta.num_row_groups):
         rg = meta.row_group(g)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from targeting.extract import Problem
+from targeting.files import write_atomic
 
 COLUMNS = ("file", "line", "column", "severity", "reason", "person_key")
 
@@ -17,19 +16,6 @@ COLUMNS = ("file", "line", "column", "severity", "reason", "person_key")
 def default_path(output: Path) -> Path:
     """`<output>.quarantine.csv` beside the output (`targets.csv` → `targets.quarantine.csv`)."""
     return output.with_name(f"{output.stem}.quarantine.csv")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file renamed over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render(problems: Sequence[Problem]) -> str:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from targeting.files import private_dir, touch_private
 from targeting.schema import JOIN_KEYS, TABLES
 
 CHUNK = 250_000
@@ -716,7 +717,7 @@ def write_extract(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    private_dir(tmp)
     pools = _pools()
     writers: dict[str, Any] = {}
     counts = dict.fromkeys(TABLES, 0)
@@ -727,6 +728,7 @@ def write_extract(
             for name, table in _chunk_tables(chunk, pools).items():
                 if name not in writers:
                     path = tmp / f"{name}.{fmt}"
+                    touch_private(path)  # contacts hold NIRs, phones and addresses
                     writers[name] = (
                         pq.ParquetWriter(path, table.schema, compression="zstd")
                         if fmt == "parquet"

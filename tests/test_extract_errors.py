@@ -102,6 +102,7 @@ def test_duplicated_person_key(tmp_path: Path) -> None:
 def test_cli_writes_the_csv(tmp_path: Path) -> None:
     x = good(tmp_path)
     out = tmp_path / "out" / "targets.csv"
+    out.parent.mkdir()
     r = CliRunner().invoke(
         app,
         [
@@ -151,7 +152,7 @@ def test_cli_bad_extract_exit_2_and_nothing_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--as-of", "2026-13-01"], "is not a date"),
+        (["--as-of", "2026-13-01"], "n'est pas une date"),
         (
             ["--as-of", "2026-03-02", "--extract", "/nonexistent"],
             "dossier d'extraction introuvable",

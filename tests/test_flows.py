@@ -117,7 +117,9 @@ def test_configuration_errors_fail_at_once_without_retry(
     from flows.daily import campaign_day
 
     state = campaign_day(
-        campaign_id="sophia-ald8", extract_dir=str(platform / "nowhere"), day=AS_OF,
+        campaign_id="sophia-ald8",
+        extract_dir=str(platform / "nowhere"),
+        day=AS_OF,
         return_state=True,
     )
     assert state.is_failed()

@@ -196,6 +196,7 @@ def test_extract_checker_refuses_identifiers_in_keys_and_never_shows_them(
     expected, contact_nirs = planted_extract(tmp_path / "x", fmt)
     problems = check_extract(tmp_path / "x")
     out = tmp_path / "out" / "targets.csv"
+    out.parent.mkdir()
     args = ["target", "sophia-ald8", "--extract", str(tmp_path / "x"), "--as-of", "2026-03-02"]
     r = CliRunner().invoke(app, [*args, "--output", str(out)])
     report = (out.parent / "targets.quarantine.csv").read_text()

@@ -311,7 +311,7 @@ def test_oppositions_import_reports_lines_and_columns_and_is_all_or_nothing(
             "PSA000003,1,all,16/04/2026\n"
         )
         r = CliRunner().invoke(app, ["oppositions", "import", str(bad)])
-        assert r.exit_code == 1
+        assert r.exit_code == 2
         assert "ligne 3, colonne ben_rng_gem" in r.output and "ligne 3, colonne canal" in r.output
         assert "ligne 4, colonne opposed_on" in r.output and "rien n'est importé" in r.output
         with session_scope(get_engine()) as s:

@@ -58,6 +58,7 @@ def report(path: Path) -> list[tuple[str, str, str, str, str]]:
 def test_every_bad_row_is_quarantined_and_nothing_written(tmp_path: Path) -> None:
     x, nir = damaged(tmp_path)
     out = tmp_path / "out" / "targets.csv"
+    out.parent.mkdir()
     code, output = run(x, out)
     assert code == 2
     assert not out.exists() and not list(out.parent.glob(".*"))
@@ -76,16 +77,17 @@ def test_every_bad_row_is_quarantined_and_nothing_written(tmp_path: Path) -> Non
     assert "la ligne d'adresse 4 a 40 caractères, au plus 38" in text
     assert nir not in text and nir[:-2] not in text and nir[:-2] not in output
     assert "ir_ben_r.csv, ligne 2, colonne ben_res_dpt : valeur vide" in output
-    assert str(q) in output.replace("\n", "") and "Nothing was written." in output
+    assert str(q) in output.replace("\n", "") and "Rien n'a été écrit." in output
 
 
 def test_quarantine_path_option_and_warnings_only(tmp_path: Path) -> None:
     x = Extract().person("A", contact={"adresse_l1": "M" * 39}).write(tmp_path / "x")
     out, q = tmp_path / "targets.csv", tmp_path / "q" / "bad.csv"
+    q.parent.mkdir()
     code, output = run(x, out, "--quarantine", str(q))
     assert code == 0, output
     assert out.exists() and report(q) == [("contacts.csv", "2", "adresse_l1", "warning", "A:1")]
-    assert "1 warnings" in output
+    assert "1 avertissements" in output
 
 
 def test_clean_extract_gives_an_empty_report(tmp_path: Path) -> None:

@@ -153,4 +153,4 @@ def test_cli(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert (out / "er_prs_f.parquet").exists()
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 2 and "not an empty folder" in again.output
+    assert again.exit_code == 2 and "n'est pas vide" in again.output

@@ -53,25 +53,53 @@ def _stamp(folder: Path) -> float:
     return max(p.stat().st_mtime for p in [folder, *folder.rglob("*")])
 
 
+def is_explicit_path(arg: str | Path) -> bool:
+    """A campaign argument names a folder only when it says so (`./x`, `../x`, `/x`, `a/b`)."""
+    return isinstance(arg, Path) or "/" in arg
+
+
 def load_campaign(id_or_path: str | Path, *, root: Path = DEFINITIONS_DIR) -> Campaign:
-    """A campaign by its id (among the folders under `root`) or by its folder path."""
+    """A campaign by its id (among the folders under `root`), or by an explicit folder path.
+
+    A folder of the working directory named like an id is never read instead of the campaign.
+    """
+    if not is_explicit_path(id_or_path):
+        return campaign_by_id(str(id_or_path), root=root)
     path = Path(id_or_path)
-    if path.is_dir():
-        folder = path.resolve()
-        return _load_cached(folder, _stamp(folder))
-    return campaign_by_id(str(id_or_path), root=root)
+    if not path.is_dir():
+        raise DefinitionError(f"{path}: aucun dossier de campagne à ce chemin")
+    if not (path / "campaign.yaml").is_file():
+        # Checked before anything walks the folder: `/` or `~/` must not be scanned.
+        raise DefinitionError(f"{path}: pas de campaign.yaml dans ce dossier de campagne")
+    folder = path.resolve()
+    return _load_cached(folder, _stamp(folder))
+
+
+def _by_id(root: Path) -> dict[str, tuple[Path, CampaignDefinition]]:
+    """Every definition under `root` by id; two folders with one id are refused, both named."""
+    found: dict[str, tuple[Path, CampaignDefinition]] = {}
+    for folder in _folders(root):
+        definition = parse_definition(folder / "campaign.yaml")
+        if definition.id in found:
+            raise DefinitionError(
+                f"deux dossiers déclarent la campagne {definition.id!r} : "
+                f"{found[definition.id][0]} et {folder} ; renommez l'id de l'un d'eux "
+                "ou retirez la copie"
+            )
+        found[definition.id] = (folder, definition)
+    return found
 
 
 def campaign_by_id(campaign_id: str, *, root: Path = DEFINITIONS_DIR) -> Campaign:
     """A campaign by its id only: what a URL or the ledger names is never read as a path."""
-    for folder in _folders(root):
-        definition = parse_definition(folder / "campaign.yaml")
-        if definition.id == campaign_id:
-            return _load_cached(folder.resolve(), _stamp(folder))
-    known = ", ".join(parse_definition(f / "campaign.yaml").id for f in _folders(root))
-    raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {known or 'none'})")
+    known = _by_id(root)
+    if campaign_id in known:
+        folder = known[campaign_id][0]
+        return _load_cached(folder.resolve(), _stamp(folder))
+    names = ", ".join(known)
+    raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {names or 'none'})")
 
 
 def list_campaigns(root: Path = DEFINITIONS_DIR) -> list[CampaignDefinition]:
-    """Every campaign definition under `root`."""
-    return [parse_definition(f / "campaign.yaml") for f in _folders(root)]
+    """Every campaign definition under `root` (two folders with one id are refused)."""
+    return [d for _, d in _by_id(root).values()]

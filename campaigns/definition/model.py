@@ -192,6 +192,47 @@ class DefinitionError(Exception):
     """A campaign folder that cannot be loaded; the message says where and why."""
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping: PyYAML would silently keep the last."""
+
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        self.key, self.first, self.second = key, first, second
+        super().__init__(problem=f"duplicate key {key!r}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that gives one key twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base loader says so
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: Path, text: str) -> Any:
+    """A YAML document of a campaign folder; a duplicate key is an error naming both lines."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as e:
+        raise DefinitionError(
+            f"{path}:{e.second}: clé {e.key!r} en double (lignes {e.first} et {e.second}) : "
+            "n'en gardez qu'une"
+        ) from None
+
+
 def _walk(node: yaml.Node | None, part: Any) -> yaml.Node | None:
     """The child of a composed YAML node at one path part, or None."""
     if isinstance(node, yaml.MappingNode):
@@ -288,10 +329,14 @@ def parse_definition(path: Path) -> CampaignDefinition:
     """Read and validate one `campaign.yaml` (templates are not checked here)."""
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw = load_yaml(path, text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except FileNotFoundError as e:
         raise DefinitionError(f"{path}: no such file") from e
+    except UnicodeDecodeError:
+        raise DefinitionError(f"{path}: pas en UTF-8 ; enregistrez le fichier en UTF-8") from None
+    except OSError as e:
+        raise DefinitionError(f"{path}: illisible ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

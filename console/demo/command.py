@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -16,6 +17,7 @@ from sqlalchemy.engine import Engine
 from campaigns.cascade.review import approve, list_status, pending_list, sign_off
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger import crypto
 from campaigns.ledger.accounts import create_user
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.measurement.effect_report import effect_report
@@ -24,11 +26,45 @@ from campaigns.settings import Settings
 from console.demo.simulator import Simulator
 from flows import stages
 from flows.adapters import build_adapters
+from targeting.files import DIR_MODE, private_dir
 from targeting.synth import write_extract
 
 # The seed's objectives (5,540 enrolments) are for a year of the DRSM Île-de-France, about
 # 10 million insured of the régime général; the demo pro-rates them to its size and length.
 REGION_INSURED = 10_000_000
+# Written in the folder a demo creates: only such a folder is ever emptied by the next demo.
+MARKER = ".relance-demo"
+
+
+class DataDirError(ValueError):
+    """A --data-dir the demo may not use: the message says why and what to do."""
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """An empty private folder for the demo; a previous demo's is emptied, anything else refused."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise DataDirError(
+            f"--data-dir {data_dir} est un fichier : indiquez un dossier nouveau ou vide."
+        )
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).is_file():
+            raise DataDirError(
+                f"--data-dir {data_dir} n'est pas vide et n'a pas été créé par `relance demo` "
+                f"(pas de fichier {MARKER}) : rien n'a été supprimé ; indiquez un dossier "
+                "nouveau ou vide."
+            )
+        shutil.rmtree(data_dir)
+    private_dir(data_dir).chmod(DIR_MODE)
+    (data_dir / MARKER).write_text("Dossier de `relance demo` : le prochain demo le vide.\n")
+
+
+def demo_settings(data_dir: Path) -> Settings:
+    """The demo's ledger, outbox, feeds and the key encrypting them: all in data_dir."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{(data_dir / 'relance.db').resolve()}",
+        data_keys=None,
+    )
 
 
 def render_report(rows: list[EchelonRow], title: str) -> Table:
@@ -127,8 +163,8 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
 
 
 def demo(
-    people: int = typer.Option(200_000, help="Synthetic insured to generate."),
-    days: int = typer.Option(120, help="Days to play."),
+    people: int = typer.Option(200_000, min=1, help="Synthetic insured to generate."),
+    days: int = typer.Option(120, min=1, help="Days to play."),
     start: str = typer.Option("2026-03-02", help="First day played (YYYY-MM-DD)."),
     seed: int = typer.Option(2016, help="Seed of the extract and of the simulation."),
     data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its files."),
@@ -137,14 +173,42 @@ def demo(
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)
-    first = date.fromisoformat(start)
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        Console(stderr=True).print(
+            f"[red]--start {escape(repr(start))} n'est pas une date (AAAA-MM-JJ)[/red]"
+        )
+        raise typer.Exit(2) from None
     t0 = time.perf_counter()
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
-    settings = Settings(
-        data_dir=data_dir, database_url=f"sqlite:///{(data_dir / 'relance.db').resolve()}"
-    )
+    try:
+        prepare_data_dir(data_dir)
+    except (DataDirError, OSError) as e:
+        why = e if isinstance(e, DataDirError) else f"--data-dir {data_dir} : {e.strerror}"
+        Console(stderr=True).print(
+            f"[red]erreur :[/red] {escape(str(why))}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(2) from None
+    settings = demo_settings(data_dir)
+    crypto.set_keys(crypto.configured_keys(settings))
+    try:
+        _play(console, settings, people=people, days=days, first=first, seed=seed, t0=t0)
+    finally:
+        crypto.reset()
+
+
+def _play(
+    console: Console,
+    settings: Settings,
+    *,
+    people: int,
+    days: int,
+    first: date,
+    seed: int,
+    t0: float,
+) -> None:
+    """Generate the extract, play the days, print the report."""
+    data_dir = settings.data_dir
     extract = data_dir / "extract"
     campaign = load_campaign("sophia-ald8")
     with console.status(f"Generating {people:,} synthetic insured…"):

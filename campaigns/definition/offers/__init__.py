@@ -6,7 +6,6 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CATALOGUE = Path(__file__).parent / "catalogue.yaml"
@@ -57,8 +56,10 @@ class Catalogue(_Strict):
 
 @lru_cache(maxsize=4)
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
-    """The catalogue file, validated."""
-    return Catalogue.model_validate(yaml.safe_load(path.read_text()))
+    """The catalogue file, validated (a key given twice is an error naming both lines)."""
+    from campaigns.definition.model import load_yaml
+
+    return Catalogue.model_validate(load_yaml(path, path.read_text(encoding="utf-8")))
 
 
 def suggest(

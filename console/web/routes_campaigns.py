@@ -249,7 +249,7 @@ def person_page(
     explanation, explain_error = None, None
     settings = request.app.state.settings
     try:
-        # The extract reader is heavy: loaded only when a person page is opened.
+        # The extract reader (DuckDB) is heavy: loaded only when a person page is opened.
         from targeting.explain import explain_person
 
         explanation = explain_person(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from campaigns.ledger.models import ACTIVE, CANCELLED, PENDING, QUEUED, Action, Member, MemberEvent
 
@@ -53,3 +53,14 @@ def close_member(
         )
     )
     return True
+
+
+def member_history(*, session: Session, member_id: int) -> tuple[list[MemberEvent], list[Action]]:
+    """A member's events and actions, each oldest first (the person page)."""
+    events = session.exec(
+        select(MemberEvent).where(MemberEvent.member_id == member_id).order_by(col(MemberEvent.id))
+    ).all()
+    actions = session.exec(
+        select(Action).where(Action.member_id == member_id).order_by(col(Action.id))
+    ).all()
+    return list(events), list(actions)

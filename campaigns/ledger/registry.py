@@ -76,3 +76,8 @@ def current_objectives(*, session: Session, campaign_id: str) -> dict[str, int]:
         .order_by(col(Objective.set_at), col(Objective.id))
     ).all()
     return {r.echelon: r.target for r in rows}
+
+
+def registered_campaigns(*, session: Session) -> list[Campaign]:
+    """Every campaign in the ledger, by id."""
+    return list(session.exec(select(Campaign).order_by(col(Campaign.id))).all())

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, col, select
 
 from campaigns.app import validation as uc
+from campaigns.calls.card import holds_call_for
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
+from campaigns.clock import PARIS
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import Action, Campaign, Member, MemberEvent, Person, User
-from console.web.app import Forbidden, FormRowId, RowId, check_csrf, db, render, roles
+from campaigns.ledger.members import member_history
+from campaigns.ledger.models import Member, Person, User
+from campaigns.ledger.registry import registered_campaigns
+from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
+from console.web.deps import (
+    CSRF,
+    CampaignManager,
+    Forbidden,
+    FormRowId,
+    RowId,
+    SessionDep,
+    render,
+    roles,
+)
 
 REVIEWERS = ("echelon_lead", "campaign_manager")
+Reviewer = Annotated[User, roles(*REVIEWERS)]
+
+router = APIRouter()
 
 
 def _scope(user: User) -> str | None:
@@ -23,258 +40,237 @@ def _scope(user: User) -> str | None:
     return user.echelon if user.role == "echelon_lead" else None
 
 
-def add_routes(app: FastAPI) -> None:
-    """Register the campaign pages."""
+def _back(cid: str, echelon: str | None, message: str) -> Response:
+    q = f"?m={quote(message)}" + (f"&echelon={echelon}" if echelon else "")
+    return RedirectResponse(f"/campaigns/{cid}/validation{q}", status_code=303)
 
-    @app.get("/campaigns", response_class=HTMLResponse)
-    def campaigns(
-        request: Request,
-        user: User = roles(*REVIEWERS, "supervisor", "regional_lead"),
-        s: Session = Depends(db),
-    ) -> HTMLResponse:
-        rows = []
-        for c in s.exec(select(Campaign).order_by(col(Campaign.id))):
-            rows.append((c, pending_list(session=s, campaign_id=c.id)))
-        return render(request, "campaigns.html", user, rows=rows)
 
-    @app.get("/campaigns/{cid}/validation", response_class=HTMLResponse)
-    def validation_page(
-        request: Request,
-        cid: str,
-        echelon: str | None = None,
-        user: User = roles(*REVIEWERS),
-        s: Session = Depends(db),
-    ) -> HTMLResponse:
-        lst = pending_list(session=s, campaign_id=cid)
-        scope = _scope(user)
-        if scope is not None:
-            if echelon not in (None, scope):
-                raise Forbidden("an échelon lead sees only the list of their échelon")
-            echelon = scope
-        status = list_status(session=s, target_list=lst) if lst else None
-        people: list[Any] = []
-        if lst is not None and echelon is not None:
-            people = uc.echelon_people(
-                session=s, actor=user.username, campaign_id=cid, echelon=echelon
-            )
-        labels = campaign_by_id(cid).definition.presentation.gap_labels
-        return render(
-            request,
-            "validation.html",
-            user,
-            cid=cid,
-            lst=lst,
-            status=status,
-            echelon=echelon,
-            people=people,
-            reasons=EXCLUSION_REASONS,
-            gap_labels=labels,
-            message=request.query_params.get("m"),
-        )
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns(
+    request: Request,
+    user: Annotated[User, roles(*REVIEWERS, "supervisor", "regional_lead")],
+    s: SessionDep,
+) -> HTMLResponse:
+    rows = []
+    for c in registered_campaigns(session=s):
+        rows.append((c, pending_list(session=s, campaign_id=c.id)))
+    return render(request, "campaigns.html", user, rows=rows)
 
-    def _back(cid: str, echelon: str | None, message: str) -> Response:
-        from urllib.parse import quote
 
-        q = f"?m={quote(message)}" + (f"&echelon={echelon}" if echelon else "")
-        return RedirectResponse(f"/campaigns/{cid}/validation{q}", status_code=303)
+@router.get("/campaigns/{cid}/validation", response_class=HTMLResponse)
+def validation_page(
+    request: Request,
+    cid: str,
+    user: Reviewer,
+    s: SessionDep,
+    echelon: str | None = None,
+) -> HTMLResponse:
+    lst = pending_list(session=s, campaign_id=cid)
+    scope = _scope(user)
+    if scope is not None:
+        if echelon not in (None, scope):
+            raise Forbidden("an échelon lead sees only the list of their échelon")
+        echelon = scope
+    status = list_status(session=s, target_list=lst) if lst else None
+    people: list[Any] = []
+    if lst is not None and echelon is not None:
+        people = uc.echelon_people(session=s, actor=user.username, campaign_id=cid, echelon=echelon)
+    labels = campaign_by_id(cid).definition.presentation.gap_labels
+    return render(
+        request,
+        "validation.html",
+        user,
+        cid=cid,
+        lst=lst,
+        status=status,
+        echelon=echelon,
+        people=people,
+        reasons=EXCLUSION_REASONS,
+        gap_labels=labels,
+        message=request.query_params.get("m"),
+    )
 
-    @app.post("/campaigns/{cid}/validation/exclude", dependencies=[Depends(check_csrf)])
-    def exclude_route(
-        cid: str,
-        member_id: FormRowId,
-        reason: str = Form(...),
-        note: str = Form(""),
-        user: User = roles(*REVIEWERS),
-        s: Session = Depends(db),
-    ) -> Response:
-        m = s.get(Member, member_id)
-        echelon = m.echelon if m else None
-        try:
-            uc.exclude_member(
-                session=s,
-                actor=user.username,
-                campaign_id=cid,
-                member_id=member_id,
-                reason=reason,
-                note=note or None,
-                scope=_scope(user),
-            )
-        except PermissionError as e:
-            raise Forbidden(str(e)) from None
-        except ValidationError as e:
-            return _back(cid, echelon, str(e))
-        return _back(cid, echelon, f"personne {member_id} retirée de la liste")
 
-    @app.post("/campaigns/{cid}/validation/revoke", dependencies=[Depends(check_csrf)])
-    def revoke_route(
-        cid: str,
-        member_id: FormRowId,
-        user: User = roles(*REVIEWERS),
-        s: Session = Depends(db),
-    ) -> Response:
-        m = s.get(Member, member_id)
-        echelon = m.echelon if m else None
-        try:
-            done = uc.revoke_exclusion(
-                session=s,
-                actor=user.username,
-                campaign_id=cid,
-                member_id=member_id,
-                scope=_scope(user),
-            )
-        except PermissionError as e:
-            raise Forbidden(str(e)) from None
-        except ValidationError as e:
-            return _back(cid, echelon, str(e))
-        message = f"personne {member_id} remise sur la liste" if done else "rien à annuler"
-        return _back(cid, echelon, message)
-
-    @app.post("/campaigns/{cid}/validation/sign-off", dependencies=[Depends(check_csrf)])
-    def sign_off_route(
-        cid: str,
-        echelon: str = Form(...),
-        user: User = roles(*REVIEWERS),
-        s: Session = Depends(db),
-    ) -> Response:
-        try:
-            uc.sign_off_echelon(
-                session=s,
-                actor=user.username,
-                campaign_id=cid,
-                echelon=echelon,
-                scope=_scope(user),
-            )
-        except PermissionError as e:
-            raise Forbidden(str(e)) from None
-        except ValidationError as e:
-            return _back(cid, echelon, str(e))
-        return _back(cid, echelon, f"liste de l'échelon {echelon} validée")
-
-    @app.post("/campaigns/{cid}/validation/decide", dependencies=[Depends(check_csrf)])
-    def decide_route(
-        request: Request,
-        cid: str,
-        decision: str = Form(...),
-        reason: str = Form(""),
-        user: User = roles("campaign_manager"),
-        s: Session = Depends(db),
-    ) -> Response:
-        from campaigns.clock import PARIS
-        from flows.validation import resume_with_decision
-
-        try:
-            done = uc.decide_list(
-                session=s,
-                actor=user.username,
-                campaign_id=cid,
-                decision=decision,
-                reason=reason,
-                today=request.app.state.clock().astimezone(PARIS).date(),
-            )
-        except ValidationError as e:
-            return _back(cid, None, str(e))
-        s.commit()
-        resume_with_decision(done.flow_run_id, done.as_input(actor=user.username, reason=reason))
-        if done.decision == "approve":
-            launched = sum(c["launched"] for c in done.counts.values())
-            return _back(cid, None, f"liste lancée : {launched} personnes")
-        return _back(cid, None, "liste refusée")
-
-    @app.post("/campaigns/{cid}/members/{mid}/opposition", dependencies=[Depends(check_csrf)])
-    def opposition_route(
-        request: Request,
-        cid: str,
-        mid: RowId,
-        canal: str = Form(...),
-        user: User = roles("adviser", "supervisor", "campaign_manager"),
-        s: Session = Depends(db),
-    ) -> Response:
-        from campaigns.clock import PARIS
-        from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
-
-        m = s.get(Member, mid)
-        if m is None or m.campaign_id != cid:
-            raise Forbidden("no such person in this campaign")
-        if user.role == "adviser" and (
-            s.exec(
-                select(Action).where(Action.member_id == mid, Action.claimed_by == user.username)
-            ).first()
-            is None
-        ):
-            raise Forbidden("an adviser records oppositions only for the person they are calling")
-        if canal not in OPPOSITION_CANALS:
-            raise Forbidden("unknown channel")
-        p = s.get(Person, m.person_id)
-        assert p is not None
-        record_opposition(
-            s,
-            ben_nir_psa=p.ben_nir_psa,
-            ben_rng_gem=p.ben_rng_gem,
-            canal=canal,
-            on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
-            source=f"console by {user.username}",
-        )
-        record(
+@router.post("/campaigns/{cid}/validation/exclude", dependencies=CSRF)
+def exclude_route(
+    cid: str,
+    member_id: FormRowId,
+    user: Reviewer,
+    s: SessionDep,
+    reason: str = Form(...),
+    note: str = Form(""),
+) -> Response:
+    m = s.get(Member, member_id)
+    echelon = m.echelon if m else None
+    try:
+        uc.exclude_member(
             session=s,
             actor=user.username,
-            action="record_opposition",
-            target=f"{cid}/member/{mid}",
-            detail={"canal": canal},
+            campaign_id=cid,
+            member_id=member_id,
+            reason=reason,
+            note=note or None,
+            scope=_scope(user),
         )
-        return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
+    except PermissionError as e:
+        raise Forbidden(str(e)) from None
+    except ValidationError as e:
+        return _back(cid, echelon, str(e))
+    return _back(cid, echelon, f"personne {member_id} retirée de la liste")
 
-    @app.get("/campaigns/{cid}/members/{mid}", response_class=HTMLResponse)
-    def person_page(
-        request: Request,
-        cid: str,
-        mid: RowId,
-        user: User = roles("adviser", "supervisor", *REVIEWERS),
-        s: Session = Depends(db),
-    ) -> HTMLResponse:
-        m = s.get(Member, mid)
-        if m is None or m.campaign_id != cid:
-            raise Forbidden("no such person in this campaign")
-        scope = _scope(user)
-        if scope is not None and m.echelon != scope:
-            raise Forbidden("this person belongs to another échelon")
-        if user.role == "adviser":
-            held = s.exec(
-                select(Action).where(Action.member_id == mid, Action.claimed_by == user.username)
-            ).first()
-            if held is None:
-                raise Forbidden("an adviser sees only the person they are calling")
-        p = s.get(Person, m.person_id)
-        assert p is not None
-        events = s.exec(
-            select(MemberEvent).where(MemberEvent.member_id == mid).order_by(col(MemberEvent.id))
-        ).all()
-        actions = s.exec(
-            select(Action).where(Action.member_id == mid).order_by(col(Action.id))
-        ).all()
-        explanation, explain_error = None, None
-        settings = request.app.state.settings
-        try:
-            from targeting.explain import explain_person
 
-            explanation = explain_person(
-                rule=campaign_by_id(cid).definition.targeting,
-                extract=settings.resolved_extract_dir,
-                as_of=m.entered_on,
-                ben_nir_psa=p.ben_nir_psa,
-                ben_rng_gem=p.ben_rng_gem,
-            )
-        except Exception as e:  # the page still shows the ledger's facts
-            explain_error = f"explication indisponible : {e}"
-        record(session=s, actor=user.username, action="view_person", target=f"{cid}/member/{mid}")
-        return render(
-            request,
-            "person.html",
-            user,
-            cid=cid,
-            m=m,
-            p=p,
-            events=events,
-            actions=actions,
-            x=explanation,
-            explain_error=explain_error,
+@router.post("/campaigns/{cid}/validation/revoke", dependencies=CSRF)
+def revoke_route(cid: str, member_id: FormRowId, user: Reviewer, s: SessionDep) -> Response:
+    m = s.get(Member, member_id)
+    echelon = m.echelon if m else None
+    try:
+        done = uc.revoke_exclusion(
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            member_id=member_id,
+            scope=_scope(user),
         )
+    except PermissionError as e:
+        raise Forbidden(str(e)) from None
+    except ValidationError as e:
+        return _back(cid, echelon, str(e))
+    message = f"personne {member_id} remise sur la liste" if done else "rien à annuler"
+    return _back(cid, echelon, message)
+
+
+@router.post("/campaigns/{cid}/validation/sign-off", dependencies=CSRF)
+def sign_off_route(cid: str, user: Reviewer, s: SessionDep, echelon: str = Form(...)) -> Response:
+    try:
+        uc.sign_off_echelon(
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            echelon=echelon,
+            scope=_scope(user),
+        )
+    except PermissionError as e:
+        raise Forbidden(str(e)) from None
+    except ValidationError as e:
+        return _back(cid, echelon, str(e))
+    return _back(cid, echelon, f"liste de l'échelon {echelon} validée")
+
+
+@router.post("/campaigns/{cid}/validation/decide", dependencies=CSRF)
+def decide_route(
+    request: Request,
+    cid: str,
+    user: CampaignManager,
+    s: SessionDep,
+    decision: str = Form(...),
+    reason: str = Form(""),
+) -> Response:
+    # Prefect loads only when a list is decided, not with every page of the console.
+    from flows.validation import resume_with_decision
+
+    try:
+        done = uc.decide_list(
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            decision=decision,
+            reason=reason,
+            today=request.app.state.clock().astimezone(PARIS).date(),
+        )
+    except ValidationError as e:
+        return _back(cid, None, str(e))
+    s.commit()
+    resume_with_decision(done.flow_run_id, done.as_input(actor=user.username, reason=reason))
+    if done.decision == "approve":
+        launched = sum(c["launched"] for c in done.counts.values())
+        return _back(cid, None, f"liste lancée : {launched} personnes")
+    return _back(cid, None, "liste refusée")
+
+
+@router.post("/campaigns/{cid}/members/{mid}/opposition", dependencies=CSRF)
+def opposition_route(
+    request: Request,
+    cid: str,
+    mid: RowId,
+    user: Annotated[User, roles("adviser", "supervisor", "campaign_manager")],
+    s: SessionDep,
+    canal: str = Form(...),
+) -> Response:
+    m = s.get(Member, mid)
+    if m is None or m.campaign_id != cid:
+        raise Forbidden("no such person in this campaign")
+    if user.role == "adviser" and not holds_call_for(
+        session=s, member_id=mid, adviser=user.username
+    ):
+        raise Forbidden("an adviser records oppositions only for the person they are calling")
+    if canal not in OPPOSITION_CANALS:
+        raise Forbidden("unknown channel")
+    p = s.get(Person, m.person_id)
+    assert p is not None
+    record_opposition(
+        s,
+        ben_nir_psa=p.ben_nir_psa,
+        ben_rng_gem=p.ben_rng_gem,
+        canal=canal,
+        on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
+        source=f"console by {user.username}",
+    )
+    record(
+        session=s,
+        actor=user.username,
+        action="record_opposition",
+        target=f"{cid}/member/{mid}",
+        detail={"canal": canal},
+    )
+    return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
+
+
+@router.get("/campaigns/{cid}/members/{mid}", response_class=HTMLResponse)
+def person_page(
+    request: Request,
+    cid: str,
+    mid: RowId,
+    user: Annotated[User, roles("adviser", "supervisor", *REVIEWERS)],
+    s: SessionDep,
+) -> HTMLResponse:
+    m = s.get(Member, mid)
+    if m is None or m.campaign_id != cid:
+        raise Forbidden("no such person in this campaign")
+    scope = _scope(user)
+    if scope is not None and m.echelon != scope:
+        raise Forbidden("this person belongs to another échelon")
+    if user.role == "adviser" and not holds_call_for(
+        session=s, member_id=mid, adviser=user.username
+    ):
+        raise Forbidden("an adviser sees only the person they are calling")
+    p = s.get(Person, m.person_id)
+    assert p is not None
+    events, actions = member_history(session=s, member_id=mid)
+    explanation, explain_error = None, None
+    settings = request.app.state.settings
+    try:
+        # The extract reader (DuckDB) is heavy: loaded only when a person page is opened.
+        from targeting.explain import explain_person
+
+        explanation = explain_person(
+            rule=campaign_by_id(cid).definition.targeting,
+            extract=settings.resolved_extract_dir,
+            as_of=m.entered_on,
+            ben_nir_psa=p.ben_nir_psa,
+            ben_rng_gem=p.ben_rng_gem,
+        )
+    except Exception as e:  # the page still shows the ledger's facts
+        explain_error = f"explication indisponible : {e}"
+    record(session=s, actor=user.username, action="view_person", target=f"{cid}/member/{mid}")
+    return render(
+        request,
+        "person.html",
+        user,
+        cid=cid,
+        m=m,
+        p=p,
+        events=events,
+        actions=actions,
+        x=explanation,
+        explain_error=explain_error,
+    )

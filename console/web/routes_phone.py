@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -14,9 +13,9 @@ from twilio.request_validator import RequestValidator
 
 from campaigns.calls.telephony import DialError, latest_call, record_status, start_call
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import User
-from console.web.app import Forbidden, RowId, check_csrf, clock, db, engine_of, roles
-from console.web.routes_calls import _own_call
+from console.web.deps import CSRF, Adviser, Forbidden, Now, RowId, SessionDep, engine_of, own_call
+
+router = APIRouter()
 
 
 def phone_of(request: Request) -> Any:
@@ -36,86 +35,85 @@ def public_url(request: Request) -> str:
     return base + request.url.path + (f"?{query}" if query else "")
 
 
-def add_routes(app: FastAPI) -> None:
-    """Register the dial button and the status webhook."""
-
-    @app.post("/calls/{aid}/dial", dependencies=[Depends(check_csrf)])
-    def dial(
-        request: Request,
-        aid: RowId,
-        user: User = roles("adviser"),
-        s: Session = Depends(db),
-        now: datetime = Depends(clock),
-    ) -> Response:
-        _own_call(s, aid, user)
-        if not user.phone_line:
-            msg = "aucune ligne téléphonique n'est associée à votre compte (voir un administrateur)"
-            return RedirectResponse(f"/calls/{aid}?e={quote(msg)}", status_code=303)
-        try:
-            call = start_call(
-                session=s,
-                action_id=aid,
-                adviser=user.username,
-                adviser_line=user.phone_line,
-                phone=phone_of(request),
-                now=now,
-            )
-        except DialError as e:
-            record(
-                session=s,
-                actor=user.username,
-                action="dial",
-                target=f"action/{aid}",
-                detail={"error": str(e)[:200]},
-            )
-            return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
+@router.post("/calls/{aid}/dial", dependencies=CSRF)
+def dial(
+    request: Request,
+    aid: RowId,
+    user: Adviser,
+    s: SessionDep,
+    now: Now,
+) -> Response:
+    own_call(s, aid, user)
+    if not user.phone_line:
+        msg = "aucune ligne téléphonique n'est associée à votre compte (voir un administrateur)"
+        return RedirectResponse(f"/calls/{aid}?e={quote(msg)}", status_code=303)
+    try:
+        call = start_call(
+            session=s,
+            action_id=aid,
+            adviser=user.username,
+            adviser_line=user.phone_line,
+            phone=phone_of(request),
+            now=now,
+        )
+    except DialError as e:
         record(
             session=s,
             actor=user.username,
             action="dial",
             target=f"action/{aid}",
-            detail={"call": call.key},
+            detail={"error": str(e)[:200]},
         )
-        return RedirectResponse(f"/calls/{aid}", status_code=303)
+        return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
+    record(
+        session=s,
+        actor=user.username,
+        action="dial",
+        target=f"action/{aid}",
+        detail={"call": call.key},
+    )
+    return RedirectResponse(f"/calls/{aid}", status_code=303)
 
-    @app.get("/calls/{aid}/telephony")
-    def telephony(aid: RowId, user: User = roles("adviser"), s: Session = Depends(db)) -> Response:
-        _own_call(s, aid, user)
-        call = latest_call(session=s, action_id=aid)
-        if call is None:
-            return JSONResponse({"status": None})
-        return JSONResponse(
-            {
-                "status": call.status,
-                "error": call.error,
-                "answered_at": call.answered_at.isoformat() if call.answered_at else None,
-                "ended_at": call.ended_at.isoformat() if call.ended_at else None,
-                "duration_s": call.duration_s,
-            }
-        )
 
-    @app.post("/webhooks/twilio/status")
-    async def twilio_status(request: Request, now: datetime = Depends(clock)) -> Response:
-        token = request.app.state.settings.twilio_auth_token
-        if not token:
-            raise Forbidden("Twilio callbacks are not configured")
-        form = await request.form()
-        params = {k: v for k, v in form.items() if isinstance(v, str)}
-        signature = request.headers.get("x-twilio-signature", "")
-        if not RequestValidator(str(token)).validate(public_url(request), params, signature):
-            raise Forbidden("bad Twilio signature")
-        # The query (our key, the leg) is signed as part of the URL: trust it like the form.
-        params = {**dict(request.query_params.items()), **params}
-        engine = engine_of(request)
+@router.get("/calls/{aid}/telephony")
+def telephony(aid: RowId, user: Adviser, s: SessionDep) -> Response:
+    own_call(s, aid, user)
+    call = latest_call(session=s, action_id=aid)
+    if call is None:
+        return JSONResponse({"status": None})
+    return JSONResponse(
+        {
+            "status": call.status,
+            "error": call.error,
+            "answered_at": call.answered_at.isoformat() if call.answered_at else None,
+            "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+            "duration_s": call.duration_s,
+        }
+    )
 
-        def apply() -> bool:
-            with Session(engine) as s:
-                record_status(session=s, params=params, now=now)
-                s.commit()
-            return True
 
-        try:
-            await run_in_threadpool(apply)
-        except ValueError:
-            return Response(status_code=400)
-        return Response(status_code=204)
+@router.post("/webhooks/twilio/status")
+async def twilio_status(request: Request, now: Now) -> Response:
+    token = request.app.state.settings.twilio_auth_token
+    if not token:
+        raise Forbidden("Twilio callbacks are not configured")
+    form = await request.form()
+    params = {k: v for k, v in form.items() if isinstance(v, str)}
+    signature = request.headers.get("x-twilio-signature", "")
+    if not RequestValidator(str(token)).validate(public_url(request), params, signature):
+        raise Forbidden("bad Twilio signature")
+    # The query (our key, the leg) is signed as part of the URL: trust it like the form.
+    params = {**dict(request.query_params.items()), **params}
+    engine = engine_of(request)
+
+    def apply() -> bool:
+        with Session(engine) as s:
+            record_status(session=s, params=params, now=now)
+            s.commit()
+        return True
+
+    try:
+        await run_in_threadpool(apply)
+    except ValueError:
+        return Response(status_code=400)
+    return Response(status_code=204)

@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed, State
 from sqlmodel import select
 
+from campaigns.app import stages
 from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.audit import checkpoint
@@ -27,7 +28,6 @@ from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import StageRun
 from campaigns.policy.calendar import is_working_day
 from campaigns.settings import get_settings
-from flows import stages
 from flows.adapters import build_adapters
 from flows.runtime import ConfigurationError, configure_database, retry_if_transient, run_day
 

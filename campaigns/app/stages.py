@@ -1,4 +1,4 @@
-"""The daily stages as plain functions: Prefect tasks wrap them, the demo calls them directly."""
+"""The daily stages as use cases: Prefect tasks in flows/ wrap them, the demo calls them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.membership import admit_targets
-from campaigns.cascade.tick import member_id_batches, tick_batch
+from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.ledger.db import session_scope
@@ -101,13 +101,7 @@ def tick_stage(
     """Plan every active member, one transaction per batch."""
     started = utcnow()
     d = campaign.definition
-    with session_scope(engine) as s:
-        batches = member_id_batches(session=s, campaign_id=d.id, batch_size=batch_size)
-    total: dict[str, int] = {"batches": len(batches)}
-    for lo, hi in batches:
-        with session_scope(engine) as s:
-            for k, v in tick_batch(session=s, definition=d, lo=lo, hi=hi, today=day).items():
-                total[k] = total.get(k, 0) + v
+    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size)
     _record(engine, d.id, "tick", day, started, total)
     return total
 

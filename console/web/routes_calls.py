@@ -12,11 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from campaigns.app.calls import record_call_outcome, reveal_contact
 from campaigns.calls.queue import (
     CallError,
     claim_next,
     held_claim,
-    record_outcome,
     release,
     renew_lease,
 )
@@ -34,7 +34,6 @@ from campaigns.ledger.models import (
     AuditEvent,
     Campaign,
     Member,
-    MemberEvent,
     Person,
     User,
 )
@@ -181,15 +180,9 @@ def add_routes(app: FastAPI) -> None:
     def reveal(
         request: Request, aid: RowId, user: User = roles("adviser"), s: Session = Depends(db)
     ) -> Response:
-        a = _own_call(s, aid, user)
+        _own_call(s, aid, user)
+        reveal_contact(session=s, actor=user.username, action_id=aid)
         request.session["revealed"] = aid
-        record(
-            session=s,
-            actor=user.username,
-            action="reveal_contact",
-            target=f"person/{a.person_id}",
-            detail={"action": aid},
-        )
         return RedirectResponse(f"/calls/{aid}", status_code=303)
 
     @app.post("/calls/{aid}/renew", dependencies=[Depends(check_csrf)])
@@ -237,39 +230,21 @@ def add_routes(app: FastAPI) -> None:
             except ValueError:
                 return RedirectResponse(f"/calls/{aid}?e=date+de+rappel+invalide", status_code=303)
         try:
-            record_outcome(
+            record_call_outcome(
                 session=s,
+                actor=user.username,
                 action_id=aid,
-                adviser=user.username,
                 outcome=outcome,
                 now=now,
-                definition=campaign_by_id(a.campaign_id).definition,
                 notes=notes or None,
                 callback_at=when,
+                offers=offers,
             )
         except CallError as e:
             from urllib.parse import quote
 
             return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
-        catalogue = load_catalogue()
-        made = [o for o in offers if catalogue.get(o) is not None]
-        for offer_id in made:
-            s.add(
-                MemberEvent(
-                    member_id=a.member_id,
-                    on=now.date(),
-                    kind="offer_made",
-                    detail={"offer": offer_id, "by": user.username, "action": aid},
-                )
-            )
         request.session.pop("revealed", None)
-        record(
-            session=s,
-            actor=user.username,
-            action="outcome",
-            target=f"action/{aid}",
-            detail={"outcome": outcome, "offers": made},
-        )
         return RedirectResponse("/calls", status_code=303)
 
     @app.get("/board", response_class=HTMLResponse)

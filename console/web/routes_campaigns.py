@@ -189,8 +189,9 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles("adviser", "supervisor", "campaign_manager"),
         s: Session = Depends(db),
     ) -> Response:
+        from campaigns.app.oppositions import record_member_opposition
         from campaigns.clock import PARIS
-        from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
+        from campaigns.policy.decision import OPPOSITION_CANALS
 
         m = s.get(Member, mid)
         if m is None or m.campaign_id != cid:
@@ -204,22 +205,13 @@ def add_routes(app: FastAPI) -> None:
             raise Forbidden("an adviser records oppositions only for the person they are calling")
         if canal not in OPPOSITION_CANALS:
             raise Forbidden("unknown channel")
-        p = s.get(Person, m.person_id)
-        assert p is not None
-        record_opposition(
-            s,
-            ben_nir_psa=p.ben_nir_psa,
-            ben_rng_gem=p.ben_rng_gem,
-            canal=canal,
-            on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
-            source=f"console by {user.username}",
-        )
-        record(
+        record_member_opposition(
             session=s,
             actor=user.username,
-            action="record_opposition",
-            target=f"{cid}/member/{mid}",
-            detail={"canal": canal},
+            campaign_id=cid,
+            member_id=mid,
+            canal=canal,
+            today=request.app.state.clock().astimezone(PARIS).date(),
         )
         return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
 

@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
 from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
@@ -93,6 +94,34 @@ def targeting_stage(
         )
     _record(engine, d.id, "targeting", day, started, counts)
     return counts
+
+
+def validation_check(*, engine: Engine, campaign_id: str, day: date) -> dict[str, Any]:
+    """Expire a list past its deadline; say whether contacts may start and what waits."""
+    with session_scope(engine) as s:
+        expired = expire_overdue(session=s, campaign_id=campaign_id, today=day)
+        lst = pending_list(session=s, campaign_id=campaign_id)
+        out: dict[str, Any] = {
+            "launched": is_launched(session=s, campaign_id=campaign_id),
+            "expired_list": expired.id if expired else None,
+        }
+        if lst is not None:
+            status = list_status(session=s, target_list=lst)
+            out["pending_list"] = lst.id
+            out["deadline"] = lst.deadline.isoformat()
+            out["missing_signoffs"] = status.missing_signoffs
+        return out
+
+
+def ticked(*, engine: Engine, campaign_id: str, day: date) -> bool:
+    """Whether the day's tick has run (an afternoon pass dispatches only after it)."""
+    with session_scope(engine) as s:
+        row = s.exec(
+            select(StageRun.id).where(
+                StageRun.campaign_id == campaign_id, StageRun.stage == "tick", StageRun.day == day
+            )
+        ).first()
+    return row is not None
 
 
 def tick_stage(

@@ -404,3 +404,30 @@ def test_the_tick_stage_runs_the_one_batch_loop(
     assert [(k["today"], k["batch_size"]) for k in seen] == [(CALL_DAY, 2)]
     assert counts["batches"] == 3 and counts["members"] == 5
 
+
+
+# --- launches ---------------------------------------------------------------------------
+
+
+def test_approving_the_list_launches_it_with_one_audit_event(engine: Engine) -> None:
+    from campaigns.app import validation as uc
+    from campaigns.ledger.models import ACTIVE, PENDING
+
+    web.listed(engine)
+    with session_scope(engine) as s:
+        for echelon in ("93", "75"):
+            uc.sign_off_echelon(
+                session=s, actor=f"lead{echelon}", campaign_id=D.id, echelon=echelon
+            )
+    before = len(audit(engine))
+    with session_scope(engine) as s:
+        done = uc.decide_list(
+            session=s, actor="mgr", campaign_id=D.id, decision="approve", today=date(2026, 3, 3)
+        )
+    assert sum(c["launched"] for c in done.counts.values()) == 6
+    with session_scope(engine) as s:
+        statuses = {m.status for m in s.exec(select(Member))}
+    assert statuses == {ACTIVE} and PENDING not in statuses
+    (ev,) = audit(engine)[before:]
+    assert (ev.action, ev.actor) == ("list_approve", "mgr")
+    assert ev.target == f"{D.id}/list/{done.list_id}"

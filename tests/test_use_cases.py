@@ -24,7 +24,7 @@ import console.web.routes_calls as routes_calls
 import console.web.routes_results as routes_results
 import flows.retention as flow_retention
 from campaigns.app.retention import run_retention
-from campaigns.calls.queue import claim_next
+from campaigns.calls.queue import CallError, claim_next
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import load_campaign
@@ -160,7 +160,7 @@ def test_reveal_contact_is_audited_once_and_only_for_the_caller(engine: Engine) 
     (ev,) = audit(engine)[before:]
     assert (ev.action, ev.actor, ev.target) == ("reveal_contact", "adv", f"person/{person.id}")
     assert ev.detail == {"action": aid}
-    with session_scope(engine) as s, pytest.raises(calls_uc.CallError):
+    with session_scope(engine) as s, pytest.raises(CallError):
         calls_uc.reveal_contact(session=s, actor="intruder", action_id=aid)
     assert len(audit(engine)) == before + 1
 

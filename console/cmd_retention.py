@@ -8,10 +8,9 @@ from datetime import date, datetime
 import typer
 from rich.console import Console
 
-from campaigns.ledger.audit import record
+from campaigns.app.retention import report_markdown, run_retention
 from campaigns.ledger.db import get_engine, session_scope
 from flows.dates import paris_today
-from flows.retention import report_markdown, run_retention
 
 out = Console()
 
@@ -24,16 +23,8 @@ def retention(
 ) -> None:
     """People not enrolled 3 years after the last offer: count them, or anonymise them."""
     day: date = as_of.date() if as_of else paris_today()
-    engine = get_engine()
-    summary = run_retention(engine=engine, as_of=day, dry_run=not apply)
-    with session_scope(engine) as s:
-        record(
-            session=s,
-            actor=getpass.getuser(),
-            action="retention_apply" if apply else "retention_dry_run",
-            target="retention",
-            detail=summary.as_dict(),
-        )
+    with session_scope(get_engine()) as s:
+        summary = run_retention(session=s, actor=getpass.getuser(), as_of=day, dry_run=not apply)
     out.print(report_markdown(summary), markup=False, highlight=False)
 
 

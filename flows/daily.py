@@ -18,16 +18,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed, State
-from sqlmodel import select
 
-from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
+from campaigns.app import stages
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.audit import checkpoint
 from campaigns.ledger.db import get_engine, session_scope
-from campaigns.ledger.models import StageRun
 from campaigns.policy.calendar import is_working_day
 from campaigns.settings import get_settings
-from flows import stages
 from flows.adapters import build_adapters
 from flows.runtime import ConfigurationError, configure_database, retry_if_transient, run_day
 
@@ -90,19 +87,7 @@ def targeting_task(campaign_id: str, extract_dir: str | None, day: date) -> dict
 @task(timeout_seconds=600, **IO_RETRIES)
 def validation_check_task(campaign_id: str, day: date) -> dict[str, Any]:
     """Expire a list past its deadline; say whether contacts may start and what waits."""
-    with session_scope(get_engine()) as s:
-        expired = expire_overdue(session=s, campaign_id=campaign_id, today=day)
-        lst = pending_list(session=s, campaign_id=campaign_id)
-        out: dict[str, Any] = {
-            "launched": is_launched(session=s, campaign_id=campaign_id),
-            "expired_list": expired.id if expired else None,
-        }
-        if lst is not None:
-            status = list_status(session=s, target_list=lst)
-            out["pending_list"] = lst.id
-            out["deadline"] = lst.deadline.isoformat()
-            out["missing_signoffs"] = status.missing_signoffs
-        return out
+    return stages.validation_check(engine=get_engine(), campaign_id=campaign_id, day=day)
 
 
 @task(timeout_seconds=3600, **IO_RETRIES)
@@ -165,13 +150,7 @@ def report_task(campaign_id: str) -> list[dict[str, Any]]:
 @task(timeout_seconds=120, **IO_RETRIES)
 def ticked_task(campaign_id: str, day: date) -> bool:
     """Whether the day's tick has run (an afternoon pass dispatches only after it)."""
-    with session_scope(get_engine()) as s:
-        row = s.exec(
-            select(StageRun.id).where(
-                StageRun.campaign_id == campaign_id, StageRun.stage == "tick", StageRun.day == day
-            )
-        ).first()
-    return row is not None
+    return stages.ticked(engine=get_engine(), campaign_id=campaign_id, day=day)
 
 
 @task(timeout_seconds=120, **IO_RETRIES)

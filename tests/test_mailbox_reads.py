@@ -7,13 +7,13 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from campaigns.app.stages import mailbox_reads_stage
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Action, MemberEvent, Person
 from campaigns.measurement.why import why
 from channels.base import TemporaryFailure
 from channels.mailbox import LocalMailbox
 from console.demo.simulator import at
-from flows.stages import mailbox_reads_stage
 from tests.test_dispatch import MAILBOX_DAY, C, adapters, setup
 
 

@@ -22,11 +22,10 @@ from campaigns.ledger.models import (
     Action,
     Member,
     MemberEvent,
-    Opposition,
     Person,
 )
 from campaigns.policy.calendar import within_contact_hours
-from campaigns.policy.decision import Decision, decide, load_facts
+from campaigns.policy.decision import Decision, decide, load_facts, record_opposition
 from campaigns.settings import get_settings
 
 LEASE = timedelta(minutes=5)
@@ -308,23 +307,16 @@ def record_outcome(
         )
     ]
     if rule.opposition:
-        exists = session.exec(
-            select(Opposition).where(
-                Opposition.ben_nir_psa == person.ben_nir_psa,
-                Opposition.ben_rng_gem == person.ben_rng_gem,
-                Opposition.canal == rule.opposition,
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                Opposition(
-                    ben_nir_psa=person.ben_nir_psa,
-                    ben_rng_gem=person.ben_rng_gem,
-                    canal=rule.opposition,
-                    opposed_on=today,
-                    source=f"call outcome by {adviser}",
-                )
-            )
+        # The policy's rule: an opposition already on record from a later day is moved to
+        # today; one from today or earlier is kept as it is.
+        record_opposition(
+            session,
+            ben_nir_psa=person.ben_nir_psa,
+            ben_rng_gem=person.ben_rng_gem,
+            canal=rule.opposition,
+            on=today,
+            source=f"call outcome by {adviser}",
+        )
     if rule.invalidate == "phone":
         person.phone_invalid = True
     if outcome == "deceased":

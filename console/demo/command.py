@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from campaigns.app import stages
 from campaigns.cascade.review import approve, list_status, pending_list, sign_off
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import CampaignDefinition
@@ -24,7 +25,6 @@ from campaigns.measurement.effect_report import effect_report
 from campaigns.measurement.report import EchelonRow, total_row
 from campaigns.settings import Settings
 from console.demo.simulator import Simulator
-from flows import stages
 from flows.adapters import build_adapters
 from targeting.files import DIR_MODE, private_dir
 from targeting.synth import write_extract

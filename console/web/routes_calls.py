@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from campaigns.app.calls import record_call_outcome, reveal_contact
 from campaigns.calls.board import board_rows
 from campaigns.calls.card import (
     outcomes_on,
-    record_offers_made,
     registered_definitions,
     tried_channels,
 )
@@ -20,7 +20,6 @@ from campaigns.calls.queue import (
     CallError,
     claim_next,
     held_claim,
-    record_outcome,
     release,
     renew_lease,
 )
@@ -146,15 +145,9 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
 
 @router.post("/calls/{aid}/reveal", dependencies=CSRF)
 def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep) -> Response:
-    a = own_call(s, aid, user)
+    own_call(s, aid, user)
+    reveal_contact(session=s, actor=user.username, action_id=aid)
     request.session["revealed"] = aid
-    record(
-        session=s,
-        actor=user.username,
-        action="reveal_contact",
-        target=f"person/{a.person_id}",
-        detail={"action": aid},
-    )
     return RedirectResponse(f"/calls/{aid}", status_code=303)
 
 
@@ -188,7 +181,7 @@ def outcome(
     callback_at: str = Form(""),
     offers: list[str] = Form([]),
 ) -> Response:
-    a = own_call(s, aid, user)
+    own_call(s, aid, user)
     when = None
     if callback_at:
         try:
@@ -196,34 +189,19 @@ def outcome(
         except ValueError:
             return RedirectResponse(f"/calls/{aid}?e=date+de+rappel+invalide", status_code=303)
     try:
-        record_outcome(
+        record_call_outcome(
             session=s,
+            actor=user.username,
             action_id=aid,
-            adviser=user.username,
             outcome=outcome,
             now=now,
-            definition=campaign_by_id(a.campaign_id).definition,
             notes=notes or None,
             callback_at=when,
+            offers=offers,
         )
     except CallError as e:
         return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
-    made = record_offers_made(
-        session=s,
-        member_id=a.member_id,
-        action_id=aid,
-        offers=offers,
-        by=user.username,
-        on=now.date(),
-    )
     request.session.pop("revealed", None)
-    record(
-        session=s,
-        actor=user.username,
-        action="outcome",
-        target=f"action/{aid}",
-        detail={"outcome": outcome, "offers": made},
-    )
     return RedirectResponse("/calls", status_code=303)
 
 

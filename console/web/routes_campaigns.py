@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from campaigns.app import validation as uc
+from campaigns.app.oppositions import record_member_opposition
 from campaigns.calls.card import holds_call_for
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from campaigns.clock import PARIS
@@ -17,7 +18,7 @@ from campaigns.ledger.audit import record
 from campaigns.ledger.members import member_history
 from campaigns.ledger.models import Member, Person, User
 from campaigns.ledger.registry import registered_campaigns
-from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
+from campaigns.policy.decision import OPPOSITION_CANALS
 from console.web.deps import (
     CSRF,
     CampaignManager,
@@ -205,22 +206,13 @@ def opposition_route(
         raise Forbidden("an adviser records oppositions only for the person they are calling")
     if canal not in OPPOSITION_CANALS:
         raise Forbidden("unknown channel")
-    p = s.get(Person, m.person_id)
-    assert p is not None
-    record_opposition(
-        s,
-        ben_nir_psa=p.ben_nir_psa,
-        ben_rng_gem=p.ben_rng_gem,
-        canal=canal,
-        on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
-        source=f"console by {user.username}",
-    )
-    record(
+    record_member_opposition(
         session=s,
         actor=user.username,
-        action="record_opposition",
-        target=f"{cid}/member/{mid}",
-        detail={"canal": canal},
+        campaign_id=cid,
+        member_id=mid,
+        canal=canal,
+        today=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
     )
     return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
 

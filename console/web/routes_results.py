@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
+from campaigns.app.objectives import import_objectives, set_objective
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import User
@@ -22,9 +23,7 @@ from campaigns.measurement.dashboard import (
     cumulative_enrolments,
     funnel,
     objective_history,
-    parse_objectives_csv,
     results,
-    set_objectives,
 )
 from campaigns.measurement.effect import holdout_needed
 from campaigns.measurement.effect_report import effect_report
@@ -168,22 +167,16 @@ def objectives(
     if echelon not in campaign_by_id(cid).definition.objectives:
         raise Forbidden(f"no échelon {echelon} in this campaign")
     try:
-        set_objectives(
+        set_objective(
             session=s,
+            actor=user.username,
             campaign_id=cid,
-            targets={echelon: objective},
-            by=user.username,
+            echelon=echelon,
+            objective=objective,
             note=note or None,
         )
     except ObjectiveError as e:
         return _back(cid, str(e))
-    record(
-        session=s,
-        actor=user.username,
-        action="set_objective",
-        target=f"{cid}/{echelon}",
-        detail={"objective": objective},
-    )
     return _back(cid, f"objectif de l'échelon {echelon} : {objective}")
 
 
@@ -195,23 +188,10 @@ async def objectives_import(
     file: UploadFile = File(...),
 ) -> Response:
     text = (await file.read()).decode("utf-8", errors="replace")
-    known = set(campaign_by_id(cid).definition.objectives)
     try:
-        targets = parse_objectives_csv(text, known)
+        n = import_objectives(
+            session=s, actor=user.username, campaign_id=cid, text=text, filename=file.filename
+        )
     except ObjectiveError as e:
         return _back(cid, f"{file.filename}: {e} — rien n'a été modifié")
-    set_objectives(
-        session=s,
-        campaign_id=cid,
-        targets=targets,
-        by=user.username,
-        note=f"import {file.filename}",
-    )
-    record(
-        session=s,
-        actor=user.username,
-        action="import_objectives",
-        target=cid,
-        detail={"file": file.filename, "rows": len(targets)},
-    )
-    return _back(cid, f"{len(targets)} objectifs importés de {file.filename}")
+    return _back(cid, f"{n} objectifs importés de {file.filename}")

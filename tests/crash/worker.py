@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             tick(engine=engine, definition=campaign.definition, today=day, batch_size=args.batch)
         )
     else:
-        from flows.stages import enrolment_stage
+        from campaigns.app.stages import enrolment_stage
 
         print("ready", flush=True)
         counts = enrolment_stage(

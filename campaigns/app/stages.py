@@ -1,4 +1,4 @@
-"""The daily stages as plain functions: Prefect tasks wrap them, the demo calls them directly."""
+"""The daily stages as use cases: Prefect tasks in flows/ wrap them, the demo calls them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from sqlmodel import col, select
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.membership import admit_targets
-from campaigns.cascade.tick import member_id_batches, tick_batch
+from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
+from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.ledger.db import session_scope
@@ -95,19 +96,41 @@ def targeting_stage(
     return counts
 
 
+def validation_check(*, engine: Engine, campaign_id: str, day: date) -> dict[str, Any]:
+    """Expire a list past its deadline; say whether contacts may start and what waits."""
+    with session_scope(engine) as s:
+        expired = expire_overdue(session=s, campaign_id=campaign_id, today=day)
+        lst = pending_list(session=s, campaign_id=campaign_id)
+        out: dict[str, Any] = {
+            "launched": is_launched(session=s, campaign_id=campaign_id),
+            "expired_list": expired.id if expired else None,
+        }
+        if lst is not None:
+            status = list_status(session=s, target_list=lst)
+            out["pending_list"] = lst.id
+            out["deadline"] = lst.deadline.isoformat()
+            out["missing_signoffs"] = status.missing_signoffs
+        return out
+
+
+def ticked(*, engine: Engine, campaign_id: str, day: date) -> bool:
+    """Whether the day's tick has run (an afternoon pass dispatches only after it)."""
+    with session_scope(engine) as s:
+        row = s.exec(
+            select(StageRun.id).where(
+                StageRun.campaign_id == campaign_id, StageRun.stage == "tick", StageRun.day == day
+            )
+        ).first()
+    return row is not None
+
+
 def tick_stage(
     *, engine: Engine, campaign: Campaign, day: date, batch_size: int = 2000
 ) -> dict[str, int]:
     """Plan every active member, one transaction per batch."""
     started = utcnow()
     d = campaign.definition
-    with session_scope(engine) as s:
-        batches = member_id_batches(session=s, campaign_id=d.id, batch_size=batch_size)
-    total: dict[str, int] = {"batches": len(batches)}
-    for lo, hi in batches:
-        with session_scope(engine) as s:
-            for k, v in tick_batch(session=s, definition=d, lo=lo, hi=hi, today=day).items():
-                total[k] = total.get(k, 0) + v
+    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size)
     _record(engine, d.id, "tick", day, started, total)
     return total
 

@@ -21,6 +21,7 @@ import campaigns.app.stages as stages
 import console.cmd_oppositions as cmd_oppositions
 import console.cmd_retention as cmd_retention
 import console.web.routes_calls as routes_calls
+import console.web.routes_campaigns as routes_campaigns
 import console.web.routes_results as routes_results
 import flows.retention as flow_retention
 from campaigns.app.retention import run_retention
@@ -312,7 +313,7 @@ def test_the_person_page_records_oppositions_through_the_use_case(
         m = s.exec(select(Member).order_by(col(Member.id))).first()
         assert m is not None
         page = f"/campaigns/{D.id}/members/{m.id}"
-    seen = spy(monkeypatch, oppositions_uc, "record_member_opposition")
+    seen = spy(monkeypatch, routes_campaigns, "record_member_opposition")
     sup = client("sup")
     r = web.post(sup, f"{page}/opposition", {"canal": "phone"}, page)
     assert r.status_code == 303

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from campaigns.clock import PARIS, utcnow
+from campaigns.clock import paris_today
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
 from targeting.identifiers import key_problem
@@ -70,7 +70,7 @@ def import_file(
     Nothing is recorded if any line is wrong: each error is printed with its line and column.
     An opposition dated today or earlier applies at once, at every contact point.
     """
-    rows, errors = parse_file(path, utcnow().astimezone(PARIS).date())
+    rows, errors = parse_file(path, paris_today())
     if errors:
         for e in errors:
             err.print(f"{path.name}, {e}", soft_wrap=True, markup=False, highlight=False)

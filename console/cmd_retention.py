@@ -8,9 +8,9 @@ from datetime import date, datetime
 import typer
 from rich.console import Console
 
+from campaigns.clock import paris_today
 from campaigns.ledger.audit import record
 from campaigns.ledger.db import get_engine, session_scope
-from flows.dates import paris_today
 from flows.retention import report_markdown, run_retention
 
 out = Console()

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -68,7 +68,7 @@ def _policy_now(
     person = session.get(Person, action.person_id)
     if person is None:
         return Decision(allowed=False, reasons=("deceased",))
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     pressure = get_settings().pressure() if definition is not None else None
     facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
     return decide(
@@ -118,7 +118,7 @@ def claim_next(
         return Claim(
             held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
         )
-    today = now.date()
+    today = paris_today(now)
     postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
@@ -274,7 +274,7 @@ def record_outcome(
             raise CallError(f"callback time not allowed: {why_not}")
         if callback_at <= now:
             raise CallError("a callback must be in the future")
-    today = now.date()
+    today = paris_today(now)
     # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
     # and its effects; the other finds the call done and answers as above.
     if not _set_if(

@@ -12,7 +12,7 @@ from sqlalchemy import tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import ACTIVE, GOAL, Enrolment, Member, Person
 from targeting.identifiers import key_problem
@@ -137,7 +137,7 @@ def close_enrolled_members(
                 member=member,
                 status=GOAL,
                 reason="enrolled",
-                today=now.date(),
+                today=paris_today(now),
                 source="enrolment_feed",
                 now=now,
             )

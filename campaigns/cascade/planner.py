@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from campaigns.clock import paris_today
 from campaigns.definition.model import CampaignDefinition, Step
 
 # Action states as the planner sees them (the ledger's names).
@@ -170,7 +171,7 @@ def _phone_next(
     done_on = last.done_on or last.due_on
     callbacks = sum(1 for a in attempts if a.outcome == "callback")
     if rule.effect == "callback" and last.callback_at and callbacks <= step.attempts.max_callbacks:
-        due = max(last.callback_at.date(), today)
+        due = max(paris_today(last.callback_at), today)
         if due > window_end:
             return None, "callback_after_window", None
         return (

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -176,7 +176,7 @@ def exclude(
     session.add(
         MemberEvent(
             member_id=member_id,
-            on=now.date(),
+            on=paris_today(now),
             kind="excluded",
             detail={"reason": reason, "note": note, "by": by},
         )
@@ -209,7 +209,9 @@ def revoke_exclusion(
         return False
     row.revoked_by, row.revoked_at = by, now
     session.add(
-        MemberEvent(member_id=member_id, on=now.date(), kind="exclusion_revoked", detail={"by": by})
+        MemberEvent(
+            member_id=member_id, on=paris_today(now), kind="exclusion_revoked", detail={"by": by}
+        )
     )
     return True
 

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import (
     CANCELLED,
@@ -87,7 +87,7 @@ def _note(session: Session, a: Action, kind: str, at: datetime, **detail: Any) -
     session.add(
         MemberEvent(
             member_id=a.member_id,
-            on=at.astimezone(PARIS).date(),
+            on=paris_today(at),
             kind=kind,
             detail={"step": a.step, "attempt": a.attempt, **detail},
         )
@@ -113,7 +113,7 @@ def _apply(session: Session, a: Action, event: dict[str, Any], at: datetime, now
         if a.state in _FINAL or a.state == DELIVERED:
             return "ignored_late"
         a.state, a.delivered_at, a.updated_at = DELIVERED, at, now
-        a.sent_at, a.done_on = a.sent_at or at, a.done_on or at.astimezone(PARIS).date()
+        a.sent_at, a.done_on = a.sent_at or at, a.done_on or paris_today(at)
         _note(session, a, "email_delivered", at)
         return "delivered"
     if kind == "bounce" and str(event.get("type") or "bounce") == "bounce":

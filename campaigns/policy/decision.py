@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, or_, tuple_
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, ContactHours
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
 from campaigns.policy.calendar import within_contact_hours
@@ -165,7 +165,7 @@ def decide(
     (`campaign`, `step`): its retries and callbacks are governed by the attempt cap.
     `pressure=None` or `hours=None` leaves that rule out.
     """
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     reasons: list[str] = []
     if facts.deceased:
         reasons.append("deceased")

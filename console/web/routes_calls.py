@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,6 +20,7 @@ from campaigns.calls.queue import (
     renew_lease,
 )
 from campaigns.cascade.dispatch import member_context, person_context
+from campaigns.clock import PARIS, paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import OUTCOME_CODES
 from campaigns.definition.offers import load_catalogue, suggest
@@ -40,7 +40,6 @@ from campaigns.ledger.models import (
 )
 from console.web.app import Forbidden, RowId, check_csrf, clock, db, render, roles
 
-PARIS = ZoneInfo("Europe/Paris")
 OUTCOME_LABELS = {
     "enrolled_on_call": "joint — adhésion pendant l'appel",
     "will_enrol_online": "joint — adhérera en ligne",
@@ -91,7 +90,7 @@ def add_routes(app: FastAPI) -> None:
         held = held_claim(session=s, adviser=user.username, now=now)
         if held is not None:
             return RedirectResponse(f"/calls/{held.id}", status_code=303)
-        today = now.astimezone(PARIS).date()
+        today = paris_today(now)
         mine = s.exec(
             select(Action.outcome, func.count())
             .where(Action.claimed_by == user.username, Action.done_on == today)
@@ -129,7 +128,7 @@ def add_routes(app: FastAPI) -> None:
         assert m is not None and p is not None
         campaign = campaign_by_id(a.campaign_id)
         d = campaign.definition
-        today = now.astimezone(PARIS).date()
+        today = paris_today(now)
         tried = sorted(
             {
                 ch
@@ -257,7 +256,7 @@ def add_routes(app: FastAPI) -> None:
             s.add(
                 MemberEvent(
                     member_id=a.member_id,
-                    on=now.date(),
+                    on=paris_today(now),
                     kind="offer_made",
                     detail={"offer": offer_id, "by": user.username, "action": aid},
                 )
@@ -293,7 +292,7 @@ def add_routes(app: FastAPI) -> None:
 
 def board_rows(s: Session, now: datetime) -> dict[str, Any]:
     """Today's figures per campaign and échelon, and who holds a call now."""
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     per: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {
             "calls": 0,
@@ -351,7 +350,7 @@ def board_rows(s: Session, now: datetime) -> dict[str, Any]:
 
 def _advisers_today(s: Session, now: datetime, in_call: set[str | None]) -> dict[str, Any]:
     """Who is connected and in what state; mean handling time (number shown → outcome saved)."""
-    start = datetime.combine(now.astimezone(PARIS).date(), datetime.min.time(), tzinfo=PARIS)
+    start = datetime.combine(paris_today(now), datetime.min.time(), tzinfo=PARIS)
     events = s.exec(
         select(AuditEvent)
         .where(

@@ -159,7 +159,7 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles("campaign_manager"),
         s: Session = Depends(db),
     ) -> Response:
-        from campaigns.clock import PARIS
+        from campaigns.clock import paris_today
         from flows.validation import resume_with_decision
 
         try:
@@ -169,7 +169,7 @@ def add_routes(app: FastAPI) -> None:
                 campaign_id=cid,
                 decision=decision,
                 reason=reason,
-                today=request.app.state.clock().astimezone(PARIS).date(),
+                today=paris_today(request.app.state.clock()),
             )
         except ValidationError as e:
             return _back(cid, None, str(e))
@@ -189,7 +189,7 @@ def add_routes(app: FastAPI) -> None:
         user: User = roles("adviser", "supervisor", "campaign_manager"),
         s: Session = Depends(db),
     ) -> Response:
-        from campaigns.clock import PARIS
+        from campaigns.clock import paris_today
         from campaigns.policy.decision import OPPOSITION_CANALS, record_opposition
 
         m = s.get(Member, mid)
@@ -211,7 +211,7 @@ def add_routes(app: FastAPI) -> None:
             ben_nir_psa=p.ben_nir_psa,
             ben_rng_gem=p.ben_rng_gem,
             canal=canal,
-            on=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
+            on=paris_today(request.app.state.clock()),  # effective at once
             source=f"console by {user.username}",
         )
         record(

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import User
@@ -57,7 +58,7 @@ def add_routes(app: FastAPI) -> None:
         from console.web.charts import attainment_chart, cumulative_chart, uplift_chart
 
         d = campaign_by_id(cid).definition
-        rows, total = _rows(s, cid, user, now.date())
+        rows, total = _rows(s, cid, user, paris_today(now))
         scope = user.echelon if user.role == "echelon_lead" else None
         effects = effect_report(
             session=s,
@@ -107,7 +108,7 @@ def add_routes(app: FastAPI) -> None:
         s: Session = Depends(db),
         now: datetime = Depends(clock),
     ) -> Response:
-        rows, total = _rows(s, cid, user, now.date())
+        rows, total = _rows(s, cid, user, paris_today(now))
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow([label for _, label in COLUMNS])
@@ -117,7 +118,7 @@ def add_routes(app: FastAPI) -> None:
         return Response(
             buf.getvalue().encode("utf-8-sig"),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{cid}-{now.date()}.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.csv"'},
         )
 
     @app.get("/campaigns/{cid}/results.xlsx")
@@ -129,7 +130,7 @@ def add_routes(app: FastAPI) -> None:
     ) -> Response:
         from openpyxl import Workbook
 
-        rows, total = _rows(s, cid, user, now.date())
+        rows, total = _rows(s, cid, user, paris_today(now))
         wb = Workbook()
         ws = wb.active
         assert ws is not None
@@ -143,7 +144,9 @@ def add_routes(app: FastAPI) -> None:
         return Response(
             out.getvalue(),
             media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            headers={"Content-Disposition": f'attachment; filename="{cid}-{now.date()}.xlsx"'},
+            headers={
+                "Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'
+            },
         )
 
     def _back(cid: str, message: str) -> Response:

@@ -12,6 +12,8 @@ from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition
+from campaigns.definition.reasons import Reason
+from campaigns.definition.vocabulary import Channel
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     CANCELLED,
@@ -49,7 +51,7 @@ class Claim:
 
 def _callable_filter(today: date, now: datetime) -> list[Any]:
     return [
-        Action.channel == "phone",
+        Action.channel == Channel.PHONE,
         Action.state == QUEUED,
         col(Action.due_on) <= today,
         or_(col(Action.due_at).is_(None), col(Action.due_at) <= now),
@@ -67,13 +69,13 @@ def _policy_now(
     cross-campaign pressure when the definition is given (the claim), else the facts only."""
     person = session.get(Person, action.person_id)
     if person is None:
-        return Decision(allowed=False, reasons=("deceased",))
+        return Decision(allowed=False, reasons=(Reason.DECEASED,))
     today = paris_today(now)
     pressure = get_settings().pressure() if definition is not None else None
     facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
     return decide(
         facts=facts[person.id or 0],
-        channel="phone",
+        channel=Channel.PHONE,
         now=now,
         campaign=action.campaign_id,
         step=action.step,

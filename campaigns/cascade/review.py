@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today, utcnow
 from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.reasons import EXCLUSION_REASONS as EXCLUSION_REASONS  # re-exported
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -35,14 +36,6 @@ from campaigns.ledger.models import (
     MemberEvent,
     TargetList,
 )
-
-# The reasons an échelon may give to take someone off a list (seed 000's local review).
-EXCLUSION_REASONS = {
-    "deceased_not_known": "décès non encore connu",
-    "hospitalised": "hospitalisé",
-    "already_followed": "déjà suivi (autre accompagnement)",
-    "other": "autre (préciser)",
-}
 
 
 class ValidationError(ValueError):

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import (
     CANCELLED,
@@ -121,14 +122,15 @@ def _apply(session: Session, a: Action, event: dict[str, Any], at: datetime, now
         _invalidate_email(session, a, "hard_bounce", now)
         if a.state in _FINAL:
             return "ignored_late"
-        a.state, a.reason, a.error, a.updated_at = FAILED_FINAL, "hard_bounce", reason, now
-        _note(session, a, "email_bounced", at, reason="hard_bounce", status=event.get("status"))
+        a.state, a.reason, a.error, a.updated_at = FAILED_FINAL, Reason.HARD_BOUNCE, reason, now
+        status = event.get("status")
+        _note(session, a, "email_bounced", at, reason=Reason.HARD_BOUNCE, status=status)
         return "hard_bounce"
     if kind == "bounce":  # type "blocked": refused for now by the receiving server
         if a.state in _FINAL:
             return "ignored_late"
-        a.reason, a.error, a.updated_at = "blocked", _redact(event.get("reason")), now
-        _note(session, a, "email_blocked", at, reason="blocked", status=event.get("status"))
+        a.reason, a.error, a.updated_at = Reason.BLOCKED, _redact(event.get("reason")), now
+        _note(session, a, "email_blocked", at, reason=Reason.BLOCKED, status=event.get("status"))
         return "blocked"
     if kind == "dropped":
         why = f"dropped: {_redact(event.get('reason'))}"

@@ -7,8 +7,8 @@ from datetime import date
 
 from sqlmodel import Session, col, select
 
+from campaigns.definition.reasons import explain
 from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
-from campaigns.policy.decision import explain
 
 
 @dataclass
@@ -32,7 +32,7 @@ _STATES = {
 
 
 def _words(reason: str) -> str:
-    """A policy reason code with its plain words (e.g. `opposed_all (la personne s'oppose …)`)."""
+    """A reason code with its plain words (e.g. `opposed_all (la personne s'oppose …)`)."""
     words = explain(reason)
     return reason if words == reason else f"{reason} ({words})"
 
@@ -51,7 +51,8 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
         return Story(found=False)
     story = Story(
         found=True,
-        status=f"{member.status}" + (f" ({member.status_reason})" if member.status_reason else ""),
+        status=f"{member.status}"
+        + (f" ({_words(member.status_reason)})" if member.status_reason else ""),
     )
     if member.holdout:
         story.lines.append((member.entered_on, "in the holdout group: never contacted by design"))
@@ -75,7 +76,7 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
     ):
         what = f"{a.step} #{a.attempt} ({a.channel}) {_STATES.get(a.state, a.state)}"
         why_ = a.outcome or a.reason or a.error
-        if a.state in ("skipped", "cancelled") and a.reason and not a.outcome:
+        if a.reason and not a.outcome:
             why_ = _words(a.reason)
         story.lines.append((a.done_on or a.due_on, what + (f": {why_}" if why_ else "")))
     for o in session.exec(

@@ -24,6 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from campaigns.clock import utcnow
 from campaigns.definition.model import DefinitionError
+from campaigns.definition.reasons import explain
 from campaigns.ledger.accounts import authenticate
 from campaigns.ledger.audit import record
 from campaigns.ledger.db import get_engine
@@ -32,6 +33,8 @@ from campaigns.settings import Settings, get_settings
 from console.web.throttle import LoginThrottle
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# `{{ code|reason }}`: a reason code in the words of campaigns.definition.reasons.
+TEMPLATES.env.filters["reason"] = explain
 HOME = {
     "adviser": "/calls",
     "supervisor": "/board",

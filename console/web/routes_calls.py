@@ -24,6 +24,7 @@ from campaigns.clock import PARIS, paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import OUTCOME_CODES
 from campaigns.definition.offers import load_catalogue, suggest
+from campaigns.definition.reasons import OUTCOME_LABELS
 from campaigns.definition.rendering import build_context, render_message
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import (
@@ -39,19 +40,6 @@ from campaigns.ledger.models import (
     User,
 )
 from console.web.app import Forbidden, RowId, check_csrf, clock, db, render, roles
-
-OUTCOME_LABELS = {
-    "enrolled_on_call": "joint — adhésion pendant l'appel",
-    "will_enrol_online": "joint — adhérera en ligne",
-    "refused": "joint — refus",
-    "callback": "joint — rappeler (date et heure)",
-    "no_answer": "pas de réponse",
-    "busy": "occupé",
-    "voicemail": "messagerie",
-    "wrong_number": "faux numéro",
-    "deceased": "décédé",
-    "objects": "s'oppose à être contacté",
-}
 
 
 def mask_phone(phone: str | None) -> str:

@@ -99,8 +99,8 @@ def _written(tree: ast.AST) -> list[tuple[int, str]]:
                 for t, v in zip(slots, sources, strict=False):
                     if isinstance(t, ast.Attribute) and t.attr in _NAMES:
                         values.append(v)
-        for v in values:
-            out += [(node.lineno, code) for code in _literals(v, names)]  # type: ignore[attr-defined]
+        for value in values:
+            out += [(node.lineno, code) for code in _literals(value, names)]  # type: ignore[attr-defined]
     return out
 
 

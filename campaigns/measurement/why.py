@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.definition.reasons import explain
 from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
+from campaigns.ledger.vocabulary import ActionState
 
 
 @dataclass
@@ -20,14 +21,14 @@ class Story:
     lines: list[tuple[date, str]] = field(default_factory=list)
 
 
-_STATES = {
-    "done": "done",
-    "sent": "sent",
-    "delivered": "delivered",
-    "skipped": "not played",
-    "cancelled": "cancelled",
-    "failed_final": "failed",
-    "queued": "planned",
+_STATES: dict[str, str] = {
+    ActionState.DONE: "done",
+    ActionState.SENT: "sent",
+    ActionState.DELIVERED: "delivered",
+    ActionState.SKIPPED: "not played",
+    ActionState.CANCELLED: "cancelled",
+    ActionState.FAILED_FINAL: "failed",
+    ActionState.QUEUED: "planned",
 }
 
 

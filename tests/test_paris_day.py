@@ -78,3 +78,25 @@ def test_the_results_export_is_dated_in_paris(engine: Engine, tmp_path: Path) ->
     r = reg.get(f"/campaigns/{D.id}/results.csv")
     assert r.status_code == 200
     assert f'filename="{D.id}-{CALL_DAY.isoformat()}.csv"' in r.headers["content-disposition"]
+
+
+def test_an_exclusion_at_half_past_midnight_is_dated_in_paris(engine: Engine) -> None:
+    from campaigns.cascade.review import exclude, revoke_exclusion
+    from tests.test_validation import admit, members, the_list
+
+    admit(engine, 1)
+    m = members(engine)[0]
+    now = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # 00:30 on 3 March in Paris (winter time)
+    with session_scope(engine) as s:
+        lst = the_list(s)
+        exclude(
+            session=s, target_list=lst, member_id=m.id or 0, reason="hospitalised", by="a", now=now
+        )
+        revoke_exclusion(session=s, target_list=lst, member_id=m.id or 0, by="a", now=now)
+        days = {
+            e.kind: e.on
+            for e in s.exec(select(MemberEvent).where(MemberEvent.member_id == m.id))
+            if e.kind in ("excluded", "exclusion_revoked")
+        }
+    assert days == {"excluded": paris_today(now), "exclusion_revoked": paris_today(now)}
+    assert paris_today(now).isoformat() == "2026-03-03"

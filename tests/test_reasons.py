@@ -231,3 +231,28 @@ def test_the_enums_store_the_same_words(engine: Engine) -> None:
 
 def test_the_definition_names_the_same_channels() -> None:
     assert set(get_args(model.Channel)) == {c.value for c in Channel}
+
+
+def test_the_person_page_shows_reasons_in_words(engine: Engine, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from campaigns.ledger.accounts import create_user
+    from campaigns.settings import Settings
+    from console.web.app import create_app
+    from tests.test_console import PW, login
+
+    test_why_gives_the_words_of_the_old_address_code(engine)
+    with session_scope(engine) as s:
+        m = s.exec(select(Member)).one()
+        m.status, m.status_reason = "exited", "outcome_objects"
+        create_user(session=s, username="mgr", password=PW, role="campaign_manager")
+        mid = m.id
+    app = create_app(
+        Settings(data_dir=tmp_path, secret_key="k" * 40, extract_dir=tmp_path / "none"),
+        engine=engine,
+    )
+    client = TestClient(app)
+    login(client, "mgr")
+    page = client.get(f"/campaigns/{D.id}/members/{mid}").text
+    assert "<td>pas d&#39;adresse postale valide</td>" in page
+    assert "(issue de l&#39;appel : s&#39;oppose à être contacté)" in page

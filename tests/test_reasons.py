@@ -256,3 +256,26 @@ def test_the_person_page_shows_reasons_in_words(engine: Engine, tmp_path: Path) 
     page = client.get(f"/campaigns/{D.id}/members/{mid}").text
     assert "<td>pas d&#39;adresse postale valide</td>" in page
     assert "(issue de l&#39;appel : s&#39;oppose à être contacté)" in page
+
+
+def test_why_tells_a_departure_in_words(engine: Engine) -> None:
+    from campaigns.ledger.members import close_member
+
+    setup(engine, 1)
+    with session_scope(engine) as s:
+        m = s.exec(select(Member)).one()
+        close_member(
+            session=s,
+            member=m,
+            status="exited",
+            reason="outcome_objects",
+            today=CALL_DAY,
+            source="call",
+            now=datetime(2026, 4, 16, 10, tzinfo=UTC),
+        )
+    with session_scope(engine) as s:
+        story = why(session=s, campaign_id=D.id, ben_nir_psa="PSA000000", ben_rng_gem=1)
+    lines = [line for _, line in story.lines]
+    words = "outcome_objects (issue de l'appel : s'oppose à être contacté)"
+    assert story.status == f"exited ({words})"
+    assert f"left (exited): {words}, from call" in lines

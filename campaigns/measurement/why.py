@@ -71,6 +71,15 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
                 )
             )
             continue
+        if e.kind == "left" and e.detail.get("reason"):
+            story.lines.append(
+                (
+                    e.on,
+                    f"left ({e.detail.get('status')}): {_words(e.detail['reason'])}"
+                    + f", from {e.detail.get('source')}",
+                )
+            )
+            continue
         story.lines.append((e.on, f"{e.kind}: {e.detail.get('text') or e.detail}"))
     for a in session.exec(
         select(Action).where(Action.member_id == member.id).order_by(col(Action.id))

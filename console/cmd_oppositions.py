@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from campaigns.app.oppositions import import_oppositions
-from campaigns.clock import PARIS, utcnow
+from campaigns.clock import paris_today
 from campaigns.ledger.db import get_engine, session_scope
 
 oppositions = typer.Typer(help="Oppositions to being contacted.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def import_file(
             session=s,
             actor=getpass.getuser(),
             path=path,
-            today=utcnow().astimezone(PARIS).date(),
+            today=paris_today(),
             source=source,
         )
     if done.errors:

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from campaigns.app.retention import report_markdown, run_retention
+from campaigns.clock import paris_today
 from campaigns.ledger.db import get_engine, session_scope
-from flows.dates import paris_today
 
 out = Console()
 

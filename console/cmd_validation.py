@@ -16,10 +16,9 @@ from sqlmodel import Session, select
 
 from campaigns.app import validation as uc
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
-from campaigns.clock import PARIS
+from campaigns.clock import PARIS, paris_today
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import TargetList
-from flows.dates import paris_today
 from flows.validation import resume_with_decision
 
 app = typer.Typer(

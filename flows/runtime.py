@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.settings import get_settings
 
 # The Prefect Secret block a deployment may carry the ledger's URL in (instead of the env).
@@ -63,7 +63,7 @@ def run_day(day: date | None) -> date:
     scheduled: Any = flow_run.scheduled_start_time
     if not isinstance(scheduled, datetime):
         scheduled = datetime.fromisoformat(str(scheduled))
-    return scheduled.astimezone(PARIS).date()
+    return paris_today(scheduled)
 
 
 # Errors a later attempt can get past: the network, a restarting database, a busy provider.

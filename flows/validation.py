@@ -28,12 +28,11 @@ from sqlmodel import Session, col, select
 
 from campaigns.app.validation import decide_list
 from campaigns.cascade.review import ValidationError, expire_overdue, list_status, pending_list
-from campaigns.clock import PARIS, utcnow
+from campaigns.clock import PARIS, paris_today, utcnow
 from campaigns.definition.rendering import date_fr
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import LIST_PENDING, Campaign, TargetList
 from campaigns.settings import get_settings
-from flows.dates import paris_today
 from flows.runtime import configure_database
 
 
@@ -62,7 +61,7 @@ def describe(*, session: Session, target_list: TargetList, base_url: str) -> str
     ]
     for echelon, v in list_status(session=session, target_list=target_list).per_echelon.items():
         signed = (
-            f"validée par {v['signed_by']} le {date_fr(v['signed_at'].astimezone(PARIS).date())}"
+            f"validée par {v['signed_by']} le {date_fr(paris_today(v['signed_at']))}"
             if v["signed_by"]
             else "**pas encore validée**"
         )

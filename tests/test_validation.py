@@ -28,6 +28,7 @@ from campaigns.cascade.review import (
     sign_off,
 )
 from campaigns.cascade.tick import tick
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import (
@@ -42,7 +43,6 @@ from campaigns.ledger.models import (
     TargetList,
 )
 from campaigns.ledger.registry import register_campaign
-from flows.dates import paris_today
 from tests.factories import population
 
 D = load_campaign("sophia-ald8").definition

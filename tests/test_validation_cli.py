@@ -13,13 +13,13 @@ from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from campaigns.cascade.membership import admit_targets
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.audit import verify
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import ACTIVE, EXITED, AuditEvent, Exclusion, Member, TargetList
 from campaigns.ledger.registry import register_campaign
 from console.cli import app
-from flows.dates import paris_today
 from tests.factories import population
 
 D = load_campaign("sophia-ald8").definition

@@ -10,8 +10,10 @@ from sqlalchemy import ColumnElement, and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition
+from campaigns.definition.reasons import Reason
+from campaigns.definition.vocabulary import Channel
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     CANCELLED,
@@ -48,7 +50,7 @@ class Claim:
 
 def _callable_filter(today: date, now: datetime) -> list[Any]:
     return [
-        Action.channel == "phone",
+        Action.channel == Channel.PHONE,
         Action.state == QUEUED,
         col(Action.due_on) <= today,
         or_(col(Action.due_at).is_(None), col(Action.due_at) <= now),
@@ -66,13 +68,13 @@ def _policy_now(
     cross-campaign pressure when the definition is given (the claim), else the facts only."""
     person = session.get(Person, action.person_id)
     if person is None:
-        return Decision(allowed=False, reasons=("deceased",))
-    today = now.astimezone(PARIS).date()
+        return Decision(allowed=False, reasons=(Reason.DECEASED,))
+    today = paris_today(now)
     pressure = get_settings().pressure() if definition is not None else None
     facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
     return decide(
         facts=facts[person.id or 0],
-        channel="phone",
+        channel=Channel.PHONE,
         now=now,
         campaign=action.campaign_id,
         step=action.step,
@@ -117,7 +119,7 @@ def claim_next(
         return Claim(
             held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
         )
-    today = now.date()
+    today = paris_today(now)
     postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
@@ -273,7 +275,7 @@ def record_outcome(
             raise CallError(f"callback time not allowed: {why_not}")
         if callback_at <= now:
             raise CallError("a callback must be in the future")
-    today = now.date()
+    today = paris_today(now)
     # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
     # and its effects; the other finds the call done and answers as above.
     if not _set_if(

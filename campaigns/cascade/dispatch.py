@@ -22,7 +22,9 @@ from campaigns.cascade.planner import Skip, notice_decision
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.reasons import Reason
 from campaigns.definition.rendering import build_context, render_message
+from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.ledger.actions import action_key, insert_actions
 from campaigns.ledger.models import (
     ACTIVE,
@@ -44,7 +46,7 @@ from channels.email import EmailMessage, EmailSender
 from channels.letters import Letter, LetterPrinter
 from channels.mailbox import MailboxGateway, MailboxMessage
 
-DISPATCHED_CHANNELS = ("mailbox", "email", "letter")
+DISPATCHED_CHANNELS = (Channel.MAILBOX, Channel.EMAIL, Channel.LETTER)
 MAX_TRIES = 5
 # A `sending` row older than this was left by a crashed dispatcher: send it again (same key).
 STALE_SENDING = timedelta(minutes=10)
@@ -100,7 +102,7 @@ def next_step(
     for s in definition.cascade[ids.index(parent) + 1 :]:
         if anchor + timedelta(days=s.end_days) < today:
             continue
-        if "all" in opposed or s.channel in opposed or not _reachable(s.requires, person):
+        if ALL_CHANNELS in opposed or s.channel in opposed or not _reachable(s.requires, person):
             continue
         return s.id
     return "none"
@@ -163,7 +165,7 @@ def _send_time_block(
     if member.status != ACTIVE:
         return f"member_{member.status_reason or member.status}"
     if facts is None:
-        return "deceased"  # the person row is gone
+        return Reason.DECEASED  # the person row is gone
     return decide(facts=facts, channel=action.channel, now=now, pressure=None).reason
 
 
@@ -267,9 +269,9 @@ def dispatch_batch(
         subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
         p = row["person"]
         msg: Any
-        if channel == "mailbox":
+        if channel == Channel.MAILBOX:
             msg = MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
-        elif channel == "email":
+        elif channel == Channel.EMAIL:
             msg = EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
         else:
             msg = Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
@@ -277,14 +279,14 @@ def dispatch_batch(
     if not to_send:
         return dict(counts)
     results: list[Receipt | ChannelError]
-    if channel == "mailbox":
+    if channel == Channel.MAILBOX:
         results = []
         for _, msg in to_send:
             try:
                 results.append(adapters.mailbox.deposit(msg))
             except ChannelError as e:
                 results.append(e)
-    elif channel == "email":
+    elif channel == Channel.EMAIL:
         results = adapters.email.send([m for _, m in to_send])
     else:
         batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
@@ -322,7 +324,7 @@ def dispatch_batch(
 
 
 # A final failure that says a contact detail is wrong marks it, so no step uses it again.
-_INVALIDATES = {"invalid_address": "address_invalid", "invalid_email": "email_invalid"}
+_INVALIDATES = {Reason.INVALID_ADDRESS: "address_invalid", Reason.INVALID_EMAIL: "email_invalid"}
 
 
 def _fail_final(
@@ -335,7 +337,7 @@ def _fail_final(
     now: datetime,
 ) -> None:
     """Record a final failure, and what the cascade offers the person next, with the reason."""
-    code = getattr(error, "code", "failed") or "failed"
+    code = getattr(error, "code", Reason.FAILED) or Reason.FAILED
     a.state, a.error, a.reason = FAILED_FINAL, str(error), code
     person: Person = row["person"]
     flag = _INVALIDATES.get(code)

@@ -12,7 +12,8 @@ from sqlalchemy import tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import ACTIVE, GOAL, Enrolment, Member, Person
 from targeting.identifiers import key_problem
@@ -136,8 +137,8 @@ def close_enrolled_members(
                 session=session,
                 member=member,
                 status=GOAL,
-                reason="enrolled",
-                today=now.date(),
+                reason=Reason.ENROLLED,
+                today=paris_today(now),
                 source="enrolment_feed",
                 now=now,
             )

@@ -16,6 +16,7 @@ from campaigns.cascade.holdout import in_holdout
 from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -31,9 +32,9 @@ from campaigns.ledger.models import (
 
 # Targeting reasons that end a member's cascade, with the status they lead to.
 _EXIT_REASONS = {
-    "deceased": (EXITED, "deceased"),
-    "already_enrolled": (GOAL, "enrolled"),
-    "opposed": (EXITED, "opposed"),
+    "deceased": (EXITED, Reason.DECEASED),
+    "already_enrolled": (GOAL, Reason.ENROLLED),
+    "opposed": (EXITED, Reason.OPPOSED),
 }
 
 
@@ -307,7 +308,7 @@ def admit_targets(
         leave = next((_EXIT_REASONS[r] for r in reasons if r in _EXIT_REASONS), None)
         renewal = _day(row.ald_end_date)
         if leave is None and renewal is not None and renewal > m.anchor_date:
-            leave = (EXITED, "renewed")
+            leave = (EXITED, Reason.RENEWED)
         if leave and close_member(
             session=session,
             member=m,

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from campaigns.clock import paris_today
 from campaigns.definition.model import CampaignDefinition, Step
-
-# Action states as the planner sees them (the ledger's names).
-_WAITING = frozenset({"queued", "sending", "failed_retryable"})
-_SUCCEEDED = frozenset({"sent", "delivered", "done"})
+from campaigns.definition.reasons import Reason, opposed_to
+from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
+from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES, ActionState, MemberStatus
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,10 @@ class Plan:
 AddWorkingDays = Callable[[date, int, str], date]
 
 _REQUIREMENT_REASON = {
-    "phone": "no_phone",
-    "compte_ameli": "no_compte_ameli",
-    "email": "no_email",
-    "postal_address": "no_valid_postal_address",
+    "phone": Reason.NO_PHONE,
+    "compte_ameli": Reason.NO_COMPTE_AMELI,
+    "email": Reason.NO_EMAIL,
+    "postal_address": Reason.NO_ADDRESS,  # the policy's code for the same fact
 }
 
 
@@ -110,9 +110,9 @@ def notice_decision(
     assert step.notify is not None
     notice = notice_step_id(step)
     if not has_email:
-        return Skip(notice, step.notify.channel, "no_email")
-    if "email" in opposed or "all" in opposed:
-        return Skip(notice, step.notify.channel, "opposed_email")
+        return Skip(notice, step.notify.channel, Reason.NO_EMAIL)
+    if Channel.EMAIL in opposed or ALL_CHANNELS in opposed:
+        return Skip(notice, step.notify.channel, Reason.OPPOSED_EMAIL)
     return NewAction(notice, step.notify.channel, 1, today, None, f"{step.id}_sent")
 
 
@@ -135,7 +135,7 @@ def _blocked(state: MemberState, step: Step) -> str | None:
         if not _has(state, req):
             return _REQUIREMENT_REASON[req]
     if step.channel in state.opposed:
-        return f"opposed_{step.channel}"
+        return opposed_to(step.channel)
     return None
 
 
@@ -149,19 +149,19 @@ def _phone_next(
 ) -> tuple[NewAction | None, str | None, Exit | None]:
     """After the last call attempt: the next attempt, or why the step is over, or an exit."""
     last = attempts[-1]
-    if last.state in _WAITING:
+    if last.state in OPEN_STATES:
         return None, None, None
-    if last.state == "skipped":
-        return None, last.reason or "skipped", None
-    if last.state not in _SUCCEEDED or last.outcome is None:
+    if last.state == ActionState.SKIPPED:
+        return None, last.reason or Reason.SKIPPED, None
+    if last.state not in SUCCESS_STATES or last.outcome is None:
         return None, f"call_{last.state}", None
     rule = step.outcomes.get(last.outcome)  # type: ignore[call-overload]
     if rule is None:
         return None, f"unmapped_outcome_{last.outcome}", None
     if rule.effect == "goal":
-        return None, None, Exit("goal", f"outcome_{last.outcome}")
+        return None, None, Exit(MemberStatus.GOAL, f"outcome_{last.outcome}")
     if rule.effect == "exit":
-        return None, None, Exit("exited", f"outcome_{last.outcome}")
+        return None, None, Exit(MemberStatus.EXITED, f"outcome_{last.outcome}")
     if rule.effect == "end_step":
         return None, f"outcome_{last.outcome}", None
     blocked = _blocked(state, step)
@@ -170,12 +170,17 @@ def _phone_next(
     done_on = last.done_on or last.due_on
     callbacks = sum(1 for a in attempts if a.outcome == "callback")
     if rule.effect == "callback" and last.callback_at and callbacks <= step.attempts.max_callbacks:
-        due = max(last.callback_at.date(), today)
+        due = max(paris_today(last.callback_at), today)
         if due > window_end:
-            return None, "callback_after_window", None
+            return None, Reason.CALLBACK_AFTER_WINDOW, None
         return (
             NewAction(
-                step.id, step.channel, last.attempt + 1, due, last.callback_at, "callback_requested"
+                step.id,
+                step.channel,
+                last.attempt + 1,
+                due,
+                last.callback_at,
+                Reason.CALLBACK_REQUESTED,
             ),
             None,
             None,
@@ -183,12 +188,12 @@ def _phone_next(
     # retry (or a callback beyond the callbacks allowed): attempts that were not callbacks count.
     tries = sum(1 for a in attempts if a.outcome != "callback")
     if tries >= step.attempts.max:
-        return None, "max_attempts_reached", None
+        return None, Reason.MAX_ATTEMPTS_REACHED, None
     due = max(
         add_working_days(done_on, step.attempts.spacing_working_days, state.departement), today
     )
     if due > window_end:
-        return None, "no_time_left_in_window", None
+        return None, Reason.NO_TIME_LEFT_IN_WINDOW, None
     return (
         NewAction(
             step.id, step.channel, last.attempt + 1, due, None, f"retry_after_{last.outcome}"
@@ -209,19 +214,19 @@ def plan(
     if not state.active:
         return out
     if state.enrolled_on is not None and state.enrolled_on <= today:
-        out.exit = Exit("goal", "enrolled")
+        out.exit = Exit(MemberStatus.GOAL, Reason.ENROLLED)
         return out
     if state.deceased:
-        out.exit = Exit("exited", "deceased")
+        out.exit = Exit(MemberStatus.EXITED, Reason.DECEASED)
         return out
-    if "all" in state.opposed:
-        out.exit = Exit("exited", "opposed")
+    if ALL_CHANNELS in state.opposed:
+        out.exit = Exit(MemberStatus.EXITED, Reason.OPPOSED)
         return out
 
     last_day = state.anchor_date + timedelta(days=max(s.end_days for s in definition.cascade))
     if state.holdout:
         if today > last_day:
-            out.exit = Exit("completed", "holdout_window_closed")
+            out.exit = Exit(MemberStatus.COMPLETED, Reason.HOLDOUT_WINDOW_CLOSED)
         return out
 
     by_step: dict[str, list[ActionView]] = {}
@@ -238,17 +243,17 @@ def plan(
                 finished = False
                 continue
             if today > end:
-                out.skips.append(Skip(step.id, step.channel, "window_passed"))
+                out.skips.append(Skip(step.id, step.channel, Reason.WINDOW_PASSED))
                 continue
             blocked = _blocked(state, step)
             if blocked:
                 out.skips.append(Skip(step.id, step.channel, blocked))
                 continue
-            out.new_actions.append(NewAction(step.id, step.channel, 1, today, None, "due"))
+            out.new_actions.append(NewAction(step.id, step.channel, 1, today, None, Reason.DUE))
             finished = False
             continue
 
-        if step.channel == "phone":
+        if step.channel == Channel.PHONE:
             nxt, over, exit_ = _phone_next(step, attempts, end, state, today, add_working_days)
             if exit_ is not None:
                 out.exit = exit_
@@ -262,10 +267,10 @@ def plan(
             continue
 
         last = attempts[-1]
-        if last.state in _WAITING:
+        if last.state in OPEN_STATES:
             finished = False
             continue
-        if step.notify and last.state in _SUCCEEDED:
+        if step.notify and last.state in SUCCESS_STATES:
             notice = notice_step_id(step)
             if notice not in by_step:
                 decided = notice_decision(
@@ -276,9 +281,9 @@ def plan(
                 else:
                     out.new_actions.append(decided)
                     finished = False
-            elif by_step[notice][-1].state in _WAITING:
+            elif by_step[notice][-1].state in OPEN_STATES:
                 finished = False
 
     if finished and today > last_day:
-        out.exit = Exit("completed", "cascade_finished")
+        out.exit = Exit(MemberStatus.COMPLETED, Reason.CASCADE_FINISHED)
     return out

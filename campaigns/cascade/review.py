@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
 from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.reasons import EXCLUSION_REASONS as EXCLUSION_REASONS  # re-exported
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -35,14 +36,6 @@ from campaigns.ledger.models import (
     MemberEvent,
     TargetList,
 )
-
-# The reasons an échelon may give to take someone off a list (seed 000's local review).
-EXCLUSION_REASONS = {
-    "deceased_not_known": "décès non encore connu",
-    "hospitalised": "hospitalisé",
-    "already_followed": "déjà suivi (autre accompagnement)",
-    "other": "autre (préciser)",
-}
 
 
 class ValidationError(ValueError):
@@ -176,7 +169,7 @@ def exclude(
     session.add(
         MemberEvent(
             member_id=member_id,
-            on=now.date(),
+            on=paris_today(now),
             kind="excluded",
             detail={"reason": reason, "note": note, "by": by},
         )
@@ -209,7 +202,9 @@ def revoke_exclusion(
         return False
     row.revoked_by, row.revoked_at = by, now
     session.add(
-        MemberEvent(member_id=member_id, on=now.date(), kind="exclusion_revoked", detail={"by": by})
+        MemberEvent(
+            member_id=member_id, on=paris_today(now), kind="exclusion_revoked", detail={"by": by}
+        )
     )
     return True
 

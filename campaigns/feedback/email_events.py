@@ -16,7 +16,8 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import (
     CANCELLED,
@@ -87,7 +88,7 @@ def _note(session: Session, a: Action, kind: str, at: datetime, **detail: Any) -
     session.add(
         MemberEvent(
             member_id=a.member_id,
-            on=at.astimezone(PARIS).date(),
+            on=paris_today(at),
             kind=kind,
             detail={"step": a.step, "attempt": a.attempt, **detail},
         )
@@ -113,7 +114,7 @@ def _apply(session: Session, a: Action, event: dict[str, Any], at: datetime, now
         if a.state in _FINAL or a.state == DELIVERED:
             return "ignored_late"
         a.state, a.delivered_at, a.updated_at = DELIVERED, at, now
-        a.sent_at, a.done_on = a.sent_at or at, a.done_on or at.astimezone(PARIS).date()
+        a.sent_at, a.done_on = a.sent_at or at, a.done_on or paris_today(at)
         _note(session, a, "email_delivered", at)
         return "delivered"
     if kind == "bounce" and str(event.get("type") or "bounce") == "bounce":
@@ -121,14 +122,15 @@ def _apply(session: Session, a: Action, event: dict[str, Any], at: datetime, now
         _invalidate_email(session, a, "hard_bounce", now)
         if a.state in _FINAL:
             return "ignored_late"
-        a.state, a.reason, a.error, a.updated_at = FAILED_FINAL, "hard_bounce", reason, now
-        _note(session, a, "email_bounced", at, reason="hard_bounce", status=event.get("status"))
+        a.state, a.reason, a.error, a.updated_at = FAILED_FINAL, Reason.HARD_BOUNCE, reason, now
+        status = event.get("status")
+        _note(session, a, "email_bounced", at, reason=Reason.HARD_BOUNCE, status=status)
         return "hard_bounce"
     if kind == "bounce":  # type "blocked": refused for now by the receiving server
         if a.state in _FINAL:
             return "ignored_late"
-        a.reason, a.error, a.updated_at = "blocked", _redact(event.get("reason")), now
-        _note(session, a, "email_blocked", at, reason="blocked", status=event.get("status"))
+        a.reason, a.error, a.updated_at = Reason.BLOCKED, _redact(event.get("reason")), now
+        _note(session, a, "email_blocked", at, reason=Reason.BLOCKED, status=event.get("status"))
         return "blocked"
     if kind == "dropped":
         why = f"dropped: {_redact(event.get('reason'))}"

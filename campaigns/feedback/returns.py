@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import SUCCESS_STATES, Action, MemberEvent, Person, ProviderEvent
 from targeting.identifiers import KIND_WORDS, kind_of
@@ -219,7 +219,7 @@ def import_returns(
             bad.add(r.line, 1, f"cette lettre n'a jamais été envoyée (elle est {a.state})")
         elif a.done_on is not None and r.returned_on < a.done_on:
             bad.add(r.line, 2, f"retour le {r.returned_on}, avant l'envoi ({a.done_on})")
-        elif r.returned_on > now.date():
+        elif r.returned_on > paris_today(now):
             bad.add(r.line, 2, f"retour le {r.returned_on}, une date future")
     if bad.items:
         raise ReturnsFileError(bad.items)

@@ -9,26 +9,25 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from campaigns.ledger.crypto import Encrypted
+from campaigns.ledger.vocabulary import OPEN_STATES as OPEN_STATES  # re-exported for importers
+from campaigns.ledger.vocabulary import SUCCESS_STATES as SUCCESS_STATES
+from campaigns.ledger.vocabulary import ActionState, ListState, MemberStatus
 
-# Action states. Phone actions are call-list entries: queued → done (with an outcome).
-QUEUED = "queued"
-SENDING = "sending"
-SENT = "sent"
-DELIVERED = "delivered"
-FAILED_RETRYABLE = "failed_retryable"
-FAILED_FINAL = "failed_final"
-DONE = "done"
-SKIPPED = "skipped"
-CANCELLED = "cancelled"
-OPEN_STATES = (QUEUED, SENDING, FAILED_RETRYABLE)
-SUCCESS_STATES = (SENT, DELIVERED, DONE)
-
-# Member statuses. PENDING: on a list awaiting local validation, not contacted yet.
-PENDING = "pending"
-ACTIVE = "active"
-GOAL = "goal"
-EXITED = "exited"
-COMPLETED = "completed"
+# The states' short names, kept for importers; the enums and sets live in ledger.vocabulary.
+QUEUED = ActionState.QUEUED
+SENDING = ActionState.SENDING
+SENT = ActionState.SENT
+DELIVERED = ActionState.DELIVERED
+FAILED_RETRYABLE = ActionState.FAILED_RETRYABLE
+FAILED_FINAL = ActionState.FAILED_FINAL
+DONE = ActionState.DONE
+SKIPPED = ActionState.SKIPPED
+CANCELLED = ActionState.CANCELLED
+PENDING = MemberStatus.PENDING
+ACTIVE = MemberStatus.ACTIVE
+GOAL = MemberStatus.GOAL
+EXITED = MemberStatus.EXITED
+COMPLETED = MemberStatus.COMPLETED
 
 
 class Campaign(SQLModel, table=True):
@@ -218,11 +217,10 @@ class Objective(SQLModel, table=True):
     __table_args__ = (Index("ix_objective", "campaign_id", "echelon", "set_at"),)
 
 
-# Target list states.
-LIST_PENDING = "pending"
-LIST_APPROVED = "approved"
-LIST_EXPIRED = "expired"
-LIST_REJECTED = "rejected"
+LIST_PENDING = ListState.PENDING
+LIST_APPROVED = ListState.APPROVED
+LIST_EXPIRED = ListState.EXPIRED
+LIST_REJECTED = ListState.REJECTED
 
 
 class TargetList(SQLModel, table=True):

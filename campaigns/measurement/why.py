@@ -7,8 +7,9 @@ from datetime import date
 
 from sqlmodel import Session, col, select
 
+from campaigns.definition.reasons import explain
 from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
-from campaigns.policy.decision import explain
+from campaigns.ledger.vocabulary import ActionState
 
 
 @dataclass
@@ -20,19 +21,19 @@ class Story:
     lines: list[tuple[date, str]] = field(default_factory=list)
 
 
-_STATES = {
-    "done": "done",
-    "sent": "sent",
-    "delivered": "delivered",
-    "skipped": "not played",
-    "cancelled": "cancelled",
-    "failed_final": "failed",
-    "queued": "planned",
+_STATES: dict[str, str] = {
+    ActionState.DONE: "done",
+    ActionState.SENT: "sent",
+    ActionState.DELIVERED: "delivered",
+    ActionState.SKIPPED: "not played",
+    ActionState.CANCELLED: "cancelled",
+    ActionState.FAILED_FINAL: "failed",
+    ActionState.QUEUED: "planned",
 }
 
 
 def _words(reason: str) -> str:
-    """A policy reason code with its plain words (e.g. `opposed_all (la personne s'oppose …)`)."""
+    """A reason code with its plain words (e.g. `opposed_all (la personne s'oppose …)`)."""
     words = explain(reason)
     return reason if words == reason else f"{reason} ({words})"
 
@@ -51,7 +52,8 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
         return Story(found=False)
     story = Story(
         found=True,
-        status=f"{member.status}" + (f" ({member.status_reason})" if member.status_reason else ""),
+        status=f"{member.status}"
+        + (f" ({_words(member.status_reason)})" if member.status_reason else ""),
     )
     if member.holdout:
         story.lines.append((member.entered_on, "in the holdout group: never contacted by design"))
@@ -69,13 +71,22 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
                 )
             )
             continue
+        if e.kind == "left" and e.detail.get("reason"):
+            story.lines.append(
+                (
+                    e.on,
+                    f"left ({e.detail.get('status')}): {_words(e.detail['reason'])}"
+                    + f", from {e.detail.get('source')}",
+                )
+            )
+            continue
         story.lines.append((e.on, f"{e.kind}: {e.detail.get('text') or e.detail}"))
     for a in session.exec(
         select(Action).where(Action.member_id == member.id).order_by(col(Action.id))
     ):
         what = f"{a.step} #{a.attempt} ({a.channel}) {_STATES.get(a.state, a.state)}"
         why_ = a.outcome or a.reason or a.error
-        if a.state in ("skipped", "cancelled") and a.reason and not a.outcome:
+        if a.reason and not a.outcome:
             why_ = _words(a.reason)
         story.lines.append((a.done_on or a.due_on, what + (f": {why_}" if why_ else "")))
     for o in session.exec(

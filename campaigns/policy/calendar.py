@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from campaigns.definition.reasons import Reason
+
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # holidays.France subdivisions: Moselle and Alsace keep Good Friday and 26 December.
@@ -86,9 +88,9 @@ def within_contact_hours(
         raise ValueError("moment must be timezone-aware")
     local = moment.astimezone(timezone(departement))
     if _WEEKDAYS[local.weekday()] not in days:
-        return "outside_contact_days"
+        return Reason.OUTSIDE_CONTACT_DAYS
     if public_holidays and public_holiday(local.date(), departement):
-        return "public_holiday"
+        return Reason.PUBLIC_HOLIDAY
     if not (start <= local.time().replace(tzinfo=None) < end):
-        return "outside_contact_hours"
+        return Reason.OUTSIDE_CONTACT_HOURS
     return None

@@ -16,47 +16,29 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, or_, tuple_
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, ContactHours
+from campaigns.definition.reasons import MISSING_DETAIL, Reason, explain, opposed_to
+from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
+from campaigns.definition.vocabulary import OPPOSITION_CANALS as OPPOSITION_CANALS
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
 from campaigns.policy.calendar import within_contact_hours
 from targeting.identifiers import key_problem
 
-# Reason codes (the ledger's words), with the words users see.
-REASON_TEXTS = {
-    "deceased": "la personne est décédée",
-    "enrolled": "la personne est déjà inscrite au programme",
-    "opposed_all": "la personne s'oppose à tout contact",
-    "opposed_phone": "la personne s'oppose aux appels",
-    "opposed_mailbox": "la personne s'oppose aux messages ameli",
-    "opposed_email": "la personne s'oppose aux courriels",
-    "opposed_letter": "la personne s'oppose aux courriers",
-    "no_phone": "pas de numéro de téléphone valide",
-    "no_email": "pas d'adresse électronique valide",
-    "no_address": "pas d'adresse postale valide",
-    "no_compte_ameli": "pas de compte ameli",
-    "pressure_calls": "trop d'appels récents (toutes campagnes)",
-    "pressure_contacts": "trop de contacts récents (toutes campagnes)",
-    "outside_contact_hours": "hors des heures d'appel",
-    "outside_contact_days": "jour sans appel",
-    "public_holiday": "jour férié dans le département",
-    "attempts_exhausted": "nombre maximal de tentatives atteint",
-}
-
 # Reasons that only say "not now": the contact is deferred, never cancelled for them.
 TEMPORARY = frozenset(
     {
-        "pressure_calls",
-        "pressure_contacts",
-        "outside_contact_hours",
-        "outside_contact_days",
-        "public_holiday",
+        Reason.PRESSURE_CALLS,
+        Reason.PRESSURE_CONTACTS,
+        Reason.OUTSIDE_CONTACT_HOURS,
+        Reason.OUTSIDE_CONTACT_DAYS,
+        Reason.PUBLIC_HOLIDAY,
     }
 )
 
 # Channels whose actions count as contacts once sent (a call counts when it reached the
 # person; an e-mail notice counts with its mailbox message, not separately).
-_SENT_CONTACT_CHANNELS = ("mailbox", "letter")
+_SENT_CONTACT_CHANNELS = (Channel.MAILBOX, Channel.LETTER)
 NOTICE_SUFFIX = "_notice"
 
 
@@ -121,12 +103,7 @@ class Decision:
     def explanation(self) -> str:
         if self.allowed:
             return "contact autorisé"
-        return "; ".join(REASON_TEXTS.get(r, r) for r in self.reasons)
-
-
-def explain(reason: str) -> str:
-    """The words for a reason code (the code itself when it has none)."""
-    return REASON_TEXTS.get(reason, reason)
+        return "; ".join(explain(r) for r in self.reasons)
 
 
 def _window(
@@ -165,24 +142,24 @@ def decide(
     (`campaign`, `step`): its retries and callbacks are governed by the attempt cap.
     `pressure=None` or `hours=None` leaves that rule out.
     """
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     reasons: list[str] = []
     if facts.deceased:
-        reasons.append("deceased")
+        reasons.append(Reason.DECEASED)
     if facts.enrolled:
-        reasons.append("enrolled")
-    if "all" in facts.opposed:
-        reasons.append("opposed_all")
+        reasons.append(Reason.ENROLLED)
+    if ALL_CHANNELS in facts.opposed:
+        reasons.append(Reason.OPPOSED_ALL)
     elif channel in facts.opposed:
-        reasons.append(f"opposed_{channel}")
-    needs = {
-        "phone": ("phone_ok", "no_phone"),
-        "email": ("email_ok", "no_email"),
-        "letter": ("address_ok", "no_address"),
-        "mailbox": ("compte_ameli", "no_compte_ameli"),
+        reasons.append(opposed_to(channel))
+    has = {
+        Channel.PHONE: facts.phone_ok,
+        Channel.EMAIL: facts.email_ok,
+        Channel.LETTER: facts.address_ok,
+        Channel.MAILBOX: facts.compte_ameli,
     }
-    if channel in needs and not getattr(facts, needs[channel][0]):
-        reasons.append(needs[channel][1])
+    if channel in has and not has[Channel(channel)]:
+        reasons.append(MISSING_DETAIL[Channel(channel)])
     until: date | None = None
     if pressure is not None:
         past = [
@@ -190,16 +167,16 @@ def decide(
             for p in facts.past
             if not (campaign is not None and p.campaign_id == campaign and p.step == step)
         ]
-        if channel == "phone":
-            free = _window(past, today, pressure.calls_days, pressure.max_calls, "phone")
+        if channel == Channel.PHONE:
+            free = _window(past, today, pressure.calls_days, pressure.max_calls, Channel.PHONE)
             if free is not None:
-                reasons.append("pressure_calls")
+                reasons.append(Reason.PRESSURE_CALLS)
                 until = free
         free = _window(past, today, pressure.contacts_days, pressure.max_contacts, None)
         if free is not None:
-            reasons.append("pressure_contacts")
+            reasons.append(Reason.PRESSURE_CONTACTS)
             until = max(until, free) if until else free
-    if channel == "phone" and hours is not None:
+    if channel == Channel.PHONE and hours is not None:
         why = within_contact_hours(
             now,
             facts.departement,
@@ -211,7 +188,7 @@ def decide(
         if why:
             reasons.append(why)
     if max_attempts is not None and facts.attempts_made >= max_attempts:
-        reasons.append("attempts_exhausted")
+        reasons.append(Reason.ATTEMPTS_EXHAUSTED)
     return Decision(allowed=not reasons, reasons=tuple(reasons), until=until)
 
 
@@ -271,12 +248,12 @@ def load_facts(
                 col(Action.state).in_(SUCCESS_STATES),
                 or_(
                     and_(
-                        col(Action.channel) == "phone",
+                        col(Action.channel) == Channel.PHONE,
                         col(Action.outcome).in_(sorted(REACHED_OUTCOMES)),
                     ),
                     col(Action.channel).in_(_SENT_CONTACT_CHANNELS),
                     and_(
-                        col(Action.channel) == "email",
+                        col(Action.channel) == Channel.EMAIL,
                         col(Action.step).not_like(f"%{NOTICE_SUFFIX}"),
                     ),
                 ),
@@ -309,10 +286,6 @@ def load_facts(
             past=tuple(past.get(p.id or 0, ())),
         )
     return out
-
-
-# The channels an opposition may name ("all": every contact).
-OPPOSITION_CANALS = ("all", "phone", "mailbox", "email", "letter")
 
 
 def record_opposition(

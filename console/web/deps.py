@@ -22,9 +22,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.calls.card import claimed_call
+from campaigns.definition.reasons import explain
 from campaigns.ledger.models import Action, User
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# `{{ code|reason }}`: a reason code in the words of campaigns.definition.reasons.
+TEMPLATES.env.filters["reason"] = explain
 
 # A row id in a path or a form: beyond 64 bits the database cannot even look it up (a 500).
 RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]

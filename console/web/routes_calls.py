@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,9 +23,11 @@ from campaigns.calls.queue import (
     renew_lease,
 )
 from campaigns.cascade.dispatch import member_context, person_context
+from campaigns.clock import PARIS, paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import OUTCOME_CODES
 from campaigns.definition.offers import load_catalogue, suggest
+from campaigns.definition.reasons import OUTCOME_LABELS
 from campaigns.definition.rendering import build_context, render_message
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import Member, Person
@@ -41,20 +42,6 @@ from console.web.deps import (
     own_call,
     render,
 )
-
-PARIS = ZoneInfo("Europe/Paris")
-OUTCOME_LABELS = {
-    "enrolled_on_call": "joint — adhésion pendant l'appel",
-    "will_enrol_online": "joint — adhérera en ligne",
-    "refused": "joint — refus",
-    "callback": "joint — rappeler (date et heure)",
-    "no_answer": "pas de réponse",
-    "busy": "occupé",
-    "voicemail": "messagerie",
-    "wrong_number": "faux numéro",
-    "deceased": "décédé",
-    "objects": "s'oppose à être contacté",
-}
 
 router = APIRouter()
 
@@ -76,7 +63,7 @@ def calls_home(request: Request, user: Adviser, s: SessionDep, now: Now) -> Resp
     held = held_claim(session=s, adviser=user.username, now=now)
     if held is not None:
         return RedirectResponse(f"/calls/{held.id}", status_code=303)
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     return render(
         request,
         "calls.html",
@@ -104,7 +91,7 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
     assert m is not None and p is not None
     campaign = campaign_by_id(a.campaign_id)
     d = campaign.definition
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     ctx = build_context(
         definition=d,
         person=person_context(p, today),

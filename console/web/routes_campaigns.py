@@ -12,7 +12,7 @@ from campaigns.app import validation as uc
 from campaigns.app.oppositions import record_member_opposition
 from campaigns.calls.card import holds_call_for
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
-from campaigns.clock import PARIS
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
 from campaigns.ledger.members import member_history
@@ -176,7 +176,7 @@ def decide_route(
             campaign_id=cid,
             decision=decision,
             reason=reason,
-            today=request.app.state.clock().astimezone(PARIS).date(),
+            today=paris_today(request.app.state.clock()),
         )
     except ValidationError as e:
         return _back(cid, None, str(e))
@@ -212,7 +212,7 @@ def opposition_route(
         campaign_id=cid,
         member_id=mid,
         canal=canal,
-        today=request.app.state.clock().astimezone(PARIS).date(),  # effective at once
+        today=paris_today(request.app.state.clock()),  # effective at once
     )
     return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
 

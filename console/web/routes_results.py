@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from campaigns.app.objectives import import_objectives, set_objective
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import User
@@ -59,7 +60,7 @@ def results_page(
     from console.web.charts import attainment_chart, cumulative_chart, uplift_chart
 
     d = campaign_by_id(cid).definition
-    rows, total = _rows(s, cid, user, now.date())
+    rows, total = _rows(s, cid, user, paris_today(now))
     scope = user.echelon if user.role == "echelon_lead" else None
     effects = effect_report(
         session=s,
@@ -110,7 +111,7 @@ def results_csv(
     s: SessionDep,
     now: Now,
 ) -> Response:
-    rows, total = _rows(s, cid, user, now.date())
+    rows, total = _rows(s, cid, user, paris_today(now))
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([label for _, label in COLUMNS])
@@ -120,7 +121,7 @@ def results_csv(
     return Response(
         buf.getvalue().encode("utf-8-sig"),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{cid}-{now.date()}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.csv"'},
     )
 
 
@@ -133,7 +134,7 @@ def results_xlsx(
 ) -> Response:
     from openpyxl import Workbook
 
-    rows, total = _rows(s, cid, user, now.date())
+    rows, total = _rows(s, cid, user, paris_today(now))
     wb = Workbook()
     ws = wb.active
     assert ws is not None
@@ -147,7 +148,9 @@ def results_xlsx(
     return Response(
         out.getvalue(),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="{cid}-{now.date()}.xlsx"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'
+        },
     )
 
 

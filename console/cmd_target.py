@@ -58,6 +58,7 @@ def target(
                     f"[yellow]{len(problems):,} warnings[/yellow] (letter channel) → {report}"
                 )
         if engine == "spark":
+            # pyspark (and a JVM) load only when Spark is asked for.
             from targeting.spark import run_targeting_spark
 
             table = run_targeting_spark(

@@ -9,6 +9,7 @@ from typing import Any
 
 from campaigns.clock import PARIS
 from campaigns.settings import get_settings
+from channels.base import TemporaryFailure
 
 # The Prefect Secret block a deployment may carry the ledger's URL in (instead of the env).
 DATABASE_SECRET = "relance-database-url"
@@ -78,8 +79,6 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a retry could succeed: only I/O trouble, never configuration or input."""
     import httpx
     from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from channels.base import TemporaryFailure
 
     if isinstance(exc, ConfigurationError):
         return False

@@ -24,6 +24,7 @@ from campaigns.definition.catalog import Campaign
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.rendering import build_context, render_message
 from campaigns.ledger.actions import action_key, insert_actions
+from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import (
     ACTIVE,
     CANCELLED,
@@ -420,8 +421,6 @@ def dispatch(
     `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
     started is sent again with its key (never one this run claimed itself).
     """
-    from campaigns.ledger.db import session_scope
-
     total: dict[str, int] = defaultdict(int)
     stale_before = (now or utcnow()) - stale_after
     while True:

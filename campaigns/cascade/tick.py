@@ -29,7 +29,15 @@ from campaigns.ledger.models import (
     Person,
 )
 from campaigns.policy.calendar import add_working_days
-from campaigns.policy.decision import NOTICE_SUFFIX, Decision, Facts, Pressure, decide, load_facts
+from campaigns.policy.decision import (
+    NOTICE_SUFFIX,
+    Decision,
+    Facts,
+    Pressure,
+    decide,
+    load_facts,
+    pressure_from,
+)
 from campaigns.settings import get_settings
 
 # A member event: a step the policy put off (contact pressure), with the day it frees up.
@@ -196,7 +204,7 @@ def tick_batch(
 ) -> dict[str, int]:
     """Plan and record the day's decisions for active members with ids in [lo, hi]."""
     now = now or utcnow()
-    pressure = get_settings().pressure()
+    pressure = pressure_from(get_settings())
     counts: dict[str, int] = defaultdict(int)
     new_rows: list[dict[str, Any]] = []
     deferrals: list[tuple[int, NewAction, Decision]] = []

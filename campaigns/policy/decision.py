@@ -20,6 +20,7 @@ from campaigns.clock import PARIS
 from campaigns.definition.model import REACHED_OUTCOMES, ContactHours
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
 from campaigns.policy.calendar import within_contact_hours
+from campaigns.settings import Settings
 from targeting.identifiers import key_problem
 
 # Reason codes (the ledger's words), with the words users see.
@@ -68,6 +69,16 @@ class Pressure:
     calls_days: int = 14
     max_contacts: int = 3
     contacts_days: int = 30
+
+
+def pressure_from(settings: Settings) -> Pressure:
+    """The cross-campaign contact limits the settings give."""
+    return Pressure(
+        max_calls=settings.pressure_max_calls,
+        calls_days=settings.pressure_calls_days,
+        max_contacts=settings.pressure_max_contacts,
+        contacts_days=settings.pressure_contacts_days,
+    )
 
 
 @dataclass(frozen=True)

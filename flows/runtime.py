@@ -62,9 +62,10 @@ def run_day(day: date | None) -> date:
     from prefect.runtime import flow_run
 
     scheduled: Any = flow_run.scheduled_start_time
-    if not isinstance(scheduled, datetime):
-        scheduled = datetime.fromisoformat(str(scheduled))
-    return scheduled.astimezone(PARIS).date()
+    start = (
+        scheduled if isinstance(scheduled, datetime) else datetime.fromisoformat(str(scheduled))
+    )
+    return start.astimezone(PARIS).date()
 
 
 # Errors a later attempt can get past: the network, a restarting database, a busy provider.

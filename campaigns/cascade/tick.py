@@ -63,6 +63,42 @@ def member_id_batches(
     ]
 
 
+def _action_views(session: Session, member_ids: list[int]) -> dict[int, list[ActionView]]:
+    """Every action of the batch's members, as the planner reads them."""
+    actions: dict[int, list[ActionView]] = defaultdict(list)
+    for act in session.exec(select(Action).where(col(Action.member_id).in_(member_ids))):
+        actions[act.member_id].append(
+            ActionView(
+                step=act.step,
+                attempt=act.attempt,
+                state=act.state,
+                due_on=act.due_on,
+                outcome=act.outcome,
+                done_on=act.done_on,
+                callback_at=act.callback_at,
+                reason=act.reason,
+            )
+        )
+    return actions
+
+
+def _enrolment_days(
+    session: Session, programme: str, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], date]:
+    """The day each person enrolled in the campaign's programme (any day, future included)."""
+    enrolled: dict[tuple[str, int], date] = {}
+    for a, b, on in session.exec(
+        select(
+            col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
+        ).where(
+            Enrolment.programme == programme,
+            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+        )
+    ):
+        enrolled[(a, b)] = on
+    return enrolled
+
+
 @dataclass(frozen=True, slots=True)
 class BatchMember:
     """One active member of the batch, as the planner and the policy see them."""
@@ -95,37 +131,14 @@ def _states(
     ).all()
     if not rows:
         return []
-    member_ids = [m.id for m, _ in rows]
-    actions: dict[int, list[ActionView]] = defaultdict(list)
-    for act in session.exec(select(Action).where(col(Action.member_id).in_(member_ids))):
-        actions[act.member_id].append(
-            ActionView(
-                step=act.step,
-                attempt=act.attempt,
-                state=act.state,
-                due_on=act.due_on,
-                outcome=act.outcome,
-                done_on=act.done_on,
-                callback_at=act.callback_at,
-                reason=act.reason,
-            )
-        )
+    actions = _action_views(session, [m.id or 0 for m, _ in rows])
     keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
     # The contact policy's facts (oppositions effective today, death, contact details,
     # contacts across every campaign in the pressure windows), for the whole batch at once.
     facts = load_facts(
         session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
     )
-    enrolled: dict[tuple[str, int], date] = {}
-    for a, b, on in session.exec(
-        select(
-            col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
-        ).where(
-            Enrolment.programme == definition.goal.programme,
-            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
-        )
-    ):
-        enrolled[(a, b)] = on
+    enrolled = _enrolment_days(session, definition.goal.programme, keys)
     out = []
     for m, p in rows:
         key = (p.ben_nir_psa, p.ben_rng_gem)

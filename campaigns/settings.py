@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,17 +68,6 @@ class Settings(BaseSettings):
     pressure_calls_days: int = 14
     pressure_max_contacts: int = 3
     pressure_contacts_days: int = 30
-
-    def pressure(self) -> Any:
-        """The cross-campaign contact limits as a policy object."""
-        from campaigns.policy.decision import Pressure
-
-        return Pressure(
-            max_calls=self.pressure_max_calls,
-            calls_days=self.pressure_calls_days,
-            max_contacts=self.pressure_max_contacts,
-            contacts_days=self.pressure_contacts_days,
-        )
 
     @property
     def outbox_dir(self) -> Path:

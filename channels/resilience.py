@@ -82,11 +82,15 @@ class Backoff:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
 
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        """The wait before retry number `retry` (1-based)."""
+    def delay(
+        self, retry: int, retry_after: float | None = None, *, seed: str | None = None
+    ) -> float:
+        """The wait before retry number `retry` (1-based); a `seed` gives the same wait again."""
         if retry_after is not None:
             return min(self.cap, retry_after)
-        return self.rng.uniform(0, min(self.cap, self.base * 2 ** (retry - 1)))
+        rng = self.rng if seed is None else random.Random(seed)
+        # The exponent stops growing long after the cap is reached (no float overflow).
+        return rng.uniform(0, min(self.cap, self.base * 2 ** (min(retry, 32) - 1)))
 
     def run(self, call: Callable[[], T]) -> T:
         """Call until it does not raise Retryable, or re-raise the last Retryable."""

@@ -24,6 +24,7 @@ def console(
     """Start the web console (advisers, supervisors, échelon leads, campaign managers)."""
     import uvicorn
 
+    # The web app (FastAPI, templates, matplotlib) loads only for this command, not every CLI call.
     from console.web.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")

@@ -70,6 +70,7 @@ def target(
                     f"[yellow]{len(problems):,} avertissements[/yellow] (courrier) → {report}"
                 )
         if engine == "spark":
+            # pyspark (and a JVM) load only when Spark is asked for.
             from targeting.spark import run_targeting_spark
 
             table = run_targeting_spark(

@@ -9,7 +9,9 @@ from campaigns.settings import Settings
 from channels.email import EmailSender, LocalEmail
 from channels.letters import LetterPrinter, LocalLetters
 from channels.mailbox import LocalMailbox, MailboxGateway
+from channels.mailbox_http import HttpMailbox
 from channels.pdf_letters import PdfLetters
+from channels.phone import LocalPhone
 
 CHOICES = {
     "mailbox": ("local", "http"),
@@ -42,8 +44,6 @@ def build_adapters(settings: Settings) -> Adapters:
     out = settings.outbox_dir
     mailbox: MailboxGateway
     if settings.mailbox == "http":
-        from channels.mailbox_http import HttpMailbox
-
         _require(settings, "mailbox_url", "mailbox_token")
         mailbox = HttpMailbox(
             base_url=str(settings.mailbox_url),
@@ -54,6 +54,7 @@ def build_adapters(settings: Settings) -> Adapters:
         mailbox = LocalMailbox(out)
     email: EmailSender
     if settings.email == "sendgrid":
+        # The SendGrid SDK loads only where SendGrid is configured.
         from channels.sendgrid_email import SendGridEmail
 
         _require(settings, "sendgrid_api_key")
@@ -77,6 +78,7 @@ def build_phone(settings: Settings) -> Any:
     """The telephony that bridges an adviser to the person they call."""
     check_choices(settings)
     if settings.phone == "twilio":
+        # The Twilio SDK (and requests) loads only where Twilio is configured.
         from channels.twilio_phone import TwilioPhone
 
         _require(settings, "twilio_account_sid", "twilio_auth_token", "twilio_caller_id")
@@ -88,6 +90,4 @@ def build_phone(settings: Settings) -> Any:
             api_base=settings.twilio_api_base,
             per_second=settings.twilio_calls_per_second,
         )
-    from channels.phone import LocalPhone
-
     return LocalPhone(settings.outbox_dir)

@@ -9,6 +9,7 @@ from typing import Any
 
 from campaigns.clock import paris_today
 from campaigns.settings import get_settings
+from channels.base import TemporaryFailure
 
 # The Prefect Secret block a deployment may carry the ledger's URL in (instead of the env).
 DATABASE_SECRET = "relance-database-url"
@@ -61,9 +62,10 @@ def run_day(day: date | None) -> date:
     from prefect.runtime import flow_run
 
     scheduled: Any = flow_run.scheduled_start_time
-    if not isinstance(scheduled, datetime):
-        scheduled = datetime.fromisoformat(str(scheduled))
-    return paris_today(scheduled)
+    start = (
+        scheduled if isinstance(scheduled, datetime) else datetime.fromisoformat(str(scheduled))
+    )
+    return paris_today(start)
 
 
 # Errors a later attempt can get past: the network, a restarting database, a busy provider.
@@ -78,8 +80,6 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a retry could succeed: only I/O trouble, never configuration or input."""
     import httpx
     from sqlalchemy.exc import DBAPIError, OperationalError
-
-    from channels.base import TemporaryFailure
 
     if isinstance(exc, ConfigurationError):
         return False

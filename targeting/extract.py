@@ -488,6 +488,56 @@ def _csv_structure(con: duckdb.DuckDBPyConnection, path: Path, cap: int) -> list
     return problems
 
 
+def _columns(
+    spec: Table, path: Path, source_types: dict[str, str], csv: bool, clean: set[str]
+) -> tuple[list[Problem], list[str], list[_Check]]:
+    """Each column the table needs: missing (a problem), or its typed cast and its checks."""
+    problems: list[Problem] = []
+    exprs: list[str] = []
+    checks: list[_Check] = []
+    for col in spec.columns:
+        if col.name not in source_types:
+            problems.append(
+                Problem(
+                    str(path),
+                    f"colonne manquante (la table a besoin de {', '.join(spec.column_names)})",
+                    column=col.name,
+                )
+            )
+            continue
+        source_type = source_types[col.name]
+        checks += _column_checks(col, source_type, col.name in clean)
+        exprs.append(f"{_cast_unchecked(col, source_type, csv)} AS {col.name}")
+    return problems, exprs, checks
+
+
+def _unknown_columns(
+    spec: Table, path: Path, source_types: dict[str, str], csv: bool
+) -> list[Problem]:
+    """Columns the file has and the table does not read (warnings)."""
+    return [
+        Problem(
+            str(path),
+            f"colonne inconnue, non lue (la table a {', '.join(spec.column_names)})",
+            row=1 if csv else None,
+            column=c,
+            severity="warning",
+        )
+        for c in source_types
+        if c not in spec.column_names
+    ]
+
+
+def _table_checks(name: str, spec: Table, present: set[str], warnings: bool) -> list[_Check]:
+    """The checks across columns: the NIR and the address of contacts, the person key."""
+    checks: list[_Check] = []
+    if name == "contacts" and "nir" in present:
+        checks += _nir_checks()
+    if warnings and name == "contacts":
+        checks += [c for c in _address_checks(spec) if c.column in present]
+    return checks + _key_checks(present)
+
+
 def _check_table(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -516,44 +566,16 @@ def _check_table(
         return found or [Problem(str(path), f"illisible : {_redact(str(e))}")]
     source_types = {r[0].lower(): r[1] for r in described}
     clean = _parquet_clean(path) if check and not csv else set()
-    problems: list[Problem] = []
-    exprs, checks = [], []
-    for col in spec.columns:
-        if col.name not in source_types:
-            problems.append(
-                Problem(
-                    str(path),
-                    f"colonne manquante (la table a besoin de {', '.join(spec.column_names)})",
-                    column=col.name,
-                )
-            )
-            continue
-        source_type = source_types[col.name]
-        checks += _column_checks(col, source_type, col.name in clean)
-        exprs.append(f"{_cast_unchecked(col, source_type, csv)} AS {col.name}")
+    problems, exprs, checks = _columns(spec, path, source_types, csv, clean)
     if check and warnings:
-        problems += [
-            Problem(
-                str(path),
-                f"colonne inconnue, non lue (la table a {', '.join(spec.column_names)})",
-                row=1 if csv else None,
-                column=c,
-                severity="warning",
-            )
-            for c in source_types
-            if c not in spec.column_names
-        ]
+        problems += _unknown_columns(spec, path, source_types, csv)
     if len(exprs) == len(spec.columns):
         typed = f"SELECT {', '.join(exprs)} FROM {_reader(path)}"
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {typed}")
     if not check:
         return problems
     present = set(source_types) & set(spec.column_names)
-    if name == "contacts" and "nir" in present:
-        checks += _nir_checks()
-    if warnings and name == "contacts":
-        checks += [c for c in _address_checks(spec) if c.column in present]
-    checks += _key_checks(present)
+    checks += _table_checks(name, spec, present, warnings)
     raw = _with_kinds(_raw(path), {c: source_types[c] for c in present})
     try:
         rows, hidden = _run_checks(con, path, raw, checks, present, cap)

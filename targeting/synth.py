@@ -697,6 +697,18 @@ def _chunk_tables(c: _Chunk, pools: _Pools) -> dict[str, pa.Table]:
     return out
 
 
+def _check_target(out: Path, people: int, fmt: str) -> Path:
+    """The folder to write, once the request is known to make sense (an empty or new folder)."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
+    if people <= 0:
+        raise ValueError("people must be positive")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder")
+    return out
+
+
 def write_extract(
     *,
     out: Path,
@@ -707,13 +719,7 @@ def write_extract(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Write every table of an extract for `people` insured (the folder appears whole or not)."""
-    if fmt not in ("parquet", "csv"):
-        raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
-    if people <= 0:
-        raise ValueError("people must be positive")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty folder")
+    out = _check_target(out, people, fmt)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

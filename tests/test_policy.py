@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from campaigns.definition.model import ContactHours
-from campaigns.policy.decision import Facts, PastContact, Pressure, decide
+from campaigns.policy.decision import Facts, PastContact, Pressure, decide, pressure_from
+from campaigns.settings import Settings
 
 PARIS = ZoneInfo("Europe/Paris")
 THU = datetime(2026, 4, 16, 10, 0, tzinfo=PARIS)  # a working Thursday morning
@@ -111,6 +112,14 @@ def test_pressure_limits_come_from_settings() -> None:
     assert not decide(facts=facts, channel="phone", now=THU).allowed
     loose = Pressure(max_calls=2)
     assert decide(facts=facts, channel="phone", now=THU, pressure=loose).allowed
+
+
+def test_pressure_from_reads_the_settings() -> None:
+    """The limits come from RELANCE_PRESSURE_* through the policy, not the settings module."""
+    settings = Settings(pressure_max_calls=2, pressure_calls_days=7, pressure_max_contacts=5)
+    assert pressure_from(settings) == Pressure(
+        max_calls=2, calls_days=7, max_contacts=5, contacts_days=30
+    )
 
 
 def test_precedence_deceased_opposition_pressure_hours_attempts() -> None:

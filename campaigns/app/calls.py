@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from campaigns.calls.card import record_offers_made
 from campaigns.calls.queue import CallError, record_outcome
+from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.audit import record
@@ -51,7 +52,7 @@ def record_call_outcome(
         action_id=action_id,
         offers=offers or [],
         by=actor,
-        on=now.date(),
+        on=paris_today(now),
     )
     record(
         session=session,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from campaigns.clock import PARIS
+from campaigns.clock import PARIS, paris_today
 from campaigns.definition.model import REACHED_OUTCOMES
 from campaigns.ledger.models import DONE, QUEUED, Action, AuditEvent, Member, User
 
@@ -28,7 +28,7 @@ def _empty_row() -> dict[str, Any]:
 def board_rows(*, session: Session, now: datetime) -> dict[str, Any]:
     """Today's figures per campaign and échelon, and who holds a call now."""
     s = session
-    today = now.astimezone(PARIS).date()
+    today = paris_today(now)
     per: dict[tuple[str, str], dict[str, Any]] = defaultdict(_empty_row)
     for cid, echelon, outcome, n in s.exec(
         select(Action.campaign_id, Member.echelon, Action.outcome, func.count())
@@ -75,7 +75,7 @@ def board_rows(*, session: Session, now: datetime) -> dict[str, Any]:
 
 def advisers_today(*, session: Session, now: datetime, in_call: set[str | None]) -> dict[str, Any]:
     """Who is connected and in what state; mean handling time (number shown → outcome saved)."""
-    start = datetime.combine(now.astimezone(PARIS).date(), datetime.min.time(), tzinfo=PARIS)
+    start = datetime.combine(paris_today(now), datetime.min.time(), tzinfo=PARIS)
     events = session.exec(
         select(AuditEvent)
         .where(

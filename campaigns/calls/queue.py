@@ -27,7 +27,7 @@ from campaigns.ledger.models import (
     Person,
 )
 from campaigns.policy.calendar import within_contact_hours
-from campaigns.policy.decision import Decision, decide, load_facts, record_opposition
+from campaigns.policy.decision import Decision, decide, load_facts, pressure_from, record_opposition
 from campaigns.settings import get_settings
 
 LEASE = timedelta(minutes=5)
@@ -70,7 +70,7 @@ def _policy_now(
     if person is None:
         return Decision(allowed=False, reasons=(Reason.DECEASED,))
     today = paris_today(now)
-    pressure = get_settings().pressure() if definition is not None else None
+    pressure = pressure_from(get_settings()) if definition is not None else None
     facts = load_facts(session, [person], today=today, pressure=pressure, enrolments=False)
     return decide(
         facts=facts[person.id or 0],

@@ -7,7 +7,6 @@ the result is repaired by calling again with the same key, which the adapters ab
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,8 @@ from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
 from campaigns.definition.rendering import build_context, render_message
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
-from campaigns.ledger.actions import action_key, insert_actions
+from campaigns.ledger.actions import ActionRow, action_key, insert_actions
+from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import (
     ACTIVE,
     CANCELLED,
@@ -45,6 +45,7 @@ from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
 from channels.letters import Letter, LetterPrinter
 from channels.mailbox import MailboxGateway, MailboxMessage
+from channels.resilience import Backoff
 
 DISPATCHED_CHANNELS = (Channel.MAILBOX, Channel.EMAIL, Channel.LETTER)
 MAX_TRIES = 5
@@ -66,12 +67,16 @@ RETRY_BASE = timedelta(minutes=2)
 RETRY_CAP = timedelta(hours=4)
 
 
+# The providers' backoff (channels.resilience), on the dispatcher's scale: minutes to hours
+# between runs instead of seconds within a call.
+RETRY_BACKOFF = Backoff(base=RETRY_BASE.total_seconds(), cap=RETRY_CAP.total_seconds())
+
+
 def retry_delay(key: str, tries: int) -> timedelta:
     """The wait before the next try: exponential, capped, with full jitter seeded by the key."""
     # Seeded by (key, tries) so a schedule can be replayed, while the rows of one failed batch
     # still spread out instead of coming back together.
-    ceiling = min(RETRY_CAP, RETRY_BASE * 2 ** (min(tries, 16) - 1))
-    jitter = random.Random(f"{key}#{tries}").uniform(0, ceiling.total_seconds())
+    jitter = RETRY_BACKOFF.delay(tries, seed=f"{key}#{tries}")
     return RETRY_FLOOR + timedelta(seconds=jitter)
 
 
@@ -169,9 +174,20 @@ def _send_time_block(
     return decide(facts=facts, channel=action.channel, now=now, pressure=None).reason
 
 
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What sending to one member needs: their rows, the policy's facts, the channels tried."""
+
+    member: Member
+    person: Person
+    facts: Facts | None
+    opposed: set[str]
+    tried: list[str]
+
+
 def _context_rows(
     session: Session, actions: Sequence[Action], today: date
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, SendContext]:
     member_ids = {a.member_id for a in actions}
     rows = session.exec(
         select(Member, Person)
@@ -192,13 +208,13 @@ def _context_rows(
     out = {}
     for m, p in rows:
         f = facts.get(p.id or 0)
-        out[m.id or 0] = {
-            "member": m,
-            "person": p,
-            "facts": f,
-            "opposed": set(f.opposed) if f else set(),
-            "tried": tried.get(m.id or 0, []),
-        }
+        out[m.id or 0] = SendContext(
+            member=m,
+            person=p,
+            facts=f,
+            opposed=set(f.opposed) if f else set(),
+            tried=tried.get(m.id or 0, []),
+        )
     return out
 
 
@@ -237,6 +253,49 @@ def _template_for(campaign: Campaign, step_id: str) -> str:
     raise KeyError(step_id)
 
 
+def _message(
+    campaign: Campaign, channel: str, a: Action, row: SendContext, today: date
+) -> MailboxMessage | EmailMessage | Letter:
+    """The action's message, rendered from its step's template for this person."""
+    context = build_context(
+        definition=campaign.definition,
+        person=person_context(row.person, today),
+        member=member_context(row.member, row.tried),
+        step_id=a.step,
+        attempt=a.attempt,
+        today=today,
+    )
+    subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
+    p = row.person
+    if channel == "mailbox":
+        return MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
+    if channel == "email":
+        return EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
+    return Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
+
+
+def _send(
+    campaign: Campaign,
+    channel: str,
+    to_send: list[tuple[Action, Any]],
+    adapters: Adapters,
+    today: date,
+) -> list[Receipt | ChannelError]:
+    """Hand the batch to the channel's provider: one result per message, in order."""
+    if channel == "mailbox":
+        results: list[Receipt | ChannelError] = []
+        for _, msg in to_send:
+            try:
+                results.append(adapters.mailbox.deposit(msg))
+            except ChannelError as e:
+                results.append(e)
+        return results
+    if channel == "email":
+        return adapters.email.send([m for _, m in to_send])
+    batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
+    return adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+
+
 def dispatch_batch(
     *,
     session: Session,
@@ -253,44 +312,15 @@ def dispatch_batch(
     to_send: list[tuple[Action, Any]] = []
     for a in actions:
         row = ctx[a.member_id]
-        block = _send_time_block(a, row["member"], row["facts"], now)
+        block = _send_time_block(a, row.member, row.facts, now)
         if block:
             a.state, a.reason, a.updated_at = CANCELLED, block, now
             counts[f"cancelled_{block}"] += 1
             continue
-        context = build_context(
-            definition=campaign.definition,
-            person=person_context(row["person"], today),
-            member=member_context(row["member"], row["tried"]),
-            step_id=a.step,
-            attempt=a.attempt,
-            today=today,
-        )
-        subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
-        p = row["person"]
-        msg: Any
-        if channel == Channel.MAILBOX:
-            msg = MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
-        elif channel == Channel.EMAIL:
-            msg = EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
-        else:
-            msg = Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
-        to_send.append((a, msg))
+        to_send.append((a, _message(campaign, channel, a, row, today)))
     if not to_send:
         return dict(counts)
-    results: list[Receipt | ChannelError]
-    if channel == Channel.MAILBOX:
-        results = []
-        for _, msg in to_send:
-            try:
-                results.append(adapters.mailbox.deposit(msg))
-            except ChannelError as e:
-                results.append(e)
-    elif channel == Channel.EMAIL:
-        results = adapters.email.send([m for _, m in to_send])
-    else:
-        batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
-        results = adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+    results = _send(campaign, channel, to_send, adapters, today)
     # A provider's webhook can be faster than our commit (delivered, bounced): what it
     # recorded wins over "sent"; we only add the provider id and the time sent.
     moved = dict(
@@ -300,7 +330,7 @@ def dispatch_batch(
             )
         ).all()
     )
-    notices: list[dict[str, Any]] = []
+    notices: list[ActionRow] = []
     for (a, _), result in zip(to_send, results, strict=True):
         a.updated_at = now
         if isinstance(result, Receipt):
@@ -332,24 +362,24 @@ def _fail_final(
     definition: CampaignDefinition,
     a: Action,
     error: ChannelError,
-    row: dict[str, Any],
+    row: SendContext,
     today: date,
     now: datetime,
 ) -> None:
     """Record a final failure, and what the cascade offers the person next, with the reason."""
     code = getattr(error, "code", Reason.FAILED) or Reason.FAILED
     a.state, a.error, a.reason = FAILED_FINAL, str(error), code
-    person: Person = row["person"]
+    person = row.person
     flag = _INVALIDATES.get(code)
     if flag is not None:
         setattr(person, flag, True)
         person.updated_at = now
-    member: Member = row["member"]
+    member = row.member
     nxt = next_step(
         definition,
         a.step,
         person=person,
-        opposed=row["opposed"],
+        opposed=row.opposed,
         anchor=member.anchor_date,
         today=today,
     )
@@ -371,38 +401,38 @@ def _fail_final(
 
 
 def _notice_rows(
-    campaign: Campaign, a: Action, row: dict[str, Any], today: date, now: datetime
-) -> list[dict[str, Any]]:
+    campaign: Campaign, a: Action, row: SendContext, today: date, now: datetime
+) -> list[ActionRow]:
     """The notice of a step that just went out, written with it (same key as the planner's)."""
     step = next((s for s in campaign.definition.cascade if s.id == a.step), None)
     if step is None or step.notify is None:
         return []
-    p = row["person"]
+    p = row.person
     decided = notice_decision(
         step,
         has_email=bool(p.email) and not p.email_invalid,
-        opposed=row["opposed"],
+        opposed=row.opposed,
         today=today,
     )
     skipped = isinstance(decided, Skip)
     return [
-        {
-            "campaign_id": a.campaign_id,
-            "member_id": a.member_id,
-            "person_id": a.person_id,
-            "priority": a.priority,
-            "anchor_date": a.anchor_date,
-            "created_at": now,
-            "updated_at": now,
-            "key": action_key(a.campaign_id, a.person_id, decided.step, 1),
-            "step": decided.step,
-            "channel": decided.channel,
-            "attempt": 1,
-            "due_on": today,
-            "due_at": None,
-            "state": SKIPPED if skipped else QUEUED,
-            "reason": decided.reason,
-        }
+        ActionRow(
+            campaign_id=a.campaign_id,
+            member_id=a.member_id,
+            person_id=a.person_id,
+            priority=a.priority,
+            anchor_date=a.anchor_date,
+            created_at=now,
+            updated_at=now,
+            key=action_key(a.campaign_id, a.person_id, decided.step, 1),
+            step=decided.step,
+            channel=decided.channel,
+            attempt=1,
+            due_on=today,
+            due_at=None,
+            state=SKIPPED if skipped else QUEUED,
+            reason=decided.reason,
+        )
     ]
 
 
@@ -422,8 +452,6 @@ def dispatch(
     `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
     started is sent again with its key (never one this run claimed itself).
     """
-    from campaigns.ledger.db import session_scope
-
     total: dict[str, int] = defaultdict(int)
     stale_before = (now or utcnow()) - stale_after
     while True:

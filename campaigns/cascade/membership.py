@@ -172,6 +172,128 @@ def _enrolled_or_opposed(
     return found
 
 
+def _current_members(session: Session, campaign_id: str) -> dict[tuple[str, int], Member]:
+    """The campaign's members by person key."""
+    return {
+        (p, r): m
+        for m, p, r in session.exec(
+            select(Member, Person.ben_nir_psa, Person.ben_rng_gem)
+            .join(Person, col(Person.id) == col(Member.person_id))
+            .where(Member.campaign_id == campaign_id)
+        )
+    }
+
+
+def _new_member_rows(
+    definition: CampaignDefinition,
+    fresh: pd.DataFrame,
+    ids: dict[tuple[str, int], int],
+    status: str,
+    today: date,
+) -> list[dict[str, Any]]:
+    """One member row per newcomer with a person id, drawn into the holdout or not."""
+    gap_names = list(definition.targeting.gaps)
+    share = definition.holdout.share
+    member_rows: list[dict[str, Any]] = []
+    for row in fresh.itertuples(index=False):
+        key = (str(row.ben_nir_psa), int(row.ben_rng_gem))  # type: ignore[arg-type]
+        if key not in ids:
+            continue
+        holdout = in_holdout(definition.id, key[0], key[1], share)
+        member_rows.append(
+            {  # plain values for a bulk insert
+                "campaign_id": definition.id,
+                "person_id": ids[key],
+                "echelon": row.echelon,
+                "entered_on": today,
+                "anchor_date": _day(row.ald_end_date) or today,
+                "priority": bool(row.priority),
+                "gaps": [g for g in gap_names if bool(getattr(row, g))],
+                "holdout": holdout,
+                "status": status,
+                "last_seen_on": today,
+            }
+        )
+    return member_rows
+
+
+def _insert_members(
+    session: Session, campaign_id: str, member_rows: list[dict[str, Any]], today: date
+) -> None:
+    """Bulk-insert the new members and their `entered` events."""
+    session.execute(insert(Member), member_rows)
+    session.flush()
+    pids = [r["person_id"] for r in member_rows]
+    new_ids: dict[int, int] = {}
+    for i in range(0, len(pids), 1000):
+        new_ids.update(
+            session.exec(  # type: ignore[arg-type]
+                select(Member.person_id, Member.id).where(
+                    Member.campaign_id == campaign_id,
+                    col(Member.person_id).in_(pids[i : i + 1000]),
+                )
+            ).all()
+        )
+    session.execute(
+        insert(MemberEvent),
+        [
+            {
+                "member_id": new_ids[r["person_id"]],
+                "on": today,
+                "kind": "entered",
+                "detail": {
+                    "anchor_date": r["anchor_date"].isoformat(),
+                    "priority": r["priority"],
+                    "gaps": r["gaps"],
+                    "holdout": r["holdout"],
+                },
+            }
+            for r in member_rows
+        ],
+    )
+
+
+def _close_changed(
+    session: Session,
+    members: dict[tuple[str, int], Member],
+    targets: pd.DataFrame,
+    today: date,
+    now: datetime,
+) -> int:
+    """Members seen again: close those whose situation changed since they entered."""
+    by_key = {
+        (p, int(r)): row
+        for p, r, row in zip(
+            targets["ben_nir_psa"],
+            targets["ben_rng_gem"],
+            targets.itertuples(index=False),
+            strict=True,
+        )
+    }
+    left = 0
+    for key, m in members.items():
+        if m.status not in (ACTIVE, PENDING) or key not in by_key:
+            continue
+        row = by_key[key]
+        m.last_seen_on = today
+        reasons = (_s(row.reasons) or "").split(";")
+        leave = next((_EXIT_REASONS[r] for r in reasons if r in _EXIT_REASONS), None)
+        renewal = _day(row.ald_end_date)
+        if leave is None and renewal is not None and renewal > m.anchor_date:
+            leave = (EXITED, Reason.RENEWED)
+        if leave and close_member(
+            session=session,
+            member=m,
+            status=leave[0],
+            reason=leave[1],
+            today=today,
+            source="targeting",
+            now=now,
+        ):
+            left += 1
+    return left
+
+
 def admit_targets(
     *,
     session: Session,
@@ -197,14 +319,7 @@ def admit_targets(
         "not_admitted_opposed": 0,
         "left": 0,
     }
-    members = {
-        (p, r): m
-        for m, p, r in session.exec(
-            select(Member, Person.ben_nir_psa, Person.ben_rng_gem)
-            .join(Person, col(Person.id) == col(Member.person_id))
-            .where(Member.campaign_id == definition.id)
-        )
-    }
+    members = _current_members(session, definition.id)
     eligible = targets[targets["eligible"].astype(bool)]
     counts["eligible"] = len(eligible)
     fresh = eligible.loc[_mask(eligible, lambda k: k not in members)]
@@ -231,92 +346,13 @@ def admit_targets(
             fresh[["ben_nir_psa", "ben_rng_gem"]], on=["ben_nir_psa", "ben_rng_gem"]
         )
         ids = upsert_people(session=session, people=contacts, now=now)
-        gap_names = list(definition.targeting.gaps)
-        share = definition.holdout.share
-        member_rows: list[dict[str, Any]] = []
-        for row in fresh.itertuples(index=False):
-            key = (str(row.ben_nir_psa), int(row.ben_rng_gem))  # type: ignore[arg-type]
-            if key not in ids:
-                continue
-            holdout = in_holdout(definition.id, key[0], key[1], share)
-            counts["holdout"] += holdout
-            member_rows.append(
-                {  # plain values for a bulk insert
-                    "campaign_id": definition.id,
-                    "person_id": ids[key],
-                    "echelon": row.echelon,
-                    "entered_on": today,
-                    "anchor_date": _day(row.ald_end_date) or today,
-                    "priority": bool(row.priority),
-                    "gaps": [g for g in gap_names if bool(getattr(row, g))],
-                    "holdout": holdout,
-                    "status": status,
-                    "last_seen_on": today,
-                }
-            )
+        member_rows = _new_member_rows(definition, fresh, ids, status, today)
+        counts["holdout"] = sum(bool(r["holdout"]) for r in member_rows)
         if member_rows:
-            session.execute(insert(Member), member_rows)
-            session.flush()
-            pids = [r["person_id"] for r in member_rows]
-            new_ids: dict[int, int] = {}
-            for i in range(0, len(pids), 1000):
-                new_ids.update(
-                    session.exec(  # type: ignore[arg-type]
-                        select(Member.person_id, Member.id).where(
-                            Member.campaign_id == definition.id,
-                            col(Member.person_id).in_(pids[i : i + 1000]),
-                        )
-                    ).all()
-                )
-            session.execute(
-                insert(MemberEvent),
-                [
-                    {
-                        "member_id": new_ids[r["person_id"]],
-                        "on": today,
-                        "kind": "entered",
-                        "detail": {
-                            "anchor_date": r["anchor_date"].isoformat(),
-                            "priority": r["priority"],
-                            "gaps": r["gaps"],
-                            "holdout": r["holdout"],
-                        },
-                    }
-                    for r in member_rows
-                ],
-            )
+            _insert_members(session, definition.id, member_rows, today)
             counts["admitted"] = len(member_rows)
             if not launched:
                 counts["pending_validation"] = len(member_rows)
 
-    # Members seen again: close those whose situation changed since they entered.
-    by_key = {
-        (p, int(r)): row
-        for p, r, row in zip(
-            targets["ben_nir_psa"],
-            targets["ben_rng_gem"],
-            targets.itertuples(index=False),
-            strict=True,
-        )
-    }
-    for key, m in members.items():
-        if m.status not in (ACTIVE, PENDING) or key not in by_key:
-            continue
-        row = by_key[key]
-        m.last_seen_on = today
-        reasons = (_s(row.reasons) or "").split(";")
-        leave = next((_EXIT_REASONS[r] for r in reasons if r in _EXIT_REASONS), None)
-        renewal = _day(row.ald_end_date)
-        if leave is None and renewal is not None and renewal > m.anchor_date:
-            leave = (EXITED, Reason.RENEWED)
-        if leave and close_member(
-            session=session,
-            member=m,
-            status=leave[0],
-            reason=leave[1],
-            today=today,
-            source="targeting",
-            now=now,
-        ):
-            counts["left"] += 1
+    counts["left"] = _close_changed(session, members, targets, today, now)
     return counts

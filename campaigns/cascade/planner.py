@@ -167,12 +167,27 @@ def _phone_next(
     blocked = _blocked(state, step)
     if blocked:
         return None, blocked, None
+    nxt, over = _call_again(step, attempts, rule.effect, window_end, state, today, add_working_days)
+    return nxt, over, None
+
+
+def _call_again(
+    step: Step,
+    attempts: list[ActionView],
+    effect: str,
+    window_end: date,
+    state: MemberState,
+    today: date,
+    add_working_days: AddWorkingDays,
+) -> tuple[NewAction | None, str | None]:
+    """The callback asked for, or the next try after the spacing, within the step's window."""
+    last = attempts[-1]
     done_on = last.done_on or last.due_on
     callbacks = sum(1 for a in attempts if a.outcome == "callback")
-    if rule.effect == "callback" and last.callback_at and callbacks <= step.attempts.max_callbacks:
+    if effect == "callback" and last.callback_at and callbacks <= step.attempts.max_callbacks:
         due = max(paris_today(last.callback_at), today)
         if due > window_end:
-            return None, Reason.CALLBACK_AFTER_WINDOW, None
+            return None, Reason.CALLBACK_AFTER_WINDOW
         return (
             NewAction(
                 step.id,
@@ -183,24 +198,77 @@ def _phone_next(
                 Reason.CALLBACK_REQUESTED,
             ),
             None,
-            None,
         )
     # retry (or a callback beyond the callbacks allowed): attempts that were not callbacks count.
     tries = sum(1 for a in attempts if a.outcome != "callback")
     if tries >= step.attempts.max:
-        return None, Reason.MAX_ATTEMPTS_REACHED, None
+        return None, Reason.MAX_ATTEMPTS_REACHED
     due = max(
         add_working_days(done_on, step.attempts.spacing_working_days, state.departement), today
     )
     if due > window_end:
-        return None, Reason.NO_TIME_LEFT_IN_WINDOW, None
+        return None, Reason.NO_TIME_LEFT_IN_WINDOW
     return (
         NewAction(
             step.id, step.channel, last.attempt + 1, due, None, f"retry_after_{last.outcome}"
         ),
         None,
-        None,
     )
+
+
+def _exit_now(state: MemberState, today: date) -> Exit | None:
+    """Whether the member leaves before any step is looked at (goal reached, death, opposition)."""
+    if state.enrolled_on is not None and state.enrolled_on <= today:
+        return Exit(MemberStatus.GOAL, Reason.ENROLLED)
+    if state.deceased:
+        return Exit(MemberStatus.EXITED, Reason.DECEASED)
+    if ALL_CHANNELS in state.opposed:
+        return Exit(MemberStatus.EXITED, Reason.OPPOSED)
+    return None
+
+
+def _first_attempt(step: Step, state: MemberState, today: date, out: Plan) -> bool:
+    """A step not tried yet: due, skipped (window passed, blocked) or not started; whether it
+    still has something ahead."""
+    start = state.anchor_date + timedelta(days=step.start_days)
+    end = state.anchor_date + timedelta(days=step.end_days)
+    if today < start:
+        return True
+    if today > end:
+        out.skips.append(Skip(step.id, step.channel, Reason.WINDOW_PASSED))
+        return False
+    blocked = _blocked(state, step)
+    if blocked:
+        out.skips.append(Skip(step.id, step.channel, blocked))
+        return False
+    out.new_actions.append(NewAction(step.id, step.channel, 1, today, None, Reason.DUE))
+    return True
+
+
+def _after_sent(
+    step: Step,
+    by_step: dict[str, list[ActionView]],
+    state: MemberState,
+    today: date,
+    out: Plan,
+) -> bool:
+    """A dispatched step already tried: its notice once it went out; whether it still waits."""
+    last = by_step[step.id][-1]
+    if last.state in OPEN_STATES:
+        return True
+    if step.notify and last.state in SUCCESS_STATES:
+        notice = notice_step_id(step)
+        if notice not in by_step:
+            decided = notice_decision(
+                step, has_email=state.has_email, opposed=state.opposed, today=today
+            )
+            if isinstance(decided, Skip):
+                out.skips.append(decided)
+                return False
+            out.new_actions.append(decided)
+            return True
+        return by_step[notice][-1].state in OPEN_STATES
+    return False
 
 
 def plan(
@@ -213,14 +281,8 @@ def plan(
     out = Plan()
     if not state.active:
         return out
-    if state.enrolled_on is not None and state.enrolled_on <= today:
-        out.exit = Exit(MemberStatus.GOAL, Reason.ENROLLED)
-        return out
-    if state.deceased:
-        out.exit = Exit(MemberStatus.EXITED, Reason.DECEASED)
-        return out
-    if ALL_CHANNELS in state.opposed:
-        out.exit = Exit(MemberStatus.EXITED, Reason.OPPOSED)
+    out.exit = _exit_now(state, today)
+    if out.exit is not None:
         return out
 
     last_day = state.anchor_date + timedelta(days=max(s.end_days for s in definition.cascade))
@@ -235,54 +297,21 @@ def plan(
 
     finished = True
     for step in definition.cascade:
-        start = state.anchor_date + timedelta(days=step.start_days)
-        end = state.anchor_date + timedelta(days=step.end_days)
         attempts = by_step.get(step.id, [])
         if not attempts:
-            if today < start:
-                finished = False
-                continue
-            if today > end:
-                out.skips.append(Skip(step.id, step.channel, Reason.WINDOW_PASSED))
-                continue
-            blocked = _blocked(state, step)
-            if blocked:
-                out.skips.append(Skip(step.id, step.channel, blocked))
-                continue
-            out.new_actions.append(NewAction(step.id, step.channel, 1, today, None, Reason.DUE))
-            finished = False
-            continue
-
-        if step.channel == Channel.PHONE:
+            pending = _first_attempt(step, state, today, out)
+        elif step.channel == "phone":
+            end = state.anchor_date + timedelta(days=step.end_days)
             nxt, over, exit_ = _phone_next(step, attempts, end, state, today, add_working_days)
             if exit_ is not None:
-                out.exit = exit_
-                out.new_actions.clear()
-                out.skips.clear()
-                return out
+                # An outcome that ends the campaign for the member: nothing else is planned.
+                return Plan(exit=exit_)
             if nxt is not None:
                 out.new_actions.append(nxt)
-            if over is None:
-                finished = False
-            continue
-
-        last = attempts[-1]
-        if last.state in OPEN_STATES:
-            finished = False
-            continue
-        if step.notify and last.state in SUCCESS_STATES:
-            notice = notice_step_id(step)
-            if notice not in by_step:
-                decided = notice_decision(
-                    step, has_email=state.has_email, opposed=state.opposed, today=today
-                )
-                if isinstance(decided, Skip):
-                    out.skips.append(decided)
-                else:
-                    out.new_actions.append(decided)
-                    finished = False
-            elif by_step[notice][-1].state in OPEN_STATES:
-                finished = False
+            pending = over is None
+        else:
+            pending = _after_sent(step, by_step, state, today, out)
+        finished = finished and not pending
 
     if finished and today > last_day:
         out.exit = Exit(MemberStatus.COMPLETED, Reason.CASCADE_FINISHED)

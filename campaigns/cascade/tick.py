@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
@@ -11,10 +12,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from campaigns.cascade.planner import ActionView, MemberState, NewAction, plan
+from campaigns.cascade.planner import ActionView, MemberState, NewAction, Plan, plan
 from campaigns.clock import PARIS, utcnow
 from campaigns.definition.model import CampaignDefinition
-from campaigns.ledger.actions import action_key, insert_actions
+from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -29,7 +30,15 @@ from campaigns.ledger.models import (
     Person,
 )
 from campaigns.policy.calendar import add_working_days
-from campaigns.policy.decision import NOTICE_SUFFIX, Decision, Facts, Pressure, decide, load_facts
+from campaigns.policy.decision import (
+    NOTICE_SUFFIX,
+    Decision,
+    Facts,
+    Pressure,
+    decide,
+    load_facts,
+    pressure_from,
+)
 from campaigns.settings import get_settings
 
 # A member event: a step the policy put off (contact pressure), with the day it frees up.
@@ -54,29 +63,8 @@ def member_id_batches(
     ]
 
 
-def _states(
-    session: Session,
-    definition: CampaignDefinition,
-    lo: int,
-    hi: int,
-    today: date,
-    pressure: Pressure | None = None,
-) -> list[tuple[Member, Person, Facts, MemberState]]:
-    rows = session.exec(
-        select(Member, Person)
-        .join(Person, col(Person.id) == col(Member.person_id))
-        # The planner needs no NIR, number or address: they stay encrypted, unread.
-        .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
-        .where(
-            Member.campaign_id == definition.id,
-            Member.status == ACTIVE,
-            col(Member.id) >= lo,
-            col(Member.id) <= hi,
-        )
-    ).all()
-    if not rows:
-        return []
-    member_ids = [m.id for m, _ in rows]
+def _action_views(session: Session, member_ids: list[int]) -> dict[int, list[ActionView]]:
+    """Every action of the batch's members, as the planner reads them."""
     actions: dict[int, list[ActionView]] = defaultdict(list)
     for act in session.exec(select(Action).where(col(Action.member_id).in_(member_ids))):
         actions[act.member_id].append(
@@ -91,28 +79,72 @@ def _states(
                 reason=act.reason,
             )
         )
+    return actions
+
+
+def _enrolment_days(
+    session: Session, programme: str, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], date]:
+    """The day each person enrolled in the campaign's programme (any day, future included)."""
+    enrolled: dict[tuple[str, int], date] = {}
+    for a, b, on in session.exec(
+        select(
+            col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
+        ).where(
+            Enrolment.programme == programme,
+            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+        )
+    ):
+        enrolled[(a, b)] = on
+    return enrolled
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMember:
+    """One active member of the batch, as the planner and the policy see them."""
+
+    member: Member
+    person: Person
+    facts: Facts
+    state: MemberState
+
+
+def _states(
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    today: date,
+    pressure: Pressure | None = None,
+) -> list[BatchMember]:
+    rows = session.exec(
+        select(Member, Person)
+        .join(Person, col(Person.id) == col(Member.person_id))
+        # The planner needs no NIR, number or address: they stay encrypted, unread.
+        .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
+        .where(
+            Member.campaign_id == definition.id,
+            Member.status == ACTIVE,
+            col(Member.id) >= lo,
+            col(Member.id) <= hi,
+        )
+    ).all()
+    if not rows:
+        return []
+    actions = _action_views(session, [m.id or 0 for m, _ in rows])
     keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
     # The contact policy's facts (oppositions effective today, death, contact details,
     # contacts across every campaign in the pressure windows), for the whole batch at once.
     facts = load_facts(
         session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
     )
-    enrolled: dict[tuple[str, int], date] = {}
-    for a, b, on in session.exec(
-        select(
-            col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
-        ).where(
-            Enrolment.programme == definition.goal.programme,
-            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
-        )
-    ):
-        enrolled[(a, b)] = on
+    enrolled = _enrolment_days(session, definition.goal.programme, keys)
     out = []
     for m, p in rows:
         key = (p.ben_nir_psa, p.ben_rng_gem)
         f = facts[p.id or 0]
         out.append(
-            (
+            BatchMember(
                 m,
                 p,
                 f,
@@ -185,6 +217,102 @@ def _take_batch(session: Session, campaign_id: str, lo: int, hi: int) -> None:
         )
 
 
+def _action_rows(
+    definition: CampaignDefinition,
+    bm: BatchMember,
+    decision: Plan,
+    today: date,
+    now: datetime,
+    pressure: Pressure,
+) -> tuple[list[ActionRow], list[tuple[NewAction, Decision]]]:
+    """The rows a member's plan writes (queued, or skipped with the policy's reason), and the
+    actions the policy puts off for now (contact pressure)."""
+    m, p = bm.member, bm.person
+    rows: list[ActionRow] = []
+    deferred: list[tuple[NewAction, Decision]] = []
+
+    def row(
+        step: str,
+        channel: str,
+        attempt: int,
+        due_on: date,
+        state: str,
+        reason: str | None,
+        due_at: datetime | None = None,
+    ) -> ActionRow:
+        return ActionRow(
+            campaign_id=definition.id,
+            member_id=m.id or 0,
+            person_id=p.id or 0,
+            priority=m.priority,
+            anchor_date=m.anchor_date,
+            created_at=now,
+            updated_at=now,
+            key=action_key(definition.id, p.id or 0, step, attempt),
+            step=step,
+            channel=channel,
+            attempt=attempt,
+            due_on=due_on,
+            due_at=due_at,
+            state=state,
+            reason=reason,
+        )
+
+    for a in decision.new_actions:
+        verdict = _policy_check(a, bm.facts, definition, today, pressure)
+        if verdict.temporary:
+            # Not now (contact pressure): nothing written, the tick plans it again later.
+            deferred.append((a, verdict))
+            continue
+        allowed = verdict.allowed
+        rows.append(
+            row(
+                a.step,
+                a.channel,
+                a.attempt,
+                a.due_on,
+                QUEUED if allowed else SKIPPED,
+                a.reason if allowed else verdict.reason,
+                a.due_at,
+            )
+        )
+    for s in decision.skips:
+        rows.append(row(s.step, s.channel, 1, today, SKIPPED, s.reason))
+    return rows, deferred
+
+
+def _record_deferrals(
+    session: Session,
+    states: list[BatchMember],
+    deferrals: list[tuple[int, NewAction, Decision]],
+    today: date,
+) -> None:
+    """One member event per deferral (step, reason, until), not one per tick."""
+    seen = _deferrals_on_record(session, [bm.member.id or 0 for bm in states])
+    for member_id, a, verdict in deferrals:
+        until = verdict.until.isoformat() if verdict.until else None
+        if (member_id, a.step, verdict.reason, until) in seen:
+            continue
+        seen.add((member_id, a.step, verdict.reason, until))
+        session.add(
+            MemberEvent(
+                member_id=member_id,
+                on=today,
+                kind=DEFERRED,
+                detail={
+                    "step": a.step,
+                    "channel": a.channel,
+                    "attempt": a.attempt,
+                    "reason": verdict.reason,
+                    "until": until,
+                    "text": f"{a.step} ({a.channel}) deferred"
+                    + (f" until {until}" if until else "")
+                    + f": {verdict.explanation}",
+                },
+            )
+        )
+
+
 def tick_batch(
     *,
     session: Session,
@@ -196,19 +324,19 @@ def tick_batch(
 ) -> dict[str, int]:
     """Plan and record the day's decisions for active members with ids in [lo, hi]."""
     now = now or utcnow()
-    pressure = get_settings().pressure()
+    pressure = pressure_from(get_settings())
     counts: dict[str, int] = defaultdict(int)
-    new_rows: list[dict[str, Any]] = []
+    new_rows: list[ActionRow] = []
     deferrals: list[tuple[int, NewAction, Decision]] = []
     _take_batch(session, definition.id, lo, hi)
     states = _states(session, definition, lo, hi, today, pressure)
-    for m, p, f, state in states:
-        decision = plan(state, today, definition, add_working_days)
+    for bm in states:
+        decision = plan(bm.state, today, definition, add_working_days)
         counts["members"] += 1
         if decision.exit is not None:
             close_member(
                 session=session,
-                member=m,
+                member=bm.member,
                 status=decision.exit.status,
                 reason=decision.exit.reason,
                 today=today,
@@ -217,76 +345,17 @@ def tick_batch(
             )
             counts[f"left_{decision.exit.status}"] += 1
             continue
-        base = {
-            "campaign_id": definition.id,
-            "member_id": m.id,
-            "person_id": p.id,
-            "priority": m.priority,
-            "anchor_date": m.anchor_date,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for a in decision.new_actions:
-            verdict = _policy_check(a, f, definition, today, pressure)
-            if verdict.temporary:
-                # Not now (contact pressure): nothing written, the tick plans it again later.
-                deferrals.append((m.id or 0, a, verdict))
-                counts[f"deferred_{a.step}"] += 1
-                continue
-            new_rows.append(
-                {
-                    **base,
-                    "key": action_key(definition.id, p.id or 0, a.step, a.attempt),
-                    "step": a.step,
-                    "channel": a.channel,
-                    "attempt": a.attempt,
-                    "due_on": a.due_on,
-                    "due_at": a.due_at,
-                    "state": QUEUED if verdict.allowed else SKIPPED,
-                    "reason": a.reason if verdict.allowed else verdict.reason,
-                }
-            )
-        for s in decision.skips:
-            new_rows.append(
-                {
-                    **base,
-                    "key": action_key(definition.id, p.id or 0, s.step, 1),
-                    "step": s.step,
-                    "channel": s.channel,
-                    "attempt": 1,
-                    "due_on": today,
-                    "state": SKIPPED,
-                    "reason": s.reason,
-                }
-            )
+        rows, deferred = _action_rows(definition, bm, decision, today, now, pressure)
+        new_rows += rows
+        for a, verdict in deferred:
+            deferrals.append((bm.member.id or 0, a, verdict))
+            counts[f"deferred_{a.step}"] += 1
     if deferrals:
-        seen = _deferrals_on_record(session, [m.id or 0 for m, _, _, _ in states])
-        for member_id, a, verdict in deferrals:
-            until = verdict.until.isoformat() if verdict.until else None
-            if (member_id, a.step, verdict.reason, until) in seen:
-                continue  # one line per deferral, not one per tick
-            seen.add((member_id, a.step, verdict.reason, until))
-            session.add(
-                MemberEvent(
-                    member_id=member_id,
-                    on=today,
-                    kind=DEFERRED,
-                    detail={
-                        "step": a.step,
-                        "channel": a.channel,
-                        "attempt": a.attempt,
-                        "reason": verdict.reason,
-                        "until": until,
-                        "text": f"{a.step} ({a.channel}) deferred"
-                        + (f" until {until}" if until else "")
-                        + f": {verdict.explanation}",
-                    },
-                )
-            )
+        _record_deferrals(session, states, deferrals, today)
     created = insert_actions(session, new_rows)
     counts["actions_written"] = created
     for r in new_rows:
-        counts[f"{r['state']}_{r['step']}"] += 1
+        counts[f"{r.state}_{r.step}"] += 1
     return dict(counts)
 
 

@@ -235,12 +235,13 @@ def load_yaml(path: Path, text: str) -> Any:
 
 def _walk(node: yaml.Node | None, part: Any) -> yaml.Node | None:
     """The child of a composed YAML node at one path part, or None."""
+    children: list[yaml.Node]
     if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if k.value == str(part):
-                return v
+        children = [v for k, v in node.value if k.value == str(part)]
+        return children[0] if children else None
     elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-        return node.value[part] if part < len(node.value) else None
+        children = node.value
+        return children[part] if part < len(children) else None
     return None
 
 

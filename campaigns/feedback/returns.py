@@ -144,42 +144,50 @@ def _parse(data: bytes, name: str) -> tuple[list[Return], _Problems]:
                 col_ = min(len(row), len(COLUMNS)) + 1
                 bad.add(line, col_, f"{len(COLUMNS)} colonnes attendues, {len(row)} trouvée(s)")
                 continue
-            ok = True
-            key = row[where["key"]].strip()
-            kind = kind_of(key)
-            if not key:
-                bad.add(line, where["key"] + 1, "clé vide")
-                ok = False
-            elif kind is not None:
-                bad.add(line, where["key"] + 1, f"{KIND_WORDS[kind]}, pas une clé de lettre")
-                ok = False
-            elif key in seen:
-                bad.add(line, where["key"] + 1, f"clé déjà présente ligne {seen[key]}")
-                ok = False
-            else:
-                seen[key] = line
-            raw_day = row[where["returned_on"]].strip()
-            try:
-                day = date.fromisoformat(raw_day)
-                if len(raw_day) != 10:
-                    raise ValueError(raw_day)
-            except ValueError:
-                bad.add(line, where["returned_on"] + 1, "n'est pas une date (AAAA-MM-JJ)")
-                ok = False
-            raw_reason = row[where["reason"]].strip()
-            reason = REASONS.get(raw_reason.lower())
-            if reason is None:
-                bad.add(
-                    line,
-                    where["reason"] + 1,
-                    f"motif inconnu (l'un de {', '.join(REASONS.values())})",
-                )
-                ok = False
-            if ok:
-                out.append(Return(line, key, day, reason))  # type: ignore[arg-type]
+            checked = _line(row, line, where, seen, bad)
+            if checked is not None:
+                out.append(checked)
     except csv.Error as e:
         bad.add(reader.line_num, 1, f"pas du CSV : {e}")
     return out, bad
+
+
+def _line(
+    row: list[str], line: int, where: dict[str, int], seen: dict[str, int], bad: _Problems
+) -> Return | None:
+    """One line of the right width checked field by field: its return, or None (problems noted)."""
+    ok = True
+    key = row[where["key"]].strip()
+    kind = kind_of(key)
+    if not key:
+        bad.add(line, where["key"] + 1, "clé vide")
+        ok = False
+    elif kind is not None:
+        bad.add(line, where["key"] + 1, f"{KIND_WORDS[kind]}, pas une clé de lettre")
+        ok = False
+    elif key in seen:
+        bad.add(line, where["key"] + 1, f"clé déjà présente ligne {seen[key]}")
+        ok = False
+    else:
+        seen[key] = line
+    raw_day = row[where["returned_on"]].strip()
+    try:
+        day = date.fromisoformat(raw_day)
+        if len(raw_day) != 10:
+            raise ValueError(raw_day)
+    except ValueError:
+        bad.add(line, where["returned_on"] + 1, "n'est pas une date (AAAA-MM-JJ)")
+        ok = False
+    raw_reason = row[where["reason"]].strip()
+    reason = REASONS.get(raw_reason.lower())
+    if reason is None:
+        bad.add(
+            line,
+            where["reason"] + 1,
+            f"motif inconnu (l'un de {', '.join(REASONS.values())})",
+        )
+        ok = False
+    return Return(line, key, day, reason) if ok else None  # type: ignore[arg-type]
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,10 +18,36 @@ def action_key(campaign_id: str, person_id: int, step: str, attempt: int) -> str
     return f"{campaign_id}:{person_id}:{step}:{attempt}"
 
 
-def insert_actions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    """A new action as written: the columns of one ledger row (bulk-inserted, not an ORM object)."""
+
+    campaign_id: str
+    member_id: int
+    person_id: int
+    priority: bool
+    anchor_date: date | None
+    created_at: datetime
+    updated_at: datetime
+    key: str
+    step: str
+    channel: str
+    attempt: int
+    due_on: date
+    state: str
+    reason: str | None
+    due_at: datetime | None = None
+
+
+_COLUMNS = tuple(f.name for f in fields(ActionRow))
+
+
+def insert_actions(session: Session, actions: Sequence[ActionRow]) -> int:
     """Insert actions whose key is not in the ledger yet; return how many were new."""
-    if not rows:
+    if not actions:
         return 0
+    # Every row has the same columns, as a multi-row VALUES needs.
+    rows = [{c: getattr(a, c) for c in _COLUMNS} for a in actions]
     dialect = session.get_bind().dialect.name
     ins: Any
     if dialect == "postgresql":
@@ -28,9 +56,6 @@ def insert_actions(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         ins = sqlite.insert(Action)
     else:  # pragma: no cover - we ship SQLite and PostgreSQL only
         raise NotImplementedError(dialect)
-    # A multi-row VALUES needs the same columns in every row.
-    columns = sorted({k for r in rows for k in r})
-    rows = [{c: r.get(c) for c in columns} for r in rows]
     inserted = 0
     # Chunks keep each statement under the drivers' bound-parameter limits (PostgreSQL: 65,535).
     for i in range(0, len(rows), 500):

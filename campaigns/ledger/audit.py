@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.clock import utcnow
 from campaigns.ledger.models import AuditEvent, AuditHead
+from campaigns.settings import get_settings
 
 GENESIS = "0" * 64
 LEGACY, KEYED = 1, 2  # unkeyed SHA-256 (events written before migration 0008), HMAC-SHA256
@@ -60,8 +61,6 @@ def _checkpoint_mac(key: bytes, seq: int, last_hash: str, at: str) -> str:
 
 def audit_key() -> bytes:
     """RELANCE_AUDIT_KEY, else a random key kept (0600) in data_dir/audit_key."""
-    from campaigns.settings import get_settings
-
     settings = get_settings()
     if settings.audit_key:
         return settings.audit_key.encode()
@@ -81,8 +80,6 @@ def audit_key() -> bytes:
 
 def checkpoints_path() -> Path:
     """The signed checkpoints file, beside the key in data_dir."""
-    from campaigns.settings import get_settings
-
     return Path(get_settings().data_dir) / CHECKPOINTS_FILE
 
 
@@ -118,8 +115,6 @@ def record(
     now: datetime | None = None,
 ) -> AuditEvent:
     """Append one event (who did or saw what) to the chain."""
-    from campaigns.settings import get_settings
-
     now = now or utcnow()
     detail = detail or {}
     seq, prev = _take_head(session)

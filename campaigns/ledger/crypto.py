@@ -19,6 +19,8 @@ from sqlalchemy import Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from campaigns.settings import get_settings
+
 KEYS_FILE = "data_keys"
 KEYS_SETTING = "RELANCE_DATA_KEYS"
 
@@ -79,8 +81,6 @@ def _generated_keys(data_dir: Path) -> list[str]:
 def configured_keys(settings: Any | None = None) -> list[str]:
     """The data keys of the settings: RELANCE_DATA_KEYS, else the generated key file."""
     if settings is None:
-        from campaigns.settings import get_settings
-
         settings = get_settings()
     if settings.data_keys:
         return parse_keys(settings.data_keys)
@@ -111,8 +111,6 @@ def keyring() -> MultiFernet:
     global _cached
     if _override is not None:
         return _override
-    from campaigns.settings import get_settings
-
     settings = get_settings()
     cached = _cached
     if cached is not None and cached[0] is settings:

@@ -12,6 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from campaigns.settings import get_settings
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -126,8 +128,6 @@ _ENGINES_LOCK = threading.Lock()
 
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """The process-wide engine for the configured database, migrated once on first use."""
-    from campaigns.settings import get_settings
-
     url = url or get_settings().resolved_database_url()
     engine = _engines.get(url)
     if engine is not None:

@@ -56,13 +56,6 @@ def echelon_report(*, session: Session, campaign_id: str, programme: str) -> lis
             rows[e] = EchelonRow(echelon=e, name=ECHELONS.get(e, e))
         return rows[e]
 
-    for e, n in _count_by_echelon(session, base).items():
-        row(e).eligible = n
-    for e, n in _count_by_echelon(session, base.where(col(m.priority).is_(True))).items():
-        row(e).priority = n
-    for e, n in _count_by_echelon(session, base.where(col(m.holdout).is_(True))).items():
-        row(e).holdout = n
-
     def members_with(*conds: Any) -> Any:
         return (
             select(by, func.count(distinct(col(m.id))))
@@ -72,15 +65,7 @@ def echelon_report(*, session: Session, campaign_id: str, programme: str) -> lis
         )
 
     done = col(Action.state).in_(SUCCESS_STATES)
-    for e, n in _count_by_echelon(session, members_with(Action.channel == "phone", done)).items():
-        row(e).called = n
     reached = members_with(Action.channel == "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
-    for e, n in _count_by_echelon(session, reached).items():
-        row(e).reached = n
-    for e, n in _count_by_echelon(session, members_with(Action.channel == "mailbox", done)).items():
-        row(e).mailbox = n
-    for e, n in _count_by_echelon(session, members_with(Action.channel == "letter", done)).items():
-        row(e).letters = n
     enrolled = (
         select(by, func.count(distinct(col(m.id))))
         .join(Person, col(Person.id) == col(m.person_id))
@@ -96,8 +81,20 @@ def echelon_report(*, session: Session, campaign_id: str, programme: str) -> lis
         )
         .group_by(by)
     )
-    for e, n in _count_by_echelon(session, enrolled).items():
-        row(e).enrolled = n
+    # Each column of the report, and the count per échelon that fills it.
+    columns = {
+        "eligible": base,
+        "priority": base.where(col(m.priority).is_(True)),
+        "holdout": base.where(col(m.holdout).is_(True)),
+        "called": members_with(Action.channel == "phone", done),
+        "reached": reached,
+        "mailbox": members_with(Action.channel == "mailbox", done),
+        "letters": members_with(Action.channel == "letter", done),
+        "enrolled": enrolled,
+    }
+    for column, stmt in columns.items():
+        for e, n in _count_by_echelon(session, stmt).items():
+            setattr(row(e), column, n)
     for e, target in current_objectives(session=session, campaign_id=campaign_id).items():
         row(e).objective = target
     return [rows[e] for e in sorted(rows)]

@@ -46,7 +46,7 @@ def timezone(departement: str) -> ZoneInfo:
 
 @lru_cache(maxsize=256)
 def _holidays(subdiv: str | None, year: int) -> frozenset[date]:
-    return frozenset(holidays.France(years=year, subdiv=subdiv).keys())
+    return frozenset(holidays.country_holidays("FR", subdiv=subdiv, years=year).keys())
 
 
 def public_holiday(day: date, departement: str) -> bool:

@@ -23,6 +23,7 @@ from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.definition.vocabulary import OPPOSITION_CANALS as OPPOSITION_CANALS
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
 from campaigns.policy.calendar import within_contact_hours
+from campaigns.settings import Settings
 from targeting.identifiers import key_problem
 
 # Reasons that only say "not now": the contact is deferred, never cancelled for them.
@@ -50,6 +51,16 @@ class Pressure:
     calls_days: int = 14
     max_contacts: int = 3
     contacts_days: int = 30
+
+
+def pressure_from(settings: Settings) -> Pressure:
+    """The cross-campaign contact limits the settings give."""
+    return Pressure(
+        max_calls=settings.pressure_max_calls,
+        calls_days=settings.pressure_calls_days,
+        max_contacts=settings.pressure_max_contacts,
+        contacts_days=settings.pressure_contacts_days,
+    )
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,56 @@ def _window(
     return inside[limit - 1] + timedelta(days=days)
 
 
+def _standing_reasons(facts: Facts, channel: str) -> list[str]:
+    """What blocks the contact whatever the day: death, enrolment, oppositions, details."""
+    reasons: list[str] = []
+    if facts.deceased:
+        reasons.append(Reason.DECEASED)
+    if facts.enrolled:
+        reasons.append(Reason.ENROLLED)
+    if ALL_CHANNELS in facts.opposed:
+        reasons.append(Reason.OPPOSED_ALL)
+    elif channel in facts.opposed:
+        reasons.append(opposed_to(channel))
+    has = {
+        Channel.PHONE: facts.phone_ok,
+        Channel.EMAIL: facts.email_ok,
+        Channel.LETTER: facts.address_ok,
+        Channel.MAILBOX: facts.compte_ameli,
+    }
+    if channel in has and not has[Channel(channel)]:
+        reasons.append(MISSING_DETAIL[Channel(channel)])
+    return reasons
+
+
+def _pressure_reasons(
+    facts: Facts,
+    channel: str,
+    today: date,
+    pressure: Pressure,
+    campaign: str | None,
+    step: str | None,
+) -> tuple[list[str], date | None]:
+    """The pressure limits the contact would exceed, and the day it would be free again."""
+    reasons: list[str] = []
+    until: date | None = None
+    past = [
+        p
+        for p in facts.past
+        if not (campaign is not None and p.campaign_id == campaign and p.step == step)
+    ]
+    if channel == "phone":
+        free = _window(past, today, pressure.calls_days, pressure.max_calls, "phone")
+        if free is not None:
+            reasons.append("pressure_calls")
+            until = free
+    free = _window(past, today, pressure.contacts_days, pressure.max_contacts, None)
+    if free is not None:
+        reasons.append("pressure_contacts")
+        until = max(until, free) if until else free
+    return reasons, until
+
+
 def decide(
     *,
     facts: Facts,
@@ -143,39 +204,11 @@ def decide(
     `pressure=None` or `hours=None` leaves that rule out.
     """
     today = paris_today(now)
-    reasons: list[str] = []
-    if facts.deceased:
-        reasons.append(Reason.DECEASED)
-    if facts.enrolled:
-        reasons.append(Reason.ENROLLED)
-    if ALL_CHANNELS in facts.opposed:
-        reasons.append(Reason.OPPOSED_ALL)
-    elif channel in facts.opposed:
-        reasons.append(opposed_to(channel))
-    has = {
-        Channel.PHONE: facts.phone_ok,
-        Channel.EMAIL: facts.email_ok,
-        Channel.LETTER: facts.address_ok,
-        Channel.MAILBOX: facts.compte_ameli,
-    }
-    if channel in has and not has[Channel(channel)]:
-        reasons.append(MISSING_DETAIL[Channel(channel)])
+    reasons = _standing_reasons(facts, channel)
     until: date | None = None
     if pressure is not None:
-        past = [
-            p
-            for p in facts.past
-            if not (campaign is not None and p.campaign_id == campaign and p.step == step)
-        ]
-        if channel == Channel.PHONE:
-            free = _window(past, today, pressure.calls_days, pressure.max_calls, Channel.PHONE)
-            if free is not None:
-                reasons.append(Reason.PRESSURE_CALLS)
-                until = free
-        free = _window(past, today, pressure.contacts_days, pressure.max_contacts, None)
-        if free is not None:
-            reasons.append(Reason.PRESSURE_CONTACTS)
-            until = max(until, free) if until else free
+        over, until = _pressure_reasons(facts, channel, today, pressure, campaign, step)
+        reasons += over
     if channel == Channel.PHONE and hours is not None:
         why = within_contact_hours(
             now,
@@ -195,6 +228,76 @@ def decide(
 def person_key(p: Person) -> tuple[str, int]:
     """The SNDS key of a person."""
     return (p.ben_nir_psa, p.ben_rng_gem)
+
+
+Key = tuple[str, int]
+
+
+def _oppositions(session: Session, keys: list[Key], today: date) -> dict[Key, set[str]]:
+    """The channels each person opposes on `today` ("all" included)."""
+    opposed: dict[Key, set[str]] = defaultdict(set)
+    for a, b, canal in session.exec(
+        select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
+            tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
+            col(Opposition.opposed_on) <= today,
+        )
+    ):
+        opposed[(a, b)].add(canal)
+    return opposed
+
+
+def _enrolled(session: Session, keys: list[Key], today: date, programme: str | None) -> set[Key]:
+    """Who is enrolled on or before `today` (in `programme`, or in any)."""
+    stmt = select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
+        tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+        col(Enrolment.enrolled_on) <= today,
+    )
+    if programme is not None:
+        stmt = stmt.where(Enrolment.programme == programme)
+    return {(a, b) for a, b in session.exec(stmt)}
+
+
+def _past_contacts(
+    session: Session, ids: list[int], today: date, pressure: Pressure
+) -> dict[int, list[PastContact]]:
+    """Contacts of every campaign within the longest pressure window, by person id."""
+    past: dict[int, list[PastContact]] = defaultdict(list)
+    since = today - timedelta(days=max(pressure.calls_days, pressure.contacts_days))
+    for pid, on, channel, cid, step in session.exec(
+        select(  # type: ignore[call-overload]  # five columns: past sqlmodel overloads
+            Action.person_id, Action.done_on, Action.channel, Action.campaign_id, Action.step
+        ).where(
+            col(Action.person_id).in_(ids),
+            col(Action.done_on) > since,
+            col(Action.state).in_(SUCCESS_STATES),
+            or_(
+                and_(
+                    col(Action.channel) == "phone",
+                    col(Action.outcome).in_(sorted(REACHED_OUTCOMES)),
+                ),
+                col(Action.channel).in_(_SENT_CONTACT_CHANNELS),
+                and_(
+                    col(Action.channel) == "email",
+                    col(Action.step).not_like(f"%{NOTICE_SUFFIX}"),
+                ),
+            ),
+        )
+    ):
+        if on is not None:
+            past[pid].append(PastContact(on=on, channel=channel, campaign_id=cid, step=step))
+    return past
+
+
+def _reachable(session: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]:
+    """Who has a phone or an e-mail, asked of the database: no number or address is decrypted."""
+    return {
+        pid or 0: (tel, mail)
+        for pid, tel, mail in session.exec(
+            select(
+                Person.id, col(Person.telephone).is_not(None), col(Person.email).is_not(None)
+            ).where(col(Person.id).in_(ids))
+        )
+    }
 
 
 def load_facts(
@@ -218,58 +321,11 @@ def load_facts(
     if not people:
         return {}
     keys = list({person_key(p) for p in people})
-    ids = [p.id for p in people]
-    opposed: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for a, b, canal in session.exec(
-        select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
-            tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
-            col(Opposition.opposed_on) <= today,
-        )
-    ):
-        opposed[(a, b)].add(canal)
-    enrolled: set[tuple[str, int]] = set()
-    if enrolments:
-        stmt = select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-            tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
-            col(Enrolment.enrolled_on) <= today,
-        )
-        if programme is not None:
-            stmt = stmt.where(Enrolment.programme == programme)
-        enrolled = {(a, b) for a, b in session.exec(stmt)}
-    past: dict[int, list[PastContact]] = defaultdict(list)
-    if pressure is not None:
-        since = today - timedelta(days=max(pressure.calls_days, pressure.contacts_days))
-        for pid, on, channel, cid, step in session.exec(
-            select(  # type: ignore[call-overload]  # five columns: past sqlmodel overloads
-                Action.person_id, Action.done_on, Action.channel, Action.campaign_id, Action.step
-            ).where(
-                col(Action.person_id).in_(ids),
-                col(Action.done_on) > since,
-                col(Action.state).in_(SUCCESS_STATES),
-                or_(
-                    and_(
-                        col(Action.channel) == Channel.PHONE,
-                        col(Action.outcome).in_(sorted(REACHED_OUTCOMES)),
-                    ),
-                    col(Action.channel).in_(_SENT_CONTACT_CHANNELS),
-                    and_(
-                        col(Action.channel) == Channel.EMAIL,
-                        col(Action.step).not_like(f"%{NOTICE_SUFFIX}"),
-                    ),
-                ),
-            )
-        ):
-            if on is not None:
-                past[pid].append(PastContact(on=on, channel=channel, campaign_id=cid, step=step))
-    # Who has a phone or an e-mail, asked of the database: no number or address is decrypted.
-    reachable = {
-        pid: (tel, mail)
-        for pid, tel, mail in session.exec(
-            select(
-                Person.id, col(Person.telephone).is_not(None), col(Person.email).is_not(None)
-            ).where(col(Person.id).in_(ids))
-        )
-    }
+    ids = [p.id or 0 for p in people]
+    opposed = _oppositions(session, keys, today)
+    enrolled = _enrolled(session, keys, today, programme) if enrolments else set()
+    past = _past_contacts(session, ids, today, pressure) if pressure is not None else {}
+    reachable = _reachable(session, ids)
     out: dict[int, Facts] = {}
     for p in people:
         key = person_key(p)

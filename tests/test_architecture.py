@@ -36,25 +36,7 @@ RANKS: dict[str, int] = {
 # console/web route modules (turned into APIRouters) and flows/stages.py (moved into campaigns/app).
 # Entries are (importer, imported, kind); test_allow_list_only_shrinks fails when one is no longer
 # needed, so the list only shrinks until it is empty.
-ALLOWED: set[tuple[str, str, str]] = {
-    # console/web: app.py builds the routes inside create_app to dodge the app <-> routes cycle.
-    ("console.web.app", "campaigns.calls.queue", "in-function"),
-    ("console.web.app", "console.web.routes_calls", "in-function"),
-    ("console.web.app", "console.web.routes_campaigns", "in-function"),
-    ("console.web.app", "console.web.routes_email_events", "in-function"),
-    ("console.web.app", "console.web.routes_phone", "in-function"),
-    ("console.web.app", "console.web.routes_results", "in-function"),
-    # console/web route bodies importing the core lazily.
-    ("console.web.routes_calls", "campaigns.definition.model", "in-function"),
-    ("console.web.routes_campaigns", "campaigns.clock", "in-function"),
-    ("console.web.routes_campaigns", "campaigns.policy.decision", "in-function"),
-    ("console.web.routes_campaigns", "flows.validation", "in-function"),
-    ("console.web.routes_campaigns", "targeting.explain", "in-function"),
-    ("console.web.routes_phone", "flows.adapters", "in-function"),
-    ("console.web.routes_results", "console.web.charts", "in-function"),
-    # flows/stages.py moves to campaigns/app/stages.py (use-case work).
-    ("flows.stages", "campaigns.feedback.mailbox_reads", "in-function"),
-}
+ALLOWED: set[tuple[str, str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -303,14 +285,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 # console/web/app.py and its route modules import each other (the routers work removes it): a cycle
 # made only of these modules is tolerated until then; test_allowed_cycle_still_exists empties it.
-ALLOWED_CYCLE_MODULES: set[str] = {
-    "console.web.app",
-    "console.web.routes_calls",
-    "console.web.routes_campaigns",
-    "console.web.routes_email_events",
-    "console.web.routes_phone",
-    "console.web.routes_results",
-}
+ALLOWED_CYCLE_MODULES: set[str] = set()
 
 
 def test_no_import_cycle():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from campaigns.cascade.review import expire_overdue, is_launched, list_status, p
 from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
+from campaigns.feedback.mailbox_reads import record_reads, unread_messages
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Member, Person, StageRun
 from campaigns.ledger.registry import register_campaign
@@ -169,10 +171,6 @@ def mailbox_reads_stage(
     batch_size: int = 500,
 ) -> dict[str, int]:
     """Record which deposited messages their person has read (one transaction per batch)."""
-    from collections import Counter
-
-    from campaigns.feedback.mailbox_reads import record_reads, unread_messages
-
     started = utcnow()
     total: Counter[str] = Counter()
     after = 0

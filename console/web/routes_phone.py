@@ -14,6 +14,7 @@ from twilio.request_validator import RequestValidator
 from campaigns.calls.telephony import DialError, latest_call, record_status, start_call
 from campaigns.ledger.audit import record
 from console.web.deps import CSRF, Adviser, Forbidden, Now, RowId, SessionDep, engine_of, own_call
+from flows.adapters import build_phone
 
 router = APIRouter()
 
@@ -22,8 +23,6 @@ def phone_of(request: Request) -> Any:
     """The app's telephony: set by tests or the demo, else built from the settings once."""
     phone = getattr(request.app.state, "phone", None)
     if phone is None:
-        from flows.adapters import build_phone
-
         phone = request.app.state.phone = build_phone(request.app.state.settings)
     return phone
 

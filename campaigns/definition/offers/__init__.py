@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from campaigns.definition.model import load_yaml
+
 CATALOGUE = Path(__file__).parent / "catalogue.yaml"
 
 
@@ -57,8 +59,6 @@ class Catalogue(_Strict):
 @lru_cache(maxsize=4)
 def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
     """The catalogue file, validated (a key given twice is an error naming both lines)."""
-    from campaigns.definition.model import load_yaml
-
     return Catalogue.model_validate(load_yaml(path, path.read_text(encoding="utf-8")))
 
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today
-from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition
-from campaigns.definition.reasons import Reason
+from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition, Outcome
+from campaigns.definition.reasons import Reason, explain
 from campaigns.definition.vocabulary import Channel
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -231,71 +231,50 @@ def release(*, session: Session, action_id: int, adviser: str) -> None:
     )
 
 
-def record_outcome(
-    *,
+def _check_callback(
+    definition: CampaignDefinition, person: Person, callback_at: datetime | None, now: datetime
+) -> None:
+    """A callback is for a future time within the campaign's contact hours."""
+    if callback_at is None:
+        raise CallError("un rappel demande une date et une heure")
+    h = definition.contact_hours
+    why_not = within_contact_hours(
+        callback_at,
+        person.departement,
+        days=h.days,
+        start=h.start,
+        end=h.end,
+        public_holidays=h.public_holidays,
+    )
+    if why_not:
+        raise CallError(f"heure de rappel non autorisée : {explain(why_not)}")
+    if callback_at <= now:
+        raise CallError("un rappel se fixe dans le futur")
+
+
+def _already_done(a: Action, adviser: str, outcome: str) -> Action:
+    """The same form posted twice gets its call back; anything else is refused."""
+    if a.state != DONE:
+        raise CallError("cet appel ne vous est pas attribué")
+    if a.outcome == outcome and a.claimed_by == adviser:
+        return a
+    raise CallError("un résultat est déjà enregistré pour cet appel")
+
+
+def _apply_effects(
     session: Session,
-    action_id: int,
+    *,
+    a: Action,
+    rule: Outcome,
+    person: Person,
+    member: Member,
     adviser: str,
     outcome: str,
+    today: date,
     now: datetime,
-    definition: CampaignDefinition,
-    notes: str | None = None,
-    callback_at: datetime | None = None,
-) -> Action:
-    """Record the adviser's outcome for a claimed call and apply its immediate effects."""
-    a = session.get(Action, action_id)
-    if a is None:
-        raise CallError(f"no call {action_id}")
-    if a.state == DONE:
-        if a.outcome == outcome and a.claimed_by == adviser:
-            return a  # the same form posted twice
-        raise CallError("an outcome is already recorded for this call")
-    if a.claimed_by != adviser:
-        raise CallError("this call is not claimed by you")
-    step = definition.step(a.step)
-    rule = step.outcomes.get(outcome)  # type: ignore[call-overload]
-    if rule is None:
-        raise CallError(f"unknown outcome {outcome!r}")
-    person = session.get(Person, a.person_id)
-    member = session.get(Member, a.member_id)
-    assert person is not None and member is not None
-    if rule.effect == "callback":
-        if callback_at is None:
-            raise CallError("a callback needs a date and time")
-        h = definition.contact_hours
-        why_not = within_contact_hours(
-            callback_at,
-            person.departement,
-            days=h.days,
-            start=h.start,
-            end=h.end,
-            public_holidays=h.public_holidays,
-        )
-        if why_not:
-            raise CallError(f"callback time not allowed: {why_not}")
-        if callback_at <= now:
-            raise CallError("a callback must be in the future")
-    today = paris_today(now)
-    # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
-    # and its effects; the other finds the call done and answers as above.
-    if not _set_if(
-        session,
-        a,
-        _mine(action_id, adviser),
-        state=DONE,
-        outcome=outcome,
-        outcome_notes=notes,
-        done_on=today,
-        updated_at=now,
-        callback_at=callback_at,
-        lease_until=None,
-    ):
-        if a.state != DONE:
-            raise CallError("this call is not claimed by you")
-        if a.outcome == outcome and a.claimed_by == adviser:
-            return a
-        raise CallError("an outcome is already recorded for this call")
-    events = [
+) -> None:
+    """What an outcome changes: the member's event, oppositions, contact details, the exit."""
+    session.add(
         MemberEvent(
             member_id=member.id or 0,
             on=today,
@@ -307,7 +286,7 @@ def record_outcome(
                 "reached": outcome in REACHED_OUTCOMES,
             },
         )
-    ]
+    )
     if rule.opposition:
         # The policy's rule: an opposition already on record from a later day is moved to
         # today; one from today or earlier is kept as it is.
@@ -323,8 +302,6 @@ def record_outcome(
         person.phone_invalid = True
     if outcome == "deceased":
         person.deceased_on = today
-    for e in events:
-        session.add(e)
     if rule.effect in ("goal", "exit"):
         close_member(
             session=session,
@@ -335,6 +312,62 @@ def record_outcome(
             source="call",
             now=now,
         )
+
+
+def record_outcome(
+    *,
+    session: Session,
+    action_id: int,
+    adviser: str,
+    outcome: str,
+    now: datetime,
+    definition: CampaignDefinition,
+    notes: str | None = None,
+    callback_at: datetime | None = None,
+) -> Action:
+    """Record the adviser's outcome for a claimed call and apply its immediate effects."""
+    a = session.get(Action, action_id)
+    if a is None:
+        raise CallError(f"aucun appel n° {action_id}")
+    if a.state == DONE:
+        return _already_done(a, adviser, outcome)
+    if a.claimed_by != adviser:
+        raise CallError("cet appel ne vous est pas attribué")
+    rule = definition.step(a.step).outcomes.get(outcome)  # type: ignore[call-overload]
+    if rule is None:
+        raise CallError("résultat d'appel inconnu")
+    person = session.get(Person, a.person_id)
+    member = session.get(Member, a.member_id)
+    assert person is not None and member is not None
+    if rule.effect == "callback":
+        _check_callback(definition, person, callback_at, now)
+    today = paris_today(now)
+    # Compare-and-set: of two posts racing (a double click, two tabs), one records the outcome
+    # and its effects; the other finds the call done and answers as above.
+    if not _set_if(
+        session,
+        a,
+        _mine(action_id, adviser),
+        state=DONE,
+        outcome=outcome,
+        outcome_notes=notes,
+        done_on=today,
+        updated_at=now,
+        callback_at=callback_at,
+        lease_until=None,
+    ):
+        return _already_done(a, adviser, outcome)
+    _apply_effects(
+        session,
+        a=a,
+        rule=rule,
+        person=person,
+        member=member,
+        adviser=adviser,
+        outcome=outcome,
+        today=today,
+        now=now,
+    )
     session.flush()
     return a
 

@@ -247,7 +247,7 @@ def _check_callback(
         public_holidays=h.public_holidays,
     )
     if why_not:
-        raise CallError(f"heure de rappel non autorisée : {explain(why_not)}")
+        raise CallError(f"heure de rappel non autorisée : {explain(why_not)} ({why_not})")
     if callback_at <= now:
         raise CallError("un rappel se fixe dans le futur")
 

@@ -58,7 +58,7 @@ def is_explicit_path(arg: str | Path) -> bool:
     return isinstance(arg, Path) or "/" in arg
 
 
-def load_campaign(id_or_path: str | Path, *, root: Path = DEFINITIONS_DIR) -> Campaign:
+def load_campaign(id_or_path: str | Path, *, root: Path | None = None) -> Campaign:
     """A campaign by its id (among the folders under `root`), or by an explicit folder path.
 
     A folder of the working directory named like an id is never read instead of the campaign.
@@ -90,8 +90,9 @@ def _by_id(root: Path) -> dict[str, tuple[Path, CampaignDefinition]]:
     return found
 
 
-def campaign_by_id(campaign_id: str, *, root: Path = DEFINITIONS_DIR) -> Campaign:
+def campaign_by_id(campaign_id: str, *, root: Path | None = None) -> Campaign:
     """A campaign by its id only: what a URL or the ledger names is never read as a path."""
+    root = root or DEFINITIONS_DIR
     known = _by_id(root)
     if campaign_id in known:
         folder = known[campaign_id][0]
@@ -100,6 +101,7 @@ def campaign_by_id(campaign_id: str, *, root: Path = DEFINITIONS_DIR) -> Campaig
     raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {names or 'none'})")
 
 
-def list_campaigns(root: Path = DEFINITIONS_DIR) -> list[CampaignDefinition]:
+def list_campaigns(root: Path | None = None) -> list[CampaignDefinition]:
     """Every campaign definition under `root` (two folders with one id are refused)."""
+    root = root or DEFINITIONS_DIR
     return [d for _, d in _by_id(root).values()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -75,33 +77,108 @@ def load_campaign(id_or_path: str | Path, *, root: Path | None = None) -> Campai
     return _load_cached(folder, _stamp(folder))
 
 
-def _by_id(root: Path) -> dict[str, tuple[Path, CampaignDefinition]]:
-    """Every definition under `root` by id; two folders with one id are refused, both named."""
-    found: dict[str, tuple[Path, CampaignDefinition]] = {}
+# A top-level `id:` line: read without validating the rest, so a broken draft still has its id.
+_ID_LINE = re.compile(r"""^id:[ \t]*["']?([A-Za-z0-9_.-]+)["']?[ \t]*(?:#.*)?$""", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BrokenDraft:
+    """A campaign folder that does not load: its id if readable, and its error (file, line)."""
+
+    folder: Path
+    id: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The valid campaigns (iterated) and, apart, the broken drafts with their errors."""
+
+    campaigns: list[CampaignDefinition]
+    drafts: list[BrokenDraft]
+
+    def __iter__(self) -> Iterator[CampaignDefinition]:
+        return iter(self.campaigns)
+
+    def __len__(self) -> int:
+        return len(self.campaigns)
+
+
+@lru_cache(maxsize=256)
+def _read_id(path: Path, stamp: float) -> str | None:
+    """The `id:` of a campaign.yaml, tolerant: the rest of the file may be anything."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = _ID_LINE.search(text)
+    return found.group(1) if found else None
+
+
+def _index(root: Path) -> dict[str | None, list[Path]]:
+    """The folders under `root` by the id they declare (None: no readable id)."""
+    index: dict[str | None, list[Path]] = {}
     for folder in _folders(root):
-        definition = parse_definition(folder / "campaign.yaml")
-        if definition.id in found:
-            raise DefinitionError(
-                f"deux dossiers déclarent la campagne {definition.id!r} : "
-                f"{found[definition.id][0]} et {folder} ; renommez l'id de l'un d'eux "
-                "ou retirez la copie"
-            )
-        found[definition.id] = (folder, definition)
-    return found
+        path = folder / "campaign.yaml"
+        index.setdefault(_read_id(path, path.stat().st_mtime), []).append(folder)
+    return index
+
+
+def _ambiguous(campaign_id: str, folders: list[Path]) -> DefinitionError:
+    return DefinitionError(
+        f"deux dossiers déclarent la campagne {campaign_id!r} : "
+        f"{folders[0]} et {folders[1]} ; renommez l'id de l'un d'eux ou retirez la copie"
+    )
+
+
+def _load_indexed(campaign_id: str, folder: Path) -> Campaign:
+    """The full validation of one folder, only when its campaign is asked for."""
+    campaign = _load_cached(folder.resolve(), _stamp(folder))
+    if campaign.id != campaign_id:
+        raise DefinitionError(
+            f"{folder / 'campaign.yaml'}: l'id lu ({campaign_id!r}) diffère de l'id validé "
+            f"({campaign.id!r})"
+        )
+    return campaign
 
 
 def campaign_by_id(campaign_id: str, *, root: Path | None = None) -> Campaign:
     """A campaign by its id only: what a URL or the ledger names is never read as a path."""
     root = root or DEFINITIONS_DIR
-    known = _by_id(root)
-    if campaign_id in known:
-        folder = known[campaign_id][0]
-        return _load_cached(folder.resolve(), _stamp(folder))
-    names = ", ".join(known)
+    index = _index(root)
+    folders = index.get(campaign_id, [])
+    if len(folders) > 1:
+        raise _ambiguous(campaign_id, folders)
+    if folders:
+        return _load_indexed(campaign_id, folders[0])
+    names = ", ".join(sorted(k for k in index if k is not None))
     raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {names or 'none'})")
 
 
-def list_campaigns(root: Path | None = None) -> list[CampaignDefinition]:
-    """Every campaign definition under `root` (two folders with one id are refused)."""
+def list_campaigns(root: Path | None = None) -> Listing:
+    """Every valid campaign under `root`, and apart the drafts that do not load.
+
+    Two folders with one id are refused: which one is meant cannot be guessed.
+    """
     root = root or DEFINITIONS_DIR
-    return [d for _, d in _by_id(root).values()]
+    campaigns: list[CampaignDefinition] = []
+    drafts: list[BrokenDraft] = []
+    for campaign_id, folders in _index(root).items():
+        if campaign_id is not None and len(folders) > 1:
+            raise _ambiguous(campaign_id, folders)
+        for folder in folders:
+            if campaign_id is None:
+                try:
+                    parse_definition(folder / "campaign.yaml")
+                    error = f"{folder / 'campaign.yaml'}: pas de ligne « id: » lisible"
+                except DefinitionError as e:
+                    error = str(e)
+                drafts.append(BrokenDraft(folder=folder, id=None, error=error))
+                continue
+            try:
+                campaigns.append(_load_indexed(campaign_id, folder).definition)
+            except DefinitionError as e:
+                drafts.append(BrokenDraft(folder=folder, id=campaign_id, error=str(e)))
+    campaigns.sort(key=lambda d: d.id)
+    drafts.sort(key=lambda d: str(d.folder))
+    return Listing(campaigns=campaigns, drafts=drafts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -13,7 +14,8 @@ from campaigns.app.oppositions import record_member_opposition
 from campaigns.calls.card import holds_call_for
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from campaigns.clock import paris_today
-from campaigns.definition.catalog import campaign_by_id
+from campaigns.definition.catalog import BrokenDraft, campaign_by_id, list_campaigns
+from campaigns.definition.model import DefinitionError
 from campaigns.ledger.audit import record
 from campaigns.ledger.members import member_history
 from campaigns.ledger.models import Member, Person, User
@@ -55,7 +57,12 @@ def campaigns(
     rows = []
     for c in registered_campaigns(session=s):
         rows.append((c, pending_list(session=s, campaign_id=c.id)))
-    return render(request, "campaigns.html", user, rows=rows)
+    try:
+        drafts = list_campaigns().drafts
+    except DefinitionError as e:
+        # Two folders with one id: shown here, the registered campaigns stay listed.
+        drafts = [BrokenDraft(folder=Path(), id=None, error=str(e))]
+    return render(request, "campaigns.html", user, rows=rows, drafts=drafts)
 
 
 @router.get("/campaigns/{cid}/validation", response_class=HTMLResponse)

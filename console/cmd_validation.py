@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from campaigns.app import validation as uc
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from campaigns.clock import PARIS, paris_today
+from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import TargetList
 from flows.validation import resume_with_decision
@@ -79,7 +80,8 @@ def list_people(
     """Les personnes d'un échelon sur la liste en attente (ni NIR ni téléphone)."""
     with _step() as s:
         people = uc.echelon_people(session=s, actor=by, campaign_id=campaign, echelon=echelon)
-        t = Table("personne", "nom", "prénom", "né(e)", "échéance ALD", "priorité", "retirée")
+        anchor = campaign_by_id(campaign).definition.labels.anchor
+        t = Table("personne", "nom", "prénom", "né(e)", anchor, "priorité", "retirée")
         for m, p, excluded in people:
             t.add_row(
                 str(m.id),

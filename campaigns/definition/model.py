@@ -129,6 +129,13 @@ class Presentation(_Strict):
     gap_labels: dict[str, str] = Field(default_factory=dict)
 
 
+class Labels(_Strict):
+    """The campaign's own words for its anchor and its goal, in every label, column and page."""
+
+    anchor: str = "date de référence"
+    goal: str = "objectif atteint"
+
+
 class Validation(_Strict):
     """Local validation: each échelon reviews its list and a manager approves before launch."""
 
@@ -151,6 +158,7 @@ class CampaignDefinition(_Strict):
     cascade: list[Step] = Field(min_length=1)
     objectives: dict[str, int] = Field(default_factory=dict)
     presentation: Presentation
+    labels: Labels = Labels()
 
     @field_validator("objectives")
     @classmethod

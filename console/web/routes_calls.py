@@ -127,6 +127,7 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
         labels=OUTCOME_LABELS,
         error=request.query_params.get("e"),
         offers=offers,
+        anchor_label=d.labels.anchor,
     )
 
 

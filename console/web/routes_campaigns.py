@@ -83,7 +83,8 @@ def validation_page(
     people: list[Any] = []
     if lst is not None and echelon is not None:
         people = uc.echelon_people(session=s, actor=user.username, campaign_id=cid, echelon=echelon)
-    labels = campaign_by_id(cid).definition.presentation.gap_labels
+    d = campaign_by_id(cid).definition
+    labels = d.presentation.gap_labels
     return render(
         request,
         "validation.html",
@@ -95,6 +96,7 @@ def validation_page(
         people=people,
         reasons=EXCLUSION_REASONS,
         gap_labels=labels,
+        anchor_label=d.labels.anchor,
         message=request.query_params.get("m"),
     )
 
@@ -272,4 +274,5 @@ def person_page(
         actions=actions,
         x=explanation,
         explain_error=explain_error,
+        anchor_label=campaign_by_id(cid).definition.labels.anchor,
     )

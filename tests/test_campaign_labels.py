@@ -61,3 +61,5 @@ def test_pages_use_the_campaign_words(wave: str, engine: Engine, tmp_path: Path)
     assert results.status_code == 200, results.text[:300]
     assert "vaccination antigrippale" in results.text
     assert "adhésions et objectifs" not in results.text
+    header = c.get(f"/campaigns/{wave}/results.csv").content.decode("utf-8-sig").splitlines()[0]
+    assert "vaccination antigrippale" in header.split(",") and "adhésions" not in header

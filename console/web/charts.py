@@ -39,15 +39,17 @@ def attainment_chart(rows: list[ResultRow]) -> str:
     return _svg(fig)
 
 
-def cumulative_chart(series: list[tuple[date, int]], objective: int) -> str:
-    """Enrolments over time, cumulated."""
+def cumulative_chart(
+    series: list[tuple[date, int]], objective: int, *, goal: str = "objectif atteint"
+) -> str:
+    """Goals reached over time, cumulated, named in the campaign's words."""
     fig, ax = plt.subplots(figsize=(7, 3))
     if series:
         days = np.array([d.isoformat() for d, _ in series], dtype="datetime64[D]")
         ax.step(days, [n for _, n in series], where="post", color="#0c419a")
     ax.axhline(objective, color="#999", linestyle="--", linewidth=1, label=f"objectif {objective}")
-    ax.set_ylabel("adhésions cumulées")
-    ax.set_title("Adhésions au fil du temps")
+    ax.set_ylabel(f"{goal} (cumul)")
+    ax.set_title(f"{goal[:1].upper()}{goal[1:]} au fil du temps")
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     return _svg(fig)

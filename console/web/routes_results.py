@@ -44,6 +44,12 @@ def _rows(s: Session, cid: str, user: User, today: date) -> tuple[list[ResultRow
     return rows, total
 
 
+def _columns(cid: str) -> list[tuple[str, str]]:
+    """The result columns, the goal column named in the campaign's own words."""
+    goal = campaign_by_id(cid).definition.labels.goal
+    return [(k, goal if k == "enrolled" else label) for k, label in COLUMNS]
+
+
 def _cell(v: object) -> object:
     return round(v, 1) if isinstance(v, float) else ("" if v is None else v)
 
@@ -92,12 +98,12 @@ def results_page(
         d=d,
         rows=rows,
         total=total,
-        columns=COLUMNS,
+        columns=_columns(cid),
         funnel=funnel(total),
         effects=effects,
         history=objective_history(session=s, campaign_id=cid)[:30],
         chart_attainment=attainment_chart(rows),
-        chart_cumulative=cumulative_chart(series, total.objective),
+        chart_cumulative=cumulative_chart(series, total.objective, goal=d.labels.goal),
         chart_uplift=uplift_chart(effects),
         message=request.query_params.get("m"),
         power=power,
@@ -114,9 +120,10 @@ def results_csv(
     rows, total = _rows(s, cid, user, paris_today(now))
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([label for _, label in COLUMNS])
+    columns = _columns(cid)
+    w.writerow([label for _, label in columns])
     for r in [*rows, total] if user.role != "echelon_lead" else rows:
-        w.writerow([_cell(getattr(r, k)) for k, _ in COLUMNS])
+        w.writerow([_cell(getattr(r, k)) for k, _ in columns])
     record(session=s, actor=user.username, action="export_csv", target=cid)
     return Response(
         buf.getvalue().encode("utf-8-sig"),
@@ -138,10 +145,11 @@ def results_xlsx(
     wb = Workbook()
     ws = wb.active
     assert ws is not None
-    ws.title = "adhésions par échelon"
-    ws.append([label for _, label in COLUMNS])
+    ws.title = "résultats par échelon"
+    columns = _columns(cid)
+    ws.append([label for _, label in columns])
     for r in [*rows, total] if user.role != "echelon_lead" else rows:
-        ws.append([_cell(getattr(r, k)) for k, _ in COLUMNS])
+        ws.append([_cell(getattr(r, k)) for k, _ in columns])
     out = io.BytesIO()
     wb.save(out)
     record(session=s, actor=user.username, action="export_xlsx", target=cid)

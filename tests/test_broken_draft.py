@@ -166,3 +166,13 @@ def test_console_pages_answer_beside_broken_drafts(
     assert adv.get("/calls").status_code == 200
     nxt: Any = adv.post("/calls/next", data={"csrf": _csrf(adv, "/calls")}, follow_redirects=False)
     assert nxt.status_code == 303, nxt.text[:500]
+
+
+def test_two_drafts_with_one_id_do_not_hide_sophia(root: Path) -> None:
+    first = _draft_from_sophia(root, "b_un", "brouillon-double")
+    second = _draft_from_sophia(root, "b_deux", "brouillon-double")
+    assert load_campaign("sophia-ald8").id == "sophia-ald8"
+    for load in (lambda: load_campaign("brouillon-double"), list_campaigns):
+        with pytest.raises(DefinitionError) as e:
+            load()
+        assert str(first) in str(e.value) and str(second) in str(e.value)

@@ -108,7 +108,7 @@ class Listing:
 def _read_id(path: Path, stamp: float) -> str | None:
     """The `id:` of a campaign.yaml, tolerant: the rest of the file may be anything."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError:
         return None
     found = _ID_LINE.search(text)

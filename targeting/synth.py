@@ -405,9 +405,7 @@ def _contacts(c: _Chunk, p: dict[str, Any], pools: _Pools) -> tuple[np.ndarray, 
     return has, cols
 
 
-def _ald(
-    c: _Chunk, p: dict[str, Any]
-) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
+def _ald(c: _Chunk, p: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
     """ALD periods: diabetes for ~4.5 % of adults, other ALDs, misfiled rows."""
     rng, n, d = c.rng, c.n, c.d
     age = p["age"]

@@ -9,8 +9,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from campaigns.definition.catalog import load_campaign
+from console.cli import app
 from targeting.engine import run_targeting, tables_needed
 from targeting.extract import ExtractError, check_extract, open_extract
 from targeting.schema import JOIN_KEYS, TABLES
@@ -261,3 +263,17 @@ def test_a_cip13_shaped_like_a_nir_is_no_identifier(tmp_path: Path) -> None:
     # 13 digits that read as a NIR without its key: a product code, not a person.
     assert _bad(tmp_path, "er_pha_f", {"pha_prs_c13": "1850675123456"}) == []
     assert _bad(tmp_path, "ir_pha_r", {"pha_cip_c13": "2850675123456"}) == []
+
+
+def test_relance_target_names_the_missing_table_and_exits_2(tmp_path: Path) -> None:
+    # sophia reads ir_mtt_r and not er_pha_f: only the table it reads is asked for.
+    x = Extract().person("A").write(tmp_path / "x")
+    for name in ("ir_mtt_r", "er_pha_f", "ir_pha_r"):
+        (x / f"{name}.csv").unlink()
+    out = tmp_path / "out.csv"
+    args = ["target", "sophia-ald8", "--extract", str(x), "--as-of", "2026-03-02"]
+    r = CliRunner().invoke(app, [*args, "--output", str(out)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and not out.exists()
+    assert "table ir_mtt_r manquante (.parquet ou .csv) : la campagne lit cette table" in text
+    assert "er_pha_f" not in text and "ir_pha_r" not in text

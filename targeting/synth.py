@@ -3,7 +3,10 @@
 Generation is vectorised (numpy for draws, pyarrow for strings) and chunked, so 10 M insured
 fit in a few GB; the same seed gives the same bytes. Rates below are the documented
 assumptions; they aim at the magnitudes of the domain README (4.5 % of adults in ALD 8,
-~1/3 of eligible people in all three care gaps, 25 % already in sophia).
+~1/3 of eligible people in all three care gaps, 25 % already in sophia), and for the flu and
+médecin traitant campaigns: ~20 % aged 65 or more, half of them vaccinated each season (shots
+from mid-October, up to the extract date), ~6 % of people in ALD without a médecin traitant,
+GP lines (01, 22, 23) and metformin for diabetics.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from targeting.identifiers import (
     SEPARATORS,
     SHAPES,
 )
-from targeting.schema import PERSON_KEY, TABLES, Column, Table
+from targeting.schema import PERSON_KEY, REQUIRED_TABLES, TABLES, Column, Table
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "date": "DATE", "bool": "BOOLEAN"}
 _EXPECTED = {
@@ -604,7 +604,7 @@ def _check_table(
 def _open(
     con: duckdb.DuckDBPyConnection,
     extract: Path,
-    tables: Iterable[str],
+    tables: Iterable[str] | None,
     *,
     validate: bool,
     force: bool,
@@ -615,11 +615,14 @@ def _open(
     if not extract.is_dir():
         return {}, [Problem(str(extract), "dossier d'extraction introuvable")]
     paths, problems = {}, []
-    for name in tables:
+    asked = tables is not None
+    for name in all_tables(extract) if tables is None else tables:
         try:
             path = table_path(extract, name)
         except ExtractError as e:
-            problems += e.problems
+            # Asked for by name: the campaign reads it, so say so.
+            why = " : la campagne lit cette table" if asked else ""
+            problems += [Problem(p.file, p.reason + why) for p in e.problems]
             continue
         paths[name] = path
         problems += _check_table(
@@ -628,14 +631,26 @@ def _open(
     return paths, problems
 
 
+def all_tables(extract: Path) -> list[str]:
+    """The tables every extract holds, and the optional ones this extract has."""
+    return [
+        name
+        for name in TABLES
+        if name in REQUIRED_TABLES
+        or any((Path(extract) / f"{name}{s}").exists() for s in (".parquet", ".csv"))
+    ]
+
+
 def check_extract(
     extract: Path,
-    tables: Iterable[str] = tuple(TABLES),
+    tables: Iterable[str] | None = None,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
     cap: int = CAP,
 ) -> list[Problem]:
     """Every problem of every table (errors, and warnings such as long address lines).
+
+    Without `tables`: the required tables and the optional ones present.
 
     Tables without errors are remembered as checked, so opening them next costs no scan.
     """
@@ -651,11 +666,11 @@ def check_extract(
 def open_extract(
     con: duckdb.DuckDBPyConnection,
     extract: Path,
-    tables: Iterable[str] = tuple(TABLES),
+    tables: Iterable[str] | None = None,
     *,
     validate: bool = True,
 ) -> dict[str, Path]:
-    """Create one typed view per table in `con`.
+    """Create one typed view per table in `con` (by default as `check_extract` chooses).
 
     Raise ExtractError naming the first problem; its `problems` lists them all.
     """

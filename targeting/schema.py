@@ -42,6 +42,8 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     description: str
+    # Read only by campaigns that need it: an extract without it serves the others.
+    optional: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -123,6 +125,27 @@ TABLES: dict[str, Table] = {
             "care lines",
         ),
         Table("er_cam_f", (*_join(), Column("cam_prs_ide", "str")), "CCAM acts"),
+        # A CIP13 has 13 digits like a NIR without its key: only person-key columns are
+        # checked for identifier shapes, so it is never refused as one.
+        Table(
+            "er_pha_f",
+            (
+                *_join(),
+                Column("pha_prs_c13", "str", pattern="[0-9]{13}"),
+                Column("pha_act_qsn", "int"),
+            ),
+            "pharmacy lines",
+            optional=True,
+        ),
+        Table(
+            "ir_pha_r",
+            (
+                Column("pha_cip_c13", "str", pattern="[0-9]{13}"),
+                Column("pha_atc_c07", "str", pattern="[A-Z][0-9]{2}[A-Z]{2}[0-9]{2}"),
+            ),
+            "drug referential",
+            optional=True,
+        ),
         Table("er_bio_f", (*_join(), Column("bio_prs_ide", "str")), "lab tests (NABM)"),
         Table(
             "contacts",
@@ -158,6 +181,9 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
+
+# Every extract holds these; the optional ones only when a campaign reads them.
+REQUIRED_TABLES = tuple(name for name, t in TABLES.items() if not t.optional)
 
 OPPOSITION_CHANNELS = ("all", "phone", "mailbox", "email", "letter")
 

@@ -3,7 +3,10 @@
 Generation is vectorised (numpy for draws, pyarrow for strings) and chunked, so 10 M insured
 fit in a few GB; the same seed gives the same bytes. Rates below are the documented
 assumptions; they aim at the magnitudes of the domain README (4.5 % of adults in ALD 8,
-~1/3 of eligible people in all three care gaps, 25 % already in sophia).
+~1/3 of eligible people in all three care gaps, 25 % already in sophia), and for the flu and
+médecin traitant campaigns: ~20 % aged 65 or more, half of them vaccinated each season (shots
+from mid-October, up to the extract date), ~6 % of people in ALD without a médecin traitant,
+GP lines (01, 22, 23) and metformin for diabetics.
 """
 
 from __future__ import annotations
@@ -113,6 +116,33 @@ DENTIST_CODES = (19, 19, 19, 19, 36, 53, 54)
 GENERIC_SPECIALTIES = (1, 1, 1, 1, 1, 0, 0, 0, 22, 6, 9, 4, 7, 32)
 OTHER_ALD = ((30, "C50"), (5, "I50"), (13, "I25"), (23, "F20"), (3, "I70"), (15, "G30"))
 OPPOSITION_CANALS = ("all", "all", "all", "all", "all", "phone", "phone", "mailbox", "email")
+# Drugs (CIP13, ATC). Influenza vaccines are ATC J07BB*; a pneumococcal vaccine (J07AL02)
+# sits beside them, a vaccine that must not count as a flu shot. The CIP13 are 34009 +
+# 7 digits + an EAN-13 check digit: real in shape, not real products.
+FLU_VACCINES = (
+    ("340093011245", "J07BB02"),
+    ("340093016725", "J07BB02"),
+    ("340093024682", "J07BB02"),
+    ("340093026901", "J07BB03"),
+)
+METFORMIN = (("340093222118", "A10BA02"), ("340093222130", "A10BA02"))
+OTHER_DRUGS = (
+    ("340093320513", "N02BE01"),  # paracetamol
+    ("340093569875", "J01CA04"),  # amoxicillin
+    ("340093578409", "C10AA05"),  # atorvastatin
+    ("340093440811", "J07AL02"),  # pneumococcal vaccine
+)
+GP_SPECIALTIES = (1, 1, 1, 1, 22, 23)  # general practitioners
+PHARMACIST = 50
+P_FLU_65 = 0.5  # share of people aged 65 or more vaccinated each season
+P_FLU_ALD = 0.3  # adults under 65 with an ALD in force
+P_FLU_OTHER = 0.03
+P_METFORMIN = 0.8  # diabetics on metformin
+# Médecin traitant declared for diabetics and others in ALD (~6 % without one), other adults,
+# children.
+P_MTT_ALD, P_MTT_ADULT, P_MTT_CHILD = 0.94, 0.88, 0.6
+# Lines of a chunk are numbered from CHUNK * 1000 apart; the new lines start past the old.
+_PHA_LINE_OFFSET = 200_000_000
 EMAIL_DOMAINS = ("gmail.com", "orange.fr", "free.fr", "laposte.net", "sfr.fr", "hotmail.fr")
 
 
@@ -233,6 +263,10 @@ class _Chunk:
     def __init__(self, *, index: int, start: int, size: int, seed: int, as_of: date) -> None:
         self.rng = np.random.default_rng([seed, index])
         self.start, self.n, self.as_of, self.seed = start, size, as_of, seed
+        self.index = index
+        # The draws of the tables added later (GP and pharmacy lines, the médecin traitant
+        # of people in ALD): a stream of their own keeps the older tables as they were.
+        self.rng2 = np.random.default_rng([seed, index, 15])
         self.d = _days(as_of)
 
 
@@ -374,7 +408,7 @@ def _contacts(c: _Chunk, p: dict[str, Any], pools: _Pools) -> tuple[np.ndarray, 
     return has, cols
 
 
-def _ald(c: _Chunk, p: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+def _ald(c: _Chunk, p: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
     """ALD periods: diabetes for ~4.5 % of adults, other ALDs, misfiled rows."""
     rng, n, d = c.rng, c.n, c.d
     age = p["age"]
@@ -464,14 +498,23 @@ def _ald(c: _Chunk, p: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any], np.n
         "med_mtf_cod": pa.array(allr["code"].astype(str)).cast(pa.string()),
     }
     cols["med_mtf_cod"] = pc.if_else(pc.equal(cols["med_mtf_cod"], ""), None, cols["med_mtf_cod"])
-    return allr["who"], cols, diabetic
+    in_force = (
+        np.isin(allr["etm"], (41, 43, 45))
+        & (allr["dtd"] <= d)
+        & ((allr["dtf"] == SENTINEL_DAYS) | (allr["dtf"] >= d))
+    )
+    in_ald = np.zeros(n, dtype=bool)
+    in_ald[allr["who"][in_force]] = True
+    return allr["who"], cols, diabetic, in_ald
 
 
-def _mtt(c: _Chunk, p: dict[str, Any], diabetic: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+def _mtt(
+    c: _Chunk, p: dict[str, Any], diabetic: np.ndarray, in_ald: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
     rng, n, d = c.rng, c.n, c.d
     adult = p["age"] >= 18
     u = rng.random(n)
-    p_current = np.where(diabetic, 0.94, np.where(adult, 0.88, 0.6))
+    p_current = np.where(diabetic, P_MTT_ALD, np.where(adult, P_MTT_ADULT, P_MTT_CHILD))
     current = u < p_current
     ended_only = (u >= p_current) & (u < p_current + 0.05)
     changed = current & (rng.random(n) < 0.04)
@@ -488,11 +531,22 @@ def _mtt(c: _Chunk, p: dict[str, Any], diabetic: np.ndarray) -> tuple[np.ndarray
     w = np.concatenate([x[0] for x in parts])
     dep = np.concatenate([x[1] for x in parts])
     fin_all = np.concatenate([x[2] for x in parts])
+    # People in ALD see their doctor more: about 6 % of them have no declaration in force
+    # (drawn from the chunk's second stream, so the draws above and after do not move).
+    rng2 = c.rng2
+    lacking = np.flatnonzero(in_ald & ~diabetic & ~current)
+    got = lacking[rng2.random(len(lacking)) < 1 - (1 - P_MTT_ALD) / (1 - P_MTT_ADULT)]
+    current = current.copy()
+    current[got] = True
+    w = np.concatenate([w, got])
+    dep = np.concatenate([dep, d - rng2.integers(30, 4000, len(got))])
+    fin_all = np.concatenate([fin_all, np.full(len(got), -1)])
     order = np.lexsort((dep, w))
-    return w[order], {
+    cols = {
         "mtt_dep_dte": _dates(dep[order]),
         "mtt_fin_dte": _dates(fin_all[order], fin_all[order] < 0),
     }
+    return w[order], cols, current
 
 
 def _care(
@@ -645,6 +699,128 @@ def _enrolments_oppositions(
     )
 
 
+def _cip13(stem: str) -> str:
+    """A CIP13 from its 12 first digits and its EAN-13 check digit."""
+    total = sum(int(ch) * (3 if i % 2 else 1) for i, ch in enumerate(stem))
+    return stem + str((10 - total % 10) % 10)
+
+
+def drug_referential() -> dict[str, list[str]]:
+    """ir_pha_r: every drug synth dispenses, with its ATC code."""
+    drugs = (*FLU_VACCINES, *METFORMIN, *OTHER_DRUGS)
+    return {
+        "pha_cip_c13": [_cip13(stem) for stem, _ in drugs],
+        "pha_atc_c07": [atc for _, atc in drugs],
+    }
+
+
+def season_start(as_of: date) -> date:
+    """The first day of the flu season the date falls in (1 September)."""
+    return date(as_of.year if as_of.month >= 9 else as_of.year - 1, 9, 1)
+
+
+def _flu_days(rng: np.random.Generator, k: int, season: date) -> np.ndarray:
+    """Vaccination days of a season: from mid-October, most in the first weeks, to 31 January."""
+    launch = _days(date(season.year, 10, 15))
+    last = _days(date(season.year + 1, 1, 31))
+    day = launch + np.minimum(rng.gamma(1.5, 25.0, k).astype(np.int64), last - launch)
+    # A few pharmacies vaccinate from the season start, before the campaign's launch.
+    early = rng.random(k) < 0.02
+    return np.where(early, _days(season) + rng.integers(0, launch - _days(season), k), day)
+
+
+def _pharmacy_gp(
+    c: _Chunk, p: dict[str, Any], diabetic: np.ndarray, in_ald: np.ndarray, mtt: np.ndarray
+) -> tuple[tuple[np.ndarray, dict[str, Any]], dict[str, Any]]:
+    """GP care lines of people in ALD, and pharmacy lines (flu shots, metformin, others).
+
+    Drawn from their own stream: the other tables stay as they were without these lines.
+    """
+    rng, n, d = c.rng2, c.n, c.d
+    age, alive = p["age"], ~p["deceased"]
+    who_l, day_l, spe_l, cip_l, qsn_l = [], [], [], [], []
+
+    def add(who: np.ndarray, day: np.ndarray, spe: int | np.ndarray, cip: Any, qsn: Any) -> None:
+        keep = day <= d  # nothing after the extract date
+        k = len(who)
+        who_l.append(who[keep])
+        day_l.append(day[keep])
+        spe_l.append(np.broadcast_to(np.asarray(spe), (k,))[keep])
+        cip_l.append(np.broadcast_to(np.asarray(cip, dtype=object), (k,))[keep])
+        qsn_l.append(np.broadcast_to(np.asarray(qsn), (k,))[keep])
+
+    # GP lines over two years for people in ALD; without a médecin traitant, fewer visits.
+    ald = np.flatnonzero(in_ald & ~diabetic & alive)
+    no_mt = ~mtt[ald]
+    skip_year = rng.random(len(ald)) < np.where(no_mt, 0.45, 0.12)
+    rate = np.where(no_mt, 1.5, 4.5)
+    for lo, absent in ((d - 364, skip_year), (d - 729, np.zeros(len(ald), dtype=bool))):
+        visits = np.where(absent, 0, rng.poisson(rate))
+        who = np.repeat(ald, visits)
+        spe = np.array(GP_SPECIALTIES)[rng.integers(0, len(GP_SPECIALTIES), len(who))]
+        add(who, lo + rng.integers(0, 365, len(who)), spe, None, 0)
+
+    # Flu shots, this season and the last; the extract date decides how many are dispensed yet.
+    flu = [_cip13(stem) for stem, _ in FLU_VACCINES]
+    share = np.where(age >= 65, P_FLU_65, np.where(in_ald & (age >= 18), P_FLU_ALD, 0.0))
+    share = np.where((share == 0) & (age >= 18), P_FLU_OTHER, share) * alive
+    this = season_start(c.as_of)
+    for season in (date(this.year - 1, 9, 1), this):
+        who = np.flatnonzero(rng.random(n) < share)
+        cip = np.array(flu, dtype=object)[rng.integers(0, 3, len(who))]  # J07BB03: children
+        add(who, _flu_days(rng, len(who), season), PHARMACIST, cip, 1)
+
+    # Metformin for most diabetics: a box or more every month over the last year.
+    met = [_cip13(stem) for stem, _ in METFORMIN]
+    takers = np.flatnonzero(diabetic & alive & (rng.random(n) < P_METFORMIN))
+    phase = rng.integers(0, 30, len(takers))
+    for month in range(13):
+        day = d - 364 + phase + 30 * month
+        cip = np.array(met, dtype=object)[rng.integers(0, 2, len(takers))]
+        add(takers, day, PHARMACIST, cip, rng.integers(1, 4, len(takers)))
+
+    # Other drugs for a thin sample (a pneumococcal shot among them: not a flu shot).
+    other = [_cip13(stem) for stem, _ in OTHER_DRUGS]
+    some = np.flatnonzero(alive & (rng.random(n) < 0.05))
+    cip = np.array(other, dtype=object)[rng.integers(0, len(other), len(some))]
+    add(some, d - rng.integers(0, 365, len(some)), PHARMACIST, cip, rng.integers(1, 3, len(some)))
+
+    who, day = np.concatenate(who_l), np.concatenate(day_l)
+    spe, cip, qsn = np.concatenate(spe_l), np.concatenate(cip_l), np.concatenate(qsn_l)
+    order = np.lexsort((day, who))
+    who, day, spe, cip, qsn = who[order], day[order], spe[order], cip[order], qsn[order]
+    m = len(who)
+    line = np.int64(c.start) * 1000 + _PHA_LINE_OFFSET + np.arange(m, dtype=np.int64)
+    month_ = day.astype("datetime64[D]").astype("datetime64[M]")
+    flx_dis = ((month_ + 1).astype("datetime64[D]") - _EPOCH).astype(np.int64) + 19
+    keys: dict[str, Any] = {
+        "dct_ord_num": (line % 100_000).astype(np.int64),
+        "flx_dis_dtd": _dates(flx_dis),
+        "flx_emt_num": (line // 100_000).astype(np.int64),
+        "flx_emt_ord": (line % 7).astype(np.int64),
+        "flx_emt_typ": np.where(spe == PHARMACIST, 3, 1).astype(np.int64),
+        "flx_trt_dtd": _dates(flx_dis - 3),
+        "org_cle_num": pa.array(
+            np.char.add("01", np.char.add(p["dpt"][who].astype(str), "0000")).astype(str)
+        ),
+        "prs_ord_num": (line % 3).astype(np.int64),
+        "rem_typ_aff": (line % 2).astype(np.int64),
+    }
+    pharmacy = spe == PHARMACIST
+    prs = {
+        # 1111: a GP consultation; 3317: a pharmacy dispensation.
+        "prs_nat_ref": np.where(pharmacy, 3317, 1111).astype(np.int64),
+        "exe_soi_dtd": _dates(day),
+        "pse_spe_cod": spe.astype(np.int64),
+        **keys,
+    }
+    ix = pa.array(np.flatnonzero(pharmacy))
+    pha = {k: (v.take(ix) if isinstance(v, pa.Array) else v[pharmacy]) for k, v in keys.items()}
+    pha["pha_prs_c13"] = pa.array(cip[pharmacy].astype(str))
+    pha["pha_act_qsn"] = qsn[pharmacy].astype(np.int64)
+    return (who, prs), pha
+
+
 def _table(
     name: str, psa: pa.Array | None, rng_gem: np.ndarray | None, cols: dict[str, Any]
 ) -> pa.Table:
@@ -673,14 +849,20 @@ def _chunk_tables(c: _Chunk, pools: _Pools) -> dict[str, pa.Table]:
         return psa.take(pa.array(who)), gem[who]
 
     out = {"ir_ben_r": _table("ir_ben_r", psa, gem, p["ir_ben_r"])}
-    who, cols, diabetic = _ald(c, p)
+    who, cols, diabetic, in_ald = _ald(c, p)
     out["ir_imb_r"] = _table("ir_imb_r", *sub(who), cols)
-    who, cols = _mtt(c, p, diabetic)
+    who, cols, mtt = _mtt(c, p, diabetic, in_ald)
     out["ir_mtt_r"] = _table("ir_mtt_r", *sub(who), cols)
     (who, prs), bio, cam = _care(c, p, diabetic)
-    out["er_prs_f"] = _table("er_prs_f", *sub(who), prs)
+    (who_g, prs_g), pha = _pharmacy_gp(c, p, diabetic, in_ald, mtt)
+    out["er_prs_f"] = pa.concat_tables(
+        [_table("er_prs_f", *sub(who), prs), _table("er_prs_f", *sub(who_g), prs_g)]
+    )
     out["er_bio_f"] = _table("er_bio_f", None, None, bio)
     out["er_cam_f"] = _table("er_cam_f", None, None, cam)
+    out["er_pha_f"] = _table("er_pha_f", None, None, pha)
+    if c.index == 0:  # one referential per extract
+        out["ir_pha_r"] = _table("ir_pha_r", None, None, drug_referential())
     has, cols = _contacts(c, p, pools)
     keep = np.flatnonzero(has)
     out["contacts"] = _table(

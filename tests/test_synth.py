@@ -152,5 +152,19 @@ def test_cli(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert (out / "er_prs_f.parquet").exists()
+    assert (out / "er_pha_f.parquet").exists() and (out / "ir_pha_r.parquet").exists()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "n'est pas vide" in again.output
+
+
+def test_the_new_lines_leave_sophias_targets_where_they_were(tmp_path: Path) -> None:
+    # Pinned before pharmacy and GP lines were added: they are drawn from a stream of their own.
+    write_extract(out=tmp_path / "x", people=20_000, seed=5, as_of=AS_OF)
+    t = run_targeting(rule=RULE, extract=tmp_path / "x", as_of=AS_OF).to_pandas()
+    rows = sorted(
+        f"{r.ben_nir_psa}:{r.ben_rng_gem}:{r.priority}:{r.gap_renal}{r.gap_dental}{r.gap_fundus}"
+        for r in t[t.eligible].itertuples()
+    )
+    assert (len(rows), int(t.priority.sum())) == (29, 9)
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    assert digest == "f3a9074c501bc0ff24f574a7d617a656f9d97c2241b4171152b8a29e6cc9a3b2"

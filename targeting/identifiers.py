@@ -21,8 +21,9 @@ CANDIDATE = r"[0-9ab+\s.()/_-]{8,}"
 # number starts with 0 or +, a NIR never does.
 SHAPES: dict[Kind, str] = {
     "email": r"[^@]+@.+",
-    # French national (0X…), international (+33 / 0033, "(0)" kept or not), any E.164.
-    "phone": r"0[1-9][0-9]{8}|(?:\+|00)330?[1-9][0-9]{8}|(?:\+|00)[1-9][0-9]{6,14}",
+    # French national (0X…), French international (+33 / 0033, "(0)" kept or not), any E.164
+    # written with its "+": a bare "00…" run of digits is also what a hexadecimal key can be.
+    "phone": r"0[1-9][0-9]{8}|(?:\+|00)330?[1-9][0-9]{8}|\+[1-9][0-9]{6,14}",
     # Sex, year, month, département (2A/2B in Corsica), commune, order; the key is optional.
     "nir": r"[0-9]{5}(?:[0-9]{2}|2[ab])[0-9]{6}(?:[0-9]{2})?",
 }

@@ -37,6 +37,7 @@ TABLE = [
     ("", None),
     (None, None),
     ("12345678901234", None),  # 14 digits: neither a NIR nor a phone
+    ("0034282847542313", None),  # a hexadecimal key made of digits only (synth, 1 M people)
     ("612345678", None),  # a phone read as a number (the range check of ben_rng_gem refuses it)
     ("1850578006084365", None),  # 16 digits
 ]

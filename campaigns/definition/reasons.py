@@ -46,6 +46,21 @@ class Reason(StrEnum):
     NO_TIME_LEFT_IN_WINDOW = "no_time_left_in_window"
     HOLDOUT_WINDOW_CLOSED = "holdout_window_closed"
     CASCADE_FINISHED = "cascade_finished"
+    # Step conditions (`requires` failing, `unless` holding) and the campaign's end.
+    NOT_PRIORITY = "not_priority"
+    NOT_REACHED_BY_PHONE = "not_reached_by_phone"
+    MAILBOX_NOT_READ = "mailbox_not_read"
+    STEP_NOT_SENT = "step_not_sent"
+    HAS_PHONE = "has_phone"
+    HAS_COMPTE_AMELI = "has_compte_ameli"
+    HAS_EMAIL = "has_email"
+    HAS_ADDRESS = "has_address"
+    IS_PRIORITY = "is_priority"
+    REACHED_BY_PHONE = "reached_by_phone"
+    MAILBOX_READ = "mailbox_read"
+    STEP_SENT = "step_sent"
+    CAMPAIGN_ENDED = "campaign_ended"
+    OUTSIDE_CAMPAIGN_DATES = "outside_campaign_dates"
     # Targeting: the person's ALD was renewed, the campaign no longer concerns them.
     RENEWED = "renewed"
     # Providers' final failures (dispatch records the adapter's code).
@@ -97,6 +112,20 @@ LABELS: dict[Reason, str] = {
     Reason.NO_TIME_LEFT_IN_WINDOW: "plus de temps dans la période de l'étape",
     Reason.HOLDOUT_WINDOW_CLOSED: "groupe témoin : période de la campagne terminée",
     Reason.CASCADE_FINISHED: "toutes les étapes de la campagne ont été jouées",
+    Reason.NOT_PRIORITY: "étape réservée aux personnes prioritaires",
+    Reason.NOT_REACHED_BY_PHONE: "étape réservée aux personnes jointes par téléphone",
+    Reason.MAILBOX_NOT_READ: "étape réservée aux personnes ayant lu le message ameli",
+    Reason.STEP_NOT_SENT: "étape réservée aux personnes à qui l'étape précédente est parvenue",
+    Reason.HAS_PHONE: "la personne a un numéro de téléphone",
+    Reason.HAS_COMPTE_AMELI: "la personne a un compte ameli",
+    Reason.HAS_EMAIL: "la personne a une adresse électronique",
+    Reason.HAS_ADDRESS: "la personne a une adresse postale",
+    Reason.IS_PRIORITY: "la personne est prioritaire",
+    Reason.REACHED_BY_PHONE: "la personne a déjà été jointe par téléphone",
+    Reason.MAILBOX_READ: "la personne a lu le message ameli",
+    Reason.STEP_SENT: "une étape précédente est déjà parvenue à la personne",
+    Reason.CAMPAIGN_ENDED: "la campagne est terminée",
+    Reason.OUTSIDE_CAMPAIGN_DATES: "hors des dates de la campagne",
     Reason.RENEWED: "l'ALD a été renouvelée",
     Reason.FAILED: "échec de l'envoi",
     Reason.TEMPORARY: "échec temporaire chez le fournisseur",

@@ -3,14 +3,18 @@ and what the campaign's end does to queued actions and members (both backends)."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.membership import admit_targets, anchor_date, last_birthday
-from campaigns.cascade.tick import tick
+from campaigns.cascade.tick import action_views, tick, uses_reads
+from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import (
     DEFINITIONS_DIR,
     Anchor,
@@ -19,8 +23,12 @@ from campaigns.definition.model import (
     parse_definition,
 )
 from campaigns.ledger.db import session_scope
-from campaigns.ledger.models import Action, Member, MemberEvent
+from campaigns.ledger.models import Action, Member, MemberEvent, ProviderEvent
 from campaigns.ledger.registry import register_campaign
+from channels.email import LocalEmail
+from channels.letters import LocalLetters
+from channels.mailbox import LocalMailbox
+from console.demo.simulator import at
 from tests.factories import population
 
 SOPHIA = parse_definition(DEFINITIONS_DIR / "sophia_ald8" / "campaign.yaml")
@@ -108,3 +116,48 @@ def test_the_end_cancels_queued_actions_and_lets_members_go(engine: Engine) -> N
         assert len(left) == 3 and {e.detail["reason"] for e in left} == {"campaign_ended"}
     again = tick(engine=engine, definition=d, today=END + timedelta(days=2))
     assert again["left_campaign_ended"] == 0 and again["cancelled_campaign_ended"] == 0
+
+
+def test_dispatch_never_sends_past_the_end(engine: Engine, tmp_path: Path) -> None:
+    d = shaped("wave")
+    campaign = replace(load_campaign("sophia-ald8"), definition=d)
+    _admit(engine, d, LAUNCH)
+    tick(engine=engine, definition=d, today=LAUNCH)
+    with session_scope(engine) as s:
+        queued = len(s.exec(select(Action).where(Action.channel == "letter")).all())
+    assert queued >= 1  # the holdout gets none
+    letters = LocalLetters(tmp_path)
+    box = Adapters(mailbox=LocalMailbox(tmp_path), email=LocalEmail(tmp_path), letters=letters)
+    # No tick after the end yet: what was queued is still there, and must not go out.
+    after = END + timedelta(days=1)
+    counts = dispatch(engine=engine, campaign=campaign, channel="letter", adapters=box, today=after)
+    assert counts.get("sent", 0) == 0 and counts["cancelled_campaign_ended"] == queued
+    with session_scope(engine) as s:
+        assert {
+            (a.state, a.reason) for a in s.exec(select(Action).where(Action.channel == "letter"))
+        } == {("cancelled", "campaign_ended")}
+
+
+def test_the_tick_sees_mailbox_reads(engine: Engine) -> None:
+    d = shaped("wave")
+    _admit(engine, d, LAUNCH)
+    tick(engine=engine, definition=d, today=LAUNCH)
+    with session_scope(engine) as s:
+        box = s.exec(select(Action).where(Action.channel == "mailbox")).first()
+        assert box is not None
+        box.state = "delivered"
+        s.add(
+            ProviderEvent(
+                provider="mailbox",
+                event_id="read:x",
+                kind="read",
+                ref=box.key,
+                received_at=at(LAUNCH, 12),
+            )
+        )
+        member_id = box.member_id
+    with session_scope(engine) as s:
+        views = action_views(s, [member_id], reads=True)[member_id]
+        assert [v.read for v in views if v.step == "mailbox"] == [True]
+        assert not any(v.read for v in action_views(s, [member_id])[member_id])
+    assert uses_reads(d) is False

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from campaigns.calls.queue import claim_next
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.membership import admit_targets, anchor_date, last_birthday
 from campaigns.cascade.tick import action_views, tick, uses_reads
@@ -161,3 +162,19 @@ def test_the_tick_sees_mailbox_reads(engine: Engine) -> None:
         assert [v.read for v in views if v.step == "mailbox"] == [True]
         assert not any(v.read for v in action_views(s, [member_id])[member_id])
     assert uses_reads(d) is False
+
+
+def test_no_call_is_offered_past_the_end(engine: Engine) -> None:
+    call = SOPHIA.cascade[0].model_copy(update={"start_days": 0, "end_days": 30})
+    d = shaped("wave").model_copy(update={"cascade": [call, *SOPHIA.cascade[1:]]})
+    _admit(engine, d, LAUNCH, n=6)
+    tick(engine=engine, definition=d, today=LAUNCH)
+    with session_scope(engine) as s:
+        assert s.exec(select(Action).where(Action.channel == "phone")).all()
+        # No tick since the end: the calls are still queued, yet none is offered.
+        after = claim_next(
+            session=s, adviser="a", now=at(END + timedelta(days=1), 11), definitions={d.id: d}
+        )
+        assert after is None
+        during = claim_next(session=s, adviser="a", now=at(LAUNCH, 11), definitions={d.id: d})
+        assert during is not None

@@ -98,6 +98,7 @@ def run_targeting_spark(
             ("priority", pa.bool_()),
             *[(g, pa.bool_()) for g in rule.gaps],
             ("ald_end_date", pa.date32()),
+            *([("birth_date", pa.date32())] if rule.exact_ages else []),
             ("echelon", pa.string()),
             ("reasons", pa.string()),
         ]

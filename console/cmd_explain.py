@@ -74,15 +74,25 @@ def explain(
         t.add_column("verdict")
         t.add_column("why")
         t.add_column("rows")
-        for c in checks:
+
+        def add(c: Check, depth: int) -> None:
             verdict = (
                 _mark(c.passed) if not gap else ("[red]gap[/red]" if not c.passed else "no gap")
             )
-            t.add_row(c.name, verdict, c.detail, "\n".join(_row_text(r) for r in c.rows))
+            name = "  " * depth + c.name + (f" « {c.label} »" if c.label else "")
+            rows = "\n".join(_row_text(r) for r in c.rows)
+            t.add_row(escape(name), verdict, escape(c.detail), escape(rows))
+            for child in c.children:  # the members of an all_of / any_of / not
+                add(child, depth + 1)
+
+        for c in checks:
+            add(c, 0)
         out.print(t)
 
     section("Eligibility", x.criteria)
     section("Care gaps", x.gaps, gap=True)
+    if x.priority_rule is not None:
+        section("Priorité (when)", [x.priority_rule])
 
 
 def register(app: typer.Typer) -> None:

@@ -20,15 +20,15 @@ from targeting.rule import (
     Age,
     AldInForce,
     AldRenewal,
-    AllOf,
     Alive,
+    AllOf,
     AnyOf,
     Care,
     HasContact,
     MedecinTraitant,
     NoCare,
-    NoOpposition,
     Node,
+    NoOpposition,
     Not,
     NotEnrolled,
     Residence,
@@ -37,7 +37,7 @@ from targeting.rule import (
     TargetingRule,
     Window,
 )
-from targeting.schema import JOIN_KEYS, SENTINEL_DATE
+from targeting.schema import JOIN_KEYS, SENTINEL_DATE, Table, programme_table
 
 KEY = "ben_nir_psa, ben_rng_gem"
 
@@ -113,9 +113,7 @@ def window_bounds(
     return parameters[w.since], d, None
 
 
-def care_sql(
-    source: Source, codes: list[str], lo: date, hi: date, years: list[int] | None
-) -> str:
+def care_sql(source: Source, codes: list[str], lo: date, hi: date, years: list[int] | None) -> str:
     """The people with a care act of the source and codes dated in [lo, hi] (and in `years`)."""
     # Care lines are filtered by date first (a range the engines can push into the scan).
     lines = f"p.exe_soi_dtd BETWEEN {sql_literal(lo)} AND {sql_literal(hi)}"
@@ -134,9 +132,7 @@ def care_sql(
             "JOIN ir_pha_r r ON r.pha_cip_c13 = a.pha_prs_c13 "
             f"WHERE ({atc}) AND {lines}"
         )
-    table, code = {"lab": ("er_bio_f", "bio_prs_ide"), "ccam": ("er_cam_f", "cam_prs_ide")}[
-        source
-    ]
+    table, code = {"lab": ("er_bio_f", "bio_prs_ide"), "ccam": ("er_cam_f", "cam_prs_ide")}[source]
     return (
         f"SELECT DISTINCT p.ben_nir_psa, p.ben_rng_gem, 1 AS had FROM er_prs_f p "
         f"JOIN (SELECT * FROM {table} WHERE {code} IN {sql_list(codes)}) a ON {CARE_JOIN} "
@@ -186,6 +182,15 @@ def tables_needed(rule: TargetingRule) -> list[str]:
     for g in rule.gaps.values():
         need.update(_SOURCE_TABLES[g.source])
     return sorted(need)
+
+
+def table_specs(rule: TargetingRule) -> dict[str, Table]:
+    """The tables the rule names itself (programme tables), described by key and date column."""
+    return {
+        c.table: programme_table(c.table, c.date_column)
+        for c in rule.nodes()
+        if isinstance(c, NotEnrolled)
+    }
 
 
 class _Query:
@@ -292,7 +297,7 @@ def _care(q: _Query, c: Care) -> str:
     return f"CASE WHEN {alias}.had IS NOT NULL THEN {sql_literal('care_found:' + c.id)} END"
 
 
-def _leaf(q: _Query, c: Node, top: bool) -> str:  # noqa: C901 - one branch per kind
+def _leaf(q: _Query, c: Node, top: bool) -> str:
     """The reason expression of one criterion: a code (or codes) when it fails, else NULL."""
     d = sql_literal(q.d)
     sentinel = sql_literal(date.fromisoformat(SENTINEL_DATE))
@@ -439,7 +444,9 @@ def run_targeting(
     own = con is None
     con = con or duckdb.connect()
     try:
-        paths = open_extract(con, Path(extract), tables_needed(rule), validate=validate)
+        paths = open_extract(
+            con, Path(extract), tables_needed(rule), validate=validate, specs=table_specs(rule)
+        )
         sql = rule_sql(rule, as_of, include_ineligible=include_ineligible)
         try:
             return con.sql(sql).to_arrow_table()
@@ -460,3 +467,18 @@ def write_csv_atomic(table: pa.Table, path: Path) -> None:
             con.execute(f"COPY result TO '{quoted}' (FORMAT csv, HEADER true)")
         finally:
             con.close()
+
+
+def node_reasons_sql(rule: TargetingRule, as_of: date, nodes: list[Node]) -> str:
+    """For every person, the reasons of each given criterion (`r0`, `r1`…; NULL when it holds).
+
+    The same compilation as `rule_sql`, one column per criterion: `relance explain` reads
+    the verdict of each member of a composition from it.
+    """
+    q = _Query(rule, as_of)
+    q.cte("ct", f"SELECT {KEY}, 1 AS has_contact FROM contacts GROUP BY {KEY}")
+    cols = [f"{_node(q, n)} AS r{i}" for i, n in enumerate(nodes)]
+    return (
+        f"WITH {', '.join(q.ctes)} SELECT b.ben_nir_psa, b.ben_rng_gem, {', '.join(cols)} "
+        f"FROM ir_ben_r b {' '.join(q.joins)}"
+    )

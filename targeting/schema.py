@@ -183,7 +183,6 @@ TABLES: dict[str, Table] = {
 }
 
 
-
 def programme_table(name: str, date_column: str = "date_adhesion") -> Table:
     """A programme's enrolment table, as a campaign names it: the person key and a date."""
     return Table(name, (*_key(), Column(date_column, "date")), "programme enrolments")

@@ -17,15 +17,15 @@ from targeting.rule import (
     Age,
     AldInForce,
     AldRenewal,
-    AllOf,
     Alive,
+    AllOf,
     AnyOf,
     Care,
     HasContact,
     MedecinTraitant,
     NoCare,
-    NoOpposition,
     Node,
+    NoOpposition,
     Not,
     NotEnrolled,
     Residence,
@@ -178,7 +178,7 @@ class Oracle:
             return self.code(~has, "no_medecin_traitant")
         return self.code(has, "has_medecin_traitant")
 
-    def leaf(self, c: Node) -> pd.Series:  # noqa: C901 - one branch per kind
+    def leaf(self, c: Node) -> pd.Series:
         ben, d = self.ben, self.d
         if isinstance(c, Alive):
             dcd = ben["ben_dcd_dte"]

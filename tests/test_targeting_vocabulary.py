@@ -138,8 +138,14 @@ WINDOW_CASES: dict[str, tuple[list[dict[str, Any]], tuple[bool, bool]]] = {
     "W_GP_ON_D": ([{"on": D, "specialty": 1}], (False, True)),
     "W_GP_AFTER_D": ([{"on": D + timedelta(days=1), "specialty": 1}], (True, True)),
     # D − 6 months = 2025-09-02: excluded; the next day included.
-    "W_HBA1C_6M_BOUNDARY": ([{"on": date(2025, 9, 2), "lab": ["1577"], "specialty": 38}], (True, True)),
-    "W_HBA1C_6M_INSIDE": ([{"on": date(2025, 9, 3), "lab": ["1577"], "specialty": 38}], (True, False)),
+    "W_HBA1C_6M_BOUNDARY": (
+        [{"on": date(2025, 9, 2), "lab": ["1577"], "specialty": 38}],
+        (True, True),
+    ),
+    "W_HBA1C_6M_INSIDE": (
+        [{"on": date(2025, 9, 3), "lab": ["1577"], "specialty": 38}],
+        (True, False),
+    ),
 }
 
 GP_LAST_YEAR: dict[str, Any] = {"on": date(2025, 6, 10), "specialty": 1}
@@ -339,7 +345,8 @@ def test_the_checker_names_the_programme_date_column(tmp_path: Path) -> None:
             "horizon_days est requis",
         ),
         (
-            "criteria: [{kind: care, id: x, source: lab, codes: ['1'], window: {days: 3, months: 1}}]",
+            "criteria: [{kind: care, id: x, source: lab, codes: ['1'],"
+            " window: {days: 3, months: 1}}]",
             "exactement une forme",
         ),
         ("criteria: [{any_of: [{kind: alive}], not: {kind: alive}}]", "critère inconnu"),

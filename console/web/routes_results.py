@@ -156,7 +156,9 @@ def results_xlsx(
     return Response(
         out.getvalue(),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'
+        },
     )
 
 

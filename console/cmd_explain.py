@@ -14,8 +14,10 @@ from rich.table import Table
 
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
+from campaigns.definition.reasons import targeting_reason_label
 from targeting.explain import Check, explain_person
 from targeting.extract import ExtractError
+from targeting.rule import Care
 
 
 def _mark(ok: bool) -> str:
@@ -66,6 +68,9 @@ def explain(
     out.print(f"{escape(psa)}:{rng_gem} on {day}: {verdict}{prio}")
     if x.reasons:
         out.print(f"reasons: {';'.join(x.reasons)}")
+        labels = {n.id: n.label for n in rule.nodes() if isinstance(n, Care) and n.label}
+        words = " ; ".join(targeting_reason_label(r, labels) for r in x.reasons)
+        out.print(f"motifs : {words}", markup=False)
     out.print(f"renewal date: {x.renewal_date or '—'}  ·  échelon: {x.echelon}")
 
     def section(title: str, checks: list[Check], gap: bool = False) -> None:

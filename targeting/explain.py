@@ -269,7 +269,7 @@ def _care(c: Care, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
         found = f"aucun acte {span} ; le dernier le {rows[0]['date']} ({rows[0]['code']})"
     else:
         found = f"aucun acte {span}, aucun dans l'extraction"
-    want = "exigé" if c.present else "exclu (la personne ne doit pas l'avoir)"
+    want = "exigé" if c.present else "exclut de la campagne s'il est trouvé"
     return f"« {what} » ({want}) : {found}", rows
 
 

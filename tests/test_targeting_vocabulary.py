@@ -4,6 +4,7 @@ edges, asserted on DuckDB's verdicts, and DuckDB == the pandas oracle == Spark r
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -440,3 +441,31 @@ def test_spark_gives_duckdbs_rows(spark: Any, tmp_path: Path, fmt: str) -> None:
         assert sp.to_pylist() == d.to_pylist()
         only = run_targeting_spark(rule=r, extract=str(x), as_of=D, spark=spark)
         assert only.to_pylist() == run_targeting(rule=r, extract=x, as_of=D).to_pylist()
+
+
+def test_a_campaign_file_names_the_nested_yaml_path(tmp_path: Path) -> None:
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.definition.model import DEFINITIONS_DIR, DefinitionError
+
+    folder = tmp_path / "c"
+    shutil.copytree(DEFINITIONS_DIR / "sophia_ald8", folder)
+    text = (folder / "campaign.yaml").read_text()
+    nested = "    - not: {kind: medecin_traitant, declred: false}\n"
+    (folder / "campaign.yaml").write_text(text.replace("    - {kind: medecin_traitant}\n", nested))
+    with pytest.raises(DefinitionError) as e:
+        load_campaign(str(folder))
+    assert "targeting.criteria[3].not.declred: unknown key (did you mean 'declared'?)" in str(
+        e.value
+    )
+
+
+def test_every_targeting_reason_has_french_words() -> None:
+    from campaigns.definition.reasons import reason_label, targeting_reason_label
+    from targeting.rule import REASONS
+
+    for codes in REASONS.values():
+        for code in codes:
+            qualified = f"{code}:x" if code in ("care_found", "care_missing", "excluded") else code
+            assert reason_label(code) and reason_label(qualified)
+    words = targeting_reason_label("care_found:vaccinated", {"vaccinated": "vacciné"})
+    assert words.endswith(" : vacciné")

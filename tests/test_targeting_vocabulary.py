@@ -469,3 +469,58 @@ def test_every_targeting_reason_has_french_words() -> None:
             assert reason_label(code) and reason_label(qualified)
     words = targeting_reason_label("care_found:vaccinated", {"vaccinated": "vacciné"})
     assert words.endswith(" : vacciné")
+
+
+# Everything at once on a synthetic region: nested any_of/all_of, a `not` around a drug care
+# criterion, no MT declared, windows in months and years, priority when with an absent lab.
+MIXED_RULE = rule(
+    """
+parameters: {s: 2026-09-01}
+criteria:
+  - {kind: alive}
+  - any_of:
+      - {kind: age, min_years: 65}
+      - all_of: [{kind: age, min_years: 18}, {kind: ald_in_force, etm_nat: [41, 43, 45]}]
+  - not: {kind: care, id: v, source: drug, codes: [J07BB], window: {since: s}}
+  - {kind: medecin_traitant, declared: false}
+gaps:
+  g1: {source: specialty, codes: ["1"], window: {months: 12}}
+  g2: {source: ccam, codes: [BGQP140], window: {years: [-2, -1, 0]}}
+priority:
+  when:
+    any_of:
+      - {kind: age, min_years: 80}
+      - {kind: care, id: w, source: lab, codes: ["0592"], window: {days: 400}, present: false}
+"""
+)
+SYNTH_DAY = date(2026, 11, 20)
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from targeting.synth import write_extract
+
+    out = tmp_path_factory.mktemp("region") / "x"
+    write_extract(out=out, people=6_000, seed=5, as_of=SYNTH_DAY)
+    return out
+
+
+@pytest.mark.parametrize("which", ["flu", "mixed"])
+def test_the_oracle_agrees_on_a_synthetic_region(region: Path, which: str) -> None:
+    r = FLU_RULE if which == "flu" else MIXED_RULE
+    d = run_targeting(rule=r, extract=region, as_of=SYNTH_DAY, include_ineligible=True)
+    frame = d.to_pandas().set_index(["ben_nir_psa", "ben_rng_gem"])
+    oracle = run_oracle(rule=r, extract=region, as_of=SYNTH_DAY)
+    assert 0 < int(frame["eligible"].sum()) < len(frame) == 6_000
+    assert int(frame["priority"].sum()) > 0
+    assert _records(oracle.set_index(["ben_nir_psa", "ben_rng_gem"])) == _records(frame)
+
+
+def test_spark_agrees_on_a_synthetic_region(spark: Any, region: Path) -> None:
+    from targeting.spark import run_targeting_spark
+
+    d = run_targeting(rule=MIXED_RULE, extract=region, as_of=SYNTH_DAY, include_ineligible=True)
+    sp = run_targeting_spark(
+        rule=MIXED_RULE, extract=str(region), as_of=SYNTH_DAY, include_ineligible=True, spark=spark
+    )
+    assert sp.equals(d)

@@ -524,3 +524,32 @@ def test_spark_agrees_on_a_synthetic_region(spark: Any, region: Path) -> None:
         rule=MIXED_RULE, extract=str(region), as_of=SYNTH_DAY, include_ineligible=True, spark=spark
     )
     assert sp.equals(d)
+
+
+def test_relance_target_names_the_missing_tables_and_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from campaigns.definition.model import DEFINITIONS_DIR
+    from console.cli import app
+
+    folder = tmp_path / "c"
+    shutil.copytree(DEFINITIONS_DIR / "sophia_ald8", folder)
+    text = (folder / "campaign.yaml").read_text()
+    extra = (
+        "    - {kind: not_enrolled, table: mt_inscriptions, date_column: date_inscription}\n"
+        "    - {kind: care, id: vaccinated, source: drug, codes: [J07BB], window: {days: 90},"
+        " present: false}\n"
+    )
+    (folder / "campaign.yaml").write_text(
+        text.replace("    - {kind: has_contact}\n", "    - {kind: has_contact}\n" + extra)
+    )
+    x = write(tmp_path / "x", "csv")
+    args = ["target", str(folder), "--extract", str(x), "--as-of", D.isoformat()]
+    ok = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "ok.csv")])
+    assert ok.exit_code == 0, ok.output
+    (x / f"{PROGRAMME}.csv").unlink()
+    (x / "ir_pha_r.csv").unlink()
+    r = CliRunner().invoke(app, [*args, "--output", str(tmp_path / "out.csv")])
+    assert r.exit_code == 2
+    assert f"table {PROGRAMME} manquante" in r.output and "table ir_pha_r manquante" in r.output
+    assert not (tmp_path / "out.csv").exists()

@@ -434,7 +434,8 @@ def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[str, int | No
     for part in loc:
         child = _walk(node, part)
         if child is None:
-            if _is_tag(node, part):
+            if _is_tag(node, part) or path.endswith(f".{part}"):
+                # `not: {…}` is both the union tag and the key: the key was walked already.
                 continue
             if isinstance(node, yaml.MappingNode) and not isinstance(part, int):
                 # A key that is not there (unknown or missing): name it, point at its parent.

@@ -53,7 +53,9 @@ def _header(path: Path, names: list[str], date_column: str, report: FeedReport) 
     return dates[0]
 
 
-def _parse(path: Path, report: FeedReport, date_column: str) -> list[dict[str, Any]]:
+def _parse(
+    path: Path, report: FeedReport, date_column: str = "date_adhesion"
+) -> list[dict[str, Any]]:
     """The good rows; each bad line is named in `report.errors` by line and column, never value.
 
     Columns: the person's key, the goal's date (`date_column`, or `date_adhesion`, or

@@ -15,6 +15,7 @@ eligible people of each échelon.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,8 +101,8 @@ class Objectives(_Strict):
     """Per échelon, a count of goals to reach, or a rate of the eligible people."""
 
     kind: Literal["count", "rate"] = "count"
-    default: float | None = Field(default=None, ge=0)
-    echelons: dict[str, float] = Field(default_factory=dict)
+    default: int | float | None = Field(default=None, ge=0)
+    echelons: dict[str, int | float] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,6 +125,28 @@ class Objectives(_Strict):
         elif any(v != int(v) for v in values):
             raise ValueError("a count objective is a whole number")
         return self
+
+    # Read like today's mapping `{échelon: count}`: iterating gives the échelons.
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __getitem__(self, echelon: str) -> int:
+        return self.counts()[echelon]
+
+    def keys(self) -> list[str]:
+        """The échelons that have an objective."""
+        return self.names()
+
+    def values(self) -> list[int]:
+        """The fixed counts (a count objective; none for a rate)."""
+        return list(self.counts().values())
+
+    def items(self) -> list[tuple[str, int]]:
+        """Échelon and fixed count (a count objective; none for a rate)."""
+        return list(self.counts().items())
 
     def __bool__(self) -> bool:
         return bool(self.echelons) or self.default is not None

@@ -121,10 +121,7 @@ def test_the_table_computed_by_hand(engine: Engine) -> None:
             (date(2026, 3, 25), 7),
             (date(2026, 6, 30), 8),
         ]
-        effects = {
-            e.echelon: e
-            for e in effect_report(session=s, campaign_id=D.id, window_days=60)
-        }
+        effects = {e.echelon: e for e in effect_report(session=s, campaign_id=D.id, window_days=60)}
     # Last touch within 60 days: 3 calls, 2 mailbox messages; the letter of 20 March is 102
     # days before the 30 June enrolment, and person 25 was never reached: 2 with no touch.
     assert effects["91"].credited == {"phone": 3, "mailbox": 2, "letter": 0, "none": 2}

@@ -106,7 +106,7 @@ def echelon_report(
             setattr(row(e), column, n)
     set_in_ledger = current_objectives(session=session, campaign_id=campaign_id)
     if objectives is not None and objectives.kind == "rate":
-        for e in [*rows, *(e for e in objectives.echelons if e not in rows)]:
+        for e in [*rows, *(e for e in objectives.names() if e not in rows)]:
             r = row(e)
             r.objective_rate = objectives.rate(e)
             r.objective = objectives.target(e, r.eligible) or 0

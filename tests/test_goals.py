@@ -30,6 +30,7 @@ from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Pers
 from campaigns.ledger.registry import register_campaign
 from campaigns.measurement.effect_report import effect_report
 from campaigns.measurement.report import echelon_report, total_row
+from campaigns.measurement.why import why
 from console.demo.simulator import at
 from tests.factories import population
 from tests.test_encryption import _migrate, empty_url  # noqa: F401 (a fixture)
@@ -317,6 +318,8 @@ def test_a_registry_fact_on_or_after_entry_closes_the_member(engine: Engine) -> 
         left = s.exec(select(MemberEvent).where(MemberEvent.kind == "left")).one()
         assert left.detail["reason"] == "goal_observed"
         assert left.detail["source"] == "goal_observation"
+        story = why(session=s, campaign_id=MT.id, ben_nir_psa=first, ben_rng_gem=1)
+        assert (ENTRY, "goal observed in the extract (registry_fact)") in story.lines
     # Observed again the next day: nothing new, nobody closed twice.
     again = _observe(engine, MT, fake, TODAY + timedelta(days=1))
     assert again["new"] == 0 and again["members_closed"] == 0
@@ -489,3 +492,39 @@ def test_migration_0009_credits_each_existing_row_to_the_campaigns_of_its_person
         assert n == 2
     finally:
         engine.dispose()
+
+
+# --- relance enrolments --campaign ID FILE ----------------------------------------------------
+
+
+def test_the_cli_ingests_a_campaigns_feed(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from campaigns.settings import get_settings
+    from console.cli import app
+
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RELANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        _admit(engine, D)
+        _admit(engine, X)
+        key = sorted(_statuses(engine, D.id))[0]
+        feed = tmp_path / "adhesions.csv"
+        feed.write_text(
+            "ben_nir_psa,ben_rng_gem,date_adhesion,canal\n"
+            f"{key},1,{TODAY.isoformat()},online\n"
+            f"{key},1,2026-02-30,online\n"
+        )
+        r = CliRunner().invoke(app, ["enrolments", "--campaign", D.id, str(feed)])
+        assert r.exit_code == 1, r.output  # one bad line: said, the good one went in
+        assert "1 nouvelle(s), 1 membre(s) sorti(s)" in r.output
+        assert "ligne 3, colonne date_adhesion" in r.output
+        assert _statuses(engine, D.id)[key] == "goal"
+        assert _statuses(engine, X.id)[key] == "active"
+        r = CliRunner().invoke(app, ["enrolments", "--campaign", "nope", str(feed)])
+        assert r.exit_code == 2 and "nope" in r.output
+    finally:
+        get_settings.cache_clear()

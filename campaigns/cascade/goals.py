@@ -23,9 +23,15 @@ from campaigns.cascade.enrolments import record_goal_rows
 from campaigns.definition.goals import CareActGoal, RegistryFactGoal
 from campaigns.definition.model import REACHED_OUTCOMES
 from campaigns.definition.reasons import Reason
-from campaigns.ledger.models import ACTIVE, SUCCESS_STATES, Action, Member, Person
+from campaigns.ledger.models import (
+    ACTIVE,
+    OBSERVED_CHANNEL,
+    SUCCESS_STATES,
+    Action,
+    Member,
+    Person,
+)
 
-OBSERVED_CHANNEL = "observed"
 SINCE_COLUMNS = ["ben_nir_psa", "ben_rng_gem", "since"]
 
 # targeting.goals.observe_goal: (extract, goal, since frame) -> key + observed_on.

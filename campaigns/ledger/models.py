@@ -158,6 +158,10 @@ class MemberEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+# The channel of a goal row observed in the extract (a care act, a registry fact).
+OBSERVED_CHANNEL = "observed"
+
+
 class Enrolment(SQLModel, table=True):
     """A goal reached, credited to one campaign: an enrolment from the campaign's feed, or a
     care act / registry fact observed in the extract (`programme` then names the goal kind).

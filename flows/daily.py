@@ -264,15 +264,19 @@ def _publish_report(campaign_id: str, day: date, rows: list[dict[str, Any]]) -> 
     table = [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     title = f"{campaign_id} — objectifs par échelon au {day.strftime('%d/%m/%Y')}"
     create_table_artifact(key=f"{campaign_id}-objectives", table=table, description=title)
+    goal = load_campaign(campaign_id).definition.labels.goal
     md = [
         f"# {title}",
         "",
-        "| échelon | éligibles | adhésions | objectif | atteinte |",
+        f"| échelon | éligibles | {goal} | objectif | atteinte |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
         att = f"{r['attainment']:.0f} %" if r["attainment"] is not None else "—"
-        md.append(f"| {r['name']} | {r['eligible']} | {r['enrolled']} | {r['objective']} | {att} |")
+        objective = str(r["objective"])
+        if r.get("objective_rate") is not None:  # a rate objective: its share of the eligible
+            objective += f" ({100 * r['objective_rate']:.0f} % des éligibles)"
+        md.append(f"| {r['name']} | {r['eligible']} | {r['enrolled']} | {objective} | {att} |")
     create_markdown_artifact(
         key=f"{campaign_id}-objectives-md", markdown="\n".join(md), description=title
     )

@@ -15,13 +15,13 @@ from sqlmodel import col, select
 
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
-from campaigns.cascade.goals import Observer, observe_goals
+from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
 from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
-from campaigns.definition.goals import EnrolmentGoal
+from campaigns.definition.goals import EnrolmentGoal, RegistryFactGoal
 from campaigns.feedback.mailbox_reads import record_reads, unread_messages
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Member, Person, StageRun
@@ -234,13 +234,15 @@ def enrolment_stage(
     return total
 
 
-def _observe_in_extract(**kw: Any) -> Any:
-    """The targeting's observation of goals in the extract (targeting.goals.observe_goal)."""
-    # Imported on use: targeting.goals is written in parallel (issue 15); move it to the
-    # module's imports once both have landed.
-    from targeting.goals import observe_goal  # type: ignore[import-not-found,unused-ignore]
+def _observe_in_extract(*, extract: Path, goal: ObservedGoal, since: Any) -> Any:
+    """The targeting's observation of a goal in the extract (`targeting.goals.observations`):
+    a care act by its source and codes, a registry fact by its name."""
+    # Imported on use: targeting.goals is written in parallel (issue 15, helper A); move it
+    # to the module's imports once both have landed.
+    from targeting.goals import observations  # type: ignore[import-not-found,unused-ignore]
 
-    return observe_goal(**kw)
+    spec = goal.fact if isinstance(goal, RegistryFactGoal) else goal
+    return observations(extract=extract, goal=spec, people=since).to_pandas()
 
 
 def goal_observation_stage(

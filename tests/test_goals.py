@@ -528,3 +528,36 @@ def test_the_cli_ingests_a_campaigns_feed(
         assert r.exit_code == 2 and "nope" in r.output
     finally:
         get_settings.cache_clear()
+
+
+def test_which_rows_stop_a_campaign(engine: Engine) -> None:
+    from campaigns.ledger.goals import goal_reached
+
+    rows = [
+        (X.id, "sophia", "online"),  # X's own enrolment
+        (Y.id, "sophia", "paper"),  # an enrolment in the programme brought by Y's feed
+        (None, "sophia", "online"),  # older than per-campaign crediting
+        ("other", "registry_fact", "observed"),  # another campaign's observation
+        (MT.id, "registry_fact", "observed"),  # MT's own observation
+    ]
+    with session_scope(engine) as s:
+        for i, (cid, programme, channel) in enumerate(rows):
+            s.add(
+                Enrolment(
+                    campaign_id=cid,
+                    ben_nir_psa=f"PSA{i}",
+                    ben_rng_gem=1,
+                    programme=programme,
+                    enrolled_on=TODAY,
+                    channel=channel,
+                    source="t",
+                )
+            )
+    with session_scope(engine) as s:
+
+        def stop(d: CampaignDefinition) -> set[str]:
+            q = select(Enrolment.ben_nir_psa).where(goal_reached(d.id, d.goal))
+            return set(s.exec(q).all())
+
+        assert stop(X) == {"PSA0", "PSA1", "PSA2"}
+        assert stop(MT) == {"PSA4"}

@@ -561,3 +561,16 @@ def test_which_rows_stop_a_campaign(engine: Engine) -> None:
 
         assert stop(X) == {"PSA0", "PSA1", "PSA2"}
         assert stop(MT) == {"PSA4"}
+
+
+def test_the_dashboard_shows_the_rate_and_sophia_keeps_its_columns(engine: Engine) -> None:
+    from campaigns.measurement.dashboard import results
+    from console.web.routes_results import _columns
+
+    _admit(engine, RATE, 10)
+    with session_scope(engine) as s:
+        rows, total = results(session=s, definition=RATE, today=TODAY)
+    r91 = {r.echelon: r for r in rows}["91"]
+    assert (r91.objective, r91.objective_rate) == (8, 75.0)
+    assert total.objective_rate == pytest.approx(80.0)
+    assert "objective_rate" not in [k for k, _ in _columns(D.id)]  # a count: no rate column

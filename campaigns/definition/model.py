@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaigns.definition.goals import Goal, Objectives, goal_input
 from targeting.rule import Criterion, TargetingRule
 
 _CRITERIA: tuple[Any, ...] = get_args(get_args(Criterion)[0])
@@ -49,13 +50,6 @@ REACHED_OUTCOMES = frozenset(
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Goal(_Strict):
-    """What success is: enrolment in a programme; it stops the cascade."""
-
-    programme: str
-    attribution_window_days: int = Field(default=60, gt=0)
 
 
 class Holdout(_Strict):
@@ -299,17 +293,14 @@ class CampaignDefinition(_Strict):
     validation: Validation = Validation()
     contact_hours: ContactHours = ContactHours()
     cascade: list[Step] = Field(min_length=1)
-    objectives: dict[str, int] = Field(default_factory=dict)
+    objectives: Objectives = Objectives()
     presentation: Presentation
     labels: Labels = Labels()
 
-    @field_validator("objectives")
+    @field_validator("goal", mode="before")
     @classmethod
-    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
-        bad = [k for k, n in v.items() if n < 0]
-        if bad:
-            raise ValueError(f"objectives must be >= 0 (échelons {bad})")
-        return v
+    def _goal_kind(cls, v: Any) -> Any:
+        return goal_input(v)
 
     @model_validator(mode="after")
     def _coherent(self) -> CampaignDefinition:

@@ -101,6 +101,8 @@ class Reason(StrEnum):
     # E-mail events.
     HARD_BOUNCE = "hard_bounce"
     BLOCKED = "blocked"
+    # A goal observed in the extract (a care act, a registry fact).
+    GOAL_OBSERVED = "goal_observed"
 
 
 LABELS: dict[Reason, str] = {
@@ -180,6 +182,7 @@ LABELS: dict[Reason, str] = {
     Reason.REFUSED_WITH_OTHERS: "envoi refusé avec d'autres destinataires",
     Reason.HARD_BOUNCE: "courriel rejeté définitivement (adresse invalide)",
     Reason.BLOCKED: "courriel bloqué par le serveur du destinataire",
+    Reason.GOAL_OBSERVED: "objectif constaté dans les données (soin ou déclaration)",
 }
 
 # Older codes still found in existing ledgers, read as the code that replaced them.

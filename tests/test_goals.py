@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from campaigns.app import stages
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import Campaign, campaign_by_id
 from campaigns.definition.goals import CareActGoal, EnrolmentGoal, Objectives, RegistryFactGoal
 from campaigns.definition.model import (
@@ -26,11 +27,13 @@ from campaigns.definition.model import (
     parse_definition,
 )
 from campaigns.ledger.db import make_engine, session_scope, upgrade
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Person
 from campaigns.ledger.registry import register_campaign
 from campaigns.measurement.effect_report import effect_report
 from campaigns.measurement.report import echelon_report, total_row
 from campaigns.measurement.why import why
+from campaigns.policy.decision import load_facts
 from console.demo.simulator import at
 from tests.factories import population
 from tests.test_encryption import _migrate, empty_url  # noqa: F401 (a fixture)
@@ -531,8 +534,6 @@ def test_the_cli_ingests_a_campaigns_feed(
 
 
 def test_which_rows_stop_a_campaign(engine: Engine) -> None:
-    from campaigns.ledger.goals import goal_reached
-
     rows = [
         (X.id, "sophia", "online"),  # X's own enrolment
         (Y.id, "sophia", "paper"),  # an enrolment in the programme brought by Y's feed
@@ -574,3 +575,33 @@ def test_the_dashboard_shows_the_rate_and_sophia_keeps_its_columns(engine: Engin
     assert (r91.objective, r91.objective_rate) == (8, 75.0)
     assert total.objective_rate == pytest.approx(80.0)
     assert "objective_rate" not in [k for k, _ in _columns(D.id)]  # a count: no rate column
+
+
+def test_another_campaigns_observed_goal_stops_neither_tick_nor_dispatch(engine: Engine) -> None:
+    """A flu vaccination observed for FLU does not close nor block the same person in X."""
+    _admit(engine, FLU, 4)
+    _admit(engine, X, 4)
+    key = sorted(_statuses(engine, X.id))[0]
+    with session_scope(engine) as s:
+        s.add(
+            Enrolment(
+                campaign_id=FLU.id,
+                ben_nir_psa=key,
+                ben_rng_gem=1,
+                programme="care_act",
+                enrolled_on=ENTRY,
+                channel="observed",
+                source="t",
+            )
+        )
+    tick(engine=engine, definition=X, today=TODAY)
+    tick(engine=engine, definition=FLU, today=TODAY)
+    assert _statuses(engine, X.id)[key] == "active"
+    assert _statuses(engine, FLU.id)[key] == "goal"
+    with session_scope(engine) as s:
+        person = s.exec(select(Person).where(Person.ben_nir_psa == key)).one()
+        for d, reached in ((X, False), (FLU, True)):
+            facts = load_facts(
+                s, [person], today=TODAY, pressure=None, goal=goal_reached(d.id, d.goal)
+            )
+            assert facts[person.id or 0].enrolled is reached

@@ -29,6 +29,7 @@ from campaigns.ledger.registry import register_campaign
 from campaigns.measurement.report import EchelonRow, echelon_report
 from channels.mailbox import MailboxGateway
 from targeting.engine import run_targeting
+from targeting.goals import observations
 from targeting.people import read_people
 
 
@@ -237,10 +238,6 @@ def enrolment_stage(
 def _observe_in_extract(*, extract: Path, goal: ObservedGoal, since: Any) -> Any:
     """The targeting's observation of a goal in the extract (`targeting.goals.observations`):
     a care act by its source and codes, a registry fact by its name."""
-    # Imported on use: targeting.goals is written in parallel (issue 15, helper A); move it
-    # to the module's imports once both have landed.
-    from targeting.goals import observations  # type: ignore[import-not-found,unused-ignore]
-
     spec = goal.fact if isinstance(goal, RegistryFactGoal) else goal
     return observations(extract=extract, goal=spec, people=since).to_pandas()
 

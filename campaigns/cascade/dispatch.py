@@ -35,6 +35,7 @@ from campaigns.definition.rendering import build_context, render_message
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import (
     ACTIVE,
     CANCELLED,
@@ -213,7 +214,7 @@ class SendContext:
 
 
 def _context_rows(
-    session: Session, actions: Sequence[Action], today: date
+    session: Session, actions: Sequence[Action], today: date, definition: CampaignDefinition
 ) -> dict[int, SendContext]:
     member_ids = {a.member_id for a in actions}
     rows = session.exec(
@@ -223,7 +224,13 @@ def _context_rows(
     ).all()
     # The contact policy's facts (oppositions and enrolments effective today, death, contact
     # details), read once for the batch: the send-time checks, notices and next steps use them.
-    facts = load_facts(session, [p for _, p in rows], today=today, pressure=None, programme=None)
+    facts = load_facts(
+        session,
+        [p for _, p in rows],
+        today=today,
+        pressure=None,
+        goal=goal_reached(definition.id, definition.goal),
+    )
     tried: dict[int, list[str]] = defaultdict(list)
     for mid, channel in session.exec(
         select(Action.member_id, Action.channel)
@@ -335,7 +342,7 @@ def dispatch_batch(
 ) -> dict[str, int]:
     """Render and send one claimed batch; record each result."""
     counts: dict[str, int] = defaultdict(int)
-    ctx = _context_rows(session, actions, today)
+    ctx = _context_rows(session, actions, today, campaign.definition)
     to_send: list[tuple[Action, Any]] = []
     # Past the campaign's end nothing goes out, whatever the tick left queued.
     ended = campaign_ended(campaign.definition, today)

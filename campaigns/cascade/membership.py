@@ -18,6 +18,7 @@ from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -181,7 +182,7 @@ def upsert_people(
 
 
 def _enrolled_or_opposed(
-    session: Session, programme: str, keys: list[tuple[str, int]]
+    session: Session, definition: CampaignDefinition, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], str]:
     """People the ledger knows to be enrolled or opposed to everything (newer than the extract)."""
     found: dict[tuple[str, int], str] = {}
@@ -189,7 +190,7 @@ def _enrolled_or_opposed(
         chunk = keys[i : i + 1000]
         for a, b in session.exec(
             select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-                Enrolment.programme == programme,
+                goal_reached(definition.id, definition.goal),
                 tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(chunk),
             )
         ):
@@ -376,7 +377,7 @@ def admit_targets(
         fresh = fresh.iloc[0:0]
     blocked = _enrolled_or_opposed(
         session,
-        definition.goal.programme,
+        definition,
         list(zip(fresh["ben_nir_psa"], fresh["ben_rng_gem"].astype(int), strict=True)),
     )
     if blocked:

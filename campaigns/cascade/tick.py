@@ -25,6 +25,7 @@ from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -122,15 +123,15 @@ def action_views(
 
 
 def _enrolment_days(
-    session: Session, programme: str, keys: list[tuple[str, int]]
+    session: Session, definition: CampaignDefinition, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], date]:
-    """The day each person enrolled in the campaign's programme (any day, future included)."""
+    """The day each person reached the campaign's goal (any day, future included)."""
     enrolled: dict[tuple[str, int], date] = {}
     for a, b, on in session.exec(
         select(
             col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
         ).where(
-            Enrolment.programme == programme,
+            goal_reached(definition.id, definition.goal),
             tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
         )
     ):
@@ -177,7 +178,7 @@ def _states(
     facts = load_facts(
         session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
     )
-    enrolled = _enrolment_days(session, definition.goal.programme, keys)
+    enrolled = _enrolment_days(session, definition, keys)
     out = []
     for m, p in rows:
         key = (p.ben_nir_psa, p.ben_rng_gem)

@@ -31,6 +31,7 @@ from campaigns.calls.queue import CallError, claim_next
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
 from campaigns.ledger.audit import record
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import (
@@ -305,6 +306,33 @@ def test_the_call_card_reveals_and_records_outcomes_through_the_use_cases(
     assert [(k["actor"], k["action_id"], k["outcome"]) for k in outcomes] == [
         ("adv", aid, "refused")
     ]
+
+
+def test_the_use_case_alone_refuses_another_advisers_call_with_403(
+    engine: Engine, client: Callable[[str], TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reveal and outcome on a call another adviser holds: 403 with the use case's French words,
+    nothing written; the routes read the call only through the use case."""
+    launched(engine)
+    with session_scope(engine) as s:
+        create_user(session=s, username="adv2", password=web.PW, role="adviser")
+    card = web.post(client("adv"), "/calls/next", {}, "/calls").headers["location"]
+    aid = int(card.rsplit("/", 1)[1])
+    other = client("adv2")
+
+    def no_second_check(*args: Any) -> None:
+        raise AssertionError("the route checked the call itself")
+
+    monkeypatch.setattr(routes_calls, "own_call", no_second_check)
+    before = len(audit(engine))
+    for path, data in ((f"{card}/reveal", {}), (f"{card}/outcome", {"outcome": "refused"})):
+        r = web.post(other, path, data, "/calls")
+        assert r.status_code == 403, path
+        assert "cet appel ne vous est pas attribué" in r.text
+    assert len(audit(engine)) == before
+    with session_scope(engine) as s:
+        a = s.get(Action, aid)
+        assert a is not None and (a.claimed_by, a.state, a.outcome) == ("adv", "queued", None)
 
 
 def test_the_person_page_records_oppositions_through_the_use_case(

@@ -10,12 +10,12 @@ demo: setup
 test:
 	./scripts/setup.sh --tests
 	uv run ruff check .
-	uv run mypy targeting channels campaigns flows console
+	uv run mypy relance_fs targeting channels campaigns flows console
 	uv run pytest -q
 
 lint:
 	uv run ruff check .
-	uv run mypy targeting channels campaigns flows console
+	uv run mypy relance_fs targeting channels campaigns flows console
 
 bench-tick: setup
 	uv run python bench/tick/run.py

@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from relance_fs import private_dir
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -53,19 +55,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def safe_name(key: str) -> str:
     """A file name for an idempotency key (keys hold ':' and '/')."""
     return _UNSAFE.sub("_", key)
-
-
-def private_dir(path: Path) -> Path:
-    """The folder, with the missing ones up to it created 0700 (channels import nothing above)."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(mode=0o700, exist_ok=True)
-        d.chmod(0o700)  # mkdir's mode goes through the umask
-    return path
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from campaigns.ledger.audit import check, checkpoint, checkpoints_path
+from campaigns.app.stages import audit_checkpoint_stage
+from campaigns.ledger.audit import check, checkpoints_path
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.measurement.why import why as person_story
 
@@ -57,8 +58,7 @@ def audit_verify() -> None:
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
     """Ajoute un point de contrôle signé (n° et empreinte du dernier événement) hors base."""
-    with session_scope(get_engine()) as s:
-        cp = checkpoint(session=s)
+    cp = audit_checkpoint_stage(engine=get_engine())
     if cp is None:
         out.print("journal d'audit vide : aucun point de contrôle écrit")
         return

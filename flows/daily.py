@@ -21,8 +21,7 @@ from prefect.states import Failed
 
 from campaigns.app import stages
 from campaigns.definition.catalog import load_campaign
-from campaigns.ledger.audit import checkpoint
-from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.db import get_engine
 from campaigns.policy.calendar import is_working_day
 from campaigns.settings import get_settings
 from flows.adapters import build_adapters
@@ -172,8 +171,7 @@ def ticked_task(campaign_id: str, day: date) -> bool:
 @task(timeout_seconds=120, **IO_RETRIES)
 def audit_checkpoint_task() -> dict[str, Any] | None:
     """Attest the audit log's last event outside the database (file and artifact)."""
-    with session_scope(get_engine()) as s:
-        line = checkpoint(session=s)
+    line = stages.audit_checkpoint_stage(engine=get_engine())
     if line is not None:
         create_markdown_artifact(
             key="audit-checkpoint",

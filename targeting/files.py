@@ -12,27 +12,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
+from relance_fs import FILE_MODE
 
 
 class OutputPathError(ValueError):
     """An output path that cannot be written, or whose writing would destroy an input."""
-
-
-def private_dir(path: Path) -> Path:
-    """The folder, with the missing ones up to it created readable by their owner only."""
-    path = Path(path)
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(mode=DIR_MODE, exist_ok=True)
-        # mkdir's mode goes through the umask; set it explicitly before anything is put inside.
-        d.chmod(DIR_MODE)
-    return path
 
 
 def touch_private(path: Path) -> None:

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from targeting.files import private_dir, touch_private
+from relance_fs import private_dir
+from targeting.files import touch_private
 from targeting.schema import JOIN_KEYS, TABLES
 
 CHUNK = 250_000

@@ -1,6 +1,7 @@
 """The layer contract, read from the source: direction, no cycle, no hidden import.
 
-Layers, lowest first: targeting and channels (import nothing of the rest) < the kernel
+Layers, lowest first: relance_fs (private folders on disk; imports nothing of the project) <
+targeting and channels (import nothing of the rest but relance_fs) < the kernel
 (campaigns.clock, campaigns.settings) < definition < ledger < policy < the four middle folders
 (cascade, calls, feedback, measurement: independent of each other) < app < flows < console.
 """
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("targeting", "channels", "campaigns", "flows", "console")
+PACKAGES = ("relance_fs", "targeting", "channels", "campaigns", "flows", "console")
 MIDDLE = ("cascade", "calls", "feedback", "measurement")
 
 # Rank of each layer; a module may import its own layer or a lower one (the middle folders: only
 # themselves, not each other; targeting and channels: only themselves).
 RANKS: dict[str, int] = {
+    "relance_fs": -1,
     "targeting": 0,
     "channels": 0,
     "kernel": 1,
@@ -157,6 +159,10 @@ def layer(module: str) -> str:
 def _direction_violation(importer: str, imported: str) -> str | None:
     a, b = layer(importer), layer(imported)
     if a == b:
+        return None
+    if a == "relance_fs":
+        return "relance_fs n'importe rien du projet"
+    if b == "relance_fs":
         return None
     if a in ("targeting", "channels"):
         return f"{a} n'importe rien du reste"
@@ -316,11 +322,34 @@ def test_cycle_finder_finds_a_cycle():
         ("campaigns.settings", "campaigns.policy.decision"),
         ("flows.daily", "console.cli"),
         ("campaigns.app.validation", "flows.stages"),
+        ("relance_fs", "channels.base"),
+        ("relance_fs", "campaigns.clock"),
     ],
 )
 def test_direction_rule_can_fail(importer, imported):
     """Each kind of wrong-way import is recognised."""
     assert _direction_violation(importer, imported)
+
+
+@pytest.mark.parametrize(
+    "importer", ["targeting.files", "channels.base", "campaigns.clock", "console.demo.command"]
+)
+def test_relance_fs_is_below_everything(importer):
+    """Every layer, targeting and channels included, may use the shared private folders."""
+    assert _direction_violation(importer, "relance_fs") is None
+
+
+def test_one_private_dir():
+    """Folders 0700 are made in one place: targeting and channels share relance_fs's."""
+    defined = [
+        m
+        for m, path in MODULES.items()
+        if any(
+            isinstance(n, ast.FunctionDef) and n.name == "private_dir"
+            for n in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
+    assert defined == ["relance_fs"]
 
 
 def test_a_deferred_import_needs_a_reason():

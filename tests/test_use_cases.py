@@ -3,6 +3,7 @@ its actor, on SQLite and PostgreSQL; and the CLI, the web and the flows go throu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ import campaigns.app.calls as calls_uc
 import campaigns.app.objectives as objectives_uc
 import campaigns.app.oppositions as oppositions_uc
 import campaigns.app.stages as stages
+import console.cmd_ledger as cmd_ledger
 import console.cmd_oppositions as cmd_oppositions
 import console.cmd_retention as cmd_retention
 import console.web.routes_calls as routes_calls
@@ -29,6 +31,8 @@ from campaigns.calls.queue import CallError, claim_next
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
+from campaigns.ledger.audit import record
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import (
     DONE,
@@ -42,7 +46,8 @@ from campaigns.ledger.models import (
 )
 from campaigns.ledger.registry import register_campaign
 from campaigns.ledger.retention import ANONYMOUS
-from campaigns.settings import Settings
+from campaigns.settings import Settings, get_settings
+from console.cli import app as cli_app
 from console.demo.simulator import at
 from tests import test_console as web
 from tests import test_retention_flow as ret
@@ -191,9 +196,7 @@ def test_import_oppositions_records_the_file_and_one_audit_event(
     good = tmp_path / "good.csv"
     good.write_text("ben_nir_psa,ben_rng_gem,canal\nPSA000001,1,phone\nPSA000002,1,all\n")
     with session_scope(engine) as s:
-        done = oppositions_uc.import_oppositions(
-            session=s, actor="ops", path=good, today=CALL_DAY
-        )
+        done = oppositions_uc.import_oppositions(session=s, actor="ops", path=good, today=CALL_DAY)
     assert (done.rows, done.added, done.errors) == (2, 2, [])
     (ev,) = audit(engine)
     assert (ev.action, ev.actor, ev.target) == ("import_oppositions", "ops", "oppositions")
@@ -305,6 +308,33 @@ def test_the_call_card_reveals_and_records_outcomes_through_the_use_cases(
     ]
 
 
+def test_the_use_case_alone_refuses_another_advisers_call_with_403(
+    engine: Engine, client: Callable[[str], TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reveal and outcome on a call another adviser holds: 403 with the use case's French words,
+    nothing written; the routes read the call only through the use case."""
+    launched(engine)
+    with session_scope(engine) as s:
+        create_user(session=s, username="adv2", password=web.PW, role="adviser")
+    card = web.post(client("adv"), "/calls/next", {}, "/calls").headers["location"]
+    aid = int(card.rsplit("/", 1)[1])
+    other = client("adv2")
+
+    def no_second_check(*args: Any) -> None:
+        raise AssertionError("the route checked the call itself")
+
+    monkeypatch.setattr(routes_calls, "own_call", no_second_check)
+    before = len(audit(engine))
+    for path, data in ((f"{card}/reveal", {}), (f"{card}/outcome", {"outcome": "refused"})):
+        r = web.post(other, path, data, "/calls")
+        assert r.status_code == 403, path
+        assert "cet appel ne vous est pas attribué" in r.text
+    assert len(audit(engine)) == before
+    with session_scope(engine) as s:
+        a = s.get(Action, aid)
+        assert a is not None and (a.claimed_by, a.state, a.outcome) == ("adv", "queued", None)
+
+
 def test_the_person_page_records_oppositions_through_the_use_case(
     engine: Engine, client: Callable[[str], TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -405,6 +435,29 @@ def test_the_tick_stage_runs_the_one_batch_loop(
     assert [(k["today"], k["batch_size"]) for k in seen] == [(CALL_DAY, 2)]
     assert counts["batches"] == 3 and counts["members"] == 5
 
+
+def test_the_audit_checkpoint_stage_attests_the_last_event_for_the_flow_and_the_cli(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One use case writes the checkpoint: the day's last task and `relance audit checkpoint`."""
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert stages.audit_checkpoint_stage(engine=engine) is None  # an empty log
+        for i in range(3):
+            with session_scope(engine) as s:
+                record(session=s, actor="adv", action="view_person", target=f"member/{i}")
+        line = stages.audit_checkpoint_stage(engine=engine)
+        assert line is not None and line["seq"] == 3
+        (last,) = [json.loads(x) for x in (tmp_path / "audit_checkpoints.jsonl").open()]
+        assert last == line
+        seen = spy(monkeypatch, cmd_ledger, "audit_checkpoint_stage")
+        monkeypatch.setattr(cmd_ledger, "get_engine", lambda: engine)
+        out = CliRunner().invoke(cli_app, ["audit", "checkpoint"])
+        assert out.exit_code == 0 and "n°3" in out.output
+        assert seen == [{"engine": engine}]
+    finally:
+        get_settings.cache_clear()
 
 
 # --- launches ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from campaigns.calls.card import record_offers_made
-from campaigns.calls.queue import CallError, record_outcome
+from campaigns.calls.queue import NotYourCall, record_outcome
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
@@ -16,9 +16,11 @@ from campaigns.ledger.models import Action, Person
 
 
 def _own_call(session: Session, action_id: int, actor: str) -> Action:
+    """The call this adviser holds: the one check of the reveal and the outcome (the web maps
+    the refusal to 403)."""
     a = session.get(Action, action_id)
     if a is None or a.claimed_by != actor:
-        raise CallError("cet appel ne vous est pas attribué")
+        raise NotYourCall("cet appel ne vous est pas attribué")
     return a
 
 

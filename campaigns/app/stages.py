@@ -23,6 +23,7 @@ from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.definition.goals import EnrolmentGoal, RegistryFactGoal
 from campaigns.feedback.mailbox_reads import record_reads, unread_messages
+from campaigns.ledger.audit import checkpoint
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Member, Person, StageRun
 from campaigns.ledger.registry import register_campaign
@@ -283,5 +284,12 @@ def report_stage(*, engine: Engine, campaign: Campaign) -> list[EchelonRow]:
             objectives=campaign.definition.objectives,
         )
 
+
+
+def audit_checkpoint_stage(*, engine: Engine) -> dict[str, Any] | None:
+    """Attest the audit log's last committed event outside the database (the checkpoints file);
+    None when the log is empty. The day's last step and `relance audit checkpoint` both call it."""
+    with session_scope(engine) as s:
+        return checkpoint(session=s)
 
 ProgressFn = Callable[[str], None]

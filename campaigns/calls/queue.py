@@ -37,6 +37,10 @@ class CallError(Exception):
     """A call-list operation that cannot be done; the message says why."""
 
 
+class NotYourCall(CallError):
+    """The call is not held by this adviser (the web console answers 403)."""
+
+
 @dataclass(frozen=True)
 class Claim:
     """A call an adviser holds until the lease ends."""
@@ -334,7 +338,7 @@ def record_outcome(
     if a.state == DONE:
         return _already_done(a, adviser, outcome)
     if a.claimed_by != adviser:
-        raise CallError("cet appel ne vous est pas attribué")
+        raise NotYourCall("cet appel ne vous est pas attribué")
     rule = definition.step(a.step).outcomes.get(outcome)  # type: ignore[call-overload]
     if rule is None:
         raise CallError("résultat d'appel inconnu")

@@ -26,7 +26,7 @@ from campaigns.measurement.report import EchelonRow, total_row
 from campaigns.settings import Settings
 from console.demo.simulator import Simulator
 from flows.adapters import build_adapters
-from targeting.files import DIR_MODE, private_dir
+from relance_fs import DIR_MODE, private_dir
 from targeting.synth import write_extract
 
 # The seed's objectives (5,540 enrolments) are for a year of the DRSM Île-de-France, about

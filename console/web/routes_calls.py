@@ -17,6 +17,7 @@ from campaigns.calls.card import (
 )
 from campaigns.calls.queue import (
     CallError,
+    NotYourCall,
     claim_next,
     held_claim,
     release,
@@ -133,8 +134,10 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
 
 @router.post("/calls/{aid}/reveal", dependencies=CSRF)
 def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep) -> Response:
-    own_call(s, aid, user)
-    reveal_contact(session=s, actor=user.username, action_id=aid)
+    try:
+        reveal_contact(session=s, actor=user.username, action_id=aid)
+    except NotYourCall as e:
+        raise Forbidden(str(e)) from None
     request.session["revealed"] = aid
     return RedirectResponse(f"/calls/{aid}", status_code=303)
 
@@ -169,7 +172,6 @@ def outcome(
     callback_at: str = Form(""),
     offers: list[str] = Form([]),
 ) -> Response:
-    own_call(s, aid, user)
     when = None
     if callback_at:
         try:
@@ -187,6 +189,8 @@ def outcome(
             callback_at=when,
             offers=offers,
         )
+    except NotYourCall as e:
+        raise Forbidden(str(e)) from None
     except CallError as e:
         return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
     request.session.pop("revealed", None)

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from pypdf import PdfReader
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from campaigns.calls.queue import claim_next, record_outcome
@@ -21,15 +21,14 @@ from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import Campaign, load_campaign
 from campaigns.definition.rendering import render_message, sample_context
-from campaigns.ledger.db import session_scope
-from campaigns.ledger.models import Member
+from campaigns.ledger.db import make_engine, session_scope
+from campaigns.ledger.models import Enrolment, Member, Person
 from campaigns.ledger.registry import register_campaign
 from channels.letters import Letter
 from channels.pdf_letters import PdfLetters
 from console.cli import app
 from console.demo.claims import CareAct, ClaimsWriter, drug_for
 from console.demo.simulator import at
-from targeting.engine import run_targeting
 from targeting.synth import write_extract
 from tests.factories import population
 
@@ -170,7 +169,9 @@ def test_grippe_later_in_the_season_half_the_65_plus_are_vaccinated(
         claims.add_care(CareAct(key=(psa, rng), day=date(2026, 11, 2), source="drug", code=cip))
     claims.flush()
     before = {(r["ben_nir_psa"]): r for r in _target(region, tmp_path, "grippe-2026", LAUNCH)}
-    after = {(r["ben_nir_psa"]): r for r in _target(copy, tmp_path, "grippe-2026", date(2026, 11, 2))}
+    after = {
+        (r["ben_nir_psa"]): r for r in _target(copy, tmp_path, "grippe-2026", date(2026, 11, 2))
+    }
     vaccinated = [psa for psa, _ in ben if before[psa]["eligible"] == "true"]
     assert vaccinated
     for psa in vaccinated:
@@ -236,8 +237,6 @@ def test_a_call_of_mt_ald_defers_the_sophia_call_and_why_says_so(
             select(Member).where(Member.campaign_id == sophia.id, Member.person_id == reached)
         ).one()
         assert not m.holdout
-        from campaigns.ledger.models import Person
-
         person = s.get(Person, reached)
         assert person is not None
         key = f"{person.ben_nir_psa}:{person.ben_rng_gem}"
@@ -252,3 +251,46 @@ def test_a_call_of_mt_ald_defers_the_sophia_call_and_why_says_so(
     assert res.exit_code == 0, res.output
     assert "deferred until 2026-10-29" in res.output
     assert "trop d'appels récents (toutes campagnes)" in res.output
+
+
+# --- the demo -------------------------------------------------------------------------------
+
+
+def test_the_demo_names_an_unknown_campaign(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    r = CliRunner().invoke(app, ["demo", "--campaign", "nope", "--data-dir", str(d)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "nope" in r.output and not d.exists()
+
+
+@pytest.mark.parametrize(
+    ("cid", "people", "days"), [("grippe-2026", 1500, 35), ("mt-ald", 6000, 40)]
+)
+def test_the_demo_plays_a_campaign_whose_goal_is_observed_in_the_data(
+    cid: str, people: int, days: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "d"
+    args = ["demo", "--campaign", cid, "--people", str(people), "--days", str(days)]
+    r = CliRunner().invoke(app, [*args, "--data-dir", str(d)])
+    assert r.exit_code == 0, r.output
+    definition = campaign(cid).definition
+    assert definition.labels.goal in " ".join(r.output.split())
+    engine = make_engine(f"sqlite:///{d / 'relance.db'}")
+    try:
+        with Session(engine) as s:
+            goals = s.exec(select(Enrolment).where(Enrolment.campaign_id == cid)).all()
+            closed = s.exec(
+                select(Member).where(Member.campaign_id == cid, Member.status == "goal")
+            ).all()
+            first_day = s.exec(
+                select(Member.entered_on)
+                .where(Member.campaign_id == cid)
+                .order_by(col(Member.entered_on))
+            ).first()
+    finally:
+        engine.dispose()
+    # The simulated shots / declarations went into the extract; the observation found them.
+    assert goals and {g.channel for g in goals} == {"observed"}
+    assert len(closed) == len(goals)
+    assert first_day == definition.dates.start  # nobody enters before the campaign starts

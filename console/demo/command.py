@@ -62,11 +62,12 @@ class DemoSize:
     days: int
 
 
-# Sophia: a renewal campaign, few people enter each day. The flu wave admits about one insured
-# in ten on its launch day; the standing campaign about one in a hundred.
+# Sophia: a renewal campaign, few people enter each day. The flu wave admits almost one insured
+# in four on its launch day (the daily tick then walks them all); the standing campaign about
+# one in a hundred and fifty.
 DEMO_SIZES: dict[str, DemoSize] = {
     "sophia-ald8": DemoSize(people=200_000, start=date(2026, 3, 2), days=120),
-    "grippe-2026": DemoSize(people=20_000, start=date(2026, 10, 14), days=110),
+    "grippe-2026": DemoSize(people=5_000, start=date(2026, 10, 14), days=110),
     "mt-ald": DemoSize(people=100_000, start=date(2026, 10, 1), days=90),
 }
 OTHER_CAMPAIGN_PEOPLE = 50_000

@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from console import (
     cmd_console,
+    cmd_enrolments,
     cmd_explain,
     cmd_keys,
     cmd_ledger,
@@ -78,3 +79,4 @@ cmd_demo.register(app)
 cmd_retention.register(app)
 cmd_keys.register(app)
 cmd_oppositions.register(app)
+cmd_enrolments.register(app)

@@ -14,8 +14,10 @@ from rich.table import Table
 
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
+from campaigns.definition.reasons import targeting_reason_label
 from targeting.explain import Check, explain_person
 from targeting.extract import ExtractError
+from targeting.rule import Care
 
 
 def _mark(ok: bool) -> str:
@@ -66,6 +68,9 @@ def explain(
     out.print(f"{escape(psa)}:{rng_gem} on {day}: {verdict}{prio}")
     if x.reasons:
         out.print(f"reasons: {';'.join(x.reasons)}")
+        labels = {n.id: n.label for n in rule.nodes() if isinstance(n, Care) and n.label}
+        words = " ; ".join(targeting_reason_label(r, labels) for r in x.reasons)
+        out.print(f"motifs : {words}", markup=False)
     out.print(f"renewal date: {x.renewal_date or '—'}  ·  échelon: {x.echelon}")
 
     def section(title: str, checks: list[Check], gap: bool = False) -> None:
@@ -74,15 +79,25 @@ def explain(
         t.add_column("verdict")
         t.add_column("why")
         t.add_column("rows")
-        for c in checks:
+
+        def add(c: Check, depth: int) -> None:
             verdict = (
                 _mark(c.passed) if not gap else ("[red]gap[/red]" if not c.passed else "no gap")
             )
-            t.add_row(c.name, verdict, c.detail, "\n".join(_row_text(r) for r in c.rows))
+            name = "  " * depth + c.name + (f" « {c.label} »" if c.label else "")
+            rows = "\n".join(_row_text(r) for r in c.rows)
+            t.add_row(escape(name), verdict, escape(c.detail), escape(rows))
+            for child in c.children:  # the members of an all_of / any_of / not
+                add(child, depth + 1)
+
+        for c in checks:
+            add(c, 0)
         out.print(t)
 
     section("Eligibility", x.criteria)
     section("Care gaps", x.gaps, gap=True)
+    if x.priority_rule is not None:
+        section("Priorité (when)", [x.priority_rule])
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
-from targeting.engine import run_targeting, tables_needed, write_csv_atomic
+from targeting.engine import run_targeting, table_specs, tables_needed, write_csv_atomic
 from targeting.extract import ExtractError, Problem, check_extract
 from targeting.files import OutputPathError, check_output
 from targeting.quarantine import default_path, write_report
@@ -61,7 +61,7 @@ def target(
             check_output(report, option="--quarantine", inputs=[*inputs, output])
         rule = loaded.definition.targeting
         if engine == "duckdb":
-            problems = check_extract(extract, tables_needed(rule))
+            problems = check_extract(extract, tables_needed(rule), specs=table_specs(rule))
             write_report(report, problems)
             if any(p.severity == "error" for p in problems):
                 _refuse(console, problems, report)

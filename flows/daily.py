@@ -41,6 +41,7 @@ DISPATCHED = ("mailbox", "email", "letter")
 STAGE_LABELS = {
     "preflight": "vérifications",
     "enrolments": "adhésions",
+    "goals": "objectifs constatés",
     "targeting": "ciblage",
     "validation": "validation de la liste",
     "tick": "planification",
@@ -53,8 +54,12 @@ def _extract_dir(extract_dir: str | None) -> Path:
     return Path(extract_dir) if extract_dir else get_settings().resolved_extract_dir
 
 
-def _feed_files(feed_dir: str | None) -> list[str]:
+def _feed_files(feed_dir: str | None, campaign_id: str | None = None) -> list[str]:
+    """The campaign's feed files: its own sub-folder of the feed folder when there is one
+    (`<feeds>/<campaign id>/*.csv`), else the files of the feed folder itself."""
     folder = Path(feed_dir) if feed_dir else get_settings().feeds_dir
+    if campaign_id is not None and (folder / campaign_id).is_dir():
+        folder = folder / campaign_id
     return sorted(str(p) for p in folder.glob("*.csv")) if folder.exists() else []
 
 
@@ -136,6 +141,17 @@ def enrolment_task(campaign_id: str, files: list[str], day: date) -> dict[str, A
         engine=get_engine(),
         campaign=load_campaign(campaign_id),
         files=[Path(f) for f in files],
+        day=day,
+    )
+
+
+@task(timeout_seconds=1800, **IO_RETRIES)
+def goals_task(campaign_id: str, extract_dir: str | None, day: date) -> dict[str, Any]:
+    """Observe a care act / registry fact goal in the extract; close who reached it."""
+    return stages.goal_observation_stage(
+        engine=get_engine(),
+        campaign=load_campaign(campaign_id),
+        extract=_extract_dir(extract_dir),
         day=day,
     )
 
@@ -234,7 +250,7 @@ def enrolment_feed(
     """Ingest every enrolment file in the feed folder (already-ingested rows change nothing)."""
     d = run_day(day)
     preflight_task(campaign_id, None, False)
-    report = enrolment_task(campaign_id, _feed_files(feed_dir), d)
+    report = enrolment_task(campaign_id, _feed_files(feed_dir, campaign_id), d)
     if report["errors"]:
         get_run_logger().warning(
             "%d lignes rejetées dans le flux d'adhésions : %s",
@@ -248,15 +264,19 @@ def _publish_report(campaign_id: str, day: date, rows: list[dict[str, Any]]) -> 
     table = [{k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     title = f"{campaign_id} — objectifs par échelon au {day.strftime('%d/%m/%Y')}"
     create_table_artifact(key=f"{campaign_id}-objectives", table=table, description=title)
+    goal = load_campaign(campaign_id).definition.labels.goal
     md = [
         f"# {title}",
         "",
-        "| échelon | éligibles | adhésions | objectif | atteinte |",
+        f"| échelon | éligibles | {goal} | objectif | atteinte |",
         "|---|---|---|---|---|",
     ]
     for r in rows:
         att = f"{r['attainment']:.0f} %" if r["attainment"] is not None else "—"
-        md.append(f"| {r['name']} | {r['eligible']} | {r['enrolled']} | {r['objective']} | {att} |")
+        objective = str(r["objective"])
+        if r.get("objective_rate") is not None:  # a rate objective: its share of the eligible
+            objective += f" ({100 * r['objective_rate']:.0f} % des éligibles)"
+        md.append(f"| {r['name']} | {r['eligible']} | {r['enrolled']} | {objective} | {att} |")
     create_markdown_artifact(
         key=f"{campaign_id}-objectives-md", markdown="\n".join(md), description=title
     )
@@ -299,7 +319,8 @@ def campaign_day(
     d = run_day(day)
     plan: list[tuple[str, Any, tuple[Any, ...]]] = [
         ("preflight", preflight_task, (campaign_id, extract_dir, True)),
-        ("enrolments", enrolment_task, (campaign_id, _feed_files(feed_dir), d)),
+        ("enrolments", enrolment_task, (campaign_id, _feed_files(feed_dir, campaign_id), d)),
+        ("goals", goals_task, (campaign_id, extract_dir, d)),
         ("targeting", targeting_task, (campaign_id, extract_dir, d)),
         ("validation", validation_check_task, (campaign_id, d)),
         ("tick", tick_task, (campaign_id, d)),

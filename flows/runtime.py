@@ -62,9 +62,7 @@ def run_day(day: date | None) -> date:
     from prefect.runtime import flow_run
 
     scheduled: Any = flow_run.scheduled_start_time
-    start = (
-        scheduled if isinstance(scheduled, datetime) else datetime.fromisoformat(str(scheduled))
-    )
+    start = scheduled if isinstance(scheduled, datetime) else datetime.fromisoformat(str(scheduled))
     return paris_today(start)
 
 

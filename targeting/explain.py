@@ -11,24 +11,34 @@ import duckdb
 
 from targeting.engine import (
     CARE_JOIN,
-    act_table,
+    ald_in_force_sql,
     ald_kind_sql,
+    node_reasons_sql,
     rule_sql,
     sql_list,
     sql_literal,
+    table_specs,
     tables_needed,
+    window_bounds,
 )
 from targeting.extract import open_extract, read_failure
 from targeting.rule import (
-    REASONS,
     Age,
+    AldInForce,
     AldRenewal,
-    Criterion,
+    AllOf,
+    AnyOf,
+    Care,
     MedecinTraitant,
     NoCare,
+    Node,
     NoOpposition,
+    Not,
     NotEnrolled,
+    Source,
     TargetingRule,
+    Window,
+    walk,
 )
 from targeting.schema import SENTINEL_DATE
 
@@ -44,6 +54,9 @@ class Check:
     reason: str | None
     detail: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # The campaign's own words for a `care` criterion; the members of a composition.
+    label: str | None = None
+    children: list[Check] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +74,8 @@ class Explanation:
     echelon: str | None = None
     criteria: list[Check] = field(default_factory=list)
     gaps: list[Check] = field(default_factory=list)
+    # The `priority: {when: …}` criterion, judged like the others.
+    priority_rule: Check | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (dates as ISO strings), for JSON."""
@@ -84,116 +99,258 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _criterion_check(
-    con: duckdb.DuckDBPyConnection,
-    c: Criterion,
-    key: list[Any],
-    d: date,
-    horizon: int,
-    failed: set[str],
-    ben: dict[str, Any],
-) -> Check:
-    kind = c.kind
-    day, sentinel = sql_literal(d), sql_literal(_SENTINEL)
-    reason = next((r for r in REASONS[kind] if r in failed), None)
-    where = "ben_nir_psa = ? AND ben_rng_gem = ?"
+_WHERE = "ben_nir_psa = ? AND ben_rng_gem = ?"
+
+
+@dataclass
+class _Ctx:
+    """What every check of one person reads."""
+
+    con: duckdb.DuckDBPyConnection
+    rule: TargetingRule
+    key: list[Any]
+    d: date
+    ben: dict[str, Any]
+    verdicts: dict[int, str | None]  # id(node) -> its reasons (None when it holds)
+
+
+def _age_detail(c: Age, x: _Ctx) -> str:
+    detail = f"born {x.ben.get('ben_nai_moi')}/{x.ben.get('ben_nai_ann')}"
+    bounds = [f"≥ {c.min_years}" if c.min_years is not None else ""]
+    bounds.append(f"≤ {c.max_years}" if c.max_years is not None else "")
+    if c.min_years is not None or c.max_years is not None:
+        detail += f"; age required {' '.join(b for b in bounds if b)} years at {x.d}"
+    if c.exact_years:
+        ages = ", ".join(map(str, c.exact_years))
+        detail += f" ; âge exact exigé au {x.d} : {ages} ans (anniversaire du mois de naissance)"
+    return detail
+
+
+def _ald_renewal(c: AldRenewal, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows = _rows(
+        x.con,
+        f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
+               ({ald_kind_sql(c)}) IS TRUE AS diabetes,
+               imb_etm_nat IN {sql_list(c.etm_nat)} AS ald_nature,
+               imb_ald_dtd <= {sql_literal(x.d)} AS started,
+               imb_ald_dtf = {sql_literal(_SENTINEL)} AS open_ended
+        FROM ir_imb_r WHERE {_WHERE} ORDER BY imb_ald_dtd""",
+        x.key,
+    )
+    counted = [r for r in rows if r["diabetes"] and r["ald_nature"] and r["started"]]
+    ends = [r["imb_ald_dtf"] for r in counted if not r["open_ended"]]
+    window = f"({x.d}, {x.d + timedelta(days=x.rule.horizon_days or 0)}]"
+    if not counted:
+        detail = f"no ALD {c.ald_num} period ({'/'.join(c.icd10_prefixes)}, nature "
+        detail += f"{'/'.join(map(str, c.etm_nat))}) started by {x.d}"
+    elif any(r["open_ended"] for r in counted):
+        detail = "an ALD period has no end date (1600-01-01): no renewal to prepare"
+    else:
+        detail = f"renewal date {max(ends)} (latest end of {len(counted)} period(s)); "
+        detail += f"horizon {window}"
+    return detail, rows
+
+
+def _ald_in_force(c: AldInForce, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows = _rows(
+        x.con,
+        f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
+               ({ald_in_force_sql(c, x.d)}) IS TRUE AS in_force
+        FROM ir_imb_r WHERE {_WHERE} ORDER BY imb_ald_dtd""",
+        x.key,
+    )
+    kinds = [f"ALD {'/'.join(map(str, c.ald_nums))}"] if c.ald_nums else []
+    kinds += [f"CIM-10 {'/'.join(c.icd10_prefixes)}"] if c.icd10_prefixes else []
+    what = " ou ".join(kinds) or "toute ALD"
+    if c.etm_nat:
+        what += f", nature {'/'.join(map(str, c.etm_nat))}"
+    n = sum(bool(r["in_force"]) for r in rows)
+    detail = f"{n} période(s) d'ALD en vigueur au {x.d} ({what}) sur {len(rows)} connue(s)"
+    return detail, rows
+
+
+def _medecin_traitant(c: MedecinTraitant, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    day, sentinel = sql_literal(x.d), sql_literal(_SENTINEL)
+    rows = _rows(
+        x.con,
+        f"""SELECT mtt_dep_dte, mtt_fin_dte,
+               mtt_dep_dte <= {day} AND (mtt_fin_dte IS NULL
+                 OR mtt_fin_dte = {sentinel} OR mtt_fin_dte >= {day}) AS in_force
+        FROM ir_mtt_r WHERE {_WHERE} ORDER BY mtt_dep_dte""",
+        x.key,
+    )
+    n = sum(r["in_force"] for r in rows)
+    if c.declared:
+        return f"{n} declaration(s) in force on {x.d}", rows
+    want = "la campagne vise les personnes sans médecin traitant déclaré"
+    return f"{n} déclaration(s) de médecin traitant en vigueur au {x.d} ; {want}", rows
+
+
+def _not_enrolled(c: NotEnrolled, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows = _rows(
+        x.con,
+        f"SELECT {c.date_column} AS date_adhesion FROM {c.table} WHERE {_WHERE} ORDER BY 1",
+        x.key,
+    )
+    before = [r for r in rows if r["date_adhesion"] <= x.d]
+    detail = f"enrolled on {before[-1]['date_adhesion']}" if before else "not enrolled"
+    if rows and not before:
+        detail += f" on {x.d} (enrols on {rows[0]['date_adhesion']})"
+    return detail, rows
+
+
+def _no_opposition(c: NoOpposition, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows = _rows(
+        x.con, f"SELECT date_opposition, canal FROM oppositions WHERE {_WHERE} ORDER BY 1", x.key
+    )
+    hits = [r for r in rows if r["canal"] in c.channels and r["date_opposition"] <= x.d]
+    detail = (
+        f"opposed ({hits[0]['canal']}) on {hits[0]['date_opposition']}"
+        if hits
+        else f"no opposition on {', '.join(c.channels)} by {x.d}"
+    )
+    return detail, rows
+
+
+def _has_contact(x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows = _rows(
+        x.con,
+        f"""SELECT echelon, caisse, compte_ameli, telephone IS NOT NULL AS has_phone,
+               email IS NOT NULL AS has_email, adresse_l6 IS NOT NULL AS has_address
+        FROM contacts WHERE {_WHERE}""",
+        x.key,
+    )
+    return ("in the fund's contact file" if rows else "not in the fund's contact file"), rows
+
+
+def _acts_sql(source: Source, codes: list[str]) -> str:
+    """Every care act of the source and codes of the person (any date): date, code, specialty."""
+    person = "p.ben_nir_psa = ? AND p.ben_rng_gem = ?"
+    if source == "specialty":
+        return f"""SELECT p.exe_soi_dtd AS date, CAST(p.pse_spe_cod AS VARCHAR) AS code,
+                      p.pse_spe_cod AS specialty
+                   FROM er_prs_f p WHERE {person}
+                     AND p.pse_spe_cod IN {sql_list([int(x) for x in codes])}"""
+    if source == "drug":
+        atc = " OR ".join(f"r.pha_atc_c07 LIKE {sql_literal(c + '%')}" for c in codes)
+        return f"""SELECT p.exe_soi_dtd AS date, r.pha_atc_c07 AS code,
+                      p.pse_spe_cod AS specialty, a.pha_prs_c13 AS cip13
+                   FROM er_prs_f p JOIN er_pha_f a ON {CARE_JOIN}
+                   JOIN ir_pha_r r ON r.pha_cip_c13 = a.pha_prs_c13
+                   WHERE {person} AND ({atc})"""
+    table, code = ("er_bio_f", "bio_prs_ide") if source == "lab" else ("er_cam_f", "cam_prs_ide")
+    return f"""SELECT p.exe_soi_dtd AS date, a.{code} AS code, p.pse_spe_cod AS specialty
+               FROM er_prs_f p JOIN {table} a ON {CARE_JOIN}
+               WHERE {person} AND a.{code} IN {sql_list(codes)}"""
+
+
+def _acts_in_window(
+    x: _Ctx, source: Source, codes: list[str], w: Window
+) -> tuple[list[dict[str, Any]], date, date, list[int] | None]:
+    """The person's last five acts, each marked `in_window`, and the window's bounds."""
+    lo, hi, years = window_bounds(w, x.d, x.rule.parameters)
+    rows = _rows(x.con, f"SELECT * FROM ({_acts_sql(source, codes)}) ORDER BY date DESC", x.key)
+    for r in rows:
+        r["in_window"] = lo <= r["date"] <= hi and (years is None or r["date"].year in years)
+    inside = [r for r in rows if r["in_window"]]
+    # The evidence: the last acts of the window first, then the last ones outside it.
+    shown = inside[:5] + [r for r in rows if not r["in_window"]][: max(0, 5 - len(inside))]
+    return shown, lo, hi, years
+
+
+def _care(c: Care, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
+    rows, lo, hi, _ = _acts_in_window(x, c.source, c.codes, c.window)
+    inside = [r for r in rows if r["in_window"]]
+    what = c.label or c.id
+    span = f"du {lo} au {hi}"
+    if inside:
+        found = f"acte trouvé {span} : le {inside[0]['date']} ({inside[0]['code']})"
+    elif rows:
+        found = f"aucun acte {span} ; le dernier le {rows[0]['date']} ({rows[0]['code']})"
+    else:
+        found = f"aucun acte {span}, aucun dans l'extraction"
+    want = "exigé" if c.present else "exclut de la campagne s'il est trouvé"
+    return f"« {what} » ({want}) : {found}", rows
+
+
+def _composite(c: Node, x: _Ctx, reason: str | None) -> tuple[str, list[Check]]:
+    if isinstance(c, AllOf):
+        kids = [_check(m, x) for m in c.all_of]
+        held = sum(k.passed for k in kids)
+        return f"toutes les conditions : {held} vraie(s) sur {len(kids)}", kids
+    if isinstance(c, AnyOf):
+        kids = [_check(m, x) for m in c.any_of]
+        held = sum(k.passed for k in kids)
+        return f"au moins une condition : {held} vraie(s) sur {len(kids)}", kids
+    assert isinstance(c, Not)
+    kids = [_check(c.not_, x)]
+    if reason is None:
+        return "exclusion : la condition est fausse, la personne n'est pas exclue", kids
+    return "exclusion : la condition est vraie, la personne est exclue", kids
+
+
+def _check(c: Node, x: _Ctx) -> Check:
+    """One criterion's verdict (from the compiled rule) and its evidence, in words."""
+    reason = x.verdicts[id(c)]
     rows: list[dict[str, Any]] = []
-    if kind == "alive":
-        dcd = ben.get("ben_dcd_dte")
+    kids: list[Check] = []
+    label = None
+    if isinstance(c, AllOf | AnyOf | Not):
+        detail, kids = _composite(c, x, reason)
+    elif c.kind == "alive":
+        dcd = x.ben.get("ben_dcd_dte")
         detail = "no death date" if dcd in (None, _SENTINEL) else f"death date {dcd}"
     elif isinstance(c, Age):
-        detail = f"born {ben.get('ben_nai_moi')}/{ben.get('ben_nai_ann')}"
-        bounds = [f"≥ {c.min_years}" if c.min_years is not None else ""]
-        bounds.append(f"≤ {c.max_years}" if c.max_years is not None else "")
-        detail += f"; age required {' '.join(b for b in bounds if b)} years at {d}"
+        detail = _age_detail(c, x)
     elif isinstance(c, AldRenewal):
-        rows = _rows(
-            con,
-            f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
-                   ({ald_kind_sql(c)}) IS TRUE AS diabetes,
-                   imb_etm_nat IN {sql_list(c.etm_nat)} AS ald_nature,
-                   imb_ald_dtd <= {sql_literal(d)} AS started,
-                   imb_ald_dtf = {sql_literal(_SENTINEL)} AS open_ended
-            FROM ir_imb_r WHERE {where} ORDER BY imb_ald_dtd""",
-            key,
-        )
-        counted = [r for r in rows if r["diabetes"] and r["ald_nature"] and r["started"]]
-        ends = [r["imb_ald_dtf"] for r in counted if not r["open_ended"]]
-        window = f"({d}, {d + timedelta(days=horizon)}]"
-        if not counted:
-            detail = f"no ALD {c.ald_num} period ({'/'.join(c.icd10_prefixes)}, nature "
-            detail += f"{'/'.join(map(str, c.etm_nat))}) started by {d}"
-        elif any(r["open_ended"] for r in counted):
-            detail = "an ALD period has no end date (1600-01-01): no renewal to prepare"
-        else:
-            detail = f"renewal date {max(ends)} (latest end of {len(counted)} period(s)); "
-            detail += f"horizon {window}"
+        detail, rows = _ald_renewal(c, x)
+    elif isinstance(c, AldInForce):
+        detail, rows = _ald_in_force(c, x)
     elif isinstance(c, MedecinTraitant):
-        rows = _rows(
-            con,
-            f"""SELECT mtt_dep_dte, mtt_fin_dte,
-                   mtt_dep_dte <= {day} AND (mtt_fin_dte IS NULL
-                     OR mtt_fin_dte = {sentinel} OR mtt_fin_dte >= {day}) AS in_force
-            FROM ir_mtt_r WHERE {where} ORDER BY mtt_dep_dte""",
-            key,
-        )
-        detail = f"{sum(r['in_force'] for r in rows)} declaration(s) in force on {d}"
+        detail, rows = _medecin_traitant(c, x)
+    elif isinstance(c, Care):
+        detail, rows = _care(c, x)
+        label = c.label
     elif isinstance(c, NotEnrolled):
-        rows = _rows(con, f"SELECT date_adhesion FROM {c.table} WHERE {where} ORDER BY 1", key)
-        before = [r for r in rows if r["date_adhesion"] <= d]
-        detail = f"enrolled on {before[-1]['date_adhesion']}" if before else "not enrolled"
-        if rows and not before:
-            detail += f" on {d} (enrols on {rows[0]['date_adhesion']})"
+        detail, rows = _not_enrolled(c, x)
     elif isinstance(c, NoOpposition):
-        rows = _rows(
-            con, f"SELECT date_opposition, canal FROM oppositions WHERE {where} ORDER BY 1", key
-        )
-        hits = [r for r in rows if r["canal"] in c.channels and r["date_opposition"] <= d]
-        detail = (
-            f"opposed ({hits[0]['canal']}) on {hits[0]['date_opposition']}"
-            if hits
-            else f"no opposition on {', '.join(c.channels)} by {d}"
-        )
-    elif kind == "has_contact":
-        rows = _rows(
-            con,
-            f"""SELECT echelon, caisse, compte_ameli, telephone IS NOT NULL AS has_phone,
-                   email IS NOT NULL AS has_email, adresse_l6 IS NOT NULL AS has_address
-            FROM contacts WHERE {where}""",
-            key,
-        )
-        detail = "in the fund's contact file" if rows else "not in the fund's contact file"
+        detail, rows = _no_opposition(c, x)
+    elif c.kind == "has_contact":
+        detail, rows = _has_contact(x)
     else:
         detail = ""
-    return Check(name=kind, passed=reason is None, reason=reason, detail=detail, rows=rows)
+    return Check(
+        name=c.kind,
+        passed=reason is None,
+        reason=reason,
+        detail=detail,
+        rows=rows,
+        label=label,
+        children=kids,
+    )
 
 
-def _gap_check(
-    con: duckdb.DuckDBPyConnection, name: str, g: NoCare, key: list[Any], d: date, gap: bool
-) -> Check:
-    years = sorted(d.year + y for y in g.years)
-    if g.source == "specialty":
-        sql = f"""SELECT p.exe_soi_dtd AS date, CAST(p.pse_spe_cod AS VARCHAR) AS code,
-                     p.pse_spe_cod AS specialty
-                  FROM er_prs_f p WHERE p.ben_nir_psa = ? AND p.ben_rng_gem = ?
-                    AND p.pse_spe_cod IN {sql_list([int(x) for x in g.codes])}"""
-    else:
-        table, code = act_table(g)
-        sql = f"""SELECT p.exe_soi_dtd AS date, a.{code} AS code, p.pse_spe_cod AS specialty
-                  FROM er_prs_f p JOIN {table} a ON {CARE_JOIN}
-                  WHERE p.ben_nir_psa = ? AND p.ben_rng_gem = ?
-                    AND a.{code} IN {sql_list(g.codes)}"""
-    rows = _rows(con, f"SELECT * FROM ({sql}) ORDER BY date DESC LIMIT 5", key)
-    for r in rows:
-        r["in_window"] = r["date"].year in years
-    span = f"{years[0]}" if len(years) == 1 else f"{years[0]}–{years[-1]}"
+def _gap_check(x: _Ctx, name: str, g: NoCare, gap: bool) -> Check:
+    rows, lo, hi, years = _acts_in_window(x, g.source, g.codes, g.span)
+    if years is not None:
+        span = f"{years[0]}" if len(years) == 1 else f"{years[0]}–{years[-1]}"
+        inside = [r for r in rows if r["in_window"]]
+        if inside:
+            detail = f"last in {span}: {inside[0]['date']} ({inside[0]['code']})"
+        elif rows:
+            detail = f"none in {span}; the last one was on {rows[0]['date']} ({rows[0]['code']})"
+        else:
+            detail = f"none in {span}, none in the extract"
+        return Check(
+            name=name, passed=not gap, reason=name if gap else None, detail=detail, rows=rows
+        )
     inside = [r for r in rows if r["in_window"]]
     if inside:
-        detail = f"last in {span}: {inside[0]['date']} ({inside[0]['code']})"
+        detail = f"dernier du {lo} au {hi} : {inside[0]['date']} ({inside[0]['code']})"
     elif rows:
-        detail = f"none in {span}; the last one was on {rows[0]['date']} ({rows[0]['code']})"
+        detail = f"aucun du {lo} au {hi} ; le dernier le {rows[0]['date']} ({rows[0]['code']})"
     else:
-        detail = f"none in {span}, none in the extract"
+        detail = f"aucun du {lo} au {hi}, aucun dans l'extraction"
     return Check(name=name, passed=not gap, reason=name if gap else None, detail=detail, rows=rows)
 
 
@@ -204,7 +361,7 @@ def explain_person(
     con = duckdb.connect()
     paths: dict[str, Path] = {}
     try:
-        paths = open_extract(con, Path(extract), tables_needed(rule))
+        paths = open_extract(con, Path(extract), tables_needed(rule), specs=table_specs(rule))
         return _explain(con, rule, as_of, ben_nir_psa, ben_rng_gem)
     except duckdb.Error as e:
         raise read_failure(e, Path(extract), paths) from None
@@ -231,16 +388,18 @@ def _explain(
     if not decision:
         return out
     row = decision[0]
-    ben = _rows(con, "SELECT * FROM ir_ben_r WHERE ben_nir_psa = ? AND ben_rng_gem = ?", key)[0]
+    ben = _rows(con, f"SELECT * FROM ir_ben_r WHERE {_WHERE}", key)[0]
     out.eligible, out.priority = bool(row["eligible"]), bool(row["priority"])
     out.reasons = [r for r in (row["reasons"] or "").split(";") if r]
     out.renewal_date, out.echelon = row["ald_end_date"], row["echelon"]
-    failed = set(out.reasons)
-    out.criteria = [
-        _criterion_check(con, c, key, as_of, rule.horizon_days, failed, ben)
-        for c in rule.criteria
-    ]
-    out.gaps = [
-        _gap_check(con, name, g, key, as_of, bool(row[name])) for name, g in rule.gaps.items()
-    ]
+    when = [rule.priority.when] if rule.priority and rule.priority.when else []
+    nodes = walk(rule.criteria) + walk(when)
+    judged = _rows(
+        con, f"SELECT * FROM ({node_reasons_sql(rule, as_of, nodes)}) WHERE {_WHERE}", key
+    )[0]
+    verdicts = {id(n): judged[f"r{i}"] or None for i, n in enumerate(nodes)}
+    x = _Ctx(con, rule, key, as_of, ben, verdicts)
+    out.criteria = [_check(c, x) for c in rule.criteria]
+    out.priority_rule = _check(when[0], x) if when else None
+    out.gaps = [_gap_check(x, name, g, bool(row[name])) for name, g in rule.gaps.items()]
     return out

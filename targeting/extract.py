@@ -10,7 +10,7 @@ what was expected. Person keys shaped like a NIR, a phone number or an e-mail ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -547,9 +547,9 @@ def _check_table(
     force: bool,
     warnings: bool,
     cap: int,
+    spec: Table,
 ) -> list[Problem]:
     """Check one table and create its typed view; the problems found, in file order."""
-    spec = TABLES[name]
     csv = path.suffix == ".csv"
     stat = path.stat()
     token = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
@@ -610,6 +610,7 @@ def _open(
     force: bool,
     warnings: bool,
     cap: int,
+    specs: Mapping[str, Table] | None = None,
 ) -> tuple[dict[str, Path], list[Problem]]:
     extract = Path(extract)
     if not extract.is_dir():
@@ -624,9 +625,13 @@ def _open(
             why = " : la campagne lit cette table" if asked else ""
             problems += [Problem(p.file, p.reason + why) for p in e.problems]
             continue
+        spec = (specs or {}).get(name) or TABLES.get(name)
+        if spec is None:
+            problems.append(Problem(str(path), f"table {name} inconnue : aucune description"))
+            continue
         paths[name] = path
         problems += _check_table(
-            con, name, path, validate=validate, force=force, warnings=warnings, cap=cap
+            con, name, path, validate=validate, force=force, warnings=warnings, cap=cap, spec=spec
         )
     return paths, problems
 
@@ -647,17 +652,21 @@ def check_extract(
     *,
     con: duckdb.DuckDBPyConnection | None = None,
     cap: int = CAP,
+    specs: Mapping[str, Table] | None = None,
 ) -> list[Problem]:
     """Every problem of every table (errors, and warnings such as long address lines).
 
-    Without `tables`: the required tables and the optional ones present.
+    Without `tables`: the required tables and the optional ones present. `specs` describes
+    tables a campaign names itself (a programme's enrolment table and its date column).
 
     Tables without errors are remembered as checked, so opening them next costs no scan.
     """
     own = con is None
     db = duckdb.connect() if con is None else con
     try:
-        return _open(db, extract, tables, validate=True, force=True, warnings=True, cap=cap)[1]
+        return _open(
+            db, extract, tables, validate=True, force=True, warnings=True, cap=cap, specs=specs
+        )[1]
     finally:
         if own:
             db.close()
@@ -669,13 +678,14 @@ def open_extract(
     tables: Iterable[str] | None = None,
     *,
     validate: bool = True,
+    specs: Mapping[str, Table] | None = None,
 ) -> dict[str, Path]:
     """Create one typed view per table in `con` (by default as `check_extract` chooses).
 
     Raise ExtractError naming the first problem; its `problems` lists them all.
     """
     paths, problems = _open(
-        con, extract, tables, validate=validate, force=False, warnings=False, cap=CAP
+        con, extract, tables, validate=validate, force=False, warnings=False, cap=CAP, specs=specs
     )
     if any(p.severity == "error" for p in problems):
         raise ExtractError.of(problems)

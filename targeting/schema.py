@@ -182,6 +182,19 @@ TABLES: dict[str, Table] = {
     )
 }
 
+
+def programme_table(name: str, date_column: str = "date_adhesion") -> Table:
+    """A programme's enrolment table, as a campaign names it: the person key and a date."""
+    return Table(name, (*_key(), Column(date_column, "date")), "programme enrolments")
+
+
+def table_spec(name: str, date_column: str | None = None) -> Table:
+    """The spec of a table: a known one, or a programme table built from its date column."""
+    if date_column is None and name in TABLES:
+        return TABLES[name]
+    return programme_table(name, date_column or "date_adhesion")
+
+
 # Every extract holds these; the optional ones only when a campaign reads them.
 REQUIRED_TABLES = tuple(name for name, t in TABLES.items() if not t.optional)
 

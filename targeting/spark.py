@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from targeting.engine import output_columns, rule_sql, tables_needed
+from targeting.engine import output_columns, rule_sql, table_specs, tables_needed
 from targeting.extract import ExtractError
 from targeting.rule import TargetingRule
-from targeting.schema import TABLES
+from targeting.schema import TABLES, Table
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -48,11 +48,13 @@ def _exists(spark: SparkSession, path: str) -> bool:
     return bool(p.getFileSystem(conf).exists(p))
 
 
-def register_extract(spark: SparkSession, extract: str, tables: list[str]) -> None:
+def register_extract(
+    spark: SparkSession, extract: str, tables: list[str], specs: dict[str, Table] | None = None
+) -> None:
     """One typed temporary view per table, read from `<extract>/<table>.parquet` or `.csv`."""
     base = str(extract).rstrip("/")
     for name in tables:
-        spec = TABLES[name]
+        spec = (specs or {}).get(name) or TABLES[name]
         pq_path, csv_path = f"{base}/{name}.parquet", f"{base}/{name}.csv"
         if _exists(spark, pq_path):
             frame, csv = spark.read.parquet(pq_path), False
@@ -87,7 +89,7 @@ def run_targeting_spark(
 ) -> pa.Table:
     """The rule's output computed by Spark, as an Arrow table (same columns and order)."""
     spark = spark or spark_session(master)
-    register_extract(spark, extract, tables_needed(rule))
+    register_extract(spark, extract, tables_needed(rule), table_specs(rule))
     result = spark.sql(rule_sql(rule, as_of, include_ineligible=include_ineligible))
     table = result.toArrow()
     schema = pa.schema(
@@ -98,6 +100,7 @@ def run_targeting_spark(
             ("priority", pa.bool_()),
             *[(g, pa.bool_()) for g in rule.gaps],
             ("ald_end_date", pa.date32()),
+            *([("birth_date", pa.date32())] if rule.exact_ages else []),
             ("echelon", pa.string()),
             ("reasons", pa.string()),
         ]

@@ -97,9 +97,10 @@ class Extract:
         specialty: int = 1,
         lab: list[str] | None = None,
         ccam: list[str] | None = None,
+        cip: list[str] | None = None,
         break_key: str | None = None,
     ) -> Extract:
-        """One care line, with its lab and CCAM rows joined by the 9 keys (or one key off)."""
+        """One care line, with its lab, CCAM and pharmacy rows joined by the 9 keys (or one off)."""
         self._lines += 1
         n = self._lines
         keys: dict[str, Any] = {
@@ -137,6 +138,8 @@ class Extract:
             self.rows["er_bio_f"].append({**act_keys, "bio_prs_ide": code})
         for code in ccam or []:
             self.rows["er_cam_f"].append({**act_keys, "cam_prs_ide": code})
+        for code in cip or []:
+            self.rows["er_pha_f"].append({**act_keys, "pha_prs_c13": code, "pha_act_qsn": 1})
         return self
 
     def add(self, table: str, **row: Any) -> Extract:

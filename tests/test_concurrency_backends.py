@@ -170,6 +170,7 @@ def test_concurrent_tick_runners_write_what_one_runner_writes(engine: Engine) ->
             for i in range(0, 60, 3):
                 s.add(
                     Enrolment(
+                        campaign_id=D.id,
                         ben_nir_psa=f"PSA{i:06d}",
                         ben_rng_gem=1,
                         programme=D.goal.programme,

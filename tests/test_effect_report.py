@@ -80,6 +80,7 @@ def test_attribution_and_uplift_as_computed_by_hand(engine: Engine) -> None:
             p = people.iloc[members.index(m)]
             s.add(
                 Enrolment(
+                    campaign_id=D.id,
                     ben_nir_psa=p["ben_nir_psa"],
                     ben_rng_gem=1,
                     programme="sophia",
@@ -89,7 +90,7 @@ def test_attribution_and_uplift_as_computed_by_hand(engine: Engine) -> None:
                 )
             )
     with session_scope(engine) as s:
-        rows = effect_report(session=s, campaign_id=D.id, programme="sophia", window_days=60)
+        rows = effect_report(session=s, campaign_id=D.id, window_days=60)
     by = {r.echelon: r for r in rows}
     assert set(by) == {"91", "total"}
     assert by["total"].credited == {"phone": 10, "mailbox": 8, "letter": 5, "none": 7}

@@ -270,7 +270,7 @@ def test_enrolment_feed_refuses_identifiers_and_never_stores_or_logs_them(
     (feeds / "enrolments.csv").write_text("\n".join(FEED) + "\n")
     with session_scope(cli_db) as s:
         rep = ingest_enrolment_file(
-            session=s, path=feeds / "enrolments.csv", programme="sophia", campaign_ids=["x"]
+            session=s, path=feeds / "enrolments.csv", campaign_id="sophia-ald8", programme="sophia"
         )
     flow = enrolment_feed(campaign_id="sophia-ald8", feed_dir=str(feeds), day=AS_OF)
     prefect = ""

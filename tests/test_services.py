@@ -63,7 +63,7 @@ def test_people_already_enrolled_in_the_ledger_are_not_admitted(
     feed.write_text("ben_nir_psa,ben_rng_gem,date_adhesion,canal\nPSA000001,1,2026-03-01,online\n")
     with session_scope(engine) as s:
         register_campaign(session=s, definition=D, launched=True)
-        ingest_enrolment_file(session=s, path=feed, programme="sophia", campaign_ids=[D.id])
+        ingest_enrolment_file(session=s, path=feed, campaign_id=D.id, programme="sophia")
     targets, people = population(3, anchor=ANCHOR)
     with session_scope(engine) as s:
         c = admit_targets(session=s, definition=D, targets=targets, people=people, today=ENTRY)
@@ -287,8 +287,8 @@ def test_enrolment_feed_reports_bad_lines_and_is_idempotent(engine: Engine, tmp_
         rep = ingest_enrolment_file(
             session=s,
             path=feed,
+            campaign_id=D.id,
             programme="sophia",
-            campaign_ids=[D.id],
             now=at(date(2026, 4, 20), 6),
         )
     assert rep.rows == 5 and rep.new == 2 and len(rep.errors) == 3
@@ -299,8 +299,8 @@ def test_enrolment_feed_reports_bad_lines_and_is_idempotent(engine: Engine, tmp_
         again = ingest_enrolment_file(
             session=s,
             path=feed,
+            campaign_id=D.id,
             programme="sophia",
-            campaign_ids=[D.id],
             now=at(date(2026, 4, 21), 6),
         )
     assert again.new == 0 and again.already_known == 2 and again.members_closed == 0
@@ -324,7 +324,7 @@ def test_enrolment_cancels_what_is_queued_the_same_day(engine: Engine, tmp_path:
     )
     with session_scope(engine) as s:
         rep = ingest_enrolment_file(
-            session=s, path=feed, programme="sophia", campaign_ids=[D.id], now=at(CALL_DAY, 12)
+            session=s, path=feed, campaign_id=D.id, programme="sophia", now=at(CALL_DAY, 12)
         )
     assert rep.members_closed == 1
     with session_scope(engine) as s:

@@ -50,7 +50,7 @@ def import_objectives(
     now: datetime | None = None,
 ) -> int:
     """Set the objectives of an `echelon,objective` file, all or none; how many were set."""
-    known = set(campaign_by_id(campaign_id).definition.objectives)
+    known = set(campaign_by_id(campaign_id).definition.objectives.names())
     targets = parse_objectives_csv(text, known)
     set_objectives(
         session=session,

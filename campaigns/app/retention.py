@@ -65,9 +65,7 @@ def report_rows(summary: RetentionReport) -> list[dict[str, Any]]:
 def report_markdown(summary: RetentionReport) -> str:
     """The report a person reads: what was (or would be) anonymised, and why these people."""
     verb = (
-        "seraient anonymisées (simulation : rien n'a changé)"
-        if summary.dry_run
-        else "anonymisées"
+        "seraient anonymisées (simulation : rien n'a changé)" if summary.dry_run else "anonymisées"
     )
     oldest = summary.oldest_last_offer.strftime("%d/%m/%Y") if summary.oldest_last_offer else "—"
     lines = [

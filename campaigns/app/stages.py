@@ -15,11 +15,13 @@ from sqlmodel import col, select
 
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
+from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
 from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
+from campaigns.definition.goals import EnrolmentGoal, RegistryFactGoal
 from campaigns.feedback.mailbox_reads import record_reads, unread_messages
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Member, Person, StageRun
@@ -27,6 +29,7 @@ from campaigns.ledger.registry import register_campaign
 from campaigns.measurement.report import EchelonRow, echelon_report
 from channels.mailbox import MailboxGateway
 from targeting.engine import run_targeting
+from targeting.goals import observations
 from targeting.people import read_people
 
 
@@ -197,20 +200,32 @@ def mailbox_reads_stage(
 def enrolment_stage(
     *, engine: Engine, campaign: Campaign, files: list[Path], day: date, now: datetime | None = None
 ) -> dict[str, Any]:
-    """Ingest the programme's enrolment files (idempotent)."""
+    """Ingest the campaign's enrolment files (idempotent); each row credited to it only.
+
+    A campaign whose goal is observed in the extract (care act, registry fact) has no feed:
+    its files, if any, are not read.
+    """
     started = utcnow()
     d = campaign.definition
+    goal = d.goal if isinstance(d.goal, EnrolmentGoal) else None
     total: dict[str, Any] = {
-        "files": len(files),
+        "files": len(files) if goal else 0,
         "rows": 0,
         "new": 0,
         "members_closed": 0,
         "errors": [],
     }
     for f in files:
+        if goal is None:
+            break
         with session_scope(engine) as s:
             rep = ingest_enrolment_file(
-                session=s, path=f, programme=d.goal.programme, campaign_ids=[d.id], now=now
+                session=s,
+                path=f,
+                campaign_id=d.id,
+                programme=goal.programme,
+                date_column=goal.date_column,
+                now=now,
             )
         total["rows"] += rep.rows
         total["new"] += rep.new
@@ -220,13 +235,52 @@ def enrolment_stage(
     return total
 
 
+def _observe_in_extract(*, extract: Path, goal: ObservedGoal, since: Any) -> Any:
+    """The targeting's observation of a goal in the extract (`targeting.goals.observations`):
+    a care act by its source and codes, a registry fact by its name."""
+    spec = goal.fact if isinstance(goal, RegistryFactGoal) else goal
+    return observations(extract=extract, goal=spec, people=since).to_pandas()
+
+
+def goal_observation_stage(
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    extract: Path,
+    day: date,
+    observe: Observer | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Observe a care act / registry fact goal in the extract for the active members; record
+    what is found as the campaign's goal rows and close those members (status goal)."""
+    started = utcnow()
+    d = campaign.definition
+    goal = d.goal
+    if goal.kind == "enrolment":
+        counts: dict[str, Any] = {"skipped": "enrolment goal: the feed says it"}
+    else:
+        with session_scope(engine) as s:
+            rep = observe_goals(
+                session=s,
+                campaign_id=d.id,
+                goal=goal,
+                extract=extract,
+                observe=observe or _observe_in_extract,
+                today=day,
+                now=now or utcnow(),
+            )
+        counts = rep.as_dict()
+    _record(engine, d.id, "goals", day, started, counts)
+    return counts
+
+
 def report_stage(*, engine: Engine, campaign: Campaign) -> list[EchelonRow]:
     """The objectives table."""
     with session_scope(engine) as s:
         return echelon_report(
             session=s,
             campaign_id=campaign.definition.id,
-            programme=campaign.definition.goal.programme,
+            objectives=campaign.definition.objectives,
         )
 
 

@@ -120,13 +120,15 @@ def claim_next(
             held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
         )
     today = paris_today(now)
+    # A campaign past its end offers no call, even before the tick cancels what it queued.
+    running = [cid for cid, d in definitions.items() if d.dates.end is None or today <= d.dates.end]
     postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
     callback_first = col(Action.due_at).is_(None)
     stmt = (
         select(Action)
-        .where(*_callable_filter(today, now), col(Action.campaign_id).in_(list(definitions)))
+        .where(*_callable_filter(today, now), col(Action.campaign_id).in_(running))
         .order_by(
             callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
         )

@@ -17,7 +17,16 @@ from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from campaigns.cascade.planner import Skip, notice_decision
+from campaigns.cascade.planner import (
+    ActionView,
+    MemberState,
+    Skip,
+    blocked_reason,
+    campaign_ended,
+    notice_decision,
+    step_window,
+)
+from campaigns.cascade.tick import action_views, uses_reads
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.definition.model import CampaignDefinition
@@ -26,6 +35,7 @@ from campaigns.definition.rendering import build_context, render_message
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import (
     ACTIVE,
     CANCELLED,
@@ -80,14 +90,22 @@ def retry_delay(key: str, tries: int) -> timedelta:
     return RETRY_FLOOR + timedelta(seconds=jitter)
 
 
-def _reachable(step_requires: Sequence[str], person: Person) -> bool:
-    has = {
-        "phone": bool(person.telephone) and not person.phone_invalid,
-        "compte_ameli": person.compte_ameli,
-        "email": bool(person.email) and not person.email_invalid,
-        "postal_address": bool(person.address_lines) and not person.address_invalid,
-    }
-    return all(has.get(r, False) for r in step_requires)
+def _member_state(
+    person: Person, member: Member | None, opposed: set[str], actions: Sequence[ActionView]
+) -> MemberState:
+    """The person as the planner would see them now, for its step conditions."""
+    return MemberState(
+        anchor_date=member.anchor_date if member else date.min,
+        entered_on=member.entered_on if member else date.min,
+        departement=person.departement,
+        has_phone=bool(person.telephone) and not person.phone_invalid,
+        has_compte_ameli=person.compte_ameli,
+        has_email=bool(person.email) and not person.email_invalid,
+        has_postal_address=bool(person.address_lines) and not person.address_invalid,
+        opposed=frozenset(opposed),
+        actions=actions,
+        priority=member.priority if member else False,
+    )
 
 
 def next_step(
@@ -98,16 +116,26 @@ def next_step(
     opposed: set[str],
     anchor: date,
     today: date,
+    member: Member | None = None,
+    actions: Sequence[ActionView] = (),
 ) -> str:
-    """The cascade step the person can still get after `step_id`, or 'none'."""
+    """The cascade step the person can still get after `step_id`, or 'none'.
+
+    The planner's own window and conditions (`requires`, `unless`) decide, judged today on
+    what the member's actions gave so far.
+    """
     ids = [s.id for s in definition.cascade]
     parent = step_id.removesuffix("_notice") if step_id not in ids else step_id
-    if parent not in ids:
+    if parent not in ids or campaign_ended(definition, today):
         return "none"
+    state = _member_state(person, member, opposed, actions)
+    by_step: dict[str, list[ActionView]] = {}
+    for a in actions:
+        by_step.setdefault(a.step, []).append(a)
     for s in definition.cascade[ids.index(parent) + 1 :]:
-        if anchor + timedelta(days=s.end_days) < today:
+        if step_window(definition, s, anchor)[1] < today:
             continue
-        if ALL_CHANNELS in opposed or s.channel in opposed or not _reachable(s.requires, person):
+        if ALL_CHANNELS in opposed or blocked_reason(state, s, by_step) is not None:
             continue
         return s.id
     return "none"
@@ -186,7 +214,7 @@ class SendContext:
 
 
 def _context_rows(
-    session: Session, actions: Sequence[Action], today: date
+    session: Session, actions: Sequence[Action], today: date, definition: CampaignDefinition
 ) -> dict[int, SendContext]:
     member_ids = {a.member_id for a in actions}
     rows = session.exec(
@@ -196,7 +224,13 @@ def _context_rows(
     ).all()
     # The contact policy's facts (oppositions and enrolments effective today, death, contact
     # details), read once for the batch: the send-time checks, notices and next steps use them.
-    facts = load_facts(session, [p for _, p in rows], today=today, pressure=None, programme=None)
+    facts = load_facts(
+        session,
+        [p for _, p in rows],
+        today=today,
+        pressure=None,
+        goal=goal_reached(definition.id, definition.goal),
+    )
     tried: dict[int, list[str]] = defaultdict(list)
     for mid, channel in session.exec(
         select(Action.member_id, Action.channel)
@@ -308,11 +342,13 @@ def dispatch_batch(
 ) -> dict[str, int]:
     """Render and send one claimed batch; record each result."""
     counts: dict[str, int] = defaultdict(int)
-    ctx = _context_rows(session, actions, today)
+    ctx = _context_rows(session, actions, today, campaign.definition)
     to_send: list[tuple[Action, Any]] = []
+    # Past the campaign's end nothing goes out, whatever the tick left queued.
+    ended = campaign_ended(campaign.definition, today)
     for a in actions:
         row = ctx[a.member_id]
-        block = _send_time_block(a, row.member, row.facts, now)
+        block = Reason.CAMPAIGN_ENDED if ended else _send_time_block(a, row.member, row.facts, now)
         if block:
             a.state, a.reason, a.updated_at = CANCELLED, block, now
             counts[f"cancelled_{block}"] += 1
@@ -375,6 +411,8 @@ def _fail_final(
         setattr(person, flag, True)
         person.updated_at = now
     member = row.member
+    # The member's actions so far, for the next step's conditions (a final failure is rare).
+    views = action_views(session, [a.member_id], reads=uses_reads(definition))
     nxt = next_step(
         definition,
         a.step,
@@ -382,6 +420,8 @@ def _fail_final(
         opposed=row.opposed,
         anchor=member.anchor_date,
         today=today,
+        member=member,
+        actions=views.get(a.member_id, ()),
     )
     session.add(
         MemberEvent(

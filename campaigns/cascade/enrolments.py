@@ -1,4 +1,5 @@
-"""The programme's enrolment feed: ingest it idempotently, stop the cascade of who enrolled."""
+"""A campaign's goal rows: its enrolment feed ingested idempotently, and the cascade of whoever
+reached the goal stopped (the rows observed in the extract come through here too)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ from campaigns.ledger.models import ACTIVE, GOAL, Enrolment, Member, Person
 from targeting.identifiers import key_problem
 from targeting.schema import PERSON_KEY
 
-FEED_COLUMNS = ("ben_nir_psa", "ben_rng_gem", "date_adhesion", "canal")
+KEY_COLUMNS = ("ben_nir_psa", "ben_rng_gem")
+DATE_COLUMNS = ("date_adhesion", "date")
+CHANNEL_COLUMN = "canal"
+FEED_COLUMNS = (*KEY_COLUMNS, "date_adhesion", CHANNEL_COLUMN)  # today's full header
 ENROLMENT_CHANNELS = ("online", "paper", "doctor", "phone")
+UNKNOWN_CHANNEL = "unknown"
 
 
 @dataclass
@@ -35,26 +40,46 @@ class FeedReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _parse(path: Path, report: FeedReport) -> list[dict[str, Any]]:
-    """The good rows; each bad line is named in `report.errors` by line and column, never value."""
+def _header(path: Path, names: list[str], date_column: str, report: FeedReport) -> str | None:
+    """The feed's date column, or None (the missing columns are reported)."""
+    accepted = list(dict.fromkeys((date_column, *DATE_COLUMNS)))
+    dates = [c for c in accepted if c in names]
+    missing = [c for c in KEY_COLUMNS if c not in names]
+    if not dates:
+        missing.append(" ou ".join(accepted))
+    if missing:
+        report.errors.append(f"{path.name}, ligne 1 : colonnes manquantes {', '.join(missing)}")
+        return None
+    return dates[0]
+
+
+def _parse(
+    path: Path, report: FeedReport, date_column: str = "date_adhesion"
+) -> list[dict[str, Any]]:
+    """The good rows; each bad line is named in `report.errors` by line and column, never value.
+
+    Columns: the person's key, the goal's date (`date_column`, or `date_adhesion`, or
+    `date`) and, optionally, the channel (`canal`).
+    """
     rows: list[dict[str, Any]] = []
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in FEED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            report.errors.append(f"{path.name}, ligne 1 : colonnes manquantes {', '.join(missing)}")
+        names = list(reader.fieldnames or [])
+        on_column = _header(path, names, date_column, report)
+        if on_column is None:
             return rows
+        with_channel = CHANNEL_COLUMN in names
         for raw in reader:
             line_no = reader.reader.line_num  # the file's line, even after a quoted line break
             report.rows += 1
             bad = [(c, why) for c in PERSON_KEY if (why := key_problem(c, raw[c])) is not None]
             try:
-                on = date.fromisoformat((raw["date_adhesion"] or "").strip())
+                on = date.fromisoformat((raw[on_column] or "").strip())
             except ValueError:
-                bad.append(("date_adhesion", "n'est pas une date (AAAA-MM-JJ)"))
-            canal = (raw["canal"] or "").strip()
-            if canal not in ENROLMENT_CHANNELS:
-                bad.append(("canal", f"n'est pas l'un de {', '.join(ENROLMENT_CHANNELS)}"))
+                bad.append((on_column, "n'est pas une date (AAAA-MM-JJ)"))
+            canal = (raw[CHANNEL_COLUMN] or "").strip() if with_channel else UNKNOWN_CHANNEL
+            if with_channel and canal not in ENROLMENT_CHANNELS:
+                bad.append((CHANNEL_COLUMN, f"n'est pas l'un de {', '.join(ENROLMENT_CHANNELS)}"))
             if bad:
                 report.errors += [
                     f"{path.name}, ligne {line_no}, colonne {c} : {why}" for c, why in bad
@@ -75,71 +100,109 @@ def ingest_enrolment_file(
     *,
     session: Session,
     path: Path,
+    campaign_id: str,
     programme: str,
-    campaign_ids: list[str],
+    date_column: str = "date_adhesion",
     now: datetime | None = None,
 ) -> FeedReport:
-    """Ingest one feed file; a bad line is reported and skipped, the rest goes in."""
+    """Ingest one campaign's feed file; a bad line is reported and skipped, the rest goes in.
+
+    Every row is credited to `campaign_id` only: the same person in another campaign's
+    feed is that campaign's business.
+    """
     now = now or utcnow()
     report = FeedReport(file=path.name)
-    rows = _parse(path, report)
+    rows = _parse(path, report, date_column)
     if not rows:
         return report
-    values = [{**r, "programme": programme, "source": path.name} for r in rows]
+    report.new, report.members_closed = record_goal_rows(
+        session=session,
+        campaign_id=campaign_id,
+        programme=programme,
+        rows=rows,
+        source=path.name,
+        reason=Reason.ENROLLED,
+        closed_by="enrolment_feed",
+        now=now,
+    )
+    report.already_known = len(rows) - report.new
+    return report
+
+
+def record_goal_rows(
+    *,
+    session: Session,
+    campaign_id: str,
+    programme: str,
+    rows: list[dict[str, Any]],
+    source: str,
+    reason: Reason,
+    closed_by: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """Record goal rows (key, enrolled_on, channel) for one campaign, once each, and close its
+    active members among them (status goal); how many rows were new, how many closed."""
+    values = [
+        {**r, "campaign_id": campaign_id, "programme": programme, "source": source} for r in rows
+    ]
     dialect = session.get_bind().dialect.name
     ins: Any = postgresql.insert(Enrolment) if dialect == "postgresql" else sqlite.insert(Enrolment)
     inserted = 0
     for i in range(0, len(values), 1000):
         stmt = (
             ins.values(values[i : i + 1000])
-            .on_conflict_do_nothing(index_elements=["ben_nir_psa", "ben_rng_gem", "programme"])
+            .on_conflict_do_nothing(index_elements=["ben_nir_psa", "ben_rng_gem", "campaign_id"])
             .returning(Enrolment.id)
         )
         inserted += len(session.execute(stmt).all())
-    report.new = inserted
-    report.already_known = len(values) - inserted
-    keys = [(r["ben_nir_psa"], r["ben_rng_gem"]) for r in rows]
-    report.members_closed = close_enrolled_members(
-        session=session, programme=programme, campaign_ids=campaign_ids, keys=keys, now=now
+    keys = list(dict.fromkeys((r["ben_nir_psa"], r["ben_rng_gem"]) for r in rows))
+    closed = close_enrolled_members(
+        session=session,
+        campaign_id=campaign_id,
+        keys=keys,
+        now=now,
+        reason=reason,
+        source=closed_by,
     )
-    return report
+    return inserted, closed
 
 
 def close_enrolled_members(
     *,
     session: Session,
-    programme: str,
-    campaign_ids: list[str],
+    campaign_id: str,
     keys: list[tuple[str, int]],
     now: datetime,
+    reason: Reason = Reason.ENROLLED,
+    source: str = "enrolment_feed",
 ) -> int:
-    """Stop the cascade, the same day, of active members who enrolled."""
+    """Stop the cascade, the same day, of the campaign's active members with a goal row."""
     closed = 0
     for i in range(0, len(keys), 1000):
         chunk = keys[i : i + 1000]
-        rows = session.exec(
-            select(Member, col(Enrolment.enrolled_on))
+        members = session.exec(
+            select(Member)
             .join(Person, col(Person.id) == col(Member.person_id))
             .join(
                 Enrolment,
                 (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
-                & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem)),
+                & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem))
+                & (col(Enrolment.campaign_id) == col(Member.campaign_id)),
             )
             .where(
                 Member.status == ACTIVE,
-                Enrolment.programme == programme,
-                col(Member.campaign_id).in_(campaign_ids),
+                Member.campaign_id == campaign_id,
                 tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem)).in_(chunk),
             )
         ).all()
-        for member, _enrolled_on in rows:
+        for member in members:
             closed += close_member(
                 session=session,
                 member=member,
                 status=GOAL,
-                reason=Reason.ENROLLED,
+                reason=reason,
                 today=paris_today(now),
-                source="enrolment_feed",
+                source=source,
                 now=now,
             )
     return closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from datetime import date, datetime
@@ -17,6 +18,7 @@ from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
@@ -29,6 +31,8 @@ from campaigns.ledger.models import (
     Opposition,
     Person,
 )
+
+log = logging.getLogger(__name__)
 
 # Targeting reasons that end a member's cascade, with the status they lead to.
 _EXIT_REASONS = {
@@ -60,6 +64,35 @@ def _day(v: Any) -> date | None:
     if _s(v) is None or pd.isna(v):
         return None
     return pd.Timestamp(v).date()
+
+
+def last_birthday(birth: date, today: date) -> date:
+    """The most recent birthday on or before today (birth is the 1st of the birth month)."""
+    this_year = birth.replace(year=today.year)
+    return this_year if this_year <= today else birth.replace(year=today.year - 1)
+
+
+def anchor_date(definition: CampaignDefinition, row: Any, today: date) -> date:
+    """A newcomer's anchor date, by the campaign's anchor kind.
+
+    ald_renewal: the ALD renewal date; wave: the launch, or today for a later entry;
+    entry: today; birthday: the most recent birthday (from the targeting's `birth_date`).
+    """
+    kind = definition.anchor.kind
+    if kind == "ald_renewal":
+        return _day(getattr(row, "ald_end_date", None)) or today
+    if kind == "wave":
+        return max(definition.dates.start, today)
+    if kind == "birthday":
+        birth = _day(getattr(row, "birth_date", None))
+        return last_birthday(birth, today) if birth else today
+    return today
+
+
+def within_dates(definition: CampaignDefinition, today: date) -> bool:
+    """Whether the campaign admits people today (between its start and its end)."""
+    dates = definition.dates
+    return dates.start <= today and (dates.end is None or today <= dates.end)
 
 
 def _person_values(row: Any, now: datetime) -> dict[str, Any]:
@@ -149,7 +182,7 @@ def upsert_people(
 
 
 def _enrolled_or_opposed(
-    session: Session, programme: str, keys: list[tuple[str, int]]
+    session: Session, definition: CampaignDefinition, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], str]:
     """People the ledger knows to be enrolled or opposed to everything (newer than the extract)."""
     found: dict[tuple[str, int], str] = {}
@@ -157,7 +190,7 @@ def _enrolled_or_opposed(
         chunk = keys[i : i + 1000]
         for a, b in session.exec(
             select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-                Enrolment.programme == programme,
+                goal_reached(definition.id, definition.goal),
                 tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(chunk),
             )
         ):
@@ -206,7 +239,7 @@ def _new_member_rows(
                 "person_id": ids[key],
                 "echelon": row.echelon,
                 "entered_on": today,
-                "anchor_date": _day(row.ald_end_date) or today,
+                "anchor_date": anchor_date(definition, row, today),
                 "priority": bool(row.priority),
                 "gaps": [g for g in gap_names if bool(getattr(row, g))],
                 "holdout": holdout,
@@ -259,8 +292,12 @@ def _close_changed(
     targets: pd.DataFrame,
     today: date,
     now: datetime,
+    renewal_moves: bool = True,
 ) -> int:
-    """Members seen again: close those whose situation changed since they entered."""
+    """Members seen again: close those whose situation changed since they entered.
+
+    A later ALD renewal date than the member's anchor ends the cascade only for campaigns
+    anchored on the renewal (`renewal_moves`)."""
     by_key = {
         (p, int(r)): row
         for p, r, row in zip(
@@ -278,7 +315,7 @@ def _close_changed(
         m.last_seen_on = today
         reasons = (_s(row.reasons) or "").split(";")
         leave = next((_EXIT_REASONS[r] for r in reasons if r in _EXIT_REASONS), None)
-        renewal = _day(row.ald_end_date)
+        renewal = _day(getattr(row, "ald_end_date", None)) if renewal_moves else None
         if leave is None and renewal is not None and renewal > m.anchor_date:
             leave = (EXITED, Reason.RENEWED)
         if leave and close_member(
@@ -324,9 +361,23 @@ def admit_targets(
     counts["eligible"] = len(eligible)
     fresh = eligible.loc[_mask(eligible, lambda k: k not in members)]
     counts["already_member"] = len(eligible) - len(fresh)
+    if not within_dates(definition, today):
+        # Before the start or after the end: nobody new comes in (counted, and said).
+        counts["not_admitted_outside_dates"] = len(fresh)
+        if len(fresh):
+            log.info(
+                "%s : %d personne(s) éligible(s) non admise(s) le %s, hors des dates de la "
+                "campagne (%s → %s)",
+                definition.id,
+                len(fresh),
+                today.isoformat(),
+                definition.dates.start.isoformat(),
+                definition.dates.end.isoformat() if definition.dates.end else "sans fin",
+            )
+        fresh = fresh.iloc[0:0]
     blocked = _enrolled_or_opposed(
         session,
-        definition.goal.programme,
+        definition,
         list(zip(fresh["ben_nir_psa"], fresh["ben_rng_gem"].astype(int), strict=True)),
     )
     if blocked:
@@ -354,5 +405,7 @@ def admit_targets(
             if not launched:
                 counts["pending_validation"] = len(member_rows)
 
-    counts["left"] = _close_changed(session, members, targets, today, now)
+    counts["left"] = _close_changed(
+        session, members, targets, today, now, definition.anchor.kind == "ald_renewal"
+    )
     return counts

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from campaigns.clock import paris_today
-from campaigns.definition.model import CampaignDefinition, Step
+from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition, Step, parse_fact
 from campaigns.definition.reasons import Reason, opposed_to
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES, ActionState, MemberStatus
@@ -30,6 +30,7 @@ class ActionView:
     done_on: date | None = None
     callback_at: datetime | None = None
     reason: str | None = None
+    read: bool = False  # a mailbox message the person opened
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class MemberState:
     enrolled_on: date | None = None
     deceased: bool = False
     actions: Sequence[ActionView] = ()
+    priority: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,51 @@ _REQUIREMENT_REASON = {
     "compte_ameli": Reason.NO_COMPTE_AMELI,
     "email": Reason.NO_EMAIL,
     "postal_address": Reason.NO_ADDRESS,  # the policy's code for the same fact
+    "priority": Reason.NOT_PRIORITY,
+    "reached": Reason.NOT_REACHED_BY_PHONE,
+    "read": Reason.MAILBOX_NOT_READ,
+    "sent": Reason.STEP_NOT_SENT,
 }
+# The reason a step is skipped when an `unless` fact holds.
+_UNLESS_REASON = {
+    "phone": Reason.HAS_PHONE,
+    "compte_ameli": Reason.HAS_COMPTE_AMELI,
+    "email": Reason.HAS_EMAIL,
+    "postal_address": Reason.HAS_ADDRESS,
+    "priority": Reason.IS_PRIORITY,
+    "reached": Reason.REACHED_BY_PHONE,
+    "read": Reason.MAILBOX_READ,
+    "sent": Reason.STEP_SENT,
+}
+
+
+def _bound(definition: CampaignDefinition, value: date | str | None) -> date | None:
+    """A step bound: a date, or the date of a targeting parameter."""
+    if value is None or isinstance(value, date):
+        return value
+    return definition.parameter(value)
+
+
+def step_window(definition: CampaignDefinition, step: Step, anchor: date) -> tuple[date, date]:
+    """The first and last day a step may be played for a member with this anchor date.
+
+    Relative to the anchor, within `not_before` / `not_after`, never after the campaign's end.
+    """
+    start = anchor + timedelta(days=step.start_days)
+    end = anchor + timedelta(days=step.end_days) if step.end_days is not None else None
+    for bound in (_bound(definition, step.not_after), definition.dates.end):
+        if bound is not None:
+            end = bound if end is None else min(end, bound)
+    not_before = _bound(definition, step.not_before)
+    if not_before is not None:
+        start = max(start, not_before)
+    assert end is not None  # the definition requires end_days when the campaign has no end
+    return start, end
+
+
+def campaign_ended(definition: CampaignDefinition, today: date) -> bool:
+    """Whether the campaign's end date has passed."""
+    return definition.dates.end is not None and today > definition.dates.end
 
 
 def notice_decision(
@@ -121,22 +167,52 @@ def notice_step_id(step: Step) -> str:
     return f"{step.id}_notice"
 
 
-def _has(state: MemberState, requirement: str) -> bool:
+def _step_fact(kind: str, actions: list[ActionView]) -> bool:
+    """What an earlier step gave the member so far."""
+    if kind == "reached":
+        return any(a.outcome in REACHED_OUTCOMES for a in actions)
+    if kind == "read":
+        return any(a.read for a in actions)
+    return any(a.state in SUCCESS_STATES for a in actions)  # sent
+
+
+def holds(state: MemberState, fact: str, by_step: dict[str, list[ActionView]]) -> bool:
+    """Whether a condition fact (`phone`, `priority`, `reached:call`…) holds for the member."""
+    kind, ref = parse_fact(fact)
+    if ref is not None:
+        return _step_fact(kind, list(by_step.get(ref, ())))
     return {
         "phone": state.has_phone,
         "compte_ameli": state.has_compte_ameli,
         "email": state.has_email,
         "postal_address": state.has_postal_address,
-    }[requirement]
+        "priority": state.priority,
+    }[kind]
 
 
-def _blocked(state: MemberState, step: Step) -> str | None:
+def blocked_reason(
+    state: MemberState, step: Step, by_step: dict[str, list[ActionView]] | None = None
+) -> str | None:
+    """Why the step cannot be played: a failing requirement, a holding `unless`, an opposition.
+
+    Without `by_step` (a retry of a step already started) only contact facts are looked at:
+    the other conditions were judged on the day of the first attempt.
+    """
+    facts = by_step if by_step is not None else {}
     for req in step.requires:
-        if not _has(state, req):
-            return _REQUIREMENT_REASON[req]
+        if by_step is None and parse_fact(req)[0] not in _CONTACT:
+            continue
+        if not holds(state, req, facts):
+            return _REQUIREMENT_REASON[parse_fact(req)[0]]
+    for fact in step.unless if by_step is not None else ():
+        if holds(state, fact, facts):
+            return _UNLESS_REASON[parse_fact(fact)[0]]
     if step.channel in state.opposed:
         return opposed_to(step.channel)
     return None
+
+
+_CONTACT = frozenset({"phone", "compte_ameli", "email", "postal_address"})
 
 
 def _phone_next(
@@ -164,7 +240,7 @@ def _phone_next(
         return None, None, Exit(MemberStatus.EXITED, f"outcome_{last.outcome}")
     if rule.effect == "end_step":
         return None, f"outcome_{last.outcome}", None
-    blocked = _blocked(state, step)
+    blocked = blocked_reason(state, step)
     if blocked:
         return None, blocked, None
     nxt, over = _call_again(step, attempts, rule.effect, window_end, state, today, add_working_days)
@@ -227,17 +303,30 @@ def _exit_now(state: MemberState, today: date) -> Exit | None:
     return None
 
 
-def _first_attempt(step: Step, state: MemberState, today: date, out: Plan) -> bool:
+def _ended(definition: CampaignDefinition, today: date) -> Exit | None:
+    """Past the campaign's end every member leaves (the tick does it for all at once)."""
+    if campaign_ended(definition, today):
+        return Exit(MemberStatus.COMPLETED, Reason.CAMPAIGN_ENDED)
+    return None
+
+
+def _first_attempt(
+    step: Step,
+    window: tuple[date, date],
+    state: MemberState,
+    by_step: dict[str, list[ActionView]],
+    today: date,
+    out: Plan,
+) -> bool:
     """A step not tried yet: due, skipped (window passed, blocked) or not started; whether it
-    still has something ahead."""
-    start = state.anchor_date + timedelta(days=step.start_days)
-    end = state.anchor_date + timedelta(days=step.end_days)
+    still has something ahead. Its conditions are judged today, the day it would be due."""
+    start, end = window
     if today < start:
         return True
     if today > end:
         out.skips.append(Skip(step.id, step.channel, Reason.WINDOW_PASSED))
         return False
-    blocked = _blocked(state, step)
+    blocked = blocked_reason(state, step, by_step)
     if blocked:
         out.skips.append(Skip(step.id, step.channel, blocked))
         return False
@@ -281,11 +370,12 @@ def plan(
     out = Plan()
     if not state.active:
         return out
-    out.exit = _exit_now(state, today)
+    out.exit = _exit_now(state, today) or _ended(definition, today)
     if out.exit is not None:
         return out
 
-    last_day = state.anchor_date + timedelta(days=max(s.end_days for s in definition.cascade))
+    windows = {s.id: step_window(definition, s, state.anchor_date) for s in definition.cascade}
+    last_day = max(end for _, end in windows.values())
     if state.holdout:
         if today > last_day:
             out.exit = Exit(MemberStatus.COMPLETED, Reason.HOLDOUT_WINDOW_CLOSED)
@@ -299,9 +389,9 @@ def plan(
     for step in definition.cascade:
         attempts = by_step.get(step.id, [])
         if not attempts:
-            pending = _first_attempt(step, state, today, out)
+            pending = _first_attempt(step, windows[step.id], state, by_step, today, out)
         elif step.channel == "phone":
-            end = state.anchor_date + timedelta(days=step.end_days)
+            end = windows[step.id][1]
             nxt, over, exit_ = _phone_next(step, attempts, end, state, today, add_working_days)
             if exit_ is not None:
                 # An outcome that ends the campaign for the member: nothing else is planned.

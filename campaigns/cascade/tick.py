@@ -7,19 +7,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, tuple_, update
+from sqlalchemy import func, insert, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from campaigns.cascade.planner import ActionView, MemberState, NewAction, Plan, plan
+from campaigns.cascade.planner import (
+    ActionView,
+    MemberState,
+    NewAction,
+    Plan,
+    campaign_ended,
+    plan,
+)
 from campaigns.clock import PARIS, utcnow
 from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED_RETRYABLE,
+    PENDING,
     QUEUED,
     SKIPPED,
     Action,
@@ -28,6 +41,7 @@ from campaigns.ledger.models import (
     Member,
     MemberEvent,
     Person,
+    ProviderEvent,
 )
 from campaigns.policy.calendar import add_working_days
 from campaigns.policy.decision import (
@@ -63,9 +77,34 @@ def member_id_batches(
     ]
 
 
-def _action_views(session: Session, member_ids: list[int]) -> dict[int, list[ActionView]]:
-    """Every action of the batch's members, as the planner reads them."""
+def _read_keys(session: Session, member_ids: list[int]) -> set[str]:
+    """Keys of the members' mailbox messages the mailbox reported read."""
+    return {
+        k
+        for (k,) in session.execute(
+            select(Action.key)
+            .join(ProviderEvent, col(ProviderEvent.ref) == col(Action.key))
+            .where(
+                col(Action.member_id).in_(member_ids),
+                Action.channel == "mailbox",
+                ProviderEvent.provider == "mailbox",
+                ProviderEvent.kind == "read",
+            )
+        )
+    }
+
+
+def uses_reads(definition: CampaignDefinition) -> bool:
+    """Whether a step's conditions look at mailbox reads (`read:<step>`)."""
+    return any(f.startswith("read:") for s in definition.cascade for f in (*s.requires, *s.unless))
+
+
+def action_views(
+    session: Session, member_ids: list[int], *, reads: bool = False
+) -> dict[int, list[ActionView]]:
+    """Every action of the members, as the planner reads them (with mailbox reads if asked)."""
     actions: dict[int, list[ActionView]] = defaultdict(list)
+    read = _read_keys(session, member_ids) if reads else set()
     for act in session.exec(select(Action).where(col(Action.member_id).in_(member_ids))):
         actions[act.member_id].append(
             ActionView(
@@ -77,21 +116,22 @@ def _action_views(session: Session, member_ids: list[int]) -> dict[int, list[Act
                 done_on=act.done_on,
                 callback_at=act.callback_at,
                 reason=act.reason,
+                read=act.key in read,
             )
         )
     return actions
 
 
 def _enrolment_days(
-    session: Session, programme: str, keys: list[tuple[str, int]]
+    session: Session, definition: CampaignDefinition, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], date]:
-    """The day each person enrolled in the campaign's programme (any day, future included)."""
+    """The day each person reached the campaign's goal (any day, future included)."""
     enrolled: dict[tuple[str, int], date] = {}
     for a, b, on in session.exec(
         select(
             col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem), col(Enrolment.enrolled_on)
         ).where(
-            Enrolment.programme == programme,
+            goal_reached(definition.id, definition.goal),
             tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
         )
     ):
@@ -131,14 +171,14 @@ def _states(
     ).all()
     if not rows:
         return []
-    actions = _action_views(session, [m.id or 0 for m, _ in rows])
+    actions = action_views(session, [m.id or 0 for m, _ in rows], reads=uses_reads(definition))
     keys = [(p.ben_nir_psa, p.ben_rng_gem) for _, p in rows]
     # The contact policy's facts (oppositions effective today, death, contact details,
     # contacts across every campaign in the pressure windows), for the whole batch at once.
     facts = load_facts(
         session, [p for _, p in rows], today=today, pressure=pressure, enrolments=False
     )
-    enrolled = _enrolment_days(session, definition.goal.programme, keys)
+    enrolled = _enrolment_days(session, definition, keys)
     out = []
     for m, p in rows:
         key = (p.ben_nir_psa, p.ben_rng_gem)
@@ -162,6 +202,7 @@ def _states(
                     enrolled_on=enrolled.get(key),
                     deceased=f.deceased,
                     actions=actions.get(m.id or 0, ()),
+                    priority=m.priority,
                 ),
             )
         )
@@ -359,10 +400,60 @@ def tick_batch(
     return dict(counts)
 
 
+def end_campaign(
+    *, session: Session, definition: CampaignDefinition, today: date, now: datetime
+) -> dict[str, int]:
+    """Past the campaign's end: cancel every open action, let every member go. Set-based.
+
+    Each member who leaves gets a `left` event (status completed, reason campaign_ended),
+    as when the cascade closes one; nothing happens before the end, nor twice.
+    """
+    if not campaign_ended(definition, today):
+        return {}
+    reason = Reason.CAMPAIGN_ENDED
+    cancelled = session.execute(
+        update(Action)
+        .where(
+            col(Action.campaign_id) == definition.id,
+            col(Action.state).in_((QUEUED, FAILED_RETRYABLE)),
+        )
+        .values(state=CANCELLED, reason=reason, updated_at=now, claimed_by=None, lease_until=None)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session=False)
+    ).all()
+    left = [
+        mid
+        for (mid,) in session.execute(
+            update(Member)
+            .where(
+                col(Member.campaign_id) == definition.id,
+                col(Member.status).in_((ACTIVE, PENDING)),
+            )
+            .values(status=COMPLETED, status_reason=reason, status_on=today)
+            .returning(col(Member.id))
+            .execution_options(synchronize_session=False)
+        ).all()
+    ]
+    if left:
+        detail = {"status": COMPLETED, "reason": reason, "source": "campaign_end"}
+        session.execute(
+            insert(MemberEvent),
+            [{"member_id": mid, "on": today, "kind": "left", "detail": detail} for mid in left],
+        )
+    return {"cancelled_campaign_ended": len(cancelled), "left_campaign_ended": len(left)}
+
+
 def tick(
     *, engine: Engine, definition: CampaignDefinition, today: date, batch_size: int = 2000
 ) -> dict[str, int]:
-    """The whole tick, one transaction per batch (used outside Prefect; flows map batches)."""
+    """The whole tick, one transaction per batch (used outside Prefect; flows map batches).
+
+    Past the campaign's end, one pass cancels what is queued and lets every member go.
+    """
+    if campaign_ended(definition, today):
+        with session_scope(engine) as s:
+            ended = end_campaign(session=s, definition=definition, today=today, now=utcnow())
+        return {**ended, "batches": 0}
     with session_scope(engine) as s:
         batches = member_id_batches(session=s, campaign_id=definition.id, batch_size=batch_size)
     total: dict[str, int] = defaultdict(int)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from datetime import time
+import re
+from collections.abc import Iterator
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaigns.definition.goals import Goal, Objectives, goal_input
 from targeting.rule import Criterion, TargetingRule
 
 _CRITERIA: tuple[Any, ...] = get_args(get_args(Criterion)[0])
@@ -18,6 +21,14 @@ DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 
 Channel = Literal["phone", "mailbox", "email", "letter"]
 Requirement = Literal["phone", "compte_ameli", "email", "postal_address"]
+# Condition facts a step may require or be skipped on (`requires`, `unless`): a contact fact,
+# the member's priority, or what an earlier step gave (`reached:call`, `read:mailbox`, `sent:x`).
+CONTACT_FACTS: tuple[str, ...] = Requirement.__args__  # type: ignore[attr-defined]
+PERSON_FACTS: tuple[str, ...] = (*CONTACT_FACTS, "priority")
+# A step fact and the channel the step it names must have (None: any channel).
+STEP_FACTS: dict[str, str | None] = {"reached": "phone", "read": "mailbox", "sent": None}
+_FACT = re.compile(r"^(?:(?P<kind>[a-z]+):(?P<step>[a-z][a-z0-9_]*)|(?P<fact>[a-z_]+))$")
+AnchorKind = Literal["ald_renewal", "wave", "entry", "birthday"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 OutcomeCode = Literal[
     "enrolled_on_call",
@@ -39,13 +50,6 @@ REACHED_OUTCOMES = frozenset(
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Goal(_Strict):
-    """What success is: enrolment in a programme; it stops the cascade."""
-
-    programme: str
-    attribution_window_days: int = Field(default=60, gt=0)
 
 
 class Holdout(_Strict):
@@ -94,23 +98,67 @@ class Notify(_Strict):
     template: str
 
 
+def parse_fact(fact: str) -> tuple[str, str | None]:
+    """A condition fact as (kind, step id): `phone` → ("phone", None), `reached:call` →
+    ("reached", "call"); ValueError naming the fact when it is not in the vocabulary."""
+    m = _FACT.match(fact)
+    if m and m["fact"] in PERSON_FACTS:
+        return m["fact"], None
+    if m and m["kind"] in STEP_FACTS:
+        return m["kind"], m["step"]
+    known = ", ".join([*PERSON_FACTS, *(f"{k}:<étape>" for k in STEP_FACTS)])
+    raise ValueError(f"condition inconnue {fact!r} (connues : {known})")
+
+
+def _valid_facts(facts: list[str]) -> list[str]:
+    for f in facts:
+        parse_fact(f)
+    return facts
+
+
 class Step(_Strict):
-    """One step of the cascade, timed relative to the person's anchor date."""
+    """One step of the cascade, timed relative to the person's anchor date.
+
+    `end_days` may be left out when the campaign has an end date (the window then runs to
+    it); `not_before` / `not_after` bound the window by a date or a targeting parameter.
+    The step is skipped when a `requires` fact fails or an `unless` fact holds.
+    """
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     channel: Channel
     start_days: int
-    end_days: int
-    requires: list[Requirement] = Field(default_factory=list)
+    end_days: int | None = None
+    not_before: date | str | None = None
+    not_after: date | str | None = None
+    requires: list[str] = Field(default_factory=list)
+    unless: list[str] = Field(default_factory=list)
     template: str
     attempts: Attempts = Attempts()
     outcomes: dict[OutcomeCode, Outcome] = Field(default_factory=dict)
     notify: Notify | None = None
 
+    @field_validator("requires", "unless")
+    @classmethod
+    def _known_facts(cls, v: list[str]) -> list[str]:
+        return _valid_facts(v)
+
+    @field_validator("not_before", "not_after")
+    @classmethod
+    def _bound(cls, v: date | str | None) -> date | str | None:
+        if isinstance(v, str) and not re.match(r"^[a-z][a-z0-9_]*$", v):
+            raise ValueError(f"attendu une date (AAAA-MM-JJ) ou un nom de paramètre, pas {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _coherent(self) -> Step:
-        if self.end_days < self.start_days:
+        if self.end_days is not None and self.end_days < self.start_days:
             raise ValueError("end_days must not be before start_days")
+        if (
+            isinstance(self.not_before, date)
+            and isinstance(self.not_after, date)
+            and self.not_after < self.not_before
+        ):
+            raise ValueError("not_after ne doit pas précéder not_before")
         if self.channel == "phone":
             missing = [c for c in OUTCOME_CODES if c not in self.outcomes]
             if missing:
@@ -123,7 +171,7 @@ class Step(_Strict):
 class Presentation(_Strict):
     """Words shown to people: programme name, sender, plain labels of the gaps."""
 
-    programme_name: str
+    programme_name: str | None = None
     programme_url: str | None = None
     sender: str
     gap_labels: dict[str, str] = Field(default_factory=dict)
@@ -143,30 +191,116 @@ class Validation(_Strict):
     delay_days: int = Field(default=5, ge=1, le=60)
 
 
+class Dates(_Strict):
+    """When the campaign runs: nobody is admitted before `start` nor after `end`; at its end
+    every queued action is cancelled and the members leave."""
+
+    start: date
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Dates:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("la date de fin précède la date de début")
+        return self
+
+
+class Anchor(_Strict):
+    """The date each member's steps are placed from.
+
+    ald_renewal: the person's ALD renewal date; wave: the launch (dates.start), or the day
+    the person enters when later; entry: the day the person enters; birthday: the person's
+    most recent birthday.
+    """
+
+    kind: AnchorKind
+
+
+def criteria_of_kind(criteria: Any, kind: str) -> Iterator[Any]:
+    """Every criterion of a kind in a list of criteria, composed ones (all_of, any_of, not)
+    walked into."""
+    if isinstance(criteria, BaseModel):
+        if getattr(criteria, "kind", None) == kind:
+            yield criteria
+        for name in type(criteria).model_fields:
+            yield from criteria_of_kind(getattr(criteria, name), kind)
+    elif isinstance(criteria, list | tuple):
+        for c in criteria:
+            yield from criteria_of_kind(c, kind)
+    elif isinstance(criteria, dict):
+        for c in criteria.values():
+            yield from criteria_of_kind(c, kind)
+
+
+def uses_exact_ages(rule: TargetingRule) -> bool:
+    """Whether the rule's criteria give exact ages (the birthday anchor needs them)."""
+    return any(getattr(c, "exact_years", None) for c in criteria_of_kind(rule.criteria, "age"))
+
+
+def _anchor_problem(kind: str, rule: TargetingRule, dates: Dates | None) -> str | None:
+    if kind == "ald_renewal" and not any(criteria_of_kind(rule.criteria, "ald_renewal")):
+        return "anchor.kind ald_renewal : il faut un critère {kind: ald_renewal} dans targeting"
+    if kind == "wave" and (dates is None or dates.end is None):
+        return "anchor.kind wave : il faut une date de fin (dates.end)"
+    if kind == "birthday" and not uses_exact_ages(rule):
+        return "anchor.kind birthday : il faut un critère {kind: age, exact_years: [...]}"
+    return None
+
+
+def _parameters(rule: TargetingRule) -> dict[str, Any]:
+    """The rule's dated parameters ({} while the targeting has none)."""
+    return dict(getattr(rule, "parameters", None) or {})
+
+
+def _step_problems(i: int, step: Step, earlier: dict[str, Step], params: dict[str, Any]) -> str:
+    """What is wrong in one step's conditions and bounds, '' when nothing."""
+    for key in ("requires", "unless"):
+        for j, fact in enumerate(getattr(step, key)):
+            kind, ref = parse_fact(fact)
+            if ref is None:
+                continue
+            where = f"cascade[{i}].{key}[{j}]"
+            if ref not in earlier:
+                return f"{where}: {fact!r} : l'étape « {ref} » n'existe pas avant « {step.id} »"
+            channel = STEP_FACTS[kind]
+            if channel is not None and earlier[ref].channel != channel:
+                return (
+                    f"{where}: {fact!r} : l'étape « {ref} » est de canal "
+                    f"{earlier[ref].channel}, il faut {channel}"
+                )
+    for key in ("not_before", "not_after"):
+        bound = getattr(step, key)
+        if isinstance(bound, str) and bound not in params:
+            return (
+                f"cascade[{i}].{key}: paramètre inconnu {bound!r} "
+                f"(targeting.parameters : {sorted(params) or 'aucun'})"
+            )
+    return ""
+
+
 class CampaignDefinition(_Strict):
     """Everything a campaign is: rule, cascade, timings, objectives, words."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     name: str
     description: str = ""
-    programme: str
+    programme: str | None = None
+    dates: Dates
+    anchor: Anchor
     goal: Goal
     targeting: TargetingRule
     holdout: Holdout = Holdout()
     validation: Validation = Validation()
     contact_hours: ContactHours = ContactHours()
     cascade: list[Step] = Field(min_length=1)
-    objectives: dict[str, int] = Field(default_factory=dict)
+    objectives: Objectives = Objectives()
     presentation: Presentation
     labels: Labels = Labels()
 
-    @field_validator("objectives")
+    @field_validator("goal", mode="before")
     @classmethod
-    def _non_negative(cls, v: dict[str, int]) -> dict[str, int]:
-        bad = [k for k, n in v.items() if n < 0]
-        if bad:
-            raise ValueError(f"objectives must be >= 0 (échelons {bad})")
-        return v
+    def _goal_kind(cls, v: Any) -> Any:
+        return goal_input(v)
 
     @model_validator(mode="after")
     def _coherent(self) -> CampaignDefinition:
@@ -176,7 +310,30 @@ class CampaignDefinition(_Strict):
         unknown = [g for g in self.presentation.gap_labels if g not in self.targeting.gaps]
         if unknown:
             raise ValueError(f"presentation.gap_labels names unknown gaps: {unknown}")
+        problem = _anchor_problem(self.anchor.kind, self.targeting, self.dates)
+        if problem:
+            raise ValueError(problem)
+        self._check_steps()
         return self
+
+    def _check_steps(self) -> None:
+        params = _parameters(self.targeting)
+        earlier: dict[str, Step] = {}
+        for i, step in enumerate(self.cascade):
+            if step.end_days is None and self.dates.end is None:
+                raise ValueError(
+                    f"cascade[{i}].end_days: requis quand la campagne n'a pas de date de fin "
+                    "(dates.end)"
+                )
+            problem = _step_problems(i, step, earlier, params)
+            if problem:
+                raise ValueError(problem)
+            earlier[step.id] = step
+
+    def parameter(self, name: str) -> date:
+        """A dated targeting parameter, by name."""
+        value = _parameters(self.targeting)[name]
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
 
     def step(self, step_id: str) -> Step:
         """The step with this id."""
@@ -268,7 +425,8 @@ def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[str, int | No
     for part in loc:
         child = _walk(node, part)
         if child is None:
-            if _is_tag(node, part):
+            if _is_tag(node, part) or path.endswith(f".{part}"):
+                # `not: {…}` is both the union tag and the key: the key was walked already.
                 continue
             if isinstance(node, yaml.MappingNode) and not isinstance(part, int):
                 # A key that is not there (unknown or missing): name it, point at its parent.

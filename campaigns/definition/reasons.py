@@ -46,8 +46,42 @@ class Reason(StrEnum):
     NO_TIME_LEFT_IN_WINDOW = "no_time_left_in_window"
     HOLDOUT_WINDOW_CLOSED = "holdout_window_closed"
     CASCADE_FINISHED = "cascade_finished"
+    # Step conditions (`requires` failing, `unless` holding) and the campaign's end.
+    NOT_PRIORITY = "not_priority"
+    NOT_REACHED_BY_PHONE = "not_reached_by_phone"
+    MAILBOX_NOT_READ = "mailbox_not_read"
+    STEP_NOT_SENT = "step_not_sent"
+    HAS_PHONE = "has_phone"
+    HAS_COMPTE_AMELI = "has_compte_ameli"
+    HAS_EMAIL = "has_email"
+    HAS_ADDRESS = "has_address"
+    IS_PRIORITY = "is_priority"
+    REACHED_BY_PHONE = "reached_by_phone"
+    MAILBOX_READ = "mailbox_read"
+    STEP_SENT = "step_sent"
+    CAMPAIGN_ENDED = "campaign_ended"
+    OUTSIDE_CAMPAIGN_DATES = "outside_campaign_dates"
     # Targeting: the person's ALD was renewed, the campaign no longer concerns them.
     RENEWED = "renewed"
+    # Targeting: why a person is not eligible (the `reasons` column of a targeting run).
+    BIRTH_DATE_UNKNOWN = "birth_date_unknown"
+    UNDER_AGE = "under_age"
+    OVER_AGE = "over_age"
+    NOT_EXACT_AGE = "not_exact_age"
+    SEX_NOT_TARGETED = "sex_not_targeted"
+    RESIDENCE_NOT_TARGETED = "residence_not_targeted"
+    NO_ALD_PERIOD = "no_ald_period"
+    ALD_OPEN_ENDED = "ald_open_ended"
+    RENEWAL_OUTSIDE_HORIZON = "renewal_outside_horizon"
+    NO_ALD_IN_FORCE = "no_ald_in_force"
+    NO_MEDECIN_TRAITANT = "no_medecin_traitant"
+    HAS_MEDECIN_TRAITANT = "has_medecin_traitant"
+    ALREADY_ENROLLED = "already_enrolled"
+    NO_CONTACT_RECORD = "no_contact_record"
+    # Written qualified: `care_found:<criterion id>`, `excluded:<kind>` (see FAMILIES).
+    CARE_FOUND = "care_found"
+    CARE_MISSING = "care_missing"
+    EXCLUDED_BY_RULE = "excluded"
     # Providers' final failures (dispatch records the adapter's code).
     FAILED = "failed"
     TEMPORARY = "temporary"
@@ -67,6 +101,8 @@ class Reason(StrEnum):
     # E-mail events.
     HARD_BOUNCE = "hard_bounce"
     BLOCKED = "blocked"
+    # A goal observed in the extract (a care act, a registry fact).
+    GOAL_OBSERVED = "goal_observed"
 
 
 LABELS: dict[Reason, str] = {
@@ -97,7 +133,38 @@ LABELS: dict[Reason, str] = {
     Reason.NO_TIME_LEFT_IN_WINDOW: "plus de temps dans la période de l'étape",
     Reason.HOLDOUT_WINDOW_CLOSED: "groupe témoin : période de la campagne terminée",
     Reason.CASCADE_FINISHED: "toutes les étapes de la campagne ont été jouées",
+    Reason.NOT_PRIORITY: "étape réservée aux personnes prioritaires",
+    Reason.NOT_REACHED_BY_PHONE: "étape réservée aux personnes jointes par téléphone",
+    Reason.MAILBOX_NOT_READ: "étape réservée aux personnes ayant lu le message ameli",
+    Reason.STEP_NOT_SENT: "étape réservée aux personnes à qui l'étape précédente est parvenue",
+    Reason.HAS_PHONE: "la personne a un numéro de téléphone",
+    Reason.HAS_COMPTE_AMELI: "la personne a un compte ameli",
+    Reason.HAS_EMAIL: "la personne a une adresse électronique",
+    Reason.HAS_ADDRESS: "la personne a une adresse postale",
+    Reason.IS_PRIORITY: "la personne est prioritaire",
+    Reason.REACHED_BY_PHONE: "la personne a déjà été jointe par téléphone",
+    Reason.MAILBOX_READ: "la personne a lu le message ameli",
+    Reason.STEP_SENT: "une étape précédente est déjà parvenue à la personne",
+    Reason.CAMPAIGN_ENDED: "la campagne est terminée",
+    Reason.OUTSIDE_CAMPAIGN_DATES: "hors des dates de la campagne",
     Reason.RENEWED: "l'ALD a été renouvelée",
+    Reason.BIRTH_DATE_UNKNOWN: "date de naissance inconnue",
+    Reason.UNDER_AGE: "trop jeune pour la campagne",
+    Reason.OVER_AGE: "trop âgée pour la campagne",
+    Reason.NOT_EXACT_AGE: "n'a pas l'un des âges visés par la campagne",
+    Reason.SEX_NOT_TARGETED: "sexe non visé par la campagne",
+    Reason.RESIDENCE_NOT_TARGETED: "département de résidence non visé",
+    Reason.NO_ALD_PERIOD: "aucune période d'ALD du type visé",
+    Reason.ALD_OPEN_ENDED: "ALD sans date de fin : pas de renouvellement à préparer",
+    Reason.RENEWAL_OUTSIDE_HORIZON: "renouvellement de l'ALD hors de l'horizon de la campagne",
+    Reason.NO_ALD_IN_FORCE: "aucune ALD du type visé en vigueur",
+    Reason.NO_MEDECIN_TRAITANT: "pas de médecin traitant déclaré",
+    Reason.HAS_MEDECIN_TRAITANT: "a déjà un médecin traitant déclaré",
+    Reason.ALREADY_ENROLLED: "déjà inscrite au programme",
+    Reason.NO_CONTACT_RECORD: "absente du fichier de contacts de la caisse",
+    Reason.CARE_FOUND: "le soin qui exclut de la campagne a été trouvé dans la période",
+    Reason.CARE_MISSING: "le soin exigé par la campagne est absent de la période",
+    Reason.EXCLUDED_BY_RULE: "exclue par une règle de la campagne",
     Reason.FAILED: "échec de l'envoi",
     Reason.TEMPORARY: "échec temporaire chez le fournisseur",
     Reason.PERMANENT: "échec définitif chez le fournisseur",
@@ -115,6 +182,7 @@ LABELS: dict[Reason, str] = {
     Reason.REFUSED_WITH_OTHERS: "envoi refusé avec d'autres destinataires",
     Reason.HARD_BOUNCE: "courriel rejeté définitivement (adresse invalide)",
     Reason.BLOCKED: "courriel bloqué par le serveur du destinataire",
+    Reason.GOAL_OBSERVED: "objectif constaté dans les données (soin ou déclaration)",
 }
 
 # Older codes still found in existing ledgers, read as the code that replaced them.
@@ -179,6 +247,11 @@ FAMILIES: tuple[tuple[str, str, str, Callable[[str], str]], ...] = (
     ("http_", "", "refusé par le fournisseur (statut HTTP {})", _as_is),
     ("sendgrid_", "", "refusé par SendGrid (statut {})", _as_is),
     ("dropped: ", "", "courriel abandonné par le fournisseur : {}", _as_is),
+    # Targeting, qualified by the criterion's id (care) or the excluded criterion's kind;
+    # the campaign's own `label` of a care criterion is shown next to these words.
+    ("care_found:", "", "soin trouvé dans la période, qui exclut de la campagne ({})", _as_is),
+    ("care_missing:", "", "soin exigé absent de la période ({})", _as_is),
+    ("excluded:", "", "exclue par la règle de la campagne (critère {})", _as_is),
 )
 # How each family's codes look in the source (`f"outcome_{x}"` is `outcome_{}`).
 FAMILY_PATTERNS = frozenset(f"{prefix}{{}}{suffix}" for prefix, suffix, _, _ in FAMILIES)
@@ -213,6 +286,15 @@ def explain(code: str) -> str:
         return reason_label(code)
     except UnknownReason:
         return code
+
+
+def targeting_reason_label(code: str, labels: dict[str, str] | None = None) -> str:
+    """The words for a targeting reason; a `care_…:<id>` one with the criterion's label
+    (`labels`: criterion id -> the campaign's words) when the campaign gives one."""
+    head, _, qualifier = code.partition(":")
+    if qualifier and labels and qualifier in labels and head in ("care_found", "care_missing"):
+        return f"{LABELS[Reason(head)]} : {labels[qualifier]}"
+    return reason_label(code)
 
 
 def canonical(code: str) -> str:

@@ -43,9 +43,7 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             _create_private_file(Path(path))
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False}, hide_parameters=True
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # hide_parameters: a failed statement's message would otherwise carry NIRs and numbers.

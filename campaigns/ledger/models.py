@@ -158,10 +158,20 @@ class MemberEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+# The channel of a goal row observed in the extract (a care act, a registry fact).
+OBSERVED_CHANNEL = "observed"
+
+
 class Enrolment(SQLModel, table=True):
-    """An enrolment in a programme, from the programme's feed."""
+    """A goal reached, credited to one campaign: an enrolment from the campaign's feed, or a
+    care act / registry fact observed in the extract (`programme` then names the goal kind).
+
+    `campaign_id` is NULL only for rows older than per-campaign crediting that no member of
+    any campaign matched (migration 0009): they still say the person enrolled in `programme`.
+    """
 
     id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str | None = Field(default=None, max_length=64)
     ben_nir_psa: str = Field(max_length=64)
     ben_rng_gem: int
     programme: str = Field(max_length=32)
@@ -170,7 +180,9 @@ class Enrolment(SQLModel, table=True):
     source: str
 
     __table_args__ = (
-        UniqueConstraint("ben_nir_psa", "ben_rng_gem", "programme", name="uq_enrolment"),
+        UniqueConstraint("ben_nir_psa", "ben_rng_gem", "campaign_id", name="uq_enrolment"),
+        Index("ix_enrolment_campaign", "campaign_id", "enrolled_on"),
+        Index("ix_enrolment_programme", "ben_nir_psa", "ben_rng_gem", "programme"),
     )
 
 

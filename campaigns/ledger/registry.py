@@ -54,7 +54,7 @@ def register_campaign(
         note = "from campaign.yaml"
         if objective_scale != 1.0:
             note += f", scaled by {objective_scale:.6f}"
-        for echelon, target in definition.objectives.items():
+        for echelon, target in definition.objectives.counts().items():
             session.add(
                 Objective(
                     campaign_id=definition.id,

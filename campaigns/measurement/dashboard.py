@@ -34,6 +34,7 @@ class ResultRow:
     letters: int
     enrolled: int
     objective: int
+    objective_rate: float | None
     attainment: float | None
     projected: float | None
 
@@ -55,6 +56,7 @@ COLUMNS = [
     ("letters", "courriers"),
     ("enrolled", "adhésions"),
     ("objective", "objectif"),
+    ("objective_rate", "objectif % des éligibles"),
     ("attainment", "atteinte %"),
     ("projected", "projection fin d'année %"),
 ]
@@ -83,7 +85,7 @@ def results(
 ) -> tuple[list[ResultRow], ResultRow]:
     """Per échelon and in total: the funnel, objective, attainment and year-end projection."""
     base = echelon_report(
-        session=session, campaign_id=definition.id, programme=definition.goal.programme
+        session=session, campaign_id=definition.id, objectives=definition.objectives
     )
     contacted = _contacted(session, definition.id)
     start = started_on(session=session, campaign_id=definition.id)
@@ -103,6 +105,7 @@ def results(
             letters=r.letters,
             enrolled=r.enrolled,
             objective=r.objective,
+            objective_rate=None if r.objective_rate is None else 100.0 * r.objective_rate,
             attainment=r.attainment,
             projected=projected_attainment(
                 enrolled=r.enrolled, objective=r.objective, days_elapsed=elapsed
@@ -114,21 +117,21 @@ def results(
     return rows, total
 
 
-def funnel(row: ResultRow) -> list[tuple[str, int]]:
-    """The steps from targeted to enrolled, for one row."""
+def funnel(row: ResultRow, goal: str = "adhésions") -> list[tuple[str, int]]:
+    """The steps from targeted to the goal (named in the campaign's words), for one row."""
     return [
         ("éligibles", row.eligible),
         ("hors groupe témoin", row.eligible - row.holdout),
         ("contactés", row.contacted),
         ("joints au téléphone", row.reached),
-        ("adhésions", row.enrolled),
+        (goal, row.enrolled),
     ]
 
 
 def cumulative_enrolments(
-    *, session: Session, campaign_id: str, programme: str, echelon: str | None = None
+    *, session: Session, campaign_id: str, echelon: str | None = None
 ) -> list[tuple[date, int]]:
-    """Enrolments of members since they entered, cumulated by day."""
+    """Goals reached by members (this campaign's goal rows) since they entered, by day."""
     stmt = (
         select(col(Enrolment.enrolled_on), func.count(distinct(col(Member.id))))
         .join(
@@ -136,10 +139,13 @@ def cumulative_enrolments(
             (col(Person.ben_nir_psa) == col(Enrolment.ben_nir_psa))
             & (col(Person.ben_rng_gem) == col(Enrolment.ben_rng_gem)),
         )
-        .join(Member, col(Member.person_id) == col(Person.id))
+        .join(
+            Member,
+            (col(Member.person_id) == col(Person.id))
+            & (col(Member.campaign_id) == col(Enrolment.campaign_id)),
+        )
         .where(
             Member.campaign_id == campaign_id,
-            Enrolment.programme == programme,
             col(Enrolment.enrolled_on) >= col(Member.entered_on),
         )
         .group_by(col(Enrolment.enrolled_on))

@@ -1,4 +1,4 @@
-"""Per échelon: which touch each enrolment is credited to, and the uplift over the holdout."""
+"""Per échelon: which touch each goal reached is credited to, and the uplift over the holdout."""
 
 from __future__ import annotations
 
@@ -26,19 +26,20 @@ class EffectRow:
 
 
 def _enrolled_members(
-    session: Session, campaign_id: str, programme: str, until: date | None
+    session: Session, campaign_id: str, until: date | None
 ) -> list[tuple[int, str, bool, date]]:
+    """Members with a goal row of this campaign on or after their entry."""
     stmt = (
         select(col(Member.id), col(Member.echelon), col(Member.holdout), col(Enrolment.enrolled_on))
         .join(Person, col(Person.id) == col(Member.person_id))
         .join(
             Enrolment,
             (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
-            & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem)),
+            & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem))
+            & (col(Enrolment.campaign_id) == col(Member.campaign_id)),
         )
         .where(
             Member.campaign_id == campaign_id,
-            Enrolment.programme == programme,
             col(Enrolment.enrolled_on) >= col(Member.entered_on),
         )
     )
@@ -73,12 +74,11 @@ def effect_report(
     *,
     session: Session,
     campaign_id: str,
-    programme: str,
     window_days: int,
     until: date | None = None,
     confidence: float = 0.95,
 ) -> list[EffectRow]:
-    """Rows per échelon then a `total` row: credited enrolments by channel, and the uplift."""
+    """Rows per échelon then a `total` row: credited goals by channel, and the uplift."""
     sizes: dict[tuple[str, bool], int] = defaultdict(int)
     for e, h, n in session.exec(
         select(Member.echelon, Member.holdout, func.count())
@@ -86,7 +86,7 @@ def effect_report(
         .group_by(col(Member.echelon), col(Member.holdout))
     ).all():
         sizes[(e, bool(h))] += int(n)
-    enrolled = _enrolled_members(session, campaign_id, programme, until)
+    enrolled = _enrolled_members(session, campaign_id, until)
     touches = _touches(session, [m for m, _, h, _ in enrolled if not h])
     credited: dict[str, dict[str, int]] = defaultdict(
         lambda: dict.fromkeys(ATTRIBUTION_CHANNELS, 0)

@@ -1,4 +1,4 @@
-"""Enrolments against objectives, per échelon."""
+"""Goals reached against objectives (a count, or a rate of the eligible), per échelon."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import distinct, func
 from sqlmodel import Session, col, select
 
+from campaigns.definition.goals import Objectives
 from campaigns.definition.model import REACHED_OUTCOMES
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Member, Person
 from campaigns.ledger.registry import current_objectives
@@ -29,6 +30,7 @@ class EchelonRow:
     letters: int = 0
     enrolled: int = 0
     objective: int = 0
+    objective_rate: float | None = None  # a rate objective: the share of the eligible
 
     @property
     def attainment(self) -> float | None:
@@ -44,8 +46,15 @@ def _count_by_echelon(session: Session, stmt: Any) -> dict[str, int]:
     return {e: int(n) for e, n in session.exec(stmt).all()}
 
 
-def echelon_report(*, session: Session, campaign_id: str, programme: str) -> list[EchelonRow]:
-    """Per échelon: members, priority, holdout, contacts by channel, enrolled, objective."""
+def echelon_report(
+    *, session: Session, campaign_id: str, objectives: Objectives | None = None
+) -> list[EchelonRow]:
+    """Per échelon: members, priority, holdout, contacts by channel, goals reached, objective.
+
+    `enrolled` counts the members with a goal row of this campaign dated on or after their
+    entry. The objective is the latest one set in the ledger; failing that, for a rate
+    objective, the rate times the échelon's eligible (rounded up).
+    """
     m = Member
     by = col(m.echelon)
     base = select(by, func.count()).where(m.campaign_id == campaign_id).group_by(by)
@@ -72,11 +81,11 @@ def echelon_report(*, session: Session, campaign_id: str, programme: str) -> lis
         .join(
             Enrolment,
             (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
-            & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem)),
+            & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem))
+            & (col(Enrolment.campaign_id) == col(m.campaign_id)),
         )
         .where(
             m.campaign_id == campaign_id,
-            Enrolment.programme == programme,
             col(Enrolment.enrolled_on) >= col(m.entered_on),
         )
         .group_by(by)
@@ -95,7 +104,13 @@ def echelon_report(*, session: Session, campaign_id: str, programme: str) -> lis
     for column, stmt in columns.items():
         for e, n in _count_by_echelon(session, stmt).items():
             setattr(row(e), column, n)
-    for e, target in current_objectives(session=session, campaign_id=campaign_id).items():
+    set_in_ledger = current_objectives(session=session, campaign_id=campaign_id)
+    if objectives is not None and objectives.kind == "rate":
+        for e in [*rows, *(e for e in objectives.names() if e not in rows)]:
+            r = row(e)
+            r.objective_rate = objectives.rate(e)
+            r.objective = objectives.target(e, r.eligible) or 0
+    for e, target in set_in_ledger.items():
         row(e).objective = target
     return [rows[e] for e in sorted(rows)]
 
@@ -116,4 +131,6 @@ def total_row(rows: list[EchelonRow]) -> EchelonRow:
             "objective",
         ):
             setattr(t, f, getattr(t, f) + getattr(r, f))
+    if any(r.objective_rate is not None for r in rows) and t.eligible:
+        t.objective_rate = t.objective / t.eligible
     return t

@@ -5,10 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from campaigns.definition.reasons import explain
-from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
+from campaigns.ledger.models import (
+    OBSERVED_CHANNEL,
+    Action,
+    Enrolment,
+    Member,
+    MemberEvent,
+    Opposition,
+    Person,
+)
 from campaigns.ledger.vocabulary import ActionState
 
 
@@ -97,9 +106,15 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
         story.lines.append((o.opposed_on, f"opposition ({o.canal}) from {o.source}"))
     for en in session.exec(
         select(Enrolment).where(
-            Enrolment.ben_nir_psa == ben_nir_psa, Enrolment.ben_rng_gem == ben_rng_gem
+            Enrolment.ben_nir_psa == ben_nir_psa,
+            Enrolment.ben_rng_gem == ben_rng_gem,
+            # This campaign's goal rows, and the rows older than per-campaign crediting.
+            or_(col(Enrolment.campaign_id) == campaign_id, col(Enrolment.campaign_id).is_(None)),
         )
     ):
-        story.lines.append((en.enrolled_on, f"enrolled in {en.programme} ({en.channel})"))
+        if en.channel == OBSERVED_CHANNEL:
+            story.lines.append((en.enrolled_on, f"goal observed in the extract ({en.programme})"))
+        else:
+            story.lines.append((en.enrolled_on, f"enrolled in {en.programme} ({en.channel})"))
     story.lines.sort(key=lambda x: x[0])
     return story

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, or_, tuple_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today
@@ -246,14 +247,16 @@ def _oppositions(session: Session, keys: list[Key], today: date) -> dict[Key, se
     return opposed
 
 
-def _enrolled(session: Session, keys: list[Key], today: date, programme: str | None) -> set[Key]:
-    """Who is enrolled on or before `today` (in `programme`, or in any)."""
+def _enrolled(
+    session: Session, keys: list[Key], today: date, goal: ColumnElement[bool] | None
+) -> set[Key]:
+    """Who reached the goal on or before `today` (rows matching `goal`, or any row)."""
     stmt = select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
         tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
         col(Enrolment.enrolled_on) <= today,
     )
-    if programme is not None:
-        stmt = stmt.where(Enrolment.programme == programme)
+    if goal is not None:
+        stmt = stmt.where(goal)
     return {(a, b) for a, b in session.exec(stmt)}
 
 
@@ -307,12 +310,13 @@ def load_facts(
     today: date,
     pressure: Pressure | None = Pressure(),
     enrolments: bool = True,
-    programme: str | None = None,
+    goal: ColumnElement[bool] | None = None,
 ) -> dict[int, Facts]:
     """The facts of a batch of people, keyed by person id, in at most three queries.
 
-    Oppositions effective on `today` (all or per channel); enrolments on or before `today`
-    (in `programme`, or any programme when None; none read if `enrolments` is False);
+    Oppositions effective on `today` (all or per channel); goal rows on or before `today`
+    (those matching `goal`, e.g. `ledger.goals.goal_reached`, or any row when None; none read
+    if `enrolments` is False);
     contacts of every campaign within the longest pressure window (none when `pressure` is
     None): calls that reached the person, mailbox messages and letters sent, e-mails sent
     that are not the notice of a mailbox message.
@@ -323,7 +327,7 @@ def load_facts(
     keys = list({person_key(p) for p in people})
     ids = [p.id or 0 for p in people]
     opposed = _oppositions(session, keys, today)
-    enrolled = _enrolled(session, keys, today, programme) if enrolments else set()
+    enrolled = _enrolled(session, keys, today, goal) if enrolments else set()
     past = _past_contacts(session, ids, today, pressure) if pressure is not None else {}
     reachable = _reachable(session, ids)
     out: dict[int, Facts] = {}

@@ -201,7 +201,6 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
         effect = effect_report(
             session=s,
             campaign_id=definition.id,
-            programme=definition.goal.programme,
             window_days=definition.goal.attribution_window_days,
         )[-1]
     credited = ", ".join(f"{k} {v}" for k, v in effect.credited.items())

@@ -318,7 +318,7 @@ class Simulator:
             known = set(
                 s.exec(
                     select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-                        Enrolment.programme == self.definition.goal.programme
+                        Enrolment.campaign_id == self.definition.id
                     )
                 ).all()
             )

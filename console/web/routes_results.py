@@ -46,8 +46,14 @@ def _rows(s: Session, cid: str, user: User, today: date) -> tuple[list[ResultRow
 
 def _columns(cid: str) -> list[tuple[str, str]]:
     """The result columns, the goal column named in the campaign's own words."""
-    goal = campaign_by_id(cid).definition.labels.goal
-    return [(k, goal if k == "enrolled" else label) for k, label in COLUMNS]
+    d = campaign_by_id(cid).definition
+    goal = d.labels.goal
+    rate = d.objectives.kind == "rate"  # the rate column only where objectives are rates
+    return [
+        (k, goal if k == "enrolled" else label)
+        for k, label in COLUMNS
+        if rate or k != "objective_rate"
+    ]
 
 
 def _cell(v: object) -> object:
@@ -71,14 +77,11 @@ def results_page(
     effects = effect_report(
         session=s,
         campaign_id=cid,
-        programme=d.goal.programme,
         window_days=d.goal.attribution_window_days,
     )
     if scope is not None:
         effects = [e for e in effects if e.echelon == scope]
-    series = cumulative_enrolments(
-        session=s, campaign_id=cid, programme=d.goal.programme, echelon=scope
-    )
+    series = cumulative_enrolments(session=s, campaign_id=cid, echelon=scope)
     total_u = effects[-1].uplift if effects else None
     base = (total_u.rate_holdout or total_u.rate_contacted or 0.05) if total_u else 0.05
     power = {
@@ -99,7 +102,7 @@ def results_page(
         rows=rows,
         total=total,
         columns=_columns(cid),
-        funnel=funnel(total),
+        funnel=funnel(total, d.labels.goal),
         effects=effects,
         history=objective_history(session=s, campaign_id=cid)[:30],
         chart_attainment=attainment_chart(rows),
@@ -156,9 +159,7 @@ def results_xlsx(
     return Response(
         out.getvalue(),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={
-            "Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'},
     )
 
 
@@ -175,7 +176,7 @@ def objectives(
     objective: int = Form(...),
     note: str = Form(""),
 ) -> Response:
-    if echelon not in campaign_by_id(cid).definition.objectives:
+    if not campaign_by_id(cid).definition.objectives.known(echelon):
         raise Forbidden(f"no échelon {echelon} in this campaign")
     try:
         set_objective(

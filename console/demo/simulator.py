@@ -17,7 +17,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -25,6 +24,7 @@ from sqlmodel import col, select
 
 from campaigns.calls.queue import claim_next, record_outcome
 from campaigns.clock import paris_moment
+from campaigns.definition.goals import CareActGoal, EnrolmentGoal
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import ACTIVE, SUCCESS_STATES, Action, Enrolment, Member, Person
@@ -112,7 +112,7 @@ MEDECIN_TRAITANT = SimulationParameters(
 def parameters_for(definition: CampaignDefinition) -> SimulationParameters:
     """The behaviour matching the campaign's goal: an enrolment (sophia's calibration), a
     flu shot or another care act, a médecin traitant declaration."""
-    kind = getattr(definition.goal, "kind", "enrolment")
+    kind = definition.goal.kind
     if kind == "care_act":
         return FLU
     if kind == "registry_fact":
@@ -143,7 +143,7 @@ class Simulator:
         self.read_rng = np.random.default_rng([seed, 1])
         self.mailbox = mailbox
         self.reads: dict[date, list[str]] = defaultdict(list)
-        self.goal_kind = str(getattr(definition.goal, "kind", "enrolment"))
+        self.goal_kind: str = definition.goal.kind
         self.claims = ClaimsWriter(extract) if extract is not None and self.observed else None
         self._act: tuple[str, str] | None = None
         self.pending: dict[date, list[tuple[str, int, str]]] = defaultdict(list)
@@ -286,7 +286,8 @@ class Simulator:
     def _goal_act(self) -> tuple[str, str]:
         """The care act that reaches a care_act goal: its source and one code of it."""
         if self._act is None:
-            goal: Any = self.definition.goal
+            goal = self.definition.goal
+            assert isinstance(goal, CareActGoal)
             code = str(goal.codes[0])
             if goal.source == "drug" and self.claims is not None:
                 code = drug_for(self.claims.extract, [str(c) for c in goal.codes])
@@ -327,7 +328,8 @@ class Simulator:
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            date_column = str(getattr(self.definition.goal, "date_column", "date_adhesion"))
+            goal = self.definition.goal
+            date_column = goal.date_column if isinstance(goal, EnrolmentGoal) else "date"
             w.writerow(["ben_nir_psa", "ben_rng_gem", date_column, "canal"])
             for nir_psa, rng, channel in sorted(due):
                 if (nir_psa, rng) not in known:

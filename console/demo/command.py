@@ -68,7 +68,7 @@ class DemoSize:
 DEMO_SIZES: dict[str, DemoSize] = {
     "sophia-ald8": DemoSize(people=200_000, start=date(2026, 3, 2), days=120),
     "grippe-2026": DemoSize(people=5_000, start=date(2026, 10, 14), days=110),
-    "mt-ald": DemoSize(people=100_000, start=date(2026, 10, 1), days=90),
+    "mt-ald": DemoSize(people=150_000, start=date(2026, 10, 1), days=90),
 }
 OTHER_CAMPAIGN_PEOPLE = 50_000
 OTHER_CAMPAIGN_DAYS = 90

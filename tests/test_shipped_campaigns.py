@@ -16,15 +16,19 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
+from campaigns.app import stages
 from campaigns.calls.queue import claim_next, record_outcome
+from campaigns.cascade.dispatch import Adapters
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import Campaign, load_campaign
 from campaigns.definition.rendering import render_message, sample_context
 from campaigns.ledger.db import make_engine, session_scope
-from campaigns.ledger.models import Enrolment, Member, Person
+from campaigns.ledger.models import Action, Enrolment, Member, Person
 from campaigns.ledger.registry import register_campaign
-from channels.letters import Letter
+from channels.email import LocalEmail
+from channels.letters import Letter, LocalLetters
+from channels.mailbox import LocalMailbox
 from channels.pdf_letters import PdfLetters
 from console.cli import app
 from console.demo.claims import CareAct, ClaimsWriter, drug_for
@@ -294,3 +298,127 @@ def test_the_demo_plays_a_campaign_whose_goal_is_observed_in_the_data(
     assert goals and {g.channel for g in goals} == {"observed"}
     assert len(closed) == len(goals)
     assert first_day == definition.dates.start  # nobody enters before the campaign starts
+
+
+# --- the cascades, as the issue describes them ------------------------------------------------
+
+
+def _admit(engine: Engine, cid: str, day: date, groups: list[dict[str, object]]) -> None:
+    """Admit groups of 3 people (i % 3 == 0 is a priority), each with its own contact facts."""
+    d = campaign(cid).definition
+    with session_scope(engine) as s:
+        register_campaign(session=s, definition=d, launched=True)
+        for g, facts in enumerate(groups):
+            targets, people = population(3, anchor=day, start=10 * g, **facts)  # type: ignore[arg-type]
+            targets["no_gp_visit"] = targets["priority"]
+            admit_targets(session=s, definition=d, targets=targets, people=people, today=day)
+
+
+def _steps(engine: Engine, cid: str) -> dict[str, dict[str, tuple[str, str | None, date]]]:
+    """Per person key: step -> (state, reason, due day) of its first attempt."""
+    out: dict[str, dict[str, tuple[str, str | None, date]]] = {}
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Person.ben_nir_psa, Action.step, Action.state, Action.reason, Action.due_on)
+            .join(Person, col(Person.id) == col(Action.person_id))
+            .join(Member, col(Member.id) == col(Action.member_id))
+            .where(Action.campaign_id == cid, Action.attempt == 1, col(Member.holdout).is_(False))
+        ).all()
+    for psa, step, state, reason, due in rows:
+        out.setdefault(psa, {})[step] = (state, reason, due)
+    return out
+
+
+def test_grippe_mailbox_or_letter_at_launch_reminder_30_days_later_calls_from_december(
+    engine: Engine,
+) -> None:
+    cid = "grippe-2026"
+    _admit(engine, cid, LAUNCH, [{"compte_ameli": True}, {"compte_ameli": False}])
+    for day in (LAUNCH, LAUNCH + timedelta(days=30), date(2026, 12, 1)):
+        tick(engine=engine, definition=campaign(cid).definition, today=day)
+    steps = _steps(engine, cid)
+    assert steps, "every member in the holdout?"
+    for psa, got in steps.items():
+        i = int(psa[3:])
+        if i < 10:  # a compte ameli: the mailbox, never the letter
+            assert got["mailbox"][0] == "queued" and got["mailbox"][2] == LAUNCH
+            assert got["mailbox_reminder"][2] == LAUNCH + timedelta(days=30)
+            assert got["letter"][:2] == ("skipped", "has_compte_ameli")
+        else:  # none: the letter, at the launch then 30 days later
+            assert got["letter"][0] == "queued" and got["letter"][2] == LAUNCH
+            assert got["letter_reminder"][2] == LAUNCH + timedelta(days=30)
+            assert got["mailbox"][:2] == ("skipped", "no_compte_ameli")
+        if i % 3 == 0:  # 80+: the PFS calls, not before 1 December
+            assert got["call"][0] == "queued" and got["call"][2] == date(2026, 12, 1)
+        else:
+            assert got["call"][:2] == ("skipped", "not_priority")
+
+
+def test_mt_ald_call_then_mailbox_unless_reached_then_letter_unless_read(
+    engine: Engine, tmp_path: Path
+) -> None:
+    cid = "mt-ald"
+    d = campaign(cid).definition
+    entry = date(2026, 10, 5)  # a Monday
+    _admit(engine, cid, entry, [{}])
+    tick(engine=engine, definition=d, today=entry)
+    with session_scope(engine) as s:
+        c = claim_next(session=s, adviser="x", now=at(entry, 10), definitions={cid: d})
+        assert c is not None
+        record_outcome(
+            session=s,
+            action_id=c.action_id,
+            adviser="x",
+            outcome="will_enrol_online",
+            now=at(entry, 10),
+            definition=d,
+        )
+        reached = s.get(Person, c.person_id)
+        assert reached is not None
+    # The others are not reached: every attempt ends without an answer.
+    for day in (entry + timedelta(days=n) for n in range(0, 22)):
+        tick(engine=engine, definition=d, today=day)
+        with session_scope(engine) as s:
+            while c := claim_next(session=s, adviser="x", now=at(day, 11), definitions={cid: d}):
+                record_outcome(
+                    session=s,
+                    action_id=c.action_id,
+                    adviser="x",
+                    outcome="no_answer",
+                    now=at(day, 11),
+                    definition=d,
+                )
+    steps = _steps(engine, cid)
+    assert steps[reached.ben_nir_psa]["mailbox"][:2] == ("skipped", "reached_by_phone")
+    others = [p for p in steps if p != reached.ben_nir_psa]
+    assert others and all(steps[p]["mailbox"][2] == entry + timedelta(days=14) for p in others)
+    # Day 14: the messages go out; one person reads theirs, the other does not.
+    mailbox = LocalMailbox(tmp_path)
+    adapters = Adapters(mailbox=mailbox, email=LocalEmail(tmp_path), letters=LocalLetters(tmp_path))
+    day14 = entry + timedelta(days=14)
+    tick(engine=engine, definition=d, today=day14)
+    stages.dispatch_stage(
+        engine=engine, campaign=campaign(cid), adapters=adapters, day=day14, channel="mailbox"
+    )
+    with session_scope(engine) as s:
+        sent = s.exec(
+            select(Person.ben_nir_psa, Action.provider_id)
+            .join(Person, col(Person.id) == col(Action.person_id))
+            .where(Action.campaign_id == cid, Action.step == "mailbox", Action.state == "sent")
+            .order_by(col(Person.ben_nir_psa))
+        ).all()
+    assert len(sent) == len(others)
+    reader, _ = sent[0]
+    mailbox.mark_read(str(sent[0][1]))
+    stages.mailbox_reads_stage(
+        engine=engine, campaign=campaign(cid), gateway=mailbox, day=day14 + timedelta(days=2)
+    )
+    day35 = entry + timedelta(days=35)
+    tick(engine=engine, definition=d, today=day35)
+    steps = _steps(engine, cid)
+    assert steps[reader]["letter"][:2] == ("skipped", "mailbox_read")
+    for psa in others:
+        if psa != reader:
+            assert steps[psa]["letter"][0] == "queued" and steps[psa]["letter"][2] == day35
+    # Reached by phone, no message: the letter still goes (its mailbox step was skipped).
+    assert steps[reached.ben_nir_psa]["letter"][0] == "queued"

@@ -288,7 +288,7 @@ def test_the_demo_plays_a_campaign_whose_goal_is_observed_in_the_data(
                 select(Member).where(Member.campaign_id == cid, Member.status == "goal")
             ).all()
             first_day = s.exec(
-                select(Member.entered_on)
+                select(col(Member.entered_on))
                 .where(Member.campaign_id == cid)
                 .order_by(col(Member.entered_on))
             ).first()
@@ -309,7 +309,7 @@ def _admit(engine: Engine, cid: str, day: date, groups: list[dict[str, object]])
     with session_scope(engine) as s:
         register_campaign(session=s, definition=d, launched=True)
         for g, facts in enumerate(groups):
-            targets, people = population(3, anchor=day, start=10 * g, **facts)  # type: ignore[arg-type]
+            targets, people = population(3, anchor=day, start=10 * g, **facts)
             targets["no_gp_visit"] = targets["priority"]
             admit_targets(session=s, definition=d, targets=targets, people=people, today=day)
 
@@ -319,7 +319,9 @@ def _steps(engine: Engine, cid: str) -> dict[str, dict[str, tuple[str, str | Non
     out: dict[str, dict[str, tuple[str, str | None, date]]] = {}
     with session_scope(engine) as s:
         rows = s.exec(
-            select(Person.ben_nir_psa, Action.step, Action.state, Action.reason, Action.due_on)
+            select(  # type: ignore[call-overload]  # five columns: past sqlmodel overloads
+                Person.ben_nir_psa, Action.step, Action.state, Action.reason, Action.due_on
+            )
             .join(Person, col(Person.id) == col(Action.person_id))
             .join(Member, col(Member.id) == col(Action.member_id))
             .where(Action.campaign_id == cid, Action.attempt == 1, col(Member.holdout).is_(False))

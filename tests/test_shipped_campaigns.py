@@ -424,3 +424,45 @@ def test_mt_ald_call_then_mailbox_unless_reached_then_letter_unless_read(
             assert steps[psa]["letter"][0] == "queued" and steps[psa]["letter"][2] == day35
     # Reached by phone, no message: the letter still goes (its mailbox step was skipped).
     assert steps[reached.ben_nir_psa]["letter"][0] == "queued"
+
+
+def test_a_flu_message_defers_the_mt_ald_message_under_the_contacts_limit(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three campaigns share one contact budget: with one contact a month, the flu campaign's
+    mailbox message puts off the mt-ald message of the same person, and `why` says so."""
+    from campaigns.settings import get_settings
+
+    monkeypatch.setenv("RELANCE_PRESSURE_MAX_CONTACTS", "1")
+    monkeypatch.setenv("RELANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        grippe, mt = campaign("grippe-2026"), campaign("mt-ald")
+        entry = date(2026, 10, 5)
+        _admit(engine, mt.id, entry, [{"telephone": None}])  # no call: the message will go
+        _admit(engine, grippe.id, LAUNCH, [{"telephone": None}])
+        adapters = Adapters(
+            mailbox=LocalMailbox(tmp_path),
+            email=LocalEmail(tmp_path),
+            letters=LocalLetters(tmp_path),
+        )
+        tick(engine=engine, definition=grippe.definition, today=LAUNCH)
+        sent = stages.dispatch_stage(
+            engine=engine, campaign=grippe, adapters=adapters, day=LAUNCH, channel="mailbox"
+        )
+        assert sent["sent"] >= 1
+        day14 = entry + timedelta(days=14)
+        counts = tick(engine=engine, definition=mt.definition, today=day14)
+        assert counts.get("deferred_mailbox", 0) >= 1
+        flu = _steps(engine, grippe.id)
+        deferred = [p for p, got in _steps(engine, mt.id).items() if "mailbox" not in got]
+        both = [p for p in deferred if flu.get(p, {}).get("mailbox", ("",))[0] == "sent"]
+        assert both
+        res = CliRunner().invoke(app, ["why", "--person", f"{both[0]}:1", "--campaign", mt.id])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    until = (LAUNCH + timedelta(days=30)).isoformat()
+    assert f"mailbox (mailbox) not contacted now, deferred until {until}: pressure_contacts" in out
+    assert "trop de contacts récents (toutes campagnes)" in out

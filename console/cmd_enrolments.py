@@ -50,7 +50,8 @@ def enrolments(
         f"({len(done['errors'])} erreur(s))"
     )
     if done["errors"]:
-        raise typer.Exit(1)
+        # Nothing readable at all (not UTF-8, no usable header): the file itself is to fix.
+        raise typer.Exit(2 if done["rows"] == 0 else 1)
 
 
 def register(app: typer.Typer) -> None:

@@ -158,11 +158,18 @@ def test_a_broken_extract_table_is_named(
 
 
 @SETTINGS
-@given(content=st.binary(max_size=300), command=st.sampled_from(["oppositions", "letters"]))
+@given(
+    content=st.binary(max_size=300),
+    command=st.sampled_from(["oppositions", "letters", "enrolments"]),
+)
 def test_a_broken_import_file_is_refused(world: World, content: bytes, command: str) -> None:
     f = fresh(world, "imports") / "in.csv"
     f.write_bytes(b"\xff\xfe" + content if content[:1].isascii() else content)
-    args = ["oppositions", "import"] if command == "oppositions" else ["letters", "returns"]
+    args = {
+        "oppositions": ["oppositions", "import"],
+        "letters": ["letters", "returns"],
+        "enrolments": ["enrolments", "--campaign", "sophia-ald8"],
+    }[command]
     r, text = run(*args, str(f))
     clear_error(r, text, "in.csv")
 
@@ -440,7 +447,7 @@ def test_the_suite_covers_every_command() -> None:
     covered = {
         "synth", "target", "explain", "why", "demo", "retention", "console",
         "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add",
-        "letters returns",
+        "letters returns", "enrolments",
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",
     }  # fmt: skip

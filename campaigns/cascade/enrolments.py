@@ -4,6 +4,7 @@ reached the goal stopped (the rows observed in the extract come through here too
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -53,6 +54,22 @@ def _header(path: Path, names: list[str], date_column: str, report: FeedReport) 
     return dates[0]
 
 
+def _text(path: Path, report: FeedReport) -> str | None:
+    """The file as text, or None with the line and column where it stops being UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        before = data[: e.start]
+        line = before.count(b"\n") + 1
+        column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+        report.errors.append(
+            f"{path.name}, ligne {line}, colonne {column} : pas du texte UTF-8 ; "
+            "enregistrez le fichier en UTF-8"
+        )
+        return None
+
+
 def _parse(
     path: Path, report: FeedReport, date_column: str = "date_adhesion"
 ) -> list[dict[str, Any]]:
@@ -62,7 +79,10 @@ def _parse(
     `date`) and, optionally, the channel (`canal`).
     """
     rows: list[dict[str, Any]] = []
-    with path.open(newline="", encoding="utf-8") as f:
+    text = _text(path, report)
+    if text is None:
+        return rows
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         names = list(reader.fieldnames or [])
         on_column = _header(path, names, date_column, report)

@@ -304,7 +304,13 @@ def _play_day(
     """
     extract = settings.data_dir / "extract"
     stages.targeting_stage(engine=engine, campaign=campaign, extract=extract, day=day)
-    note = simulate_local_validation(engine, campaign.definition.id, day) if first else None
+    note = None
+    if first:
+        note = (
+            simulate_local_validation(engine, campaign.definition.id, day)
+            if campaign.definition.validation.required
+            else "Local validation: not required by the campaign; contacts start on its first day."
+        )
     stages.tick_stage(engine=engine, campaign=campaign, day=day)
     for channel in ("mailbox", "email", "letter"):
         stages.dispatch_stage(

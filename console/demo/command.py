@@ -1,29 +1,42 @@
-"""`relance demo`: the sophia ALD 8 campaign played day by day on synthetic data."""
+"""`relance demo`: a shipped campaign played day by day on synthetic data (sophia by default)."""
 
 from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from campaigns.app import stages
+from campaigns.cascade.dispatch import Adapters
 from campaigns.cascade.review import approve, list_status, pending_list, sign_off
-from campaigns.definition.catalog import load_campaign
-from campaigns.definition.model import CampaignDefinition
+from campaigns.definition.catalog import Campaign, load_campaign
+from campaigns.definition.model import CampaignDefinition, DefinitionError
 from campaigns.ledger import crypto
 from campaigns.ledger.accounts import create_user
 from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import Member
 from campaigns.measurement.effect_report import effect_report
 from campaigns.measurement.report import EchelonRow, total_row
 from campaigns.settings import Settings
+from channels.mailbox import LocalMailbox
 from console.demo.simulator import Simulator
 from flows.adapters import build_adapters
 from relance_fs import DIR_MODE, private_dir
@@ -34,6 +47,43 @@ from targeting.synth import write_extract
 REGION_INSURED = 10_000_000
 # Written in the folder a demo creates: only such a folder is ever emptied by the next demo.
 MARKER = ".relance-demo"
+DEFAULT_CAMPAIGN = "sophia-ald8"
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """What a demo plays by default: how many insured, from which day, for how many days.
+
+    Each shipped campaign plays in under 3 minutes on 2 cores at its size (README).
+    """
+
+    people: int
+    start: date
+    days: int
+
+
+# Sophia: a renewal campaign, few people enter each day. The flu wave admits almost one insured
+# in four on its launch day (the daily tick then walks them all); the standing campaign about
+# one in a hundred and fifty.
+DEMO_SIZES: dict[str, DemoSize] = {
+    "sophia-ald8": DemoSize(people=200_000, start=date(2026, 3, 2), days=120),
+    "grippe-2026": DemoSize(people=5_000, start=date(2026, 10, 14), days=110),
+    "mt-ald": DemoSize(people=150_000, start=date(2026, 10, 1), days=90),
+}
+OTHER_CAMPAIGN_PEOPLE = 50_000
+OTHER_CAMPAIGN_DAYS = 90
+
+
+def demo_size(definition: CampaignDefinition) -> DemoSize:
+    """The campaign's own demo size, or: 50,000 insured from its start, to its end (at most
+    90 days)."""
+    if definition.id in DEMO_SIZES:
+        return DEMO_SIZES[definition.id]
+    start = definition.dates.start
+    days = OTHER_CAMPAIGN_DAYS
+    if definition.dates.end is not None:
+        days = min(days, (definition.dates.end - start).days + 1)
+    return DemoSize(people=OTHER_CAMPAIGN_PEOPLE, start=start, days=days)
 
 
 class DataDirError(ValueError):
@@ -67,8 +117,8 @@ def demo_settings(data_dir: Path) -> Settings:
     )
 
 
-def render_report(rows: list[EchelonRow], title: str) -> Table:
-    """The per-échelon table the demo ends with."""
+def render_report(rows: list[EchelonRow], title: str, goal: str = "enrolled") -> Table:
+    """The per-échelon table the demo ends with; `goal` heads the goals-reached column."""
     t = Table(title=title, show_lines=False)
     cols = [
         "échelon",
@@ -79,7 +129,7 @@ def render_report(rows: list[EchelonRow], title: str) -> Table:
         "reached",
         "mailbox",
         "letters",
-        "enrolled",
+        goal,
         "objective",
         "attainment",
     ]
@@ -155,29 +205,43 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
         )[-1]
     credited = ", ".join(f"{k} {v}" for k, v in effect.credited.items())
     return (
-        "Enrolments credited to the last "
+        f"Goals ({definition.labels.goal}) credited to the last "
         f"touch within {definition.goal.attribution_window_days} days: {credited}. "
         f"Effect over the holdout: {effect.uplift.explanation}"
     )
 
 
 def demo(
-    people: int = typer.Option(200_000, min=1, help="Synthetic insured to generate."),
-    days: int = typer.Option(120, min=1, help="Days to play."),
-    start: str = typer.Option("2026-03-02", help="First day played (YYYY-MM-DD)."),
+    campaign: str = typer.Option(
+        DEFAULT_CAMPAIGN, "--campaign", help="Shipped campaign to play (its id)."
+    ),
+    people: int | None = typer.Option(
+        None, min=1, help="Synthetic insured to generate (default: the campaign's demo size)."
+    ),
+    days: int | None = typer.Option(
+        None, min=1, help="Days to play (default: the campaign's demo length)."
+    ),
+    start: str | None = typer.Option(
+        None, help="First day played, YYYY-MM-DD (default: the campaign's demo start)."
+    ),
     seed: int = typer.Option(2016, help="Seed of the extract and of the simulation."),
     data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its files."),
 ) -> None:
-    """Generate insured, then play the campaign day by day with simulated advisers and insured."""
+    """Generate insured, then play a campaign day by day with simulated advisers and insured."""
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)
+    err = Console(stderr=True)
     try:
-        first = date.fromisoformat(start)
+        loaded = load_campaign(campaign)
+    except DefinitionError as e:
+        err.print(f"[red]erreur :[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    size = demo_size(loaded.definition)
+    try:
+        first = date.fromisoformat(start) if start is not None else size.start
     except ValueError:
-        Console(stderr=True).print(
-            f"[red]--start {escape(repr(start))} n'est pas une date (AAAA-MM-JJ)[/red]"
-        )
+        err.print(f"[red]--start {escape(repr(start))} n'est pas une date (AAAA-MM-JJ)[/red]")
         raise typer.Exit(2) from None
     t0 = time.perf_counter()
     try:
@@ -191,14 +255,80 @@ def demo(
     settings = demo_settings(data_dir)
     crypto.set_keys(crypto.configured_keys(settings))
     try:
-        _play(console, settings, people=people, days=days, first=first, seed=seed, t0=t0)
+        _play(
+            console,
+            settings,
+            loaded,
+            people=people or size.people,
+            days=days or size.days,
+            first=first,
+            seed=seed,
+            t0=t0,
+        )
     finally:
         crypto.reset()
+
+
+def _members(engine: Engine, campaign_id: str) -> dict[str, int]:
+    """Members of the campaign by status (for the progress bar)."""
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Member.status, func.count())
+            .where(Member.campaign_id == campaign_id)
+            .group_by(col(Member.status))
+        ).all()
+    return {str(status): int(n) for status, n in rows}
+
+
+def _progress_line(engine: Engine, definition: CampaignDefinition) -> str:
+    by = _members(engine, definition.id)
+    return (
+        f"{sum(by.values()):,} entered · {by.get('active', 0):,} active · "
+        f"{by.get('goal', 0):,} {definition.labels.goal}"
+    )
+
+
+def _play_day(
+    engine: Engine,
+    campaign: Campaign,
+    sim: Simulator,
+    settings: Settings,
+    adapters: Adapters,
+    day: date,
+    *,
+    first: bool,
+) -> str | None:
+    """One day: the platform's stages, then the simulated people, then what they left.
+
+    On the first day, once the list is drawn, the échelons validate it (SIMULATED).
+    """
+    extract = settings.data_dir / "extract"
+    stages.targeting_stage(engine=engine, campaign=campaign, extract=extract, day=day)
+    note = None
+    if first:
+        note = (
+            simulate_local_validation(engine, campaign.definition.id, day)
+            if campaign.definition.validation.required
+            else "Local validation: not required by the campaign; contacts start on its first day."
+        )
+    stages.tick_stage(engine=engine, campaign=campaign, day=day)
+    for channel in ("mailbox", "email", "letter"):
+        stages.dispatch_stage(
+            engine=engine, campaign=campaign, adapters=adapters, day=day, channel=channel
+        )
+    feed = sim.play(day)
+    if feed is not None:
+        stages.enrolment_stage(engine=engine, campaign=campaign, files=[feed], day=day)
+    if sim.observed:
+        stages.goal_observation_stage(engine=engine, campaign=campaign, extract=extract, day=day)
+    stages.mailbox_reads_stage(engine=engine, campaign=campaign, gateway=adapters.mailbox, day=day)
+    return note
 
 
 def _play(
     console: Console,
     settings: Settings,
+    campaign: Campaign,
     *,
     people: int,
     days: int,
@@ -209,7 +339,7 @@ def _play(
     """Generate the extract, play the days, print the report."""
     data_dir = settings.data_dir
     extract = data_dir / "extract"
-    campaign = load_campaign("sophia-ald8")
+    definition = campaign.definition
     with console.status(f"Generating {people:,} synthetic insured…"):
         write_extract(out=extract, people=people, seed=seed, as_of=first, fmt="parquet")
     console.print(
@@ -219,49 +349,77 @@ def _play(
     scale = people / REGION_INSURED * days / 365
     stages.register(engine=engine, campaign=campaign, objective_scale=scale)
     adapters = build_adapters(settings)
+    mailbox = adapters.mailbox if isinstance(adapters.mailbox, LocalMailbox) else None
     sim = Simulator(
-        engine=engine, definition=campaign.definition, feeds_dir=settings.feeds_dir, seed=seed
+        engine=engine,
+        definition=definition,
+        feeds_dir=settings.feeds_dir,
+        seed=seed,
+        extract=extract,
+        mailbox=mailbox,
     )
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} days"),
+        MofNCompleteColumn(),
+        TextColumn("days"),
         TimeElapsedColumn(),
+        TextColumn("·"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[members]}"),
         console=console,
     )
+    launch_note = ""
     with progress:
-        bar = progress.add_task("Playing the campaign", total=days)
+        bar = progress.add_task(f"{definition.id}", total=days, members="")
         for i in range(days):
             day = first + timedelta(days=i)
-            progress.update(bar, description=f"Day {day.isoformat()}")
-            stages.targeting_stage(engine=engine, campaign=campaign, extract=extract, day=day)
-            if i == 0:
-                launch_note = simulate_local_validation(engine, campaign.definition.id, day)
-            stages.tick_stage(engine=engine, campaign=campaign, day=day)
-            for channel in ("mailbox", "email", "letter"):
-                stages.dispatch_stage(
-                    engine=engine, campaign=campaign, adapters=adapters, day=day, channel=channel
-                )
-            feed = sim.play(day)
-            if feed is not None:
-                stages.enrolment_stage(engine=engine, campaign=campaign, files=[feed], day=day)
-            progress.advance(bar)
+            progress.update(bar, description=f"{definition.id} {day.isoformat()}")
+            note = _play_day(engine, campaign, sim, settings, adapters, day, first=i == 0)
+            launch_note = note or launch_note
+            progress.update(bar, advance=1, members=_progress_line(engine, definition))
     console.print(launch_note)
     console.print(demo_accounts(engine, data_dir))
     rows = stages.report_stage(engine=engine, campaign=campaign)
-    effect_note = demo_effect(engine, campaign.definition)
+    effect_note = demo_effect(engine, definition)
     last = first + timedelta(days=days - 1)
-    console.print(render_report(rows, f"sophia — ALD 8, {first} → {last}: enrolments per échelon"))
     console.print(
-        f"Objectives: the seed's 5,540 a year for ~{REGION_INSURED:,} insured, pro-rated to "
-        f"{people:,} insured and {days} days (×{scale:.5f}). Calls, mailbox reads and "
-        f"enrolments are SIMULATED ({sim.calls_made:,} simulated calls; parameters in "
-        "console/demo/simulator.py)."
+        render_report(
+            rows,
+            f"{definition.name}, {first} → {last}: {definition.labels.goal} per échelon",
+            goal=definition.labels.goal,
+        )
+    )
+    console.print(_objectives_note(definition, people=people, days=days, scale=scale))
+    console.print(
+        f"Calls, mailbox reads and goals reached are SIMULATED ({sim.calls_made:,} simulated "
+        "calls; parameters in console/demo/simulator.py"
+        + (
+            f"; {sum(sim.claims.written.values()):,} claim lines added to the extract"
+            if sim.claims is not None
+            else ""
+        )
+        + ")."
     )
     console.print(effect_note)
     console.print(
         f"Ledger: {settings.resolved_database_url()}  ·  outbox: {settings.outbox_dir}  ·  "
         f"{time.perf_counter() - t0:.0f} s in all"
+    )
+
+
+def _objectives_note(
+    definition: CampaignDefinition, *, people: int, days: int, scale: float
+) -> str:
+    """How to read the objective column."""
+    if definition.objectives.kind == "rate":
+        return (
+            "Objectives: a rate of the eligible people of each échelon "
+            f"(default {definition.objectives.default or 0:.0%})."
+        )
+    return (
+        f"Objectives: the campaign's yearly counts for ~{REGION_INSURED:,} insured, pro-rated to "
+        f"{people:,} insured and {days} days (×{scale:.5f})."
     )
 
 

@@ -449,12 +449,26 @@ def run_targeting(
         )
         sql = rule_sql(rule, as_of, include_ineligible=include_ineligible)
         try:
-            return con.sql(sql).to_arrow_table()
+            return distinct_reasons(con.sql(sql).to_arrow_table())
         except duckdb.Error as e:
             raise read_failure(e, Path(extract), paths) from None
     finally:
         if own:
             con.close()
+
+
+def distinct_reasons(table: pa.Table) -> pa.Table:
+    """Each reason once per person, in the order first given.
+
+    Branches of an `any_of` may fail for the same reason (`under_age` in both): SQL that both
+    DuckDB and Spark run has no order-keeping de-duplication, so it is done on the result.
+    """
+    i = table.column_names.index("reasons")
+    values = table.column(i).to_pylist()
+    if not any(v and ";" in v for v in values):
+        return table
+    fixed = [";".join(dict.fromkeys(v.split(";"))) if v and ";" in v else v for v in values]
+    return table.set_column(i, "reasons", pa.array(fixed, type=table.schema.field(i).type))
 
 
 def write_csv_atomic(table: pa.Table, path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from targeting.engine import output_columns, rule_sql, table_specs, tables_needed
+from targeting.engine import distinct_reasons, output_columns, rule_sql, table_specs, tables_needed
 from targeting.extract import ExtractError
 from targeting.rule import TargetingRule
 from targeting.schema import TABLES, Table
@@ -106,4 +106,4 @@ def run_targeting_spark(
         ]
     )
     assert table.column_names == output_columns(rule)
-    return table.cast(schema)
+    return distinct_reasons(table.cast(schema))

@@ -553,3 +553,25 @@ def test_relance_target_names_the_missing_tables_and_exits_2(tmp_path: Path) -> 
     assert r.exit_code == 2
     assert f"table {PROGRAMME} manquante" in r.output and "table ir_pha_r manquante" in r.output
     assert not (tmp_path / "out.csv").exists()
+
+
+SHARED_REASON_RULE = rule(
+    """
+criteria:
+  - any_of:
+      - {kind: age, min_years: 65}
+      - all_of:
+          - {kind: age, min_years: 40}
+          - {kind: ald_in_force, ald_nums: [8], etm_nat: [41, 43, 45]}
+"""
+)
+
+
+def test_two_branches_failing_for_one_reason_give_it_once(extract: Path) -> None:
+    """Born 1990, no ALD: under age in both branches, said once, on DuckDB and the oracle."""
+    oracle = run_oracle(rule=SHARED_REASON_RULE, extract=extract, as_of=D)
+    for frame in (
+        duck(SHARED_REASON_RULE, extract),
+        oracle.set_index(["ben_nir_psa", "ben_rng_gem"]),
+    ):
+        assert frame.loc[("F_YOUNG_NO_ALD", 1), "reasons"] == "under_age;no_ald_in_force"

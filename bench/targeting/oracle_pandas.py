@@ -248,7 +248,8 @@ class Oracle:
         contacts["ben_rng_gem"] = contacts["ben_rng_gem"].astype("int64")
         ech = contacts.groupby(KEY)["echelon"].min().reindex(self.idx)
         out["echelon"] = ech.fillna(pd.Series(self.ben["ben_res_dpt"].to_numpy(), index=self.idx))
-        out["reasons"] = reasons
+        # Each reason once, in the order first given (two any_of branches may share one).
+        out["reasons"] = [";".join(dict.fromkeys(r.split(";"))) if r else r for r in reasons]
         out = out.reset_index()
         cols = ["ben_nir_psa", "ben_rng_gem", "eligible", "priority", *rule.gaps, "ald_end_date"]
         cols += ["birth_date"] if rule.exact_ages else []

@@ -13,19 +13,37 @@ from rich.markup import escape
 from rich.table import Table
 
 from campaigns.definition.catalog import load_campaign
-from campaigns.definition.model import DefinitionError
+from campaigns.definition.model import CampaignDefinition, DefinitionError
 from campaigns.definition.reasons import targeting_reason_label
-from targeting.explain import Check, explain_person
+from targeting.explain import Check, Explanation, explain_person
 from targeting.extract import ExtractError
 from targeting.rule import Care
 
 
 def _mark(ok: bool) -> str:
-    return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
+    return "[green]rempli[/green]" if ok else "[red]NON REMPLI[/red]"
 
 
 def _row_text(r: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in r.items())
+
+
+def _verdict(out: Console, x: Explanation, definition: CampaignDefinition, day: date) -> None:
+    """The decision, its reasons in the campaign's words, the anchor date and the échelon."""
+    psa, rng_gem, rule = x.ben_nir_psa, x.ben_rng_gem, definition.targeting
+    verdict = "[green]ÉLIGIBLE[/green]" if x.eligible else "[red]NON ÉLIGIBLE[/red]"
+    prio = " — [bold]prioritaire[/bold]" if x.priority else ""
+    out.print(f"{escape(psa)}:{rng_gem} au {day:%d/%m/%Y} : {verdict}{prio}")
+    if x.reasons:
+        out.print(f"codes : {';'.join(x.reasons)}")
+        labels = {n.id: n.label for n in rule.nodes() if isinstance(n, Care) and n.label}
+        words = " ; ".join(targeting_reason_label(r, labels) for r in x.reasons)
+        out.print(f"motifs : {words}", markup=False)
+    # The anchor line only where the rule has one (an ALD renewal): no "échéance" on a flu wave.
+    anchor = (
+        f"{definition.labels.anchor} : {x.renewal_date:%d/%m/%Y}  ·  " if x.renewal_date else ""
+    )
+    out.print(f"{escape(anchor)}échelon : {x.echelon}")
 
 
 def explain(
@@ -46,10 +64,14 @@ def explain(
         if not psa:
             raise ValueError
     except ValueError:
-        err.print("[red]--person must be BEN_NIR_PSA:BEN_RNG_GEM and --as-of YYYY-MM-DD[/red]")
+        err.print(
+            "[red]erreur :[/red] --person attend BEN_NIR_PSA:BEN_RNG_GEM et --as-of une date "
+            "AAAA-MM-JJ"
+        )
         raise typer.Exit(2) from None
     try:
-        rule = load_campaign(campaign).definition.targeting
+        definition = load_campaign(campaign).definition
+        rule = definition.targeting
         x = explain_person(
             rule=rule, extract=extract, as_of=day, ben_nir_psa=psa, ben_rng_gem=rng_gem
         )
@@ -61,28 +83,22 @@ def explain(
         return
     out = Console()
     if not x.found:
-        out.print(f"{psa}:{rng_gem} is not in ir_ben_r of {extract}", markup=False)
+        out.print(f"{psa}:{rng_gem} n'est pas dans ir_ben_r de {extract}", markup=False)
         raise typer.Exit(1)
-    verdict = "[green]ELIGIBLE[/green]" if x.eligible else "[red]NOT ELIGIBLE[/red]"
-    prio = " — [bold]priority[/bold] (all care gaps)" if x.priority else ""
-    out.print(f"{escape(psa)}:{rng_gem} on {day}: {verdict}{prio}")
-    if x.reasons:
-        out.print(f"reasons: {';'.join(x.reasons)}")
-        labels = {n.id: n.label for n in rule.nodes() if isinstance(n, Care) and n.label}
-        words = " ; ".join(targeting_reason_label(r, labels) for r in x.reasons)
-        out.print(f"motifs : {words}", markup=False)
-    out.print(f"renewal date: {x.renewal_date or '—'}  ·  échelon: {x.echelon}")
+    _verdict(out, x, definition, day)
 
     def section(title: str, checks: list[Check], gap: bool = False) -> None:
         t = Table(title=title, show_lines=True, title_justify="left")
-        t.add_column("criterion" if not gap else "care gap")
+        t.add_column("critère" if not gap else "écart aux soins")
         t.add_column("verdict")
-        t.add_column("why")
-        t.add_column("rows")
+        t.add_column("pourquoi")
+        t.add_column("lignes")
 
         def add(c: Check, depth: int) -> None:
             verdict = (
-                _mark(c.passed) if not gap else ("[red]gap[/red]" if not c.passed else "no gap")
+                _mark(c.passed)
+                if not gap
+                else ("[red]écart[/red]" if not c.passed else "pas d'écart")
             )
             name = "  " * depth + c.name + (f" « {c.label} »" if c.label else "")
             rows = "\n".join(_row_text(r) for r in c.rows)
@@ -94,10 +110,11 @@ def explain(
             add(c, 0)
         out.print(t)
 
-    section("Eligibility", x.criteria)
-    section("Care gaps", x.gaps, gap=True)
+    section("Éligibilité", x.criteria)
+    if x.gaps:
+        section("Écarts aux soins", x.gaps, gap=True)
     if x.priority_rule is not None:
-        section("Priorité (when)", [x.priority_rule])
+        section("Priorité", [x.priority_rule])
 
 
 def register(app: typer.Typer) -> None:

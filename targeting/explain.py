@@ -390,7 +390,7 @@ def _explain(
     row = decision[0]
     ben = _rows(con, f"SELECT * FROM ir_ben_r WHERE {_WHERE}", key)[0]
     out.eligible, out.priority = bool(row["eligible"]), bool(row["priority"])
-    out.reasons = [r for r in (row["reasons"] or "").split(";") if r]
+    out.reasons = list(dict.fromkeys(r for r in (row["reasons"] or "").split(";") if r))
     out.renewal_date, out.echelon = row["ald_end_date"], row["echelon"]
     when = [rule.priority.when] if rule.priority and rule.priority.when else []
     nodes = walk(rule.criteria) + walk(when)

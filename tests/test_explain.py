@@ -78,7 +78,7 @@ def test_cli_json_and_errors(extract: Path) -> None:
     assert data["eligible"] is True and data["as_of"] == "2026-03-02"
     assert [c["name"] for c in data["gaps"]] == ["gap_renal", "gap_dental", "gap_fundus"]
     text = CliRunner().invoke(app, [*base, "--person", "DEAD:1"])
-    assert text.exit_code == 0 and "NOT ELIGIBLE" in text.output and "deceased" in text.output
+    assert text.exit_code == 0 and "NON ÉLIGIBLE" in text.output and "deceased" in text.output
     assert CliRunner().invoke(app, [*base, "--person", "NOBODY:1"]).exit_code == 1
     assert CliRunner().invoke(app, [*base, "--person", "OK"]).exit_code == 2
     assert date.fromisoformat(data["renewal_date"]) == date(2026, 4, 15)

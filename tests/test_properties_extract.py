@@ -147,7 +147,10 @@ def damage(x: Path, kind: str, data: st.DataObject) -> Expected:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *body])
         path.write_bytes(out.getvalue().encode("latin-1"))
-        return Expected(name, line, None, "pas en UTF-8")
+        # The whole file is latin-1: the first accent in it (maybe an earlier row's
+        # address, "É" * 38) is where it stops being UTF-8.
+        first = next(n for n, t in enumerate(out.getvalue().splitlines(), 1) if not t.isascii())
+        return Expected(name, first, None, "pas en UTF-8")
     if kind == "semicolon":
         path.write_text(path.read_text().replace(",", ";"))
         return Expected(name, 1, None, "séparateur ';'")

@@ -128,7 +128,7 @@ def test_the_table_computed_by_hand(engine: Engine) -> None:
     u = effects["91"].uplift
     assert (u.contacted, u.contacted_enrolled, u.holdout, u.holdout_enrolled) == (30, 7, 10, 1)
     assert u.difference == pytest.approx(7 / 30 - 1 / 10)
-    assert u.verdict == "too_small" and "holdout" in u.explanation
+    assert u.verdict == "too_small" and "groupe témoin" in u.explanation
 
 
 def test_objectives_keep_their_history_and_a_bad_csv_changes_nothing(engine: Engine) -> None:

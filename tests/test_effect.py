@@ -60,7 +60,7 @@ def test_uplift_interval_containing_zero_is_not_significant() -> None:
 def test_small_groups_are_said_too_small(n1: int, e1: int, n0: int, e0: int) -> None:
     u = uplift(contacted=n1, contacted_enrolled=e1, holdout=n0, holdout_enrolled=e0)
     assert u.verdict == "too_small"
-    assert u.low is None and "too few" in u.explanation
+    assert u.low is None and "trop peu" in u.explanation
 
 
 def test_uplift_rejects_impossible_counts() -> None:
@@ -85,3 +85,13 @@ def test_holdout_needed_by_hand() -> None:
 def test_projected_attainment() -> None:
     assert projected_attainment(enrolled=100, objective=730, days_elapsed=50) == pytest.approx(100)
     assert projected_attainment(enrolled=5, objective=0, days_elapsed=10) is None
+
+
+def test_the_explanation_names_the_campaigns_goal_in_french() -> None:
+    u = uplift(
+        contacted=1000, contacted_enrolled=120, holdout=200, holdout_enrolled=10, goal="vaccination"
+    )
+    assert u.verdict == "positive"
+    assert u.explanation.startswith("la campagne a augmenté « vaccination »")
+    small = uplift(contacted=500, contacted_enrolled=1, holdout=100, holdout_enrolled=0, goal="x")
+    assert "trop peu de cas « x »" in small.explanation

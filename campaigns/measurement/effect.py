@@ -72,8 +72,12 @@ def uplift(
     holdout: int,
     holdout_enrolled: int,
     confidence: float = 0.95,
+    goal: str = "l'objectif",
 ) -> Uplift:
-    """Difference of two proportions with a Wald interval, or a plain 'too small to conclude'."""
+    """Difference of two proportions with a Wald interval, or a plain 'too small to conclude'.
+
+    `goal` is the campaign's own word for its goal (`labels.goal`), used in the explanation.
+    """
     if not (0 <= contacted_enrolled <= contacted and 0 <= holdout_enrolled <= holdout):
         raise ValueError("enrolled counts must lie between 0 and their group size")
     base: dict[str, Any] = {
@@ -83,7 +87,7 @@ def uplift(
         "holdout_enrolled": holdout_enrolled,
         "confidence": confidence,
     }
-    small = _too_small(contacted, contacted_enrolled, holdout, holdout_enrolled)
+    small = _too_small(contacted, contacted_enrolled, holdout, holdout_enrolled, goal)
     if small:
         return Uplift(**base, low=None, high=None, verdict="too_small", explanation=small)
     p1, p0 = contacted_enrolled / contacted, holdout_enrolled / holdout
@@ -91,23 +95,33 @@ def uplift(
     z = _z(confidence)
     d = p1 - p0
     low, high = d - z * se, d + z * se
-    pct = f"{confidence:.0%}"
+    pct = f"{round(confidence * 100)} %"
     if low > 0:
-        verdict, text = "positive", f"the campaign raised enrolment ({pct} interval above zero)"
+        verdict = "positive"
+        text = (
+            f"la campagne a augmenté « {goal} » (intervalle de confiance à {pct} au-dessus de zéro)"
+        )
     elif high < 0:
-        verdict, text = "negative", f"the contacted enrolled less ({pct} interval below zero)"
+        verdict = "negative"
+        text = (
+            f"les personnes contactées ont moins atteint « {goal} » (intervalle à {pct} sous zéro)"
+        )
     else:
-        verdict, text = "not_significant", f"no effect shown: the {pct} interval contains zero"
+        verdict = "not_significant"
+        text = f"pas d'effet démontré : l'intervalle de confiance à {pct} contient zéro"
     return Uplift(**base, low=low, high=high, verdict=verdict, explanation=text)
 
 
-def _too_small(n1: int, e1: int, n0: int, e0: int) -> str:
+def _too_small(n1: int, e1: int, n0: int, e0: int, goal: str) -> str:
     if n0 < MIN_GROUP or n1 < MIN_GROUP:
-        return f"too few people to conclude (contacted {n1}, holdout {n0}; need {MIN_GROUP} each)"
+        return (
+            f"trop peu de personnes pour conclure (contactées {n1}, groupe témoin {n0} ; "
+            f"il en faut {MIN_GROUP} dans chaque groupe)"
+        )
     if min(e0, n0 - e0, e1, n1 - e1) < MIN_EVENTS:
         return (
-            f"too few enrolments to conclude (contacted {e1}/{n1}, holdout {e0}/{n0}; "
-            f"need {MIN_EVENTS} enrolled and not enrolled in each group)"
+            f"trop peu de cas « {goal} » pour conclure (contactées {e1}/{n1}, groupe témoin "
+            f"{e0}/{n0} ; il faut au moins {MIN_EVENTS} personnes avec et sans dans chaque groupe)"
         )
     return ""
 

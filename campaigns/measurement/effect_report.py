@@ -77,6 +77,7 @@ def effect_report(
     window_days: int,
     until: date | None = None,
     confidence: float = 0.95,
+    goal: str = "l'objectif",
 ) -> list[EffectRow]:
     """Rows per échelon then a `total` row: credited goals by channel, and the uplift."""
     sizes: dict[tuple[str, bool], int] = defaultdict(int)
@@ -109,6 +110,7 @@ def effect_report(
             holdout=sum(sizes[(x, True)] for x in pick),
             holdout_enrolled=sum(wins[(x, True)] for x in pick),
             confidence=confidence,
+            goal=goal,
         )
         rows.append(EffectRow(echelon=e, credited=dict(credited[e]), uplift=u))
     return rows

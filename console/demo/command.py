@@ -202,12 +202,13 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
             session=s,
             campaign_id=definition.id,
             window_days=definition.goal.attribution_window_days,
+            goal=definition.labels.goal,
         )[-1]
     credited = ", ".join(f"{k} {v}" for k, v in effect.credited.items())
     return (
-        f"Goals ({definition.labels.goal}) credited to the last "
-        f"touch within {definition.goal.attribution_window_days} days: {credited}. "
-        f"Effect over the holdout: {effect.uplift.explanation}"
+        f"Objectifs atteints ({definition.labels.goal}) attribués au dernier contact dans les "
+        f"{definition.goal.attribution_window_days} jours : {credited}. "
+        f"Effet par rapport au groupe témoin : {effect.uplift.explanation}"
     )
 
 

@@ -78,6 +78,7 @@ def results_page(
         session=s,
         campaign_id=cid,
         window_days=d.goal.attribution_window_days,
+        goal=d.labels.goal,
     )
     if scope is not None:
         effects = [e for e in effects if e.echelon == scope]

@@ -94,8 +94,8 @@ def test_the_reference_campaign_spells_out_its_anchor(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("anchor: {kind: wave}\n", "", r"anchor: required key missing"),
-        ("dates: {start: 2026-10-14, end: 2027-01-31}\n", "", r"dates: required key missing"),
+        ("anchor: {kind: wave}\n", "", r"anchor: clé obligatoire manquante"),
+        ("dates: {start: 2026-10-14, end: 2027-01-31}\n", "", r"dates: clé obligatoire manquante"),
         ("{kind: wave}", "{kind: someday}", r"anchor.kind: Input should be"),
         ("end: 2027-01-31", "end: 2026-01-31", r"la date de fin précède la date de début"),
         ("{kind: wave}", "{kind: ald_renewal}", r"il faut un critère \{kind: ald_renewal\}"),
@@ -141,3 +141,11 @@ def test_condition_facts_are_parsed() -> None:
     assert parse_fact("sent:letter_1") == ("sent", "letter_1")
     with pytest.raises(ValueError, match="condition inconnue"):
         parse_fact("seen:call")
+
+
+def test_a_bad_step_condition_is_located_on_its_line(tmp_path: Path) -> None:
+    text = edit("[reached:call]", "[reached:letter]")
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "reached:letter" in t)
+    with pytest.raises(DefinitionError) as e:
+        load(tmp_path, text)
+    assert f"campaign.yaml:{line}: cascade[1].unless[0]: 'reached:letter'" in str(e.value)

@@ -51,17 +51,17 @@ def test_unknown_campaign_names_the_known_ones() -> None:
         (
             "horizon_days: 90",
             "horizon_day: 90",
-            r":16: targeting.horizon_day: unknown key \(did you mean 'horizon_days'\?\)",
+            r":16: targeting.horizon_day: clé inconnue \(vouliez-vous dire 'horizon_days' \?\)",
         ),
         (
             "{kind: age, min_years: 18}",
             "{kind: age, min_year: 18}",
-            r":19: targeting.criteria\[1\].min_year: unknown key",
+            r":19: targeting.criteria\[1\].min_year: clé inconnue",
         ),
         (
             "    start_days: -60",
             "    start_day: -60",
-            r"cascade\[0\].start_days: required key missing",
+            r"cascade\[0\].start_days: clé obligatoire manquante",
         ),
         (
             "      no_answer: {effect: retry}\n",

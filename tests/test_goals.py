@@ -101,10 +101,10 @@ attribution_window_days: 30
             "goal.codes: List should have at least 1 item",
         ),
         ("{kind: care_act, source: pharmacy, codes: [J07BB]}", "goal.source"),
-        ("{kind: care_act, codes: [J07BB]}", "required key missing"),
+        ("{kind: care_act, codes: [J07BB]}", "clé obligatoire manquante"),
         ("{kind: registry_fact, fact: vaccinated}", "goal.fact"),
         ("{kind: lottery}", "goal"),
-        ("{kind: care_act, source: drug, codes: [J07BB], programme: sophia}", "unknown key"),
+        ("{kind: care_act, source: drug, codes: [J07BB], programme: sophia}", "clé inconnue"),
         ("{programme: sophia, attribution_window_days: 0}", "greater than 0"),
     ],
 )

@@ -1,4 +1,4 @@
-""""Today" is the Paris date everywhere: at 00:30 in Paris the UTC date is still yesterday."""
+""" "Today" is the Paris date everywhere: at 00:30 in Paris the UTC date is still yesterday."""
 
 from __future__ import annotations
 

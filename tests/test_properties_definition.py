@@ -81,7 +81,7 @@ def test_a_mistyped_or_unknown_key_is_located(path: tuple[Any, ...], data: st.Da
         (folder / "campaign.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
         message = load_error(folder)
         assert has_place(message, folder / "campaign.yaml"), message
-        assert "unknown key" in message, message
+        assert "clé inconnue" in message, message
 
 
 @SETTINGS

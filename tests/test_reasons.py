@@ -223,9 +223,7 @@ def test_the_enums_store_the_same_words(engine: Engine) -> None:
             )
         )
     with session_scope(engine) as s:
-        row = s.execute(
-            text("SELECT channel, state, reason FROM action WHERE key = 'enum'")
-        ).one()
+        row = s.execute(text("SELECT channel, state, reason FROM action WHERE key = 'enum'")).one()
     assert tuple(row) == ("phone", "failed_final", "no_phone")
 
 

@@ -454,8 +454,9 @@ def test_a_campaign_file_names_the_nested_yaml_path(tmp_path: Path) -> None:
     (folder / "campaign.yaml").write_text(text.replace("    - {kind: medecin_traitant}\n", nested))
     with pytest.raises(DefinitionError) as e:
         load_campaign(str(folder))
-    assert "targeting.criteria[3].not.declred: unknown key (did you mean 'declared'?)" in str(
-        e.value
+    assert (
+        "targeting.criteria[3].not.declred: clé inconnue (vouliez-vous dire 'declared' ?)"
+        in str(e.value)
     )
 
 

@@ -442,20 +442,35 @@ def _locate(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[str, int | No
 
 def _suggest(field: str, model_fields: list[str]) -> str:
     close = difflib.get_close_matches(field, model_fields, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (vouliez-vous dire {close[0]!r} ?)" if close else ""
+
+
+_SAID_PATH = re.compile(
+    r"^(?:Value error, )?(?P<path>[a-z_]+(?:\[\d+\]|\.[a-z_]+)*): (?P<rest>.*)$", re.DOTALL
+)
+
+
+def _parts(path: str) -> tuple[Any, ...]:
+    """`cascade[2].unless[0]` as ("cascade", 2, "unless", 0)."""
+    return tuple(
+        int(index) if index else key for key, index in re.findall(r"([a-z_]+)|\[(\d+)\]", path)
+    )
 
 
 def format_validation_error(path: Path, err: ValidationError, root: yaml.Node | None = None) -> str:
     """One line per problem: file, line, YAML path, what is wrong."""
-    lines = [f"{path}: invalid campaign definition"]
+    lines = [f"{path}: définition de campagne invalide"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        where, line = _locate(root, loc)
         msg = e["msg"]
+        if not loc and (said := _SAID_PATH.match(msg)):
+            # A check across the document names its own YAML path: point at that line.
+            loc, msg = _parts(said["path"]), said["rest"]
+        where, line = _locate(root, loc)
         if e["type"] == "extra_forbidden":
-            msg = "unknown key" + _suggest(str(loc[-1]), _known_keys(loc[:-1]))
+            msg = "clé inconnue" + _suggest(str(loc[-1]), _known_keys(loc[:-1]))
         elif e["type"] == "missing":
-            msg = "required key missing"
+            msg = "clé obligatoire manquante"
         at = f"{path}:{line}" if line else str(path)
         lines.append(f"  {at}: {where}: {msg}")
     return "\n".join(lines)

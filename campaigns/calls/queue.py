@@ -26,6 +26,7 @@ from campaigns.ledger.models import (
     MemberEvent,
     Person,
 )
+from campaigns.ledger.registry import halted_campaigns
 from campaigns.policy.calendar import within_contact_hours
 from campaigns.policy.decision import Decision, decide, load_facts, pressure_from, record_opposition
 from campaigns.settings import get_settings
@@ -125,7 +126,13 @@ def claim_next(
         )
     today = paris_today(now)
     # A campaign past its end offers no call, even before the tick cancels what it queued.
-    running = [cid for cid, d in definitions.items() if d.dates.end is None or today <= d.dates.end]
+    # Nor does one its manager paused or ended (its calls stay queued, held for a resume).
+    halted = halted_campaigns(session=session)
+    running = [
+        cid
+        for cid, d in definitions.items()
+        if (d.dates.end is None or today <= d.dates.end) and cid not in halted
+    ]
     postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.

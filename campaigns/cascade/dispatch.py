@@ -50,6 +50,7 @@ from campaigns.ledger.models import (
     MemberEvent,
     Person,
 )
+from campaigns.ledger.models import Campaign as CampaignRow
 from campaigns.policy.decision import Facts, decide, load_facts
 from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
@@ -158,10 +159,16 @@ def claim_batch(
     """
     if stale_before is None:
         stale_before = now - STALE_SENDING
+    # Paused (or ended) by its manager: nothing is sent; queued actions stay queued, held.
+    halted = select(CampaignRow.id).where(
+        col(CampaignRow.id) == campaign_id,
+        col(CampaignRow.paused_at).is_not(None) | col(CampaignRow.ended_at).is_not(None),
+    )
     due = (
         select(Action.id)
         .where(
             Action.campaign_id == campaign_id,
+            col(Action.campaign_id).not_in(halted.scalar_subquery()),
             Action.channel == channel,
             col(Action.due_on) <= today,
             or_(
@@ -472,6 +479,7 @@ def _notice_rows(
             due_at=None,
             state=SKIPPED if skipped else QUEUED,
             reason=decided.reason,
+            definition_version=a.definition_version,
         )
     ]
 

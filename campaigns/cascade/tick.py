@@ -43,6 +43,7 @@ from campaigns.ledger.models import (
     Person,
     ProviderEvent,
 )
+from campaigns.ledger.registry import halted_campaigns, version_of
 from campaigns.policy.calendar import add_working_days
 from campaigns.policy.decision import (
     NOTICE_SUFFIX,
@@ -265,6 +266,7 @@ def _action_rows(
     today: date,
     now: datetime,
     pressure: Pressure,
+    version: int | None = None,
 ) -> tuple[list[ActionRow], list[tuple[NewAction, Decision]]]:
     """The rows a member's plan writes (queued, or skipped with the policy's reason), and the
     actions the policy puts off for now (contact pressure)."""
@@ -297,6 +299,7 @@ def _action_rows(
             due_at=due_at,
             state=state,
             reason=reason,
+            definition_version=version,
         )
 
     for a in decision.new_actions:
@@ -370,6 +373,9 @@ def tick_batch(
     new_rows: list[ActionRow] = []
     deferrals: list[tuple[int, NewAction, Decision]] = []
     _take_batch(session, definition.id, lo, hi)
+    if definition.id in halted_campaigns(session=session):
+        return {}  # paused or ended by its manager: nothing planned, nobody closed
+    version = version_of(session=session, definition=definition)
     states = _states(session, definition, lo, hi, today, pressure)
     for bm in states:
         decision = plan(bm.state, today, definition, add_working_days)
@@ -386,7 +392,7 @@ def tick_batch(
             )
             counts[f"left_{decision.exit.status}"] += 1
             continue
-        rows, deferred = _action_rows(definition, bm, decision, today, now, pressure)
+        rows, deferred = _action_rows(definition, bm, decision, today, now, pressure, version)
         new_rows += rows
         for a, verdict in deferred:
             deferrals.append((bm.member.id or 0, a, verdict))
@@ -401,20 +407,33 @@ def tick_batch(
 
 
 def end_campaign(
-    *, session: Session, definition: CampaignDefinition, today: date, now: datetime
+    *,
+    session: Session,
+    definition: CampaignDefinition,
+    today: date,
+    now: datetime,
+    force: bool = False,
 ) -> dict[str, int]:
     """Past the campaign's end: cancel every open action, let every member go. Set-based.
 
     Each member who leaves gets a `left` event (status completed, reason campaign_ended),
-    as when the cascade closes one; nothing happens before the end, nor twice.
+    as when the cascade closes one; nothing happens before the end (unless `force`: its
+    manager ended it), nor twice.
     """
-    if not campaign_ended(definition, today):
+    if not force and not campaign_ended(definition, today):
         return {}
+    return close_campaign(session=session, campaign_id=definition.id, today=today, now=now)
+
+
+def close_campaign(
+    *, session: Session, campaign_id: str, today: date, now: datetime
+) -> dict[str, int]:
+    """The end pass itself: open actions cancelled (campaign_ended), members completed."""
     reason = Reason.CAMPAIGN_ENDED
     cancelled = session.execute(
         update(Action)
         .where(
-            col(Action.campaign_id) == definition.id,
+            col(Action.campaign_id) == campaign_id,
             col(Action.state).in_((QUEUED, FAILED_RETRYABLE)),
         )
         .values(state=CANCELLED, reason=reason, updated_at=now, claimed_by=None, lease_until=None)
@@ -426,7 +445,7 @@ def end_campaign(
         for (mid,) in session.execute(
             update(Member)
             .where(
-                col(Member.campaign_id) == definition.id,
+                col(Member.campaign_id) == campaign_id,
                 col(Member.status).in_((ACTIVE, PENDING)),
             )
             .values(status=COMPLETED, status_reason=reason, status_on=today)
@@ -448,12 +467,21 @@ def tick(
 ) -> dict[str, int]:
     """The whole tick, one transaction per batch (used outside Prefect; flows map batches).
 
-    Past the campaign's end, one pass cancels what is queued and lets every member go.
+    Past the campaign's end (or once its manager ended it), one pass cancels what is queued
+    and lets every member go; while it is paused, nothing is planned (queued actions wait).
     """
-    if campaign_ended(definition, today):
+    with session_scope(engine) as s:
+        row = s.get(Campaign, definition.id)
+        ended_by_manager = row is not None and row.ended_at is not None
+        paused = row is not None and row.paused_at is not None
+    if ended_by_manager or campaign_ended(definition, today):
         with session_scope(engine) as s:
-            ended = end_campaign(session=s, definition=definition, today=today, now=utcnow())
+            ended = end_campaign(
+                session=s, definition=definition, today=today, now=utcnow(), force=True
+            )
         return {**ended, "batches": 0}
+    if paused:
+        return {"paused": 1, "batches": 0}
     with session_scope(engine) as s:
         batches = member_id_batches(session=s, campaign_id=definition.id, batch_size=batch_size)
     total: dict[str, int] = defaultdict(int)

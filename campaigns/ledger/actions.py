@@ -37,6 +37,7 @@ class ActionRow:
     state: str
     reason: str | None
     due_at: datetime | None = None
+    definition_version: int | None = None
 
 
 _COLUMNS = tuple(f.name for f in fields(ActionRow))

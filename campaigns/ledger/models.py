@@ -38,6 +38,28 @@ class Campaign(SQLModel, table=True):
     definition_sha256: str = Field(max_length=64)
     registered_at: datetime
     launched_at: datetime | None = None
+    # Decisions of its manager (the other states are derived): paused since, ended on.
+    paused_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+class CampaignVersion(SQLModel, table=True):
+    """One version of a campaign's definition: its fingerprint and the day it took effect.
+
+    Before launch the draft's only version is refreshed in place; once the campaign runs,
+    an edit is a new version (1, 2, 3…) from a date, and each action records its version.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", max_length=64)
+    version: int
+    definition_sha256: str = Field(max_length=64)
+    effective_on: date
+    recorded_at: datetime
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "version", name="uq_campaign_version"),
+    )
 
 
 class Person(SQLModel, table=True):
@@ -128,6 +150,8 @@ class Action(SQLModel, table=True):
     # Provider timestamps: accepted by the provider, then delivered (from its events).
     sent_at: datetime | None = None
     delivered_at: datetime | None = None
+    # The campaign definition's version that planned it (CampaignVersion.version).
+    definition_version: int | None = None
 
     __table_args__ = (
         Index("ix_action_provider_id", "provider_id"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
-from campaigns.clock import utcnow
+from campaigns.clock import paris_today, utcnow
 from campaigns.definition.model import CampaignDefinition
-from campaigns.ledger.models import Campaign, Objective
+from campaigns.ledger.models import Campaign, CampaignVersion, Objective
 
 
 def definition_sha256(definition: CampaignDefinition) -> str:
@@ -27,11 +27,14 @@ def register_campaign(
     objective_scale: float = 1.0,
     launched: bool = False,
     now: datetime | None = None,
+    effective_on: date | None = None,
 ) -> Campaign:
     """Create or refresh the campaign row; seed objectives from the definition once.
 
     A campaign without local validation is launched when registered; with it, when its
     first list is approved (or here, with `launched=True`, when it already was elsewhere).
+    A changed definition is a new version from `effective_on` (default: today) once the
+    campaign was launched; before, its only version is refreshed in place.
     """
     now = now or utcnow()
     sha = definition_sha256(definition)
@@ -42,9 +45,11 @@ def register_campaign(
         )
         session.add(row)
         session.flush()
+        _record_version(session, row, sha, effective_on or paris_today(now), now)
     elif row.definition_sha256 != sha:
         row.definition_sha256 = sha
         row.name = definition.name
+        _record_version(session, row, sha, effective_on or paris_today(now), now)
     if row.launched_at is None and (launched or not definition.validation.required):
         row.launched_at = now
     has_objectives = session.exec(
@@ -81,3 +86,64 @@ def current_objectives(*, session: Session, campaign_id: str) -> dict[str, int]:
 def registered_campaigns(*, session: Session) -> list[Campaign]:
     """Every campaign in the ledger, by id."""
     return list(session.exec(select(Campaign).order_by(col(Campaign.id))).all())
+
+
+def _record_version(
+    session: Session, row: Campaign, sha: str, effective_on: date, now: datetime
+) -> None:
+    """A new version for a launched campaign; before launch, the one version refreshed."""
+    latest = session.exec(
+        select(CampaignVersion)
+        .where(CampaignVersion.campaign_id == row.id)
+        .order_by(col(CampaignVersion.version).desc())
+        .limit(1)
+    ).first()
+    if latest is not None and row.launched_at is None:
+        latest.definition_sha256, latest.effective_on, latest.recorded_at = sha, effective_on, now
+        return
+    session.add(
+        CampaignVersion(
+            campaign_id=row.id,
+            version=(latest.version + 1) if latest is not None else 1,
+            definition_sha256=sha,
+            effective_on=effective_on,
+            recorded_at=now,
+        )
+    )
+    session.flush()
+
+
+def campaign_versions(*, session: Session, campaign_id: str) -> list[CampaignVersion]:
+    """The campaign's definition versions, oldest first."""
+    return list(
+        session.exec(
+            select(CampaignVersion)
+            .where(CampaignVersion.campaign_id == campaign_id)
+            .order_by(col(CampaignVersion.version))
+        ).all()
+    )
+
+
+def version_of(*, session: Session, definition: CampaignDefinition) -> int | None:
+    """The version number of this very definition (by fingerprint), None if never registered."""
+    return session.exec(
+        select(CampaignVersion.version)
+        .where(
+            CampaignVersion.campaign_id == definition.id,
+            CampaignVersion.definition_sha256 == definition_sha256(definition),
+        )
+        .order_by(col(CampaignVersion.version).desc())
+        .limit(1)
+    ).first()
+
+
+def halted_campaigns(*, session: Session) -> set[str]:
+    """Campaigns whose manager paused or ended them: no new action is planned nor sent."""
+    return {
+        cid
+        for (cid,) in session.execute(
+            select(Campaign.id).where(
+                col(Campaign.paused_at).is_not(None) | col(Campaign.ended_at).is_not(None)
+            )
+        )
+    }

@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from typer.core import TyperGroup
 
 from console import (
+    cmd_campaigns,
     cmd_console,
     cmd_enrolments,
     cmd_explain,
@@ -80,3 +81,4 @@ cmd_retention.register(app)
 cmd_keys.register(app)
 cmd_oppositions.register(app)
 cmd_enrolments.register(app)
+cmd_campaigns.register(app)

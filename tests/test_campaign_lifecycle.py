@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from typer.testing import CliRunner
 
 from campaigns.app.lifecycle import (
     LifecycleError,
@@ -24,7 +25,7 @@ from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.review import open_list
 from campaigns.cascade.tick import tick
-from campaigns.definition.catalog import load_campaign
+from campaigns.definition.catalog import campaign_by_id, load_campaign
 from campaigns.definition.model import (
     DEFINITIONS_DIR,
     Anchor,
@@ -32,12 +33,15 @@ from campaigns.definition.model import (
     Dates,
     parse_definition,
 )
+from campaigns.ledger import db
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Action, AuditEvent, Member
 from campaigns.ledger.registry import campaign_versions, register_campaign
+from campaigns.settings import get_settings
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
 from channels.mailbox import LocalMailbox
+from console.cli import app
 from console.demo.simulator import at
 from tests.factories import population
 
@@ -223,3 +227,41 @@ def test_the_overview_says_the_state_and_the_next_step_in_french(engine: Engine)
         with pytest.raises(LifecycleError, match="seule une campagne en cours"):
             pause_campaign(session=s, actor="cm", campaign_id=d.id, definition=d)
         assert len(_audited(s, "view_campaign")) == 2
+
+
+def test_the_cli_pauses_resumes_and_ends_a_campaign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RELANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'relance.db'}")
+    monkeypatch.setattr(db, "_engines", {})
+    get_settings.cache_clear()
+    try:
+        grippe = campaign_by_id("grippe-2026").definition  # no list to validate: running
+        with session_scope(db.get_engine()) as s:
+            register_campaign(session=s, definition=grippe)
+
+        def run(*args: str) -> tuple[int, str]:
+            r = CliRunner().invoke(app, ["campaigns", *args])
+            return r.exit_code, " ".join(r.output.split())
+
+        code, text = run("show", "grippe-2026")
+        assert code == 0 and "état : en cours" in text and "v1 depuis le" in text
+        assert run("pause", "grippe-2026", "--by", "cm")[1].startswith("grippe-2026 en pause")
+        code, text = run("list")
+        assert code == 0 and "en pause" in text and "prête" in text  # the others: not registered
+        assert run("pause", "grippe-2026", "--by", "cm")[0] == 2
+        assert run("resume", "grippe-2026", "--by", "cm") == (0, "grippe-2026 reprise par cm")
+        assert run("end", "grippe-2026", "--by", "cm")[0] == 2  # --yes required
+        code, text = run("end", "grippe-2026", "--by", "cm", "--yes")
+        assert code == 0 and "terminée par cm : 0 action(s) annulée(s)" in text
+        assert "état : terminée" in run("show", "grippe-2026")[1]
+        with session_scope(db.get_engine()) as s:
+            done = [e.action for e in s.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))]
+        assert [a for a in done if a.startswith("campaign_")] == [
+            "campaign_pause",
+            "campaign_resume",
+            "campaign_end",
+        ]
+    finally:
+        get_settings.cache_clear()

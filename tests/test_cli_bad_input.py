@@ -415,6 +415,12 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["validation", "approve", "{word}", "--by", "me"], "aucune liste en attente"),
     (["demo", "--data-dir", "{out}/d", "--people", "{word}"], "--people"),
     (["console", "--port", "{word}"], "--port"),
+    (["campaigns", "show", "{word}"], "campagne inconnue"),
+    (["campaigns", "pause", "{word}", "--by", "me"], "campagne inconnue du registre"),
+    (["campaigns", "resume", "{word}", "--by", "me"], "campagne inconnue du registre"),
+    (["campaigns", "end", "{word}", "--by", "me", "--yes"], "campagne inconnue du registre"),
+    (["campaigns", "check", "sophia-ald8", "--extract", "{x}", "--as-of", "{word}"], "--as-of"),
+    (["campaigns", "check", "{word}"], "campa"),
 ]  # fmt: skip
 
 
@@ -450,6 +456,8 @@ def test_the_suite_covers_every_command() -> None:
         "letters returns", "enrolments",
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",
+        "campaigns list", "campaigns show", "campaigns check", "campaigns pause",
+        "campaigns resume", "campaigns end",
     }  # fmt: skip
     assert names <= covered, names - covered
 
@@ -462,6 +470,10 @@ def test_the_suite_covers_every_command() -> None:
         ["validation", "reject", "nope", "--by", "me", "--reason", "x"],
         ["keys", "new", "extra"],
         ["audit", "verify", "extra"],
+        ["campaigns", "list", "extra"],
+        ["campaigns", "check", "sophia-ald8", "--as-of", "2026-03-02"],
+        ["campaigns", "end", "sophia-ald8", "--by", "me"],
+        ["campaigns", "pause", "sophia-ald8"],
     ],
 )
 def test_the_other_commands_refuse_bad_arguments(world: World, args: list[str]) -> None:

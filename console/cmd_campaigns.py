@@ -1,0 +1,208 @@
+"""`relance campaigns`: list, show, check, pause, resume and end a campaign.
+
+Every step goes through `campaigns.app.lifecycle`, which audits it under `--by`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlmodel import Session
+
+from campaigns.app import lifecycle as uc
+from campaigns.clock import paris_today
+from campaigns.definition.catalog import load_campaign
+from campaigns.definition.model import DefinitionError
+from campaigns.definition.reasons import UnknownReason, targeting_reason_label
+from campaigns.ledger.db import get_engine, session_scope
+from targeting.engine import run_targeting, table_specs, tables_needed
+from targeting.extract import ExtractError, check_extract
+from targeting.rule import Care
+
+app = typer.Typer(
+    help="Les campagnes : état, vérification, pause, reprise, fin.", no_args_is_help=True
+)
+out, err = Console(), Console(stderr=True)
+BY_VIEW = typer.Option("cli", "--by", help="Qui consulte (journal d'audit).")
+BY_ACT = typer.Option(..., "--by", help="Qui prend la décision (journal d'audit).")
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]erreur :[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _step() -> Iterator[Session]:
+    """A session whose refused step ends the command with its reason (exit code 2)."""
+    try:
+        with session_scope(get_engine()) as s:
+            yield s
+    except (uc.LifecycleError, DefinitionError) as e:
+        _fail(str(e))
+
+
+def _d(day: date | None) -> str:
+    return day.strftime("%d/%m/%Y") if day else "—"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "—"
+
+
+@app.command(name="list")
+def list_cmd(by: str = BY_VIEW) -> None:
+    """Chaque campagne avec son état, ses dates et sa prochaine étape."""
+    with _step() as s:
+        views = uc.campaign_overviews(session=s, actor=by)
+    t = Table("campagne", "état", "début", "fin", "membres", "prochaine étape")
+    for v in views:
+        t.add_row(
+            escape(v.id),
+            v.state_label,
+            _d(v.start),
+            _d(v.end),
+            str(sum(v.members.values())),
+            escape(v.next_step),
+        )
+    out.print(t)
+
+
+@app.command()
+def show(
+    campaign: str = typer.Argument(..., help="L'identifiant de la campagne."), by: str = BY_VIEW
+) -> None:
+    """Une campagne : état, dates, effectifs, versions de sa définition, prochaine étape."""
+    with _step() as s:
+        v = uc.campaign_overview(session=s, actor=by, campaign_id=campaign)
+    lines = [
+        f"{v.id} — {v.name}",
+        f"état : {v.state_label}",
+        f"dates : du {_d(v.start)} au {_d(v.end)}"
+        if v.end
+        else f"dates : depuis le {_d(v.start)}, sans date de fin",
+        f"membres : {_counts(v.members)}",
+        f"actions : {_counts(v.actions)}",
+    ]
+    if v.versions:
+        lines.append(
+            "versions : "
+            + " ; ".join(f"v{n} depuis le {_d(day)} ({sha})" for n, day, sha in v.versions)
+        )
+    if v.error:
+        lines.append(f"erreur : {v.error}")
+    lines.append(f"prochaine étape : {v.next_step}")
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def check(
+    campaign: str = typer.Argument(..., help="Un identifiant, ou un dossier (./dossier)."),
+    extract: Path | None = typer.Option(None, "--extract", help="Dossier de l'extrait."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Date du ciblage (AAAA-MM-JJ)."),
+) -> None:
+    """Vérifier une définition (fichier, ligne, chemin YAML) ; avec un extrait, l'audience."""
+    if (extract is None) != (as_of is None):
+        _fail("--extract et --as-of vont ensemble : donnez les deux, ou aucun")
+    day: date | None = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            _fail(f"--as-of {as_of!r} n'est pas une date (AAAA-MM-JJ)")
+    try:
+        loaded = load_campaign(campaign)
+    except (DefinitionError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    d = loaded.definition
+    out.print(f"{d.id} : définition valide ({loaded.folder})", markup=False, highlight=False)
+    if extract is None or day is None:
+        return
+    try:
+        problems = check_extract(
+            extract, tables_needed(d.targeting), specs=table_specs(d.targeting)
+        )
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            _fail(f"{len(errors)} erreur(s) dans l'extrait, dont : {errors[0]}")
+        table = run_targeting(rule=d.targeting, extract=extract, as_of=day, include_ineligible=True)
+    except (ExtractError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    labels = {n.id: n.label for n in d.targeting.nodes() if isinstance(n, Care) and n.label}
+    _audience(table.select(["eligible", "echelon", "reasons"]).to_pylist(), day, labels)
+
+
+def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) -> None:
+    """The dry run's counts: eligible per échelon, and the reasons of the others."""
+    eligible = Counter(str(r.get("echelon")) for r in rows if r.get("eligible"))
+    reasons: Counter[str] = Counter()
+    for r in rows:
+        if not r.get("eligible"):
+            for reason in str(r.get("reasons") or "").split(";"):
+                if reason.strip():
+                    reasons[reason.strip()] += 1
+    out.print(
+        f"audience au {_d(day)} : {sum(eligible.values())} éligible(s) sur {len(rows)}",
+        markup=False,
+    )
+    for echelon, n in sorted(eligible.items()):
+        out.print(f"  échelon {echelon} : {n}", markup=False)
+    for reason, n in reasons.most_common():
+        try:
+            words = targeting_reason_label(reason, labels)
+        except UnknownReason:
+            words = reason
+        out.print(f"  non éligibles, {words} ({reason}) : {n}", markup=False, highlight=False)
+
+
+@app.command()
+def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
+    """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
+    with _step() as s:
+        uc.pause_campaign(session=s, actor=by, campaign_id=campaign)
+    out.print(
+        f"{campaign} en pause par {by} : les actions en attente sont retenues jusqu'à la reprise",
+        markup=False,
+    )
+
+
+@app.command()
+def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
+    """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
+    with _step() as s:
+        uc.resume_campaign(session=s, actor=by, campaign_id=campaign)
+    out.print(f"{campaign} reprise par {by}", markup=False)
+
+
+@app.command()
+def end(
+    campaign: str = typer.Argument(...),
+    by: str = BY_ACT,
+    yes: bool = typer.Option(False, "--yes", help="Confirmer la fin (irréversible)."),
+) -> None:
+    """Terminer une campagne : ce qui attend est annulé (campagne terminée), les membres sortent."""
+    if not yes:
+        _fail(f"terminer {campaign} est irréversible : ajoutez --yes pour confirmer")
+    with _step() as s:
+        counts = uc.end_campaign(session=s, actor=by, campaign_id=campaign, today=paris_today())
+    out.print(
+        f"{campaign} terminée par {by} : "
+        f"{counts['cancelled_campaign_ended']} action(s) annulée(s), "
+        f"{counts['left_campaign_ended']} membre(s) sorti(s)",
+        markup=False,
+    )
+
+
+def register(cli: typer.Typer) -> None:
+    """Add `relance campaigns …` to the CLI."""
+    cli.add_typer(app, name="campaigns")

@@ -57,9 +57,7 @@ class CampaignVersion(SQLModel, table=True):
     effective_on: date
     recorded_at: datetime
 
-    __table_args__ = (
-        UniqueConstraint("campaign_id", "version", name="uq_campaign_version"),
-    )
+    __table_args__ = (UniqueConstraint("campaign_id", "version", name="uq_campaign_version"),)
 
 
 class Person(SQLModel, table=True):

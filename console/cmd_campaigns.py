@@ -98,6 +98,14 @@ def show(
             "versions : "
             + " ; ".join(f"v{n} depuis le {_d(day)} ({sha})" for n, day, sha in v.versions)
         )
+    if v.by_version:
+        lines.append(
+            "actions par version : "
+            + ", ".join(
+                f"{'v' + str(n) if n is not None else 'avant versions'} : {c}"
+                for n, c in sorted(v.by_version.items(), key=lambda x: x[0] or 0)
+            )
+        )
     if v.error:
         lines.append(f"erreur : {v.error}")
     lines.append(f"prochaine étape : {v.next_step}")

@@ -194,6 +194,8 @@ def test_an_edit_while_running_is_a_new_version_recorded_on_actions(engine: Engi
         )
         assert all(v == {2} for p, v in by_person.items() if p not in first)
         assert len(by_person) > len(first)
+        seen = campaign_overview(session=s, actor="cm", campaign_id=d.id, definition=edited)
+        assert set(seen.by_version) == {1, 2} and seen.version == 2
 
 
 def test_before_launch_an_edit_refreshes_the_only_version(engine: Engine) -> None:

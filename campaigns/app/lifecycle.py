@@ -58,6 +58,8 @@ class Overview:
     actions: dict[str, int] = field(default_factory=dict)
     version: int | None = None
     versions: list[tuple[int, date, str]] = field(default_factory=list)
+    # Actions planned by each version of the definition (None: older than versioning).
+    by_version: dict[int | None, int] = field(default_factory=dict)
     next_step: str = ""
     error: str | None = None
 
@@ -211,6 +213,16 @@ def _counts(
     }
 
 
+def _by_version(session: Session, campaign_id: str) -> dict[int | None, int]:
+    column = col(Action.definition_version)
+    return {
+        v: int(n)
+        for v, n in session.execute(
+            select(column, func.count()).where(Action.campaign_id == campaign_id).group_by(column)
+        )
+    }
+
+
 def _next_step(
     session: Session,
     campaign_id: str,
@@ -258,6 +270,7 @@ def _overview(
         actions=_counts(session, Action, campaign_id) if row else {},
         version=versions[-1].version if versions else None,
         versions=[(v.version, v.effective_on, v.definition_sha256[:12]) for v in versions],
+        by_version=_by_version(session, campaign_id) if row else {},
         next_step=_next_step(session, campaign_id, state, d, row),
     )
 

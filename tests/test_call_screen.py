@@ -4,11 +4,11 @@ keyboard; same-day callbacks and "mes rappels"; "Passer"; the step's window; the
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from fastapi import Request
+import pytest
+from fastapi.responses import RedirectResponse
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -19,7 +19,7 @@ from campaigns.ledger.accounts import create_user
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import CANCELLED, DONE, QUEUED, Action
 from campaigns.ledger.registry import register_campaign
-from console.web.deps import db, engine_of
+from console.web import routes_calls
 from console.web.markup import render_markdown
 from tests.factories import population
 from tests.test_console import ANCHOR, CALL_DAY, PARIS, D, app_for, login, post
@@ -167,20 +167,24 @@ def test_no_call_is_offered_after_its_steps_window(app_for: Any, engine: Engine)
         assert a.state == CANCELLED and a.reason == "window_passed"
 
 
-def test_the_claim_is_committed_before_the_card(app_for: Any, engine: Engine) -> None:
-    """The card's request may run before the claim's session is closed: the claim commits
-    itself before answering (else, now and then, the card says "not yours")."""
+def test_the_claim_is_committed_before_the_card(
+    app_for: Any, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser may ask for the card before the claim's request has closed its session:
+    the claim commits itself before answering (else, now and then, the card says "not yours")."""
     queued(engine, 1)
     adv = app_for(NOW)
-
-    def uncommitted(request: Request) -> Iterator[Session]:
-        with Session(engine_of(request)) as s:
-            yield s  # no commit at the end: only what the route commits itself is kept
-
     login(adv, "adv")
-    adv.app.dependency_overrides[db] = uncommitted  # type: ignore[attr-defined]
+    seen: dict[str, str | None] = {}
+
+    def redirect(url: str, status_code: int = 307) -> RedirectResponse:
+        # What another connection sees at the moment the route answers.
+        if m := re.fullmatch(r"/calls/(\d+)", url):
+            with Session(engine) as s:
+                a = s.get(Action, int(m.group(1)))
+                seen[url] = a.claimed_by if a else None
+        return RedirectResponse(url, status_code=status_code)
+
+    monkeypatch.setattr(routes_calls, "RedirectResponse", redirect)
     card = claim(adv)
-    aid = int(card.rsplit("/", 1)[1])
-    with session_scope(engine) as s:
-        a = s.get(Action, aid)
-        assert a is not None and a.claimed_by == "adv"
+    assert seen == {card: "adv"}

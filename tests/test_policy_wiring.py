@@ -281,6 +281,9 @@ def test_a_974_public_holiday_blocks_the_claim_there(engine: Engine) -> None:
         assert p is not None
         p.departement = "974"
         assert not s.exec(select(Member).where(Member.person_id == 1)).one().holdout
+        # The step's window must hold the holiday: no call is offered once its window is over.
+        for a in calls_of(s, D.id, 1):
+            a.anchor_date = date(2028, 1, 15)
     # 20 December 2027 (a Monday): abolition of slavery, a holiday in La Réunion only.
     holiday = datetime(2027, 12, 20, 9, 0, tzinfo=PARIS)  # 12:00 in La Réunion
     with session_scope(engine) as s:

@@ -1,18 +1,19 @@
-"""The adviser's call as use cases: the outcome of a call and the reveal of a contact."""
+"""The adviser's call as use cases: the claim, the outcome, "Passer" and the reveal."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from campaigns.calls.card import record_offers_made
-from campaigns.calls.queue import NotYourCall, record_outcome
+from campaigns.calls.card import record_offers_made, registered_definitions
+from campaigns.calls.queue import Claim, NotYourCall, claim_next, record_outcome, skip
+from campaigns.cascade.tick import tick_batch
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import Action, Person
+from campaigns.ledger.models import ACTIVE, QUEUED, Action, Member, Person
 
 
 def _own_call(session: Session, action_id: int, actor: str) -> Action:
@@ -48,6 +49,7 @@ def record_call_outcome(
         notes=notes,
         callback_at=callback_at,
     )
+    callback = requeue_callback(session=session, action=a, definition=definition, now=now)
     made = record_offers_made(
         session=session,
         member_id=a.member_id,
@@ -61,9 +63,61 @@ def record_call_outcome(
         actor=actor,
         action="outcome",
         target=f"action/{action_id}",
-        detail={"outcome": outcome, "offers": made},
+        detail={"outcome": outcome, "offers": made, "requeued": callback},
     )  # at the wall clock, like the reveal before it: the board times the call between them
     return made
+
+
+def requeue_callback(
+    *,
+    session: Session,
+    action: Action,
+    now: datetime,
+    definition: CampaignDefinition | None = None,
+) -> bool:
+    """A callback for later today is queued at once, not by tomorrow's tick: the tick's own
+    code plans this one member now (idempotent: tomorrow's tick finds the call on record).
+    Whether a call was queued for the callback."""
+    session.refresh(action)
+    if action.outcome != "callback" or action.callback_at is None:
+        return False
+    member = session.get(Member, action.member_id)
+    if member is None or member.status != ACTIVE:
+        return False
+    today = paris_today(now)
+    if paris_today(action.callback_at) != today:
+        return False  # a later day: the tick of that morning queues it
+    d = definition or campaign_by_id(action.campaign_id).definition
+    tick_batch(
+        session=session, definition=d, lo=member.id or 0, hi=member.id or 0, today=today, now=now
+    )
+    queued = session.exec(
+        select(Action.id).where(
+            Action.member_id == action.member_id,
+            Action.step == action.step,
+            Action.attempt == action.attempt + 1,
+            Action.state == QUEUED,
+        )
+    ).first()
+    return queued is not None
+
+
+def claim_call(*, session: Session, actor: str, now: datetime) -> Claim | None:
+    """The adviser's next call (the one they still hold first), audited; None if nobody is
+    callable now."""
+    claim = claim_next(
+        session=session, adviser=actor, now=now, definitions=registered_definitions(session=session)
+    )
+    if claim is not None:
+        record(session=session, actor=actor, action="claim", target=f"action/{claim.action_id}")
+    return claim
+
+
+def skip_call(*, session: Session, actor: str, action_id: int, now: datetime) -> None:
+    """ "Passer": the call goes back to the list, and not to this adviser again today."""
+    _own_call(session, action_id, actor)
+    skip(session=session, action_id=action_id, adviser=actor, now=now)
+    record(session=session, actor=actor, action="release", target=f"action/{action_id}")
 
 
 def reveal_contact(

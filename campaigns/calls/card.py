@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, time
 
 from sqlalchemy import func
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from campaigns.clock import PARIS, paris_today
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.offers import load_catalogue
-from campaigns.ledger.models import SUCCESS_STATES, Action, Campaign, MemberEvent
+from campaigns.definition.vocabulary import Channel
+from campaigns.ledger.models import (
+    DONE,
+    QUEUED,
+    SUCCESS_STATES,
+    Action,
+    Campaign,
+    MemberEvent,
+    Person,
+)
 
 
 def registered_definitions(*, session: Session) -> dict[str, CampaignDefinition]:
@@ -70,3 +82,88 @@ def record_offers_made(
             )
         )
     return made
+
+
+@dataclass(frozen=True)
+class EarlierCall:
+    """A call already made to the person, as the card shows it."""
+
+    done_on: date | None
+    step: str
+    attempt: int
+    outcome: str | None
+    notes: str | None
+    adviser: str | None
+    callback_at: datetime | None
+
+
+def earlier_calls(*, session: Session, person_id: int, before: int) -> list[EarlierCall]:
+    """The person's calls already closed (every campaign), newest first, with their notes."""
+    rows = session.exec(
+        select(Action)
+        .where(
+            Action.person_id == person_id,
+            Action.channel == Channel.PHONE,
+            Action.state == DONE,
+            col(Action.id) != before,
+        )
+        .order_by(col(Action.done_on).desc(), col(Action.id).desc())
+        .limit(20)
+    ).all()
+    return [
+        EarlierCall(
+            a.done_on, a.step, a.attempt, a.outcome, a.outcome_notes, a.claimed_by, a.callback_at
+        )
+        for a in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A callback an adviser promised: when, to whom, and whether the call is queued."""
+
+    at: datetime
+    action_id: int
+    person_id: int
+    name: str
+    queued: bool
+
+
+def upcoming_callbacks(*, session: Session, adviser: str, now: datetime) -> list[Callback]:
+    """ "Mes rappels": the callbacks this adviser set for today or later, soonest first, each
+    with whether its call is already in the queue."""
+    start = datetime.combine(paris_today(now), time(0), tzinfo=PARIS)
+    done = session.exec(
+        select(Action, Person)
+        .join(Person, col(Person.id) == col(Action.person_id))
+        .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
+        .where(
+            Action.claimed_by == adviser,
+            Action.outcome == "callback",
+            col(Action.callback_at) >= start,
+        )
+        .order_by(col(Action.callback_at))
+        .limit(100)
+    ).all()
+    if not done:
+        return []
+    queued = {
+        (a.member_id, a.step, a.attempt)
+        for a in session.exec(
+            select(Action).where(
+                col(Action.member_id).in_({a.member_id for a, _ in done}),
+                Action.state == QUEUED,
+                col(Action.due_at).is_not(None),
+            )
+        )
+    }
+    return [
+        Callback(
+            a.callback_at or start,
+            a.id or 0,
+            p.id or 0,
+            f"{p.prenom} {p.nom}",
+            (a.member_id, a.step, a.attempt + 1) in queued,
+        )
+        for a, p in done
+    ]

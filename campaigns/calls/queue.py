@@ -14,6 +14,7 @@ from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition, Outcome
 from campaigns.definition.reasons import Reason, explain
 from campaigns.definition.vocabulary import Channel
+from campaigns.definition.windows import step_window
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
     CANCELLED,
@@ -32,6 +33,8 @@ from campaigns.policy.decision import Decision, decide, load_facts, pressure_fro
 from campaigns.settings import get_settings
 
 LEASE = timedelta(minutes=5)
+# A member event: an adviser gave the call back ("Passer"); not offered to them again that day.
+SKIPPED_CALL = "call_skipped"
 
 
 class CallError(Exception):
@@ -61,6 +64,29 @@ def _callable_filter(today: date, now: datetime) -> list[Any]:
         or_(col(Action.due_at).is_(None), col(Action.due_at) <= now),
         or_(col(Action.claimed_by).is_(None), col(Action.lease_until) < now),
     ]
+
+
+def _skipped_by(adviser: str, today: date) -> Any:
+    """The adviser gave back a call of this member today ("Passer"): not offered to them again."""
+    return exists().where(
+        col(MemberEvent.member_id) == col(Action.member_id),  # indexed: one probe per candidate
+        col(MemberEvent.kind) == SKIPPED_CALL,
+        col(MemberEvent.on) == today,
+        MemberEvent.detail["adviser"].as_string() == adviser,
+    )
+
+
+def _window_reason(
+    definition: CampaignDefinition, action: Action, today: date
+) -> tuple[bool, str | None]:
+    """Whether the call may be offered today within its step's window; when not, the reason to
+    cancel it (the window has passed) or None (not open yet: it stays queued)."""
+    if action.anchor_date is None:  # a row from before anchors were copied onto actions
+        return True, None
+    start, end = step_window(definition, definition.step(action.step), action.anchor_date)
+    if today > end:
+        return False, Reason.WINDOW_PASSED
+    return start <= today, None
 
 
 def _policy_now(
@@ -139,7 +165,11 @@ def claim_next(
     callback_first = col(Action.due_at).is_(None)
     stmt = (
         select(Action)
-        .where(*_callable_filter(today, now), col(Action.campaign_id).in_(running))
+        .where(
+            *_callable_filter(today, now),
+            col(Action.campaign_id).in_(running),
+            ~_skipped_by(adviser, today),
+        )
         .order_by(
             callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
         )
@@ -148,6 +178,21 @@ def claim_next(
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True, of=Action)
     for action in session.exec(stmt).all():
+        # Never a call outside its step's window: the script would read a date already past.
+        in_window, passed = _window_reason(definitions[action.campaign_id], action, today)
+        if not in_window:
+            if passed:
+                _set_if(
+                    session,
+                    action,
+                    Action.state == QUEUED,
+                    state=CANCELLED,
+                    reason=passed,
+                    updated_at=now,
+                    claimed_by=None,
+                    lease_until=None,
+                )
+            continue
         # One policy call: oppositions and death newer than the tick (cancel the call),
         # contact hours, public holidays and cross-campaign pressure (leave it queued).
         decision = _policy_now(session, action, now, definitions[action.campaign_id])
@@ -234,14 +279,34 @@ def renew_lease(*, session: Session, action_id: int, adviser: str, now: datetime
     return until
 
 
-def release(*, session: Session, action_id: int, adviser: str) -> None:
-    """Give a claimed call back to the list (skip, logout)."""
-    session.execute(
+def release(*, session: Session, action_id: int, adviser: str) -> bool:
+    """Give a claimed call back to the list (skip, logout); whether it was held."""
+    released = session.execute(
         update(Action)
         .where(_mine(action_id, adviser))
         .values(claimed_by=None, lease_until=None)
+        .returning(col(Action.id), col(Action.member_id))
         .execution_options(synchronize_session="fetch")
+    ).first()
+    return released is not None
+
+
+def skip(*, session: Session, action_id: int, adviser: str, now: datetime) -> bool:
+    """ "Passer": give the call back and note it, so that the same adviser is not offered this
+    person again today (another adviser may be); whether the call was held."""
+    a = session.get(Action, action_id)
+    if a is None or not release(session=session, action_id=action_id, adviser=adviser):
+        return False
+    session.add(
+        MemberEvent(
+            member_id=a.member_id,
+            on=paris_today(now),
+            kind=SKIPPED_CALL,
+            detail={"adviser": adviser, "action": action_id, "attempt": a.attempt},
+        )
     )
+    session.flush()
+    return True
 
 
 def _check_callback(

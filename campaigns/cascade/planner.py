@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from campaigns.clock import paris_today
 from campaigns.definition.model import REACHED_OUTCOMES, CampaignDefinition, Step, parse_fact
 from campaigns.definition.reasons import Reason, opposed_to
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
+from campaigns.definition.windows import step_window as step_window  # re-exported
 from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES, ActionState, MemberStatus
 
 
@@ -118,30 +119,6 @@ _UNLESS_REASON = {
     "read": Reason.MAILBOX_READ,
     "sent": Reason.STEP_SENT,
 }
-
-
-def _bound(definition: CampaignDefinition, value: date | str | None) -> date | None:
-    """A step bound: a date, or the date of a targeting parameter."""
-    if value is None or isinstance(value, date):
-        return value
-    return definition.parameter(value)
-
-
-def step_window(definition: CampaignDefinition, step: Step, anchor: date) -> tuple[date, date]:
-    """The first and last day a step may be played for a member with this anchor date.
-
-    Relative to the anchor, within `not_before` / `not_after`, never after the campaign's end.
-    """
-    start = anchor + timedelta(days=step.start_days)
-    end = anchor + timedelta(days=step.end_days) if step.end_days is not None else None
-    for bound in (_bound(definition, step.not_after), definition.dates.end):
-        if bound is not None:
-            end = bound if end is None else min(end, bound)
-    not_before = _bound(definition, step.not_before)
-    if not_before is not None:
-        start = max(start, not_before)
-    assert end is not None  # the definition requires end_days when the campaign has no end
-    return start, end
 
 
 def campaign_ended(definition: CampaignDefinition, today: date) -> bool:

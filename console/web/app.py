@@ -7,12 +7,14 @@ one router per page group; the routes live in `routes_*.py`, what they depend on
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute
+from starlette.staticfiles import StaticFiles
 
 from campaigns.clock import utcnow
 from campaigns.definition.model import DefinitionError
@@ -37,6 +39,10 @@ ROUTERS = (
     routes_phone.router,
     routes_email_events.router,
 )
+
+
+# The console's own scripts and styles (no inline script: the pages allow only 'self').
+STATIC = Path(__file__).parent / "static"
 
 
 def _routes() -> list[BaseRoute]:
@@ -90,6 +96,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         same_site="strict",
         https_only=settings.cookie_secure,
     )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(DefinitionError, unknown_campaign)
     return app

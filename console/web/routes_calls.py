@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 
-from campaigns.app.calls import record_call_outcome, reveal_contact
+from campaigns.app.calls import claim_call, record_call_outcome, reveal_contact, skip_call
 from campaigns.calls.board import board_rows
 from campaigns.calls.card import (
+    earlier_calls,
     outcomes_on,
-    registered_definitions,
     tried_channels,
+    upcoming_callbacks,
 )
 from campaigns.calls.queue import (
     CallError,
     NotYourCall,
-    claim_next,
     held_claim,
-    release,
     renew_lease,
 )
 from campaigns.cascade.dispatch import member_context, person_context
@@ -31,7 +32,7 @@ from campaigns.definition.offers import load_catalogue, suggest
 from campaigns.definition.reasons import OUTCOME_LABELS
 from campaigns.definition.rendering import build_context, render_message
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import Member, Person
+from campaigns.ledger.models import Action, Member, Person, User
 from console.web.deps import (
     CSRF,
     Adviser,
@@ -43,6 +44,7 @@ from console.web.deps import (
     own_call,
     render,
 )
+from console.web.markup import render_markdown
 
 router = APIRouter()
 
@@ -59,6 +61,20 @@ def mask_nir(nir: str) -> str:
     return nir[:3] + " •• •• ••• ••• ••" if nir else "—"
 
 
+# A draft outcome kept across the redirect of a refused form: what the adviser typed.
+DRAFT = "call_draft"
+
+
+def _next_or_list(s: Session, user: User, now: datetime) -> Response:
+    """Claim the next call and show it; committed first, so that the card's request (another
+    connection) already sees the claim (else, now and then, a 403 "not yours")."""
+    claim = claim_call(session=s, actor=user.username, now=now)
+    s.commit()
+    if claim is None:
+        return RedirectResponse("/calls?m=personne+à+appeler+maintenant", status_code=303)
+    return RedirectResponse(f"/calls/{claim.action_id}", status_code=303)
+
+
 @router.get("/calls", response_class=HTMLResponse, response_model=None)
 def calls_home(request: Request, user: Adviser, s: SessionDep, now: Now) -> Response:
     held = held_claim(session=s, adviser=user.username, now=now)
@@ -70,19 +86,31 @@ def calls_home(request: Request, user: Adviser, s: SessionDep, now: Now) -> Resp
         "calls.html",
         user,
         mine=outcomes_on(session=s, adviser=user.username, day=today),
+        callbacks=upcoming_callbacks(session=s, adviser=user.username, now=now),
         message=request.query_params.get("m"),
         labels=OUTCOME_LABELS,
+        PARIS=PARIS,
     )
 
 
 @router.post("/calls/next", dependencies=CSRF)
 def next_contact(user: Adviser, s: SessionDep, now: Now) -> Response:
-    definitions = registered_definitions(session=s)
-    claim = claim_next(session=s, adviser=user.username, now=now, definitions=definitions)
-    if claim is None:
-        return RedirectResponse("/calls?m=personne+à+appeler+maintenant", status_code=303)
-    record(session=s, actor=user.username, action="claim", target=f"action/{claim.action_id}")
-    return RedirectResponse(f"/calls/{claim.action_id}", status_code=303)
+    return _next_or_list(s, user, now)
+
+
+def _script(campaign: Any, a: Action, m: Member, p: Person, s: Session, today: date) -> Any:
+    """The step's script for this person, rendered, and its context."""
+    d = campaign.definition
+    ctx = build_context(
+        definition=d,
+        person=person_context(p, today),
+        member=member_context(m, tried_channels(session=s, member_id=a.member_id)),
+        step_id=a.step,
+        attempt=a.attempt,
+        today=today,
+    )
+    _, script = render_message(campaign.env, d.step(a.step).template, ctx)
+    return ctx, render_markdown(script)
 
 
 @router.get("/calls/{aid}", response_class=HTMLResponse)
@@ -93,16 +121,8 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
     campaign = campaign_by_id(a.campaign_id)
     d = campaign.definition
     today = paris_today(now)
-    ctx = build_context(
-        definition=d,
-        person=person_context(p, today),
-        member=member_context(m, tried_channels(session=s, member_id=a.member_id)),
-        step_id=a.step,
-        attempt=a.attempt,
-        today=today,
-    )
+    ctx, script = _script(campaign, a, m, p, s, today)
     step = d.step(a.step)
-    _, script = render_message(campaign.env, step.template, ctx)
     offers = suggest(
         load_catalogue(),
         sex=p.sex,
@@ -111,6 +131,9 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
         today=today,
     )
     revealed = request.session.get("revealed") == aid
+    draft = request.session.get(DRAFT) or {}
+    if draft.get("aid") != aid:
+        draft = {}
     record(session=s, actor=user.username, action="view_card", target=f"action/{aid}")
     return render(
         request,
@@ -129,6 +152,9 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
         error=request.query_params.get("e"),
         offers=offers,
         anchor_label=d.labels.anchor,
+        history=earlier_calls(session=s, person_id=a.person_id, before=aid),
+        draft=draft,
+        PARIS=PARIS,
     )
 
 
@@ -152,12 +178,18 @@ def renew(aid: RowId, user: Adviser, s: SessionDep, now: Now) -> Response:
 
 
 @router.post("/calls/{aid}/release", dependencies=CSRF)
-def skip(request: Request, aid: RowId, user: Adviser, s: SessionDep) -> Response:
+def skip(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: Now) -> Response:
     own_call(s, aid, user)
-    release(session=s, action_id=aid, adviser=user.username)
+    skip_call(session=s, actor=user.username, action_id=aid, now=now)
     request.session.pop("revealed", None)
-    record(session=s, actor=user.username, action="release", target=f"action/{aid}")
+    request.session.pop(DRAFT, None)
     return RedirectResponse("/calls", status_code=303)
+
+
+def _refused(request: Request, aid: int, why: str, draft: dict[str, Any]) -> Response:
+    """Back to the card with the reason, and what was typed kept for the form."""
+    request.session[DRAFT] = {"aid": aid, **draft}
+    return RedirectResponse(f"/calls/{aid}?e={quote(why)}", status_code=303)
 
 
 @router.post("/calls/{aid}/outcome", dependencies=CSRF)
@@ -167,17 +199,21 @@ def outcome(
     user: Adviser,
     s: SessionDep,
     now: Now,
-    outcome: str = Form(...),
-    notes: str = Form(""),
+    outcome: str = Form(""),
+    notes: str = Form("", max_length=2000),
     callback_at: str = Form(""),
     offers: list[str] = Form([]),
+    then: str = Form(""),
 ) -> Response:
+    draft = {"outcome": outcome, "notes": notes, "callback_at": callback_at, "offers": offers}
+    if not outcome:
+        return _refused(request, aid, "choisissez l'issue de l'appel", draft)
     when = None
     if callback_at:
         try:
             when = datetime.fromisoformat(callback_at).replace(tzinfo=PARIS)
         except ValueError:
-            return RedirectResponse(f"/calls/{aid}?e=date+de+rappel+invalide", status_code=303)
+            return _refused(request, aid, "date de rappel invalide", draft)
     try:
         record_call_outcome(
             session=s,
@@ -192,8 +228,11 @@ def outcome(
     except NotYourCall as e:
         raise Forbidden(str(e)) from None
     except CallError as e:
-        return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
+        return _refused(request, aid, str(e), draft)
     request.session.pop("revealed", None)
+    request.session.pop(DRAFT, None)
+    if then == "next":
+        return _next_or_list(s, user, now)
     return RedirectResponse("/calls", status_code=303)
 
 

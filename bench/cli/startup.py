@@ -1,7 +1,8 @@
 """How long `relance` takes to start: `relance --help` and each `relance X --help`, before and
 after the lazy command loading (issue 16).
 
-    uv run python bench/cli/startup.py [--before integ15] [--repeat 5]
+    uv run python bench/cli/startup.py [--before integ15] [--repeat 5] [--settings pyc,source]
+                                          [--codes before,after]
 
 The code "before" is the named git ref, unpacked with `git archive` into a scratch folder and
 run with this checkout's virtualenv; "after" is this checkout. Each line is run --repeat times
@@ -124,6 +125,7 @@ def main() -> int:
     ap.add_argument("--before", default="integ15", help="git ref of the code before")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--settings", default="pyc,source")
+    ap.add_argument("--codes", default="before,after", help="before, after or both")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cli-startup.json"))
     args = ap.parse_args()
     settings = args.settings.split(",")
@@ -141,7 +143,11 @@ def main() -> int:
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="relance-cli-before-") as scratch:
-        trees = {"before": unpack(args.before, Path(scratch)), "after": ROOT}
+        codes = args.codes.split(",")
+        trees = {"before": Path(scratch), "after": ROOT}
+        if "before" in codes:
+            unpack(args.before, trees["before"])
+        trees = {code: tree for code, tree in trees.items() if code in codes}
         lines = {
             "before": [["--help"], ["target", "--help"]],
             "after": [["--help"], *[[name, "--help"] for name, _, _ in COMMANDS]],

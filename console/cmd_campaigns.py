@@ -24,8 +24,6 @@ from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
 from campaigns.definition.reasons import UnknownReason, targeting_reason_label
 from campaigns.ledger.db import get_engine, session_scope
-from targeting.engine import run_targeting, table_specs, tables_needed
-from targeting.extract import ExtractError, check_extract
 from targeting.rule import Care
 
 app = typer.Typer(
@@ -136,6 +134,12 @@ def check(
     out.print(f"{d.id} : définition valide ({loaded.folder})", markup=False, highlight=False)
     if extract is None or day is None:
         return
+    # heavy optional dependency: DuckDB and pyarrow load only when the audience is counted.
+    from targeting.engine import run_targeting, table_specs, tables_needed
+
+    # heavy optional dependency: as above.
+    from targeting.extract import ExtractError, check_extract
+
     try:
         problems = check_extract(
             extract, tables_needed(d.targeting), specs=table_specs(d.targeting)

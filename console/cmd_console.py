@@ -1,65 +1,23 @@
-"""`relance console` (the web console) and `relance users` (its accounts)."""
+"""`relance console`: the web console."""
 
 from __future__ import annotations
 
-import getpass
-import sys
-
 import typer
-from rich.console import Console
-from rich.markup import escape
-
-from campaigns.ledger.accounts import AccountError, create_user
-from campaigns.ledger.db import get_engine, session_scope
-from campaigns.ledger.models import ROLES
-
-users = typer.Typer(help="Console accounts.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def console(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
 ) -> None:
-    """Start the web console (advisers, supervisors, échelon leads, campaign managers)."""
+    """Démarrer la console web (conseillers, superviseurs, échelons, responsables de campagne)."""
     import uvicorn
 
-    # The web app (FastAPI, templates, matplotlib) loads only for this command, not every CLI call.
+    # heavy optional dependency: the web app (FastAPI, templates, matplotlib) loads only here.
     from console.web.app import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
-@users.command("add")
-def add(
-    username: str = typer.Argument(...),
-    role: str = typer.Option(..., "--role", help=", ".join(ROLES)),
-    echelon: str = typer.Option(None, "--echelon", help="For échelon leads: their échelon."),
-    name: str = typer.Option(None, "--name", help="Display name."),
-    phone_line: str = typer.Option(None, "--phone-line", help="Advisers: their line, E.164."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read it from stdin."),
-) -> None:
-    """Create an account (the password is asked for, never taken on the command line)."""
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass()
-    try:
-        with session_scope(get_engine()) as s:
-            u = create_user(
-                session=s,
-                username=username,
-                password=password,
-                role=role,
-                echelon=echelon,
-                display_name=name,
-                phone_line=phone_line,
-            )
-            scope = f", échelon {u.echelon}" if u.echelon else ""
-            err.print(f"user {u.username} ({u.role}{scope}) created")
-    except AccountError as e:
-        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
 def register(app: typer.Typer) -> None:
-    """Add the commands to the CLI."""
+    """Add the command to the CLI."""
     app.command(name="console")(console)
-    app.add_typer(users, name="users")

@@ -8,12 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from campaigns.app import stages
 from campaigns.clock import paris_today
-from campaigns.definition.catalog import load_campaign
-from campaigns.definition.goals import EnrolmentGoal
-from campaigns.definition.model import DefinitionError
-from campaigns.ledger.db import get_engine
 
 out, err = Console(), Console(stderr=True)
 
@@ -28,6 +23,21 @@ def enrolments(
     already known change nothing; a bad line is reported with its line and column and
     skipped. Each row is credited to this campaign only.
     """
+    # heavy optional dependency: the stages load Prefect, the ledger and DuckDB.
+    from campaigns.app import stages
+
+    # heavy optional dependency: the campaign's definition (pydantic, Jinja2).
+    from campaigns.definition.catalog import load_campaign
+
+    # heavy optional dependency: as above.
+    from campaigns.definition.goals import EnrolmentGoal
+
+    # heavy optional dependency: as above.
+    from campaigns.definition.model import DefinitionError
+
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.ledger.db import get_engine
+
     try:
         c = load_campaign(campaign)
     except DefinitionError as e:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from campaigns.definition.catalog import load_campaign
-from campaigns.definition.model import CampaignDefinition, DefinitionError
-from campaigns.definition.reasons import targeting_reason_label
-from targeting.explain import Check, Explanation, explain_person
-from targeting.extract import ExtractError
-from targeting.rule import Care
+if TYPE_CHECKING:
+    from campaigns.definition.model import CampaignDefinition
+    from targeting.explain import Check, Explanation
 
 
 def _mark(ok: bool) -> str:
@@ -30,6 +27,12 @@ def _row_text(r: dict[str, Any]) -> str:
 
 def _verdict(out: Console, x: Explanation, definition: CampaignDefinition, day: date) -> None:
     """The decision, its reasons in the campaign's words, the anchor date and the échelon."""
+    # heavy optional dependency: the campaign vocabulary loads with the definition.
+    from campaigns.definition.reasons import targeting_reason_label
+
+    # heavy optional dependency: the rule's model (pydantic).
+    from targeting.rule import Care
+
     psa, rng_gem, rule = x.ben_nir_psa, x.ben_rng_gem, definition.targeting
     verdict = "[green]ÉLIGIBLE[/green]" if x.eligible else "[red]NON ÉLIGIBLE[/red]"
     prio = " — [bold]prioritaire[/bold]" if x.priority else ""
@@ -56,6 +59,18 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
 ) -> None:
     """Print the decision for one person and, criterion by criterion, its evidence."""
+    # heavy optional dependency: the campaign's definition (pydantic, Jinja2) loads on run.
+    from campaigns.definition.catalog import load_campaign
+
+    # heavy optional dependency: as above.
+    from campaigns.definition.model import DefinitionError
+
+    # heavy optional dependency: DuckDB loads only when a person is explained.
+    from targeting.explain import explain_person
+
+    # heavy optional dependency: as above.
+    from targeting.extract import ExtractError
+
     err = Console(stderr=True)
     psa, _, rng = person.rpartition(":")
     try:

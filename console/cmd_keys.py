@@ -6,15 +6,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from campaigns.ledger.crypto import (
-    DecryptionError,
-    KeyConfigError,
-    configured_keys,
-    new_key,
-    rotate_all,
-)
-from campaigns.ledger.db import get_engine
-
 keys = typer.Typer(
     help="Keys encrypting NIR, phone and e-mail at rest (docs/security.md).",
     no_args_is_help=True,
@@ -25,6 +16,9 @@ out, err = Console(), Console(stderr=True)
 @keys.command("new")
 def keys_new() -> None:
     """Print a fresh key, to prepend to RELANCE_DATA_KEYS (newest first)."""
+    # heavy optional dependency: cryptography loads only when a key is made.
+    from campaigns.ledger.crypto import new_key
+
     print(new_key())
 
 
@@ -33,6 +27,17 @@ def keys_rotate(
     batch: int = typer.Option(1000, "--batch", min=1, help="rows per transaction"),
 ) -> None:
     """Re-encrypt every stored value with the newest key; then the old keys can be dropped."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.ledger.crypto import (
+        DecryptionError,
+        KeyConfigError,
+        configured_keys,
+        rotate_all,
+    )
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine
+
     try:
         n_keys = len(configured_keys())
         engine = get_engine()

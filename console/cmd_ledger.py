@@ -5,11 +5,6 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from campaigns.app.stages import audit_checkpoint_stage
-from campaigns.ledger.audit import check, checkpoints_path
-from campaigns.ledger.db import get_engine, session_scope
-from campaigns.measurement.why import why as person_story
-
 audit = typer.Typer(help="Le journal d'audit.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
 
@@ -19,6 +14,12 @@ def why(
     campaign: str = typer.Option(..., "--campaign"),
 ) -> None:
     """Why this person was, or was not, contacted: every recorded decision, dated."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.ledger.db import get_engine, session_scope
+
+    # heavy optional dependency: as above.
+    from campaigns.measurement.why import why as person_story
+
     psa, _, rng = person.rpartition(":")
     if not psa or not (rng.isascii() and rng.isdigit()):
         err.print("[red]--person must be BEN_NIR_PSA:BEN_RNG_GEM[/red]")
@@ -40,6 +41,12 @@ def why(
 def audit_verify() -> None:
     """Vérifie le journal d'audit (séquence, chaîne, HMAC, points de contrôle) ; code 1 au
     premier événement en désaccord."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.ledger.audit import check, checkpoints_path
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
     with session_scope(get_engine()) as s:
         v = check(session=s)
     if not v.ok:
@@ -58,6 +65,15 @@ def audit_verify() -> None:
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
     """Ajoute un point de contrôle signé (n° et empreinte du dernier événement) hors base."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.app.stages import audit_checkpoint_stage
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.audit import checkpoints_path
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine
+
     cp = audit_checkpoint_stage(engine=get_engine())
     if cp is None:
         out.print("journal d'audit vide : aucun point de contrôle écrit")

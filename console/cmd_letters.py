@@ -9,9 +9,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from campaigns.feedback.returns import ReturnsFileError, import_returns
-from campaigns.ledger.db import get_engine, session_scope
-
 letters = typer.Typer(help="Postal letters: what the print house sends back.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
 
@@ -28,6 +25,12 @@ def returns(
     file: Path = typer.Argument(..., help="CSV: key,returned_on,reason (NPAI, refused, …)"),
 ) -> None:
     """Mark the addresses of returned letters invalid; a bad file changes nothing (exit 2)."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.feedback.returns import ReturnsFileError, import_returns
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
     try:
         data = file.read_bytes()
     except OSError as e:

@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from campaigns.app.oppositions import import_oppositions
 from campaigns.clock import paris_today
-from campaigns.ledger.db import get_engine, session_scope
 
 oppositions = typer.Typer(help="Oppositions to being contacted.", no_args_is_help=True)
 out, err = Console(), Console(stderr=True)
@@ -26,6 +24,12 @@ def import_file(
     Nothing is recorded if any line is wrong: each error is printed with its line and column.
     An opposition dated today or earlier applies at once, at every contact point.
     """
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.app.oppositions import import_oppositions
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
     with session_scope(get_engine()) as s:
         done = import_oppositions(
             session=s,

@@ -8,9 +8,7 @@ from datetime import date, datetime
 import typer
 from rich.console import Console
 
-from campaigns.app.retention import report_markdown, run_retention
 from campaigns.clock import paris_today
-from campaigns.ledger.db import get_engine, session_scope
 
 out = Console()
 
@@ -22,6 +20,12 @@ def retention(
     ),
 ) -> None:
     """People not enrolled 3 years after the last offer: count them, or anonymise them."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.app.retention import report_markdown, run_retention
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
     day: date = as_of.date() if as_of else paris_today()
     with session_scope(get_engine()) as s:
         summary = run_retention(session=s, actor=getpass.getuser(), as_of=day, dry_run=not apply)

@@ -9,10 +9,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from targeting.files import OutputPathError, check_output_dir
-from targeting.synth import write_extract
 
 
 def synth(
@@ -23,6 +19,14 @@ def synth(
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv."),
 ) -> None:
     """Write every table of a synthetic extract for N insured over the 8 échelons."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # heavy optional dependency: pyarrow, loaded when an extract is written.
+    from targeting.files import OutputPathError, check_output_dir
+
+    # heavy optional dependency: as above.
+    from targeting.synth import write_extract
+
     console = Console(stderr=True)
     try:
         day = date.fromisoformat(as_of)

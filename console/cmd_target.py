@@ -5,18 +5,14 @@ from __future__ import annotations
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from campaigns.definition.catalog import load_campaign
-from campaigns.definition.model import DefinitionError
-from targeting.engine import run_targeting, table_specs, tables_needed, write_csv_atomic
-from targeting.extract import ExtractError, Problem, check_extract
-from targeting.files import OutputPathError, check_output
-from targeting.quarantine import default_path, write_report
+if TYPE_CHECKING:
+    from targeting.extract import Problem
 
 _SHOWN = 5  # problems named on stderr; the report has them all
 
@@ -42,6 +38,26 @@ def target(
     ),
 ) -> None:
     """Write who the campaign targets at the run date, with priority, care gaps and reasons."""
+    import pyarrow.compute as pc
+
+    # heavy optional dependency: the campaign's definition (pydantic, Jinja2) loads on run.
+    from campaigns.definition.catalog import load_campaign
+
+    # heavy optional dependency: as above.
+    from campaigns.definition.model import DefinitionError
+
+    # heavy optional dependency: DuckDB and pyarrow load only when a rule runs.
+    from targeting.engine import run_targeting, table_specs, tables_needed, write_csv_atomic
+
+    # heavy optional dependency: as above.
+    from targeting.extract import ExtractError, check_extract
+
+    # heavy optional dependency: as above.
+    from targeting.files import OutputPathError, check_output
+
+    # heavy optional dependency: as above.
+    from targeting.quarantine import default_path, write_report
+
     console = Console(stderr=True)
     t0 = time.perf_counter()
     try:

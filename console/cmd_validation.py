@@ -7,20 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlmodel import Session, select
 
-from campaigns.app import validation as uc
-from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from campaigns.clock import PARIS, paris_today
-from campaigns.definition.catalog import campaign_by_id
-from campaigns.ledger.db import get_engine, session_scope
-from campaigns.ledger.models import TargetList
-from flows.validation import resume_with_decision
+from campaigns.definition.reasons import EXCLUSION_REASONS
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from campaigns.app.validation import Decided
 
 app = typer.Typer(
     help="Validation locale de la liste d'une campagne avant lancement.", no_args_is_help=True
@@ -37,6 +37,12 @@ STATES = {
 @contextmanager
 def _step() -> Iterator[Session]:
     """A session whose refused step ends the command with its reason (exit code 2)."""
+    # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
+    from campaigns.cascade.review import ValidationError
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
     try:
         with session_scope(get_engine()) as s:
             yield s
@@ -48,6 +54,17 @@ def _step() -> Iterator[Session]:
 @app.command()
 def status(campaign: str = typer.Argument(...)) -> None:
     """Les listes d'une campagne et, pour celle en attente, où en est chaque échelon."""
+    from sqlmodel import select
+
+    # heavy optional dependency: the ledger loads only when a command runs.
+    from campaigns.cascade.review import list_status, pending_list
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.db import get_engine, session_scope
+
+    # heavy optional dependency: as above.
+    from campaigns.ledger.models import TargetList
+
     with session_scope(get_engine()) as s:
         for lst in s.exec(select(TargetList).where(TargetList.campaign_id == campaign)):
             out.print(
@@ -78,6 +95,12 @@ def list_people(
     by: str = typer.Option(..., "--by", help="Qui consulte la liste (journal d'audit)."),
 ) -> None:
     """Les personnes d'un échelon sur la liste en attente (ni NIR ni téléphone)."""
+    # heavy optional dependency: the use cases load the ledger.
+    from campaigns.app import validation as uc
+
+    # heavy optional dependency: the campaign's definition (pydantic, Jinja2).
+    from campaigns.definition.catalog import campaign_by_id
+
     with _step() as s:
         people = uc.echelon_people(session=s, actor=by, campaign_id=campaign, echelon=echelon)
         anchor = campaign_by_id(campaign).definition.labels.anchor
@@ -105,6 +128,9 @@ def exclude_cmd(
     scope: str = typer.Option(None, "--echelon", help="L'échelon pour lequel on agit."),
 ) -> None:
     """Retirer une personne de la liste, avec un motif (réversible jusqu'au lancement)."""
+    # heavy optional dependency: the use cases load the ledger.
+    from campaigns.app import validation as uc
+
     with _step() as s:
         uc.exclude_member(
             session=s,
@@ -126,6 +152,9 @@ def revoke(
     scope: str = typer.Option(None, "--echelon"),
 ) -> None:
     """Remettre sur la liste une personne retirée."""
+    # heavy optional dependency: the use cases load the ledger.
+    from campaigns.app import validation as uc
+
     with _step() as s:
         done = uc.revoke_exclusion(
             session=s, actor=by, campaign_id=campaign, member_id=member, scope=scope
@@ -140,6 +169,9 @@ def sign_off_cmd(
     by: str = typer.Option(..., "--by"),
 ) -> None:
     """Valider la liste d'un échelon."""
+    # heavy optional dependency: the use cases load the ledger.
+    from campaigns.app import validation as uc
+
     with _step() as s:
         uc.sign_off_echelon(
             session=s, actor=by, campaign_id=campaign, echelon=echelon, scope=echelon
@@ -147,7 +179,13 @@ def sign_off_cmd(
     out.print(f"liste de l'échelon {echelon} validée par {by}", markup=False)
 
 
-def _decide(campaign: str, decision: str, by: str, reason: str = "") -> uc.Decided:
+def _decide(campaign: str, decision: str, by: str, reason: str = "") -> Decided:
+    # heavy optional dependency: the use cases load the ledger.
+    from campaigns.app import validation as uc
+
+    # heavy optional dependency: Prefect loads only to resume a paused validation flow.
+    from flows.validation import resume_with_decision
+
     with _step() as s:
         done = uc.decide_list(
             session=s,

@@ -409,6 +409,9 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
       "--engine", "{word}"], "--engine"),
     (["keys", "rotate", "--batch", "{word}"], "--batch"),
     (["users", "add", "u", "--role", "{word}", "--password-stdin"], "role"),
+    (["users", "set-role", "u", "--role", "{word}"], "--role"),
+    (["users", "disable", "{word}"], "aucun compte"),
+    (["users", "reset-password", "{word}", "--password-stdin"], "aucun compte"),
     (["validation", "exclude", "{word}", "--member", "1", "--reason", "x", "--by", "me"],
      "aucune liste en attente"),
     (["validation", "list", "{word}", "--echelon", "93", "--by", "me"], "aucune liste en attente"),
@@ -453,6 +456,7 @@ def test_the_suite_covers_every_command() -> None:
     covered = {
         "synth", "target", "explain", "why", "demo", "retention", "console",
         "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add",
+        "users list", "users disable", "users reset-password", "users set-role",
         "letters returns", "enrolments",
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",
@@ -474,6 +478,7 @@ def test_the_suite_covers_every_command() -> None:
         ["campaigns", "check", "sophia-ald8", "--as-of", "2026-03-02"],
         ["campaigns", "end", "sophia-ald8", "--by", "me"],
         ["campaigns", "pause", "sophia-ald8"],
+        ["users", "list", "extra"],
     ],
 )
 def test_the_other_commands_refuse_bad_arguments(world: World, args: list[str]) -> None:

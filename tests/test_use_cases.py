@@ -18,10 +18,9 @@ from typer.testing import CliRunner
 import campaigns.app.calls as calls_uc
 import campaigns.app.objectives as objectives_uc
 import campaigns.app.oppositions as oppositions_uc
+import campaigns.app.retention as retention_uc
 import campaigns.app.stages as stages
-import console.cmd_ledger as cmd_ledger
-import console.cmd_oppositions as cmd_oppositions
-import console.cmd_retention as cmd_retention
+import campaigns.ledger.db as ledger_db
 import console.web.routes_calls as routes_calls
 import console.web.routes_campaigns as routes_campaigns
 import console.web.routes_results as routes_results
@@ -387,7 +386,7 @@ def test_relance_oppositions_import_goes_through_the_use_case(
 ) -> None:
     from console.cli import app
 
-    seen = spy(monkeypatch, cmd_oppositions, "import_oppositions")
+    seen = spy(monkeypatch, oppositions_uc, "import_oppositions")
     good = cli_database / "good.csv"
     good.write_text("ben_nir_psa,ben_rng_gem,canal\nPSA000001,1,phone\n")
     r = CliRunner().invoke(app, ["oppositions", "import", str(good)])
@@ -400,7 +399,7 @@ def test_relance_retention_goes_through_the_use_case(
 ) -> None:
     from console.cli import app
 
-    seen = spy(monkeypatch, cmd_retention, "run_retention")
+    seen = spy(monkeypatch, retention_uc, "run_retention")
     r = CliRunner().invoke(app, ["retention", "--apply", "--as-of", "2026-06-16"])
     assert r.exit_code == 0, r.output
     assert [(k["as_of"], k["dry_run"]) for k in seen] == [(date(2026, 6, 16), False)]
@@ -451,8 +450,8 @@ def test_the_audit_checkpoint_stage_attests_the_last_event_for_the_flow_and_the_
         assert line is not None and line["seq"] == 3
         (last,) = [json.loads(x) for x in (tmp_path / "audit_checkpoints.jsonl").open()]
         assert last == line
-        seen = spy(monkeypatch, cmd_ledger, "audit_checkpoint_stage")
-        monkeypatch.setattr(cmd_ledger, "get_engine", lambda: engine)
+        seen = spy(monkeypatch, stages, "audit_checkpoint_stage")
+        monkeypatch.setattr(ledger_db, "get_engine", lambda: engine)
         out = CliRunner().invoke(cli_app, ["audit", "checkpoint"])
         assert out.exit_code == 0 and "n°3" in out.output
         assert seen == [{"engine": engine}]

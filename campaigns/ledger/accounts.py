@@ -34,16 +34,14 @@ def create_user(
     phone_line: str | None = None,
 ) -> User:
     """A new account; échelon leads need an échelon, advisers and supervisors a platform."""
-    if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-    if role == "echelon_lead" and not echelon:
-        raise AccountError("an échelon lead needs --echelon")
+    check_role(role, echelon)
     if phone_line and not E164.match(phone_line):
-        raise AccountError("--phone-line must be an E.164 number, e.g. +33140000000")
-    if len(password) < 12:
-        raise AccountError("passwords need at least 12 characters")
+        raise AccountError("--phone-line attend un numéro E.164, par exemple +33140000000")
+    check_password(password)
+    if not username.strip():
+        raise AccountError("le nom du compte est vide")
     if session.exec(select(User).where(User.username == username)).first() is not None:
-        raise AccountError(f"user {username!r} already exists")
+        raise AccountError(f"le compte {username!r} existe déjà")
     user = User(
         username=username,
         display_name=display_name or username,
@@ -57,6 +55,35 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+def check_role(role: str, echelon: str | None) -> None:
+    """A known role; an échelon lead's échelon."""
+    if role not in ROLES:
+        raise AccountError(f"rôle inconnu {role!r} (--role) : l'un de {', '.join(ROLES)}")
+    if role == "echelon_lead" and not echelon:
+        raise AccountError("un responsable d'échelon (echelon_lead) a besoin de --echelon")
+
+
+def check_password(password: str) -> None:
+    """At least 12 characters."""
+    if len(password) < 12:
+        raise AccountError("le mot de passe doit compter au moins 12 caractères")
+
+
+def find_user(*, session: Session, username: str) -> User:
+    """The account of this name, or AccountError."""
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise AccountError(f"aucun compte {username!r} (voir `relance users list`)")
+    return user
+
+
+def set_password(*, user: User, password: str) -> None:
+    """A new password; the lock-out and the failed attempts are cleared."""
+    check_password(password)
+    user.password_hash = _hasher.hash(password)
+    user.failed_logins, user.locked_until = 0, None
 
 
 def authenticate(

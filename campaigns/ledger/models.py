@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from campaigns.ledger.crypto import Encrypted
+from campaigns.ledger.roles import ROLES as ROLES  # re-exported: older importers
 from campaigns.ledger.vocabulary import OPEN_STATES as OPEN_STATES  # re-exported for importers
 from campaigns.ledger.vocabulary import SUCCESS_STATES as SUCCESS_STATES
 from campaigns.ledger.vocabulary import ActionState, ListState, MemberStatus
@@ -297,9 +298,6 @@ class Exclusion(SQLModel, table=True):
     excluded_at: datetime
     revoked_by: str | None = None
     revoked_at: datetime | None = None
-
-
-ROLES = ("adviser", "supervisor", "campaign_manager", "echelon_lead", "regional_lead", "admin")
 
 
 class User(SQLModel, table=True):

@@ -47,7 +47,6 @@ from targeting.synth import write_extract
 REGION_INSURED = 10_000_000
 # Written in the folder a demo creates: only such a folder is ever emptied by the next demo.
 MARKER = ".relance-demo"
-DEFAULT_CAMPAIGN = "sophia-ald8"
 
 
 @dataclass(frozen=True)
@@ -213,22 +212,15 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
 
 
 def demo(
-    campaign: str = typer.Option(
-        DEFAULT_CAMPAIGN, "--campaign", help="Shipped campaign to play (its id)."
-    ),
-    people: int | None = typer.Option(
-        None, min=1, help="Synthetic insured to generate (default: the campaign's demo size)."
-    ),
-    days: int | None = typer.Option(
-        None, min=1, help="Days to play (default: the campaign's demo length)."
-    ),
-    start: str | None = typer.Option(
-        None, help="First day played, YYYY-MM-DD (default: the campaign's demo start)."
-    ),
-    seed: int = typer.Option(2016, help="Seed of the extract and of the simulation."),
-    data_dir: Path = typer.Option(Path("var/demo"), help="Where the demo keeps its files."),
+    *,
+    campaign: str,
+    people: int | None,
+    days: int | None,
+    start: str | None,
+    seed: int,
+    data_dir: Path,
 ) -> None:
-    """Generate insured, then play a campaign day by day with simulated advisers and insured."""
+    """Generate insured, then play a campaign day by day (`relance demo`, console/cmd_demo.py)."""
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)
@@ -422,8 +414,3 @@ def _objectives_note(
         f"Objectives: the campaign's yearly counts for ~{REGION_INSURED:,} insured, pro-rated to "
         f"{people:,} insured and {days} days (×{scale:.5f})."
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add the command to the CLI."""
-    app.command(name="demo")(demo)

@@ -7,18 +7,21 @@ one router per page group; the routes live in `routes_*.py`, what they depend on
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import BaseRoute
+from starlette.staticfiles import StaticFiles
 
 from campaigns.clock import utcnow
 from campaigns.definition.model import DefinitionError
 from campaigns.ledger.db import get_engine
 from campaigns.settings import Settings, get_settings
 from console.web import (
+    routes_board,
     routes_calls,
     routes_campaigns,
     routes_email_events,
@@ -29,10 +32,13 @@ from console.web import (
 from console.web.deps import TEMPLATES
 from console.web.throttle import LoginThrottle
 
+STATIC = Path(__file__).parent / "static"
+
 ROUTERS = (
     routes_login.router,
     routes_campaigns.router,
     routes_calls.router,
+    routes_board.router,
     routes_results.router,
     routes_phone.router,
     routes_email_events.router,
@@ -76,6 +82,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         routes=_routes(),
     )
     app.state.settings = settings
+    # The pages' scripts (no inline script: the Content-Security-Policy forbids them).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.engine = engine or get_engine(settings.resolved_database_url())
     app.state.clock = utcnow
     app.state.login_throttle = LoginThrottle(

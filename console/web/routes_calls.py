@@ -1,4 +1,4 @@
-"""The adviser's day (claim, card, reveal, outcome) and the supervisor's live board."""
+"""The adviser's day (claim, card, reveal, outcome); the supervisor's board is routes_board."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from campaigns.app.calls import record_call_outcome, reveal_contact
-from campaigns.calls.board import board_rows
 from campaigns.calls.card import (
     outcomes_on,
     registered_definitions,
@@ -39,7 +38,6 @@ from console.web.deps import (
     Now,
     RowId,
     SessionDep,
-    Supervisor,
     own_call,
     render,
 )
@@ -195,14 +193,3 @@ def outcome(
         return RedirectResponse(f"/calls/{aid}?e={quote(str(e))}", status_code=303)
     request.session.pop("revealed", None)
     return RedirectResponse("/calls", status_code=303)
-
-
-@router.get("/board", response_class=HTMLResponse)
-def board(request: Request, user: Supervisor, s: SessionDep, now: Now) -> HTMLResponse:
-    return render(request, "board.html", user, rows=board_rows(session=s, now=now), now=now)
-
-
-@router.get("/board/partial", response_class=HTMLResponse)
-def board_partial(request: Request, user: Supervisor, s: SessionDep, now: Now) -> HTMLResponse:
-    rows = board_rows(session=s, now=now)
-    return render(request, "board_partial.html", user, rows=rows, now=now)

@@ -14,7 +14,10 @@ from campaigns.ledger.models import MemberExplanation
 
 def as_json(explanation: Any) -> dict[str, Any]:
     """An explanation (a dataclass) as JSON-safe data: dates as ISO strings."""
-    data = dataclasses.asdict(explanation) if dataclasses.is_dataclass(explanation) else explanation
+    if dataclasses.is_dataclass(explanation) and not isinstance(explanation, type):
+        data: Any = dataclasses.asdict(explanation)
+    else:
+        data = explanation
     out: dict[str, Any] = json.loads(json.dumps(data, default=str))
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from campaigns.clock import utcnow
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
 from campaigns.ledger.explanations import store_explanation, stored_explanation
-from campaigns.ledger.models import Member, Person
+from campaigns.ledger.models import Member, MemberExplanation, Person
 
 MAX_RESULTS = 20
 _BIRTH = re.compile(r"^\s*(?:(\d{1,2})/)?(\d{1,2})/(\d{4})\s*$")
@@ -155,3 +155,36 @@ def _explain(m: Member, p: Person, extract: Path) -> Any:
         ben_nir_psa=p.ben_nir_psa,
         ben_rng_gem=p.ben_rng_gem,
     )
+
+
+def store_admission_explanations(
+    *, session: Session, campaign_id: str, extract: Path, day: date, now: datetime | None = None
+) -> int:
+    """Store the explanation of every member admitted on `day` that has none yet (the
+    targeting stage calls it right after admission); how many were stored."""
+    # The extract reader (DuckDB) is heavy: loaded only by the stage that stores.
+    from targeting.explain import explain_people
+
+    rows = session.exec(
+        select(Member.id, Person.ben_nir_psa, Person.ben_rng_gem)
+        .join(Person, col(Person.id) == col(Member.person_id))
+        .outerjoin(MemberExplanation, col(MemberExplanation.member_id) == col(Member.id))
+        .where(
+            Member.campaign_id == campaign_id,
+            Member.entered_on == day,
+            col(MemberExplanation.member_id).is_(None),
+        )
+        .order_by(col(Member.id))
+    ).all()
+    if not rows:
+        return 0
+    found = explain_people(
+        rule=campaign_by_id(campaign_id).definition.targeting,
+        extract=extract,
+        as_of=day,
+        keys=[(nir, rng) for _, nir, rng in rows],
+    )
+    at = now or utcnow()
+    for (mid, _, _), x in zip(rows, found, strict=True):
+        store_explanation(session=session, member_id=mid or 0, as_of=day, explanation=x, now=at)
+    return len(rows)

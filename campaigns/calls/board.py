@@ -129,18 +129,30 @@ def advisers_today(*, session: Session, now: datetime, in_call: set[str | None])
     neither a heartbeat of their page nor any action of theirs came in the last minute.
     """
     start = datetime.combine(paris_today(now), datetime.min.time(), tzinfo=PARIS)
-    events = session.exec(
-        select(AuditEvent).where(col(AuditEvent.at) >= start).order_by(col(AuditEvent.id))
-    ).all()
     users = {u.username: u for u in session.exec(select(User).where(User.role == "adviser")).all()}
+    # Anything an adviser did today counts as activity (claims, reveals, outcomes, pages).
+    last_work: dict[str, datetime] = {
+        who: at
+        for who, at in session.exec(
+            select(AuditEvent.actor, func.max(AuditEvent.at))
+            .where(col(AuditEvent.at) >= start, col(AuditEvent.actor).in_(list(users)))
+            .group_by(col(AuditEvent.actor))
+        )
+    }
+    events = session.exec(
+        select(AuditEvent)
+        .where(
+            col(AuditEvent.at) >= start,
+            col(AuditEvent.action).in_(["login", "logout", "reveal_contact", "outcome"]),
+        )
+        .order_by(col(AuditEvent.id))
+    ).all()
     connected: dict[str, bool] = {}
-    last_work: dict[str, datetime] = {}
     revealed: dict[str, datetime] = {}
     handling: dict[str, list[float]] = defaultdict(list)
     for e in events:
         if e.actor not in users:
             continue
-        last_work[e.actor] = max(e.at, last_work.get(e.actor, e.at))
         if e.action in ("login", "logout"):
             connected[e.actor] = e.action == "login"
         elif e.action == "reveal_contact":

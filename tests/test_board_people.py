@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 import targeting.explain
 from campaigns.app import stages
@@ -24,6 +24,7 @@ from campaigns.definition.catalog import campaign_by_id, load_campaign
 from campaigns.ledger.accounts import create_user
 from campaigns.ledger.audit import record
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.explanations import store_explanation
 from campaigns.ledger.models import (
     QUEUED,
     Action,
@@ -34,10 +35,12 @@ from campaigns.ledger.models import (
     User,
 )
 from campaigns.ledger.registry import register_campaign
+from campaigns.ledger.retention import apply_retention
 from targeting.explain import Check, Explanation
 from tests.extracts import D as RUN_DAY
 from tests.factories import population
 from tests.test_console import app_for, login  # noqa: F401  (the web fixtures)
+from tests.test_retention_flow import ledger
 from tests.test_targeting import build
 
 D = load_campaign("sophia-ald8").definition
@@ -268,3 +271,21 @@ def test_the_targeting_stage_stores_explanations_at_admission(
         p = s.get(Person, m.person_id)
         assert p is not None and x["ben_nir_psa"] == p.ben_nir_psa
         assert x["found"] and x["eligible"] and x["as_of"] == RUN_DAY
+
+
+def test_retention_removes_a_stored_explanation(engine: Engine) -> None:
+    gone = ledger(engine)  # the two people retention anonymises
+    with session_scope(engine) as s:
+        for m in s.exec(select(Member)).all():
+            store_explanation(
+                session=s,
+                member_id=m.id or 0,
+                as_of=m.entered_on,
+                explanation=_fake_explanation(),
+                now=NOW,
+            )
+        apply_retention(session=s, as_of=date(2026, 6, 16), dry_run=False)
+    with session_scope(engine) as s:
+        kept = {e.member_id for e in s.exec(select(MemberExplanation)).all()}
+        theirs = {m.id for m in s.exec(select(Member).where(col(Member.person_id).in_(gone)))}
+    assert len(kept) == 2 and len(theirs) == 2 and not kept & theirs

@@ -219,6 +219,7 @@ def test_the_person_page_reads_the_stored_explanation(
     assert "ALD 8 en cours" in page.text and "indisponible" not in page.text
     for raw in ("<td>queued</td>", "<td>done</td>", "<td>phone</td>", "<td>letter</td>"):
         assert raw not in page.text  # states and channels in French
+    assert "<td>à faire</td>" in page.text or "<td>fait</td>" in page.text
     with session_scope(engine) as s:
         seen = s.exec(select(AuditEvent).where(AuditEvent.action == "view_person")).one()
         assert seen.detail == {"via": "recherche"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +28,10 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=300)
     ap.add_argument("--pg", default=None, help="a PostgreSQL URL (default: a SQLite file)")
     args = ap.parse_args()
-    # Imported after the path is set (the script runs from anywhere).
+    tmp = Path(tempfile.mkdtemp())
+    # Keys, checkpoints and the database in a folder of its own, never the project's `var/`.
+    os.environ["RELANCE_DATA_DIR"] = str(tmp)
+    # Imported after the path and the data folder are set (the script runs from anywhere).
     import re
 
     from fastapi.testclient import TestClient
@@ -46,7 +50,6 @@ def main() -> None:
     from targeting.explain import Check, Explanation
     from tests.factories import population
 
-    tmp = Path(tempfile.mkdtemp())
     engine = make_engine(args.pg or f"sqlite:///{tmp / 'bench.db'}")
     upgrade(engine)
     d = load_campaign("sophia-ald8").definition

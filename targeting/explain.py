@@ -369,6 +369,23 @@ def explain_person(
         con.close()
 
 
+def explain_people(
+    *, rule: TargetingRule, extract: Path, as_of: date, keys: list[tuple[str, int]]
+) -> list[Explanation]:
+    """The decision for several people, the extract opened once (stored at admission)."""
+    if not keys:
+        return []
+    con = duckdb.connect()
+    paths: dict[str, Path] = {}
+    try:
+        paths = open_extract(con, Path(extract), tables_needed(rule), specs=table_specs(rule))
+        return [_explain(con, rule, as_of, nir, rng) for nir, rng in keys]
+    except duckdb.Error as e:
+        raise read_failure(e, Path(extract), paths) from None
+    finally:
+        con.close()
+
+
 def _explain(
     con: duckdb.DuckDBPyConnection,
     rule: TargetingRule,

@@ -59,6 +59,8 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/calls/{aid}/telephony"): {"adviser"},
     ("GET", "/board"): {"supervisor"},
     ("GET", "/board/partial"): {"supervisor"},
+    ("POST", "/presence"): {"adviser"},
+    ("GET", "/people"): {"supervisor", "campaign_manager"},
     ("POST", "/webhooks/twilio/status"): None,
     ("POST", "/webhooks/sendgrid/events"): None,
 }

@@ -140,7 +140,7 @@ def test_the_board(engine: Engine, calling: int) -> None:
         )
     with session_scope(engine) as s:
         assert s.exec(select(Action).where(Action.id == calling)).one().state == DONE
-        board = board_rows(session=s, now=NOW + timedelta(minutes=5))
+        board = board_rows(session=s, now=NOW + timedelta(minutes=2))
         row = board["per"][(cid, _echelon)]
         assert row["calls"] == 1 and row["reached"] == 1 and row["queue"] == queued - 1
         assert dict(row["outcomes"]) == {"refused": 1}

@@ -255,7 +255,7 @@ def test_the_advisers_day_and_the_board(app_for: Any, engine: Engine) -> None:
     sup = app_for(now)
     login(sup, "sup")
     board = sup.get("/board/partial")
-    assert board.status_code == 200 and "objects 1" in board.text
+    assert board.status_code == 200 and "s&#39;oppose à être contacté : 1" in board.text
     assert "<td>adv</td><td>disponible</td>" in board.text
     assert "0 min 00 s" in board.text and "sur 1 appel" in board.text
     assert sup.get(card_path).status_code == 403

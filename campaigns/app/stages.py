@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime
@@ -13,6 +14,7 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from campaigns.app.people import store_admission_explanations
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
@@ -32,6 +34,8 @@ from channels.mailbox import MailboxGateway
 from targeting.engine import run_targeting
 from targeting.goals import observations
 from targeting.people import read_people
+
+log = logging.getLogger("relance.stages")
 
 
 def _record(
@@ -98,6 +102,12 @@ def targeting_stage(
             people=people if people is not None else targets.iloc[0:0],
             today=day,
         )
+    # The person page reads these instead of rerunning the engine (under 100 ms).
+    try:
+        with session_scope(engine) as s:
+            store_admission_explanations(session=s, campaign_id=d.id, extract=extract, day=day)
+    except Exception:  # an explanation missing is computed on the page's first view
+        log.exception("%s : explications non enregistrées à l'admission", d.id)
     _record(engine, d.id, "targeting", day, started, counts)
     return counts
 

@@ -117,6 +117,17 @@ class Member(SQLModel, table=True):
     )
 
 
+class MemberExplanation(SQLModel, table=True):
+    """A member's targeting explanation, stored once so the person page never recomputes it."""
+
+    __tablename__ = "member_explanation"
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    as_of: date
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    stored_at: datetime
+
+
 class Action(SQLModel, table=True):
     """One outbound action, keyed (campaign, person, step, attempt) before any provider call."""
 
@@ -318,6 +329,8 @@ class User(SQLModel, table=True):
     created_at: datetime
     # The adviser's own line (E.164): Twilio rings it first, then bridges the insured person.
     phone_line: str | None = Field(default=None, max_length=20)
+    # The adviser page's last heartbeat: the board says "absent" a minute after it stops.
+    last_seen_at: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):

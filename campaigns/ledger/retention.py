@@ -8,10 +8,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Member, MemberEvent, Person
+from campaigns.ledger.models import (
+    SUCCESS_STATES,
+    Action,
+    Enrolment,
+    Member,
+    MemberEvent,
+    MemberExplanation,
+    Person,
+)
 
 RETENTION_YEARS = 3
 # An anonymised person keeps its row (members and actions point at it) with no identity left.
@@ -154,6 +162,8 @@ def _anonymise(session: Session, person: Person, as_of: date) -> None:
     pseudonym = _pseudonym(person)
     for m in session.exec(select(Member).where(Member.person_id == person.id)).all():
         session.add(MemberEvent(member_id=m.id or 0, on=as_of, kind="anonymised", detail={}))
+        # The stored explanation names the person's key and care rows: it goes too.
+        session.execute(delete(MemberExplanation).where(col(MemberExplanation.member_id) == m.id))
     session.execute(
         update(Action)
         .where(col(Action.person_id) == person.id)

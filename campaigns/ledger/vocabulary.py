@@ -55,3 +55,17 @@ class ListState(StrEnum):
     APPROVED = "approved"
     EXPIRED = "expired"
     REJECTED = "rejected"
+
+
+# An action's state as the console shows it.
+ACTION_STATE_LABELS: dict[str, str] = {
+    ActionState.QUEUED: "à faire",
+    ActionState.SENDING: "envoi en cours",
+    ActionState.SENT: "envoyé",
+    ActionState.DELIVERED: "remis",
+    ActionState.FAILED_RETRYABLE: "échec, nouvel essai prévu",
+    ActionState.FAILED_FINAL: "échec définitif",
+    ActionState.DONE: "fait",
+    ActionState.SKIPPED: "non fait",
+    ActionState.CANCELLED: "annulé",
+}

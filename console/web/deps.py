@@ -22,12 +22,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.calls.card import claimed_call
-from campaigns.definition.reasons import explain
+from campaigns.clock import PARIS
+from campaigns.definition.reasons import OUTCOME_LABELS, explain
+from campaigns.definition.rendering import CHANNEL_LABELS
 from campaigns.ledger.models import Action, User
+from campaigns.ledger.vocabulary import ACTION_STATE_LABELS
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 # `{{ code|reason }}`: a reason code in the words of campaigns.definition.reasons.
 TEMPLATES.env.filters["reason"] = explain
+# `{{ a.outcome|outcome }}`: a call's outcome code in French; `{{ t|paris }}`: a UTC moment
+# shown as Paris wall-clock time (HH:MM:SS).
+TEMPLATES.env.filters["outcome"] = lambda code: OUTCOME_LABELS.get(code, code) if code else ""
+TEMPLATES.env.filters["action_state"] = lambda v: ACTION_STATE_LABELS.get(v, v)
+TEMPLATES.env.filters["channel"] = lambda v: CHANNEL_LABELS.get(v, v)
+TEMPLATES.env.filters["paris"] = lambda t, fmt="%H:%M:%S": t.astimezone(PARIS).strftime(fmt)
 
 # A row id in a path or a form: beyond 64 bits the database cannot even look it up (a 500).
 RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]

@@ -1,4 +1,4 @@
-"""The adviser's day (claim, card, reveal, outcome) and the supervisor's live board."""
+"""The adviser's day (claim, card, reveal, outcome); the supervisor's board is routes_board."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from campaigns.app.calls import claim_call, record_call_outcome, reveal_contact, skip_call
-from campaigns.calls.board import board_rows
 from campaigns.calls.card import (
     earlier_calls,
     outcomes_on,
@@ -40,7 +39,6 @@ from console.web.deps import (
     Now,
     RowId,
     SessionDep,
-    Supervisor,
     own_call,
     render,
 )
@@ -234,14 +232,3 @@ def outcome(
     if then == "next":
         return _next_or_list(s, user, now)
     return RedirectResponse("/calls", status_code=303)
-
-
-@router.get("/board", response_class=HTMLResponse)
-def board(request: Request, user: Supervisor, s: SessionDep, now: Now) -> HTMLResponse:
-    return render(request, "board.html", user, rows=board_rows(session=s, now=now), now=now)
-
-
-@router.get("/board/partial", response_class=HTMLResponse)
-def board_partial(request: Request, user: Supervisor, s: SessionDep, now: Now) -> HTMLResponse:
-    rows = board_rows(session=s, now=now)
-    return render(request, "board_partial.html", user, rows=rows, now=now)

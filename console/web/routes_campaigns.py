@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from campaigns.app import validation as uc
 from campaigns.app.oppositions import record_member_opposition
+from campaigns.app.people import member_explanation
 from campaigns.calls.card import holds_call_for
 from campaigns.cascade.review import EXCLUSION_REASONS, ValidationError, list_status, pending_list
 from campaigns.clock import paris_today
@@ -248,21 +249,20 @@ def person_page(
     assert p is not None
     events, actions = member_history(session=s, member_id=mid)
     explanation, explain_error = None, None
-    settings = request.app.state.settings
     try:
-        # The extract reader (DuckDB) is heavy: loaded only when a person page is opened.
-        from targeting.explain import explain_person
-
-        explanation = explain_person(
-            rule=campaign_by_id(cid).definition.targeting,
-            extract=settings.resolved_extract_dir,
-            as_of=m.entered_on,
-            ben_nir_psa=p.ben_nir_psa,
-            ben_rng_gem=p.ben_rng_gem,
+        explanation = member_explanation(
+            session=s, member_id=mid, extract=request.app.state.settings.resolved_extract_dir
         )
     except Exception as e:  # the page still shows the ledger's facts
         explain_error = f"explication indisponible : {e}"
-    record(session=s, actor=user.username, action="view_person", target=f"{cid}/member/{mid}")
+    via = {"via": "recherche"} if request.query_params.get("via") == "recherche" else None
+    record(
+        session=s,
+        actor=user.username,
+        action="view_person",
+        target=f"{cid}/member/{mid}",
+        detail=via,
+    )
     return render(
         request,
         "person.html",

@@ -59,8 +59,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("campaignversion")
-    with op.batch_alter_table("action", schema=None) as batch_op:
-        batch_op.drop_column("definition_version")
-    with op.batch_alter_table("campaign", schema=None) as batch_op:
-        batch_op.drop_column("ended_at")
-        batch_op.drop_column("paused_at")
+    # Native DROP COLUMN (SQLite >= 3.35), as 0008 does: a batch copy of `campaign` or `action`
+    # would drop a table other rows still point at, which foreign keys refuse.
+    op.drop_column("action", "definition_version")
+    op.drop_column("campaign", "ended_at")
+    op.drop_column("campaign", "paused_at")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.offers import load_catalogue
-from campaigns.ledger.models import SUCCESS_STATES, Action, Campaign, MemberEvent
+from campaigns.ledger.models import QUEUED, SUCCESS_STATES, Action, Campaign, MemberEvent
 
 
 def registered_definitions(*, session: Session) -> dict[str, CampaignDefinition]:
@@ -24,6 +24,15 @@ def claimed_call(*, session: Session, action_id: int, adviser: str) -> Action | 
     if a is None or a.claimed_by != adviser:
         return None
     return a
+
+
+def holds_live_claim(a: Action, adviser: str, now: datetime) -> bool:
+    """Whether this adviser holds this call right now: claimed by them, still open, lease running
+    (a closed call, or one whose lease ran out, shows no phone number nor NIR any more)."""
+    until = a.lease_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    return a.claimed_by == adviser and a.state == QUEUED and until is not None and until >= now
 
 
 def holds_call_for(*, session: Session, member_id: int, adviser: str) -> bool:

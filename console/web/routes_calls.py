@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from campaigns.app.calls import record_call_outcome, reveal_contact
 from campaigns.calls.board import board_rows
 from campaigns.calls.card import (
+    holds_live_claim,
     outcomes_on,
     registered_definitions,
     tried_channels,
@@ -110,7 +111,7 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
         compte_ameli=p.compte_ameli,
         today=today,
     )
-    revealed = request.session.get("revealed") == aid
+    revealed = request.session.get("revealed") == aid and holds_live_claim(a, user.username, now)
     record(session=s, actor=user.username, action="view_card", target=f"action/{aid}")
     return render(
         request,
@@ -133,9 +134,9 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
 
 
 @router.post("/calls/{aid}/reveal", dependencies=CSRF)
-def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep) -> Response:
+def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: Now) -> Response:
     try:
-        reveal_contact(session=s, actor=user.username, action_id=aid)
+        reveal_contact(session=s, actor=user.username, action_id=aid, now=now)
     except NotYourCall as e:
         raise Forbidden(str(e)) from None
     request.session["revealed"] = aid

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from campaigns.app.accounts import change_password
 from campaigns.ledger.accounts import AccountError, create_user
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import ROLES
@@ -54,6 +55,24 @@ def add(
             )
             scope = f", échelon {u.echelon}" if u.echelon else ""
             err.print(f"user {u.username} ({u.role}{scope}) created")
+    except AccountError as e:
+        err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@users.command("password")
+def password_cmd(
+    username: str = typer.Argument(...),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read it from stdin."),
+) -> None:
+    """Changer le mot de passe d'un compte : ses sessions ouvertes sont fermées."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass()
+    try:
+        with session_scope(get_engine()) as s:
+            ended = change_password(
+                session=s, actor=getpass.getuser(), username=username, password=password
+            )
+        err.print(f"mot de passe de {username} changé ; sessions fermées : {ended}")
     except AccountError as e:
         err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None

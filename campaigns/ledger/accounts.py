@@ -81,3 +81,11 @@ def authenticate(
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def set_password(*, user: User, password: str) -> None:
+    """A new password for this account (at least 12 characters); its lock is lifted."""
+    if len(password) < 12:
+        raise AccountError("passwords need at least 12 characters")
+    user.password_hash = _hasher.hash(password)
+    user.failed_logins, user.locked_until = 0, None

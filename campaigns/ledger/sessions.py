@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col
@@ -84,3 +85,20 @@ def end_all(*, session: Session, user_id: int, now: datetime, reason: str) -> in
         .values(ended_at=now, end_reason=reason)
     )
     return int(getattr(res, "rowcount", 0) or 0)
+
+
+def save_data(*, session: Session, sid: str, data: dict[str, Any]) -> None:
+    """Keep what the pages store between requests in a live session (ended ones are left)."""
+    session.execute(
+        update(ConsoleSession)
+        .where(col(ConsoleSession.id) == key_of(sid), col(ConsoleSession.ended_at).is_(None))
+        .values(data=data)
+    )
+
+
+def load(*, session: Session, sid: str) -> ConsoleSession | None:
+    """The session row of this id, detached (read once per request), or None."""
+    row = session.get(ConsoleSession, key_of(sid))
+    if row is not None:
+        session.expunge(row)
+    return row

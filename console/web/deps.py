@@ -21,14 +21,20 @@ from fastapi import Depends, Form, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from campaigns.calls.card import claimed_call
 from campaigns.definition.reasons import explain
 from campaigns.ledger.models import Action, ConsoleSession, User
-from campaigns.ledger.sessions import end_session, key_of, live, new_id, open_session, touch
+from campaigns.ledger.sessions import (
+    end_session,
+    live,
+    new_id,
+    open_session,
+    save_data,
+    touch,
+)
 from console.web.headers import NONCE
 from console.web.sessions import LOADED, ROW, SID
 
@@ -81,14 +87,7 @@ def _save_session_data(request: Request, s: Session) -> None:
     data = dict(request.session)
     if data == request.scope.get(LOADED):
         return
-    s.execute(
-        update(ConsoleSession)
-        .where(
-            col(ConsoleSession.id) == key_of(request.scope[SID]),
-            col(ConsoleSession.ended_at).is_(None),
-        )
-        .values(data=data)
-    )
+    save_data(session=s, sid=request.scope[SID], data=data)
     request.scope[LOADED] = data
 
 

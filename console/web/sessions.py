@@ -19,7 +19,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns.ledger.models import ConsoleSession
-from campaigns.ledger.sessions import key_of, new_id
+from campaigns.ledger.sessions import load, new_id
 
 COOKIE = "relance_session"
 SID, ROW, LOADED = "relance_sid", "relance_session_row", "relance_session_loaded"
@@ -78,8 +78,5 @@ class ServerSessions:
 
 
 def _load(engine: Engine, sid: str) -> ConsoleSession | None:
-    with Session(engine, expire_on_commit=False) as s:
-        row = s.get(ConsoleSession, key_of(sid))
-        if row is not None:
-            s.expunge(row)
-        return row
+    with Session(engine) as s:
+        return load(session=s, sid=sid)

@@ -446,7 +446,7 @@ def test_the_suite_covers_every_command() -> None:
         names |= {f"{name} {s}" for s in subs} if subs else {name}
     covered = {
         "synth", "target", "explain", "why", "demo", "retention", "console",
-        "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add",
+        "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add", "users password",
         "letters returns", "enrolments",
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",
@@ -462,6 +462,7 @@ def test_the_suite_covers_every_command() -> None:
         ["validation", "reject", "nope", "--by", "me", "--reason", "x"],
         ["keys", "new", "extra"],
         ["audit", "verify", "extra"],
+        ["users", "password", "nobody", "extra"],
     ],
 )
 def test_the_other_commands_refuse_bad_arguments(world: World, args: list[str]) -> None:

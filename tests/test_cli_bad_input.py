@@ -446,7 +446,8 @@ def test_the_suite_covers_every_command() -> None:
         names |= {f"{name} {s}" for s in subs} if subs else {name}
     covered = {
         "synth", "target", "explain", "why", "demo", "retention", "console",
-        "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add", "users password",
+        "audit verify", "audit checkpoint", "keys rotate", "keys new", "users add",
+        "users password",
         "letters returns", "enrolments",
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",

@@ -30,8 +30,17 @@ class Settings(BaseSettings):
     # the first event and every this many events (0: only by `relance audit checkpoint`).
     audit_checkpoint_every: int = 100
     session_hours: int = 8
-    login_max_failures_per_address: int = 20
+    # Failed logins allowed per account and per client address within login_throttle_minutes
+    # (a real account is also locked after 5 failures by campaigns.ledger.accounts):
+    # an address gets far more than an account, so a platform of advisers behind one address
+    # survives a few colleagues' typos while a spray across accounts is still slowed down.
+    login_max_failures_per_account: int = 10
+    login_max_failures_per_address: int = 200
     login_throttle_minutes: int = 15
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks);
+    # from any other peer the header is ignored and the peer's own address counts.
+    trusted_proxies: str = ""
+    # Secure cookies: forced on by this, and on whenever public_base_url is https.
     cookie_secure: bool = False
     extract_dir: Path | None = None
     # /openapi.json documents the console's routes; off unless asked for (tests, local dev).

@@ -94,6 +94,26 @@ def test_deleting_the_last_events_is_caught_by_the_checkpoint(
     assert "fin supprimée" in (v.reason or "") and "23 événements" in (v.reason or "")
 
 
+def test_relance_audit_verify_fails_in_french_on_a_truncated_tail(
+    engine: Engine, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`relance audit verify` compares the log with the last signed checkpoint: exit 1."""
+    monkeypatch.setenv("RELANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    write(engine, 12)  # checkpoints at 1 and 10
+    ok = CliRunner().invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "12 événements" in ok.output
+    with session_scope(engine) as s:
+        _drop_delete_guard(s, engine, drop=True)
+        s.execute(delete(AuditEvent).where(col(AuditEvent.seq) > 8))
+        s.execute(update(AuditHead).values(seq=8, hash=events(engine)[7].hash))
+    bad = CliRunner().invoke(app, ["audit", "verify"])
+    assert bad.exit_code == 1
+    said = " ".join(bad.output.split())
+    assert "journal d'audit altéré" in said and "fin supprimée" in said, said
+    assert "10 événements" in said
+
+
 def test_deleting_the_tail_after_the_last_checkpoint_is_not_caught(
     engine: Engine, data_dir: Path
 ) -> None:

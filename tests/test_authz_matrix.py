@@ -36,6 +36,7 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("POST", "/campaigns/{cid}/validation/exclude"): REVIEWERS,
     ("POST", "/campaigns/{cid}/validation/revoke"): REVIEWERS,
     ("POST", "/campaigns/{cid}/validation/sign-off"): REVIEWERS,
+    ("POST", "/campaigns/{cid}/validation/reopen"): REVIEWERS,
     ("POST", "/campaigns/{cid}/validation/decide"): {"campaign_manager"},
     ("GET", "/campaigns/{cid}/members/{mid}"): {"adviser", "supervisor"} | REVIEWERS,
     ("POST", "/campaigns/{cid}/members/{mid}/opposition"): {

@@ -156,7 +156,7 @@ def _document_webhooks(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _login(app: Any) -> tuple[dict[str, str], str]:
-    c = TestClient(app)
+    c = TestClient(app, base_url="https://testserver")  # Secure cookies: https
     token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
     assert token
     r = c.post(

@@ -300,7 +300,7 @@ def console(engine: Engine, tmp_path: Path, phone: Any, **settings: Any) -> Test
     )
     app.state.clock = lambda: NOW
     app.state.phone = phone
-    return TestClient(app)
+    return TestClient(app, base_url="https://testserver")  # Secure cookies: https
 
 
 def adviser(engine: Engine, line: str | None) -> None:

@@ -159,7 +159,7 @@ def test_reveal_contact_is_audited_once_and_only_for_the_caller(engine: Engine) 
     aid = claimed(engine)
     before = len(audit(engine))
     with session_scope(engine) as s:
-        person = calls_uc.reveal_contact(session=s, actor="adv", action_id=aid)
+        person = calls_uc.reveal_contact(session=s, actor="adv", action_id=aid, now=NOW)
         a = s.get(Action, aid)
         assert a is not None and person.id == a.person_id and person.telephone
     (ev,) = audit(engine)[before:]
@@ -328,7 +328,11 @@ def test_the_use_case_alone_refuses_another_advisers_call_with_403(
         r = web.post(other, path, data, "/calls")
         assert r.status_code == 403, path
         assert "cet appel ne vous est pas attribué" in r.text
-    assert len(audit(engine)) == before
+    # Nothing written but the two refusals themselves, audited (issue 17: every denial).
+    after = audit(engine)[before:]
+    assert [(e.action, e.actor, e.detail["status"]) for e in after] == [
+        ("access_denied", "adv2", 403)
+    ] * 2
     with session_scope(engine) as s:
         a = s.get(Action, aid)
         assert a is not None and (a.claimed_by, a.state, a.outcome) == ("adv", "queued", None)

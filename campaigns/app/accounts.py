@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from campaigns.clock import utcnow
 from campaigns.ledger.accounts import (
     AccountError,
     check_role,
@@ -19,10 +20,12 @@ from campaigns.ledger.accounts import (
 )
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import User
+from campaigns.ledger.sessions import end_all
 
 __all__ = [
     "AccountError",
     "add_user",
+    "change_password",
     "disable_user",
     "list_users",
     "reset_password",
@@ -97,21 +100,47 @@ def disable_user(
     return True
 
 
+def _new_password(*, session: Session, user: User, password: str, now: datetime | None) -> int:
+    """Set the password and end the account's open sessions: a saved cookie opens nothing."""
+    set_password(user=user, password=password)
+    session.add(user)
+    return end_all(
+        session=session, user_id=user.id or 0, now=now or utcnow(), reason="password_changed"
+    )
+
+
 def reset_password(
     *, session: Session, actor: str, username: str, password: str, now: datetime | None = None
 ) -> User:
-    """Give an account a new password; its lock-out after failed logins is lifted."""
+    """Give an account a new password; its lock-out is lifted and its sessions end."""
     user = find_user(session=session, username=username)
-    set_password(user=user, password=password)
-    session.add(user)
+    ended = _new_password(session=session, user=user, password=password, now=now)
     record(
         session=session,
         actor=actor,
         action="reset_password",
         target=f"account/{username}",
+        detail={"sessions_ended": ended},
         now=now,
     )
     return user
+
+
+def change_password(
+    *, session: Session, actor: str, username: str, password: str, now: datetime | None = None
+) -> int:
+    """A user's own new password: every session of the account ends; how many ended."""
+    user = find_user(session=session, username=username)
+    ended = _new_password(session=session, user=user, password=password, now=now)
+    record(
+        session=session,
+        actor=actor,
+        action="password_changed",
+        target=f"account/{username}",
+        detail={"sessions_ended": ended},
+        now=now,
+    )
+    return ended
 
 
 def set_role(

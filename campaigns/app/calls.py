@@ -6,10 +6,10 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from campaigns.calls.card import record_offers_made, registered_definitions
+from campaigns.calls.card import holds_live_claim, record_offers_made, registered_definitions
 from campaigns.calls.queue import Claim, NotYourCall, claim_next, record_outcome, skip
 from campaigns.cascade.tick import tick_batch
-from campaigns.clock import paris_today
+from campaigns.clock import paris_today, utcnow
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.audit import record
@@ -123,8 +123,12 @@ def skip_call(*, session: Session, actor: str, action_id: int, now: datetime) ->
 def reveal_contact(
     *, session: Session, actor: str, action_id: int, now: datetime | None = None
 ) -> Person:
-    """Show the adviser the full number and NIR of the person they are calling, audited."""
+    """Show the adviser the full number and NIR of the person they are calling, audited: only
+    under a live claim (not on a call already closed, nor once the lease ran out at `now`)."""
+    now = now or utcnow()
     a = _own_call(session, action_id, actor)
+    if not holds_live_claim(a, actor, now):
+        raise NotYourCall("cet appel n'est plus en cours : le numéro et le NIR restent masqués")
     person = session.get(Person, a.person_id)
     assert person is not None
     record(
@@ -133,6 +137,5 @@ def reveal_contact(
         action="reveal_contact",
         target=f"person/{a.person_id}",
         detail={"action": action_id},
-        now=now,
-    )
+    )  # at the wall clock, like the outcome after it (the board times the call between them)
     return person

@@ -155,21 +155,62 @@ def sign_off_echelon(
     echelon: str,
     scope: str | None = None,
     now: datetime | None = None,
+    role: str | None = None,
+    own_echelon: str | None = None,
+    reason: str = "",
 ) -> EchelonSignoff:
-    """Mark an échelon's part of the pending list as reviewed."""
+    """Mark an échelon's part of the pending list as reviewed: by that échelon's own lead, or an
+    administrator giving a reason (`role` None: the command line, acting for `scope`)."""
+    if role is not None:
+        rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
     lst = pending(session=session, campaign_id=campaign_id)
     row = rules.sign_off(
         session=session, target_list=lst, echelon=echelon, by=actor, scope=scope, now=now
     )
+    detail: dict[str, Any] = {"signed_by": row.signed_by}
+    if role is not None:
+        detail["role"] = role
+    if reason.strip():
+        detail["reason"] = reason.strip()
     record(
         session=session,
         actor=actor,
         action="sign_off",
         target=f"{campaign_id}/list/{lst.id}/{echelon}",
-        detail={"signed_by": row.signed_by},
+        detail=detail,
         now=now,
     )
     return row
+
+
+def reopen_echelon(
+    *,
+    session: Session,
+    actor: str,
+    campaign_id: str,
+    echelon: str,
+    role: str | None = None,
+    own_echelon: str | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+) -> bool:
+    """Withdraw an échelon's sign-off so its list can change again (same people as sign it off);
+    False (and nothing audited) if it was not signed off."""
+    if role is not None:
+        rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
+    lst = pending(session=session, campaign_id=campaign_id)
+    row = rules.reopen(session=session, target_list=lst, echelon=echelon)
+    if row is None:
+        return False
+    record(
+        session=session,
+        actor=actor,
+        action="reopen_echelon",
+        target=f"{campaign_id}/list/{lst.id}/{echelon}",
+        detail={"was_signed_by": row.signed_by, "reason": reason.strip(), "role": role},
+        now=now,
+    )
+    return True
 
 
 def decide_list(

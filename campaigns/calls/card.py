@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 from sqlalchemy import func
 from sqlalchemy.orm import defer
@@ -36,6 +36,15 @@ def claimed_call(*, session: Session, action_id: int, adviser: str) -> Action | 
     if a is None or a.claimed_by != adviser:
         return None
     return a
+
+
+def holds_live_claim(a: Action, adviser: str, now: datetime) -> bool:
+    """Whether this adviser holds this call right now: claimed by them, still open, lease running
+    (a closed call, or one whose lease ran out, shows no phone number nor NIR any more)."""
+    until = a.lease_until
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    return a.claimed_by == adviser and a.state == QUEUED and until is not None and until >= now
 
 
 def holds_call_for(*, session: Session, member_id: int, adviser: str) -> bool:

@@ -128,6 +128,52 @@ def _check_scope(echelon: str, scope: str | None) -> None:
         raise PermissionError(f"échelon {scope} cannot act on échelon {echelon}'s list")
 
 
+def check_signer(*, role: str, own_echelon: str | None, echelon: str, reason: str = "") -> None:
+    """Only the échelon's own lead signs off (or reopens) its list; an administrator may, with
+    a reason that is recorded; nobody else (a campaign manager approves, not validates)."""
+    if role == "echelon_lead" and own_echelon == echelon:
+        return
+    if role == "admin":
+        if not reason.strip():
+            raise ValidationError(
+                f"un administrateur qui valide ou rouvre l'échelon {echelon} "
+                "doit en donner le motif"
+            )
+        return
+    raise PermissionError(
+        f"seul le responsable de l'échelon {echelon} (ou un administrateur, motif à l'appui) "
+        "peut valider ou rouvrir sa liste"
+    )
+
+
+def signed_off(*, session: Session, target_list: TargetList, echelon: str) -> EchelonSignoff | None:
+    """The échelon's sign-off of this list, if it has one."""
+    return session.exec(
+        select(EchelonSignoff).where(
+            EchelonSignoff.list_id == target_list.id, EchelonSignoff.echelon == echelon
+        )
+    ).first()
+
+
+def _check_not_frozen(session: Session, target_list: TargetList, echelon: str) -> None:
+    """A signed-off échelon's list no longer changes until the échelon is reopened."""
+    if signed_off(session=session, target_list=target_list, echelon=echelon) is not None:
+        raise ValidationError(
+            f"la liste de l'échelon {echelon} est validée : rouvrez-la avant de la modifier"
+        )
+
+
+def reopen(*, session: Session, target_list: TargetList, echelon: str) -> EchelonSignoff | None:
+    """Withdraw the échelon's sign-off (its list can change again); the one withdrawn, or None."""
+    if target_list.state != LIST_PENDING:
+        raise ValidationError(f"the list is {target_list.state}: it can no longer change")
+    row = signed_off(session=session, target_list=target_list, echelon=echelon)
+    if row is not None:
+        session.delete(row)
+        session.flush()
+    return row
+
+
 def exclude(
     *,
     session: Session,
@@ -147,6 +193,7 @@ def exclude(
         raise ValidationError("the reason 'other' needs a note saying why")
     m = _pending_member(session, target_list, member_id)
     _check_scope(m.echelon, scope)
+    _check_not_frozen(session, target_list, m.echelon)
     active = session.exec(
         select(Exclusion).where(
             Exclusion.list_id == target_list.id,
@@ -191,6 +238,7 @@ def revoke_exclusion(
     now = now or utcnow()
     m = _pending_member(session, target_list, member_id)
     _check_scope(m.echelon, scope)
+    _check_not_frozen(session, target_list, m.echelon)
     row = session.exec(
         select(Exclusion).where(
             Exclusion.list_id == target_list.id,

@@ -333,6 +333,26 @@ class User(SQLModel, table=True):
     last_seen_at: datetime | None = None
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A console login, held server-side: the cookie carries only its signed id.
+
+    The row is keyed by the SHA-256 of the id (a copy of the table opens no session); logout,
+    a password change or an administrator ends it, and an ended or expired row opens nothing.
+    """
+
+    __tablename__ = "console_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(index=True)
+    username: str = Field(max_length=64)
+    issued_at: datetime
+    last_seen: datetime
+    ended_at: datetime | None = None
+    end_reason: str | None = Field(default=None, max_length=32)
+    # What the pages keep between requests (the CSRF token is derived, not kept here).
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class AuditEvent(SQLModel, table=True):
     """Who saw or changed what, when; each row hashes the previous one (tamper-evident)."""
 

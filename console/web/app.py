@@ -10,14 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
-from starlette.middleware.sessions import SessionMiddleware
+from sqlmodel import Session
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 from campaigns.clock import utcnow
 from campaigns.definition.model import DefinitionError
+from campaigns.ledger.audit import record
 from campaigns.ledger.db import get_engine
 from campaigns.settings import Settings, get_settings
 from console.web import (
@@ -29,8 +31,10 @@ from console.web import (
     routes_phone,
     routes_results,
 )
-from console.web.deps import TEMPLATES
-from console.web.throttle import LoginThrottle
+from console.web.deps import TEMPLATES, LoginRequired
+from console.web.headers import NONCE, SecurityHeaders
+from console.web.sessions import ROW, ServerSessions
+from console.web.throttle import LoginThrottle, parse_proxies
 
 STATIC = Path(__file__).parent / "static"
 
@@ -57,13 +61,37 @@ def _routes() -> list[BaseRoute]:
     return [route for router in ROUTERS for route in router.routes]
 
 
+def _audit_denial(request: Request, exc: HTTPException) -> None:
+    """Record a refusal (who, what, why): the path only, never a query string nor a body, so
+    no NIR or phone number reaches the log; in its own transaction (the page's rolled back)."""
+    row = request.scope.get(ROW)
+    who = getattr(request.state, "username", None) or (row.username if row else "anonyme")
+    with Session(request.app.state.engine) as s:
+        record(
+            session=s,
+            actor=who[:64],
+            action="access_denied",
+            target=request.url.path[:128],
+            detail={"status": exc.status_code, "method": request.method, "why": str(exc.detail)},
+            now=request.app.state.clock(),
+        )
+        s.commit()
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
-    """401 → the login page; any other HTTP error → the error page."""
+    """401 → the login page; any other HTTP error → the error page; denials are audited."""
     assert isinstance(exc, HTTPException)
+    stale = isinstance(exc, LoginRequired) and exc.stale is not None
+    if exc.status_code == 403 or stale:
+        await run_in_threadpool(_audit_denial, request, exc)
     if exc.status_code == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     page = TEMPLATES.get_template("error.html").render(
-        status=exc.status_code, why=exc.detail, user=None, csrf=""
+        status=exc.status_code,
+        why=exc.detail,
+        user=None,
+        csrf="",
+        csp_nonce=getattr(request.state, NONCE, ""),
     )
     return HTMLResponse(page, status_code=exc.status_code)
 
@@ -93,16 +121,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.login_throttle = LoginThrottle(
         settings.login_max_failures_per_address,
         timedelta(minutes=settings.login_throttle_minutes),
+        max_per_account=settings.login_max_failures_per_account,
     )
+    app.state.trusted_proxies = parse_proxies(settings.trusted_proxies)
+    secret = settings.resolved_secret_key()
+    app.state.csrf_key = secret.encode()
+    secure = settings.cookie_secure or settings.public_base_url.startswith("https://")
     app.add_middleware(
-        SessionMiddleware,
-        secret_key=settings.resolved_secret_key(),
-        session_cookie="relance_session",
-        max_age=settings.session_hours * 3600,
-        same_site="strict",
-        https_only=settings.cookie_secure,
+        ServerSessions, secret_key=secret, hours=settings.session_hours, secure=secure
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(DefinitionError, unknown_campaign)
     return app

@@ -1,14 +1,17 @@
 """What every route depends on: the session, the clock, the current user, CSRF and role checks.
 
-Sessions are signed cookies (itsdangerous, via Starlette), renewed at login so a session id
-cannot be fixed in advance; every form carries a CSRF token bound to the session; each
-route names the roles it admits and checks the user's scope (a forbidden page is a 403).
+Sessions are held server-side (`console.web.sessions`, `campaigns.ledger.sessions`): the
+cookie carries only a signed id, renewed at login so it cannot be fixed in advance, and
+logout or a password change ends the session for good. Every form carries a CSRF token bound
+to the session id; each route names the roles it admits and checks the user's scope (a
+forbidden page is a 403, audited with every other denial in `app.http_error`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +28,28 @@ from campaigns.calls.card import claimed_call
 from campaigns.clock import PARIS
 from campaigns.definition.reasons import OUTCOME_LABELS, explain
 from campaigns.definition.rendering import CHANNEL_LABELS
-from campaigns.ledger.models import Action, User
+from campaigns.ledger.models import Action, ConsoleSession, User
+from campaigns.ledger.sessions import (
+    end_session,
+    live,
+    new_id,
+    open_session,
+    save_data,
+    touch,
+)
 from campaigns.ledger.vocabulary import ACTION_STATE_LABELS
+from console.web.headers import NONCE
+from console.web.sessions import LOADED, ROW, SID
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+def _nonce(request: Request) -> dict[str, Any]:
+    """`{{ csp_nonce }}`: the nonce the page's inline scripts and styles carry (CSP)."""
+    return {"csp_nonce": getattr(request.state, NONCE, "")}
+
+
+TEMPLATES = Jinja2Templates(
+    directory=str(Path(__file__).parent / "templates"), context_processors=[_nonce]
+)
 # `{{ code|reason }}`: a reason code in the words of campaigns.definition.reasons.
 TEMPLATES.env.filters["reason"] = explain
 # `{{ a.outcome|outcome }}`: a call's outcome code in French; `{{ t|paris }}`: a UTC moment
@@ -63,29 +84,64 @@ def engine_of(request: Request) -> Engine:
 
 
 def db(request: Request) -> Iterator[Session]:
-    """A session committed when the request succeeds."""
+    """A session committed when the request succeeds (with the console session's data)."""
     with Session(engine_of(request)) as s:
         yield s
+        _save_session_data(request, s)
         s.commit()
+
+
+def _save_session_data(request: Request, s: Session) -> None:
+    """Write back what the page changed in `request.session` (only to a live session)."""
+    data = dict(request.session)
+    if data == request.scope.get(LOADED):
+        return
+    save_data(session=s, sid=request.scope[SID], data=data)
+    request.scope[LOADED] = data
 
 
 SessionDep = Annotated[Session, Depends(db)]
 Now = Annotated[datetime, Depends(clock)]
 
 
-def current_user(request: Request, s: SessionDep) -> User:
-    """The logged-in user (401 → login page when there is none or the session expired)."""
-    uid = request.session.get("uid")
-    issued = request.session.get("issued", 0)
-    ttl = request.app.state.settings.session_hours * 3600
-    if uid is None or time.time() - issued > ttl:
+class LoginRequired(HTTPException):
+    """No live session: back to the login page (audited when a session was named but is over)."""
+
+    def __init__(self, stale: str | None = None) -> None:
+        super().__init__(status_code=401, detail="connexion requise")
+        self.stale = stale  # the username of the ended or expired session presented
+
+
+def current_user(request: Request, s: SessionDep, now: Now) -> User:
+    """The logged-in user (401 → login page when there is none or the session is over)."""
+    row: ConsoleSession | None = request.scope.get(ROW)
+    if row is None:
+        raise LoginRequired()
+    if not live(row, now, request.app.state.settings.session_hours):
         request.session.clear()
-        raise HTTPException(status_code=401, detail="login required")
-    user = s.get(User, uid)
+        raise LoginRequired(stale=row.username)
+    user = s.get(User, row.user_id)
     if user is None or not user.active:
         request.session.clear()
-        raise HTTPException(status_code=401, detail="login required")
+        raise LoginRequired(stale=row.username)
+    touch(session=s, row=row, now=now)
+    request.state.username = user.username
     return user
+
+
+def start_session(request: Request, s: Session, user: User, now: datetime) -> None:
+    """Log this user in: a new server-side session under a new id (no fixation)."""
+    request.session.clear()
+    request.scope[SID] = open_session(session=s, user=user, now=now)
+    request.scope[LOADED] = {}
+
+
+def stop_session(request: Request, s: Session, now: datetime) -> None:
+    """Log out: the session ends server-side; the browser gets a new anonymous id."""
+    end_session(session=s, sid=request.scope[SID], now=now)
+    request.session.clear()
+    request.scope[SID] = new_id()
+    request.scope[LOADED] = {}
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -108,17 +164,14 @@ CampaignManager = Annotated[User, roles("campaign_manager")]
 
 
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token (created on first use)."""
-    token = request.session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return str(token)
+    """The CSRF token of this session id (an HMAC of it under the console's secret key)."""
+    key: bytes = request.app.state.csrf_key
+    return hmac.new(key, b"csrf|" + request.scope[SID].encode(), hashlib.sha256).hexdigest()
 
 
 async def check_csrf(request: Request) -> None:
     """Refuse a state-changing request without the session's token (form field or header)."""
-    expected = request.session.get("csrf")
+    expected = csrf_token(request)
     sent = request.headers.get("x-csrf-token")
     if sent is None:
         form = await request.form()

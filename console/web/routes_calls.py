@@ -13,6 +13,7 @@ from sqlmodel import Session
 from campaigns.app.calls import claim_call, record_call_outcome, reveal_contact, skip_call
 from campaigns.calls.card import (
     earlier_calls,
+    holds_live_claim,
     outcomes_on,
     tried_channels,
     upcoming_callbacks,
@@ -128,7 +129,7 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
         compte_ameli=p.compte_ameli,
         today=today,
     )
-    revealed = request.session.get("revealed") == aid
+    revealed = request.session.get("revealed") == aid and holds_live_claim(a, user.username, now)
     draft = request.session.get(DRAFT) or {}
     if draft.get("aid") != aid:
         draft = {}
@@ -157,9 +158,9 @@ def call_card(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: N
 
 
 @router.post("/calls/{aid}/reveal", dependencies=CSRF)
-def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep) -> Response:
+def reveal(request: Request, aid: RowId, user: Adviser, s: SessionDep, now: Now) -> Response:
     try:
-        reveal_contact(session=s, actor=user.username, action_id=aid)
+        reveal_contact(session=s, actor=user.username, action_id=aid, now=now)
     except NotYourCall as e:
         raise Forbidden(str(e)) from None
     request.session["revealed"] = aid

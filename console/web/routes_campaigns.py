@@ -151,7 +151,9 @@ def revoke_route(cid: str, member_id: FormRowId, user: Reviewer, s: SessionDep) 
 
 
 @router.post("/campaigns/{cid}/validation/sign-off", dependencies=CSRF)
-def sign_off_route(cid: str, user: Reviewer, s: SessionDep, echelon: str = Form(...)) -> Response:
+def sign_off_route(
+    cid: str, user: Reviewer, s: SessionDep, echelon: str = Form(...), reason: str = Form("")
+) -> Response:
     try:
         uc.sign_off_echelon(
             session=s,
@@ -159,12 +161,38 @@ def sign_off_route(cid: str, user: Reviewer, s: SessionDep, echelon: str = Form(
             campaign_id=cid,
             echelon=echelon,
             scope=_scope(user),
+            role=user.role,
+            own_echelon=user.echelon,
+            reason=reason,
         )
     except PermissionError as e:
         raise Forbidden(str(e)) from None
     except ValidationError as e:
         return _back(cid, echelon, str(e))
     return _back(cid, echelon, f"liste de l'échelon {echelon} validée")
+
+
+@router.post("/campaigns/{cid}/validation/reopen", dependencies=CSRF)
+def reopen_route(
+    cid: str, user: Reviewer, s: SessionDep, echelon: str = Form(...), reason: str = Form("")
+) -> Response:
+    try:
+        done = uc.reopen_echelon(
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            echelon=echelon,
+            role=user.role,
+            own_echelon=user.echelon,
+            reason=reason,
+        )
+    except PermissionError as e:
+        raise Forbidden(str(e)) from None
+    except ValidationError as e:
+        return _back(cid, echelon, str(e))
+    return _back(
+        cid, echelon, f"liste de l'échelon {echelon} rouverte" if done else "rien à rouvrir"
+    )
 
 
 @router.post("/campaigns/{cid}/validation/decide", dependencies=CSRF)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from campaigns.calls.queue import release_all
 from campaigns.ledger.accounts import authenticate
 from campaigns.ledger.audit import record
-from console.web.deps import CSRF, CurrentUser, Now, SessionDep, csrf_token, render
-from console.web.throttle import LoginThrottle
+from console.web.deps import (
+    CSRF,
+    CurrentUser,
+    Now,
+    SessionDep,
+    render,
+    start_session,
+    stop_session,
+)
+from console.web.throttle import LoginThrottle, client_address
 
 HOME = {
     "adviser": "/calls",
@@ -40,39 +46,54 @@ def login(
     next: str = Form("/"),
 ) -> Response:
     throttle: LoginThrottle = request.app.state.login_throttle
-    address = request.client.host if request.client else "unknown"
-    wait = throttle.retry_after(address, now)
+    peer = request.client.host if request.client else "unknown"
+    address = client_address(
+        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
+    )
+    account = username[:64]
+    wait = throttle.retry_after(address, now, account)
     if wait is not None:
-        record(session=s, actor=username[:64], action="login_throttled", target="console")
+        whom = "ce compte" if throttle.account_blocked(account, now) else "ce poste"
+        record(
+            session=s,
+            actor=account,
+            action="login_throttled",
+            target="console",
+            detail={"address": address},
+        )
         page = render(
             request,
             "login.html",
             next=next,
-            error=f"Trop de tentatives depuis ce poste : réessayez dans {wait // 60 + 1} min.",
+            error=f"Trop de tentatives pour {whom} : réessayez dans {wait // 60 + 1} min.",
         )
         page.status_code = 429
         page.headers["Retry-After"] = str(wait)
         return page
     user = authenticate(session=s, username=username, password=password, now=now)
     if user is None:
-        throttle.failed(address, now)
-        record(session=s, actor=username[:64], action="login_failed", target="console")
+        throttle.failed(address, now, account)
+        record(
+            session=s,
+            actor=account,
+            action="login_failed",
+            target="console",
+            detail={"address": address},
+        )
         return render(
             request, "login.html", next=next, error="Identifiant ou mot de passe incorrect."
         )
-    request.session.clear()  # a new session at login: no fixation
-    request.session.update({"uid": user.id, "issued": time.time()})
-    csrf_token(request)
+    start_session(request, s, user, now)  # a new session id at login: no fixation
     record(session=s, actor=user.username, action="login", target="console")
     target = next if next.startswith("/") and not next.startswith("//") else "/"
     return RedirectResponse(target if target != "/" else HOME[user.role], status_code=303)
 
 
 @router.post("/logout", dependencies=CSRF)
-def logout(request: Request, user: CurrentUser, s: SessionDep) -> Response:
+def logout(request: Request, user: CurrentUser, s: SessionDep, now: Now) -> Response:
     release_all(session=s, adviser=user.username)
     record(session=s, actor=user.username, action="logout", target="console")
-    request.session.clear()
+    stop_session(request, s, now)
     return RedirectResponse("/login", status_code=303)
 
 

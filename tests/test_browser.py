@@ -143,7 +143,7 @@ def test_an_advisers_calls_and_the_board_changing(server: str, browser: Any) -> 
         if "refused 1" in text and "callback 1" in text:
             break
         time.sleep(0.5)
-    assert "refused 1" in text and "callback 1" in text, text
+    assert "refus : 1" in text and "rappeler (date et heure) : 1" in text, text
     shot(sup, "06-board-after")
 
 
@@ -174,6 +174,8 @@ def test_an_adviser_places_the_call_from_the_card(server: str, browser: Any) -> 
     adv.wait_for_function(
         "document.getElementById('call-status').textContent !== '—'", timeout=15000
     )
-    assert adv.inner_text("#call-status") in ("lancement", "ça sonne", "décroché")
+    # The status may already carry its duration ("décroché (3 s)") on a slow run.
+    state = adv.inner_text("#call-status").split(" (")[0]
+    assert state in ("lancement", "ça sonne", "décroché", "terminé"), state
     assert "•• •• ••" in adv.inner_text("#phone")  # dialling does not show the number
     shot(adv, "10-card-dialled")

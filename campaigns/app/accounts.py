@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from campaigns.clock import utcnow
+from campaigns.definition.reasons import Reason
 from campaigns.ledger.accounts import (
     AccountError,
     check_role,
@@ -105,7 +106,7 @@ def _new_password(*, session: Session, user: User, password: str, now: datetime 
     set_password(user=user, password=password)
     session.add(user)
     return end_all(
-        session=session, user_id=user.id or 0, now=now or utcnow(), reason="password_changed"
+        session=session, user_id=user.id or 0, now=now or utcnow(), reason=Reason.PASSWORD_CHANGED
     )
 
 

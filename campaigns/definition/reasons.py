@@ -60,6 +60,7 @@ class Reason(StrEnum):
     MAILBOX_READ = "mailbox_read"
     STEP_SENT = "step_sent"
     CAMPAIGN_ENDED = "campaign_ended"
+    PASSWORD_CHANGED = "password_changed"
     OUTSIDE_CAMPAIGN_DATES = "outside_campaign_dates"
     # Targeting: the person's ALD was renewed, the campaign no longer concerns them.
     RENEWED = "renewed"
@@ -146,6 +147,7 @@ LABELS: dict[Reason, str] = {
     Reason.MAILBOX_READ: "la personne a lu le message ameli",
     Reason.STEP_SENT: "une étape précédente est déjà parvenue à la personne",
     Reason.CAMPAIGN_ENDED: "la campagne est terminée",
+    Reason.PASSWORD_CHANGED: "le mot de passe a été changé : les sessions ouvertes sont fermées",
     Reason.OUTSIDE_CAMPAIGN_DATES: "hors des dates de la campagne",
     Reason.RENEWED: "l'ALD a été renouvelée",
     Reason.BIRTH_DATE_UNKNOWN: "date de naissance inconnue",

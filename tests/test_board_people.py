@@ -13,14 +13,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 import targeting.explain
-from campaigns.app import stages
 from campaigns.app.people import SearchError, member_explanation, search_people
 from campaigns.calls.board import board_rows, touch
 from campaigns.calls.card import registered_definitions
 from campaigns.calls.queue import claim_next, record_outcome
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.tick import tick
-from campaigns.definition.catalog import campaign_by_id, load_campaign
+from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.accounts import create_user
 from campaigns.ledger.audit import record
 from campaigns.ledger.db import session_scope
@@ -37,11 +36,9 @@ from campaigns.ledger.models import (
 from campaigns.ledger.registry import register_campaign
 from campaigns.ledger.retention import apply_retention
 from targeting.explain import Check, Explanation
-from tests.extracts import D as RUN_DAY
 from tests.factories import population
 from tests.test_console import app_for, login  # noqa: F401  (the web fixtures)
 from tests.test_retention_flow import ledger
-from tests.test_targeting import build
 
 D = load_campaign("sophia-ald8").definition
 PARIS = ZoneInfo("Europe/Paris")
@@ -253,27 +250,6 @@ def test_search_page_board_page_and_heartbeat(app_for: Any, engine: Engine) -> N
         assert s.exec(select(Member)).first() is not None
         u = s.exec(select(User).where(User.username == "adv")).one()
         assert u.last_seen_at == NOW
-
-
-def test_the_targeting_stage_stores_explanations_at_admission(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-
-    extract = build().write(tmp_path, "parquet")
-    campaign = campaign_by_id("sophia-ald8")
-    stages.register(engine=engine, campaign=campaign)
-    counts = stages.targeting_stage(engine=engine, campaign=campaign, extract=extract, day=RUN_DAY)
-    assert counts["admitted"] + counts["pending_validation"] >= 1
-    monkeypatch.setattr(targeting.explain, "explain_person", _refuse)
-    with session_scope(engine) as s:
-        members = s.exec(select(Member)).all()
-        stored = s.exec(select(MemberExplanation)).all()
-        assert len(stored) == len(members) >= 1
-        m = members[0]
-        x = member_explanation(session=s, member_id=m.id or 0, extract=extract)
-        p = s.get(Person, m.person_id)
-        assert p is not None and x["ben_nir_psa"] == p.ben_nir_psa
-        assert x["found"] and x["eligible"] and x["as_of"] == RUN_DAY
 
 
 def test_retention_removes_a_stored_explanation(engine: Engine) -> None:

@@ -40,7 +40,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("keys", "console.cmd_keys", "Les clés de chiffrement des données au repos."),
     ("oppositions", "console.cmd_oppositions", "Les oppositions à être contacté."),
     ("enrolments", "console.cmd_enrolments", "Importer le flux d'adhésions d'une campagne."),
-    ("campaigns", "console.cmd_campaigns", "Les campagnes : état, vérification, pause, fin."),
+    ("campaigns", "console.cmd_campaigns", "Les campagnes : état, planification, pause, fin."),
 )
 
 

@@ -1,6 +1,7 @@
-"""`relance campaigns`: list, show, check, pause, resume and end a campaign.
+"""`relance campaigns`: list, show, check, schedule, launch, runs, pause, resume and end.
 
-Every step goes through `campaigns.app.lifecycle`, which audits it under `--by`.
+Every step goes through `campaigns.app.lifecycle` or `campaigns.app.scheduling`, which audit
+it under `--by`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from campaigns.app import lifecycle as uc
+from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
@@ -27,7 +29,9 @@ from campaigns.ledger.db import get_engine, session_scope
 from targeting.rule import Care
 
 app = typer.Typer(
-    help="Les campagnes : état, vérification, pause, reprise, fin.", no_args_is_help=True
+    help="Les campagnes : état, vérification, planification, lancement, exécutions, pause, "
+    "reprise, fin.",
+    no_args_is_help=True,
 )
 out, err = Console(), Console(stderr=True)
 BY_VIEW = typer.Option("cli", "--by", help="Qui consulte (journal d'audit).")
@@ -45,8 +49,14 @@ def _step() -> Iterator[Session]:
     try:
         with session_scope(get_engine()) as s:
             yield s
-    except (uc.LifecycleError, DefinitionError) as e:
+    except (uc.LifecycleError, DefinitionError, SchedulingError) as e:
         _fail(str(e))
+
+
+def _scheduler() -> Scheduler | None:
+    from flows.scheduling import scheduler_from_settings  # heavy optional dependency (prefect)
+
+    return scheduler_from_settings()
 
 
 def _d(day: date | None) -> str:
@@ -181,7 +191,7 @@ def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) 
 def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
     with _step() as s:
-        uc.pause_campaign(session=s, actor=by, campaign_id=campaign)
+        uc.pause_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(
         f"{campaign} en pause par {by} : les actions en attente sont retenues jusqu'à la reprise",
         markup=False,
@@ -192,7 +202,7 @@ def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
     with _step() as s:
-        uc.resume_campaign(session=s, actor=by, campaign_id=campaign)
+        uc.resume_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(f"{campaign} reprise par {by}", markup=False)
 
 
@@ -206,13 +216,94 @@ def end(
     if not yes:
         _fail(f"terminer {campaign} est irréversible : ajoutez --yes pour confirmer")
     with _step() as s:
-        counts = uc.end_campaign(session=s, actor=by, campaign_id=campaign, today=paris_today())
+        counts = uc.end_campaign(
+            session=s,
+            actor=by,
+            campaign_id=campaign,
+            today=paris_today(),
+            scheduler=_scheduler(),
+        )
     out.print(
         f"{campaign} terminée par {by} : "
         f"{counts['cancelled_campaign_ended']} action(s) annulée(s), "
         f"{counts['left_campaign_ended']} membre(s) sorti(s)",
         markup=False,
     )
+
+
+@app.command()
+def schedule(
+    campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
+    every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
+    by: str = BY_ACT,
+) -> None:
+    """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
+    from campaigns.app.scheduling import schedule_campaign
+    from campaigns.definition.catalog import list_campaigns
+
+    if every == (campaign is not None):
+        _fail("donnez une campagne, ou --all, pas les deux")
+    scheduler = _scheduler()
+    try:
+        definitions = list(list_campaigns()) if every else [load_campaign(campaign).definition]
+    except DefinitionError as e:
+        _fail(str(e))
+    for definition in definitions:
+        with _step() as s:
+            try:
+                done = schedule_campaign(
+                    session=s, actor=by, definition=definition, scheduler=scheduler
+                )
+            except SchedulingError as e:
+                if not every:
+                    raise
+                err.print(f"{definition.id} : {e}", markup=False)
+                continue
+        out.print(f"{definition.id} :", markup=False)
+        for d in done:
+            state = "actif" if d.active else "en pause"
+            out.print(
+                f"  {d.name} ({state}), prochaine exécution {describe_next(d.next_run)}",
+                markup=False,
+            )
+
+
+@app.command()
+def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
+    """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
+    from campaigns.app.scheduling import launch_day
+
+    with _step() as s:
+        done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
+    out.print(
+        f"journée de {campaign} lancée (exécution {done.run_id}) ; "
+        f"prochaine exécution planifiée {describe_next(done.next_run)}",
+        markup=False,
+    )
+    if done.url:
+        out.print(f"suivre : {done.url}", markup=False)
+
+
+@app.command()
+def runs(
+    campaign: str = typer.Argument(...),
+    limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
+) -> None:
+    """Les exécutions de la campagne : état, début, durée, erreurs."""
+    from campaigns.app.scheduling import campaign_runs
+    from campaigns.clock import PARIS
+
+    with _step() as s:
+        seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
+    if not seen:
+        out.print(f"{campaign} : aucune exécution", markup=False)
+    table = Table("flux", "état", "début (Paris)", "durée", "erreur")
+    for r in seen:
+        start = r.start.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if r.start else "—"
+        took = f"{r.duration.total_seconds():.0f} s" if r.duration else "—"
+        table.add_row(escape(r.deployment), r.state_label, start, took, escape(r.message or ""))
+    if seen:
+        out.print(table)
 
 
 def register(cli: typer.Typer) -> None:

@@ -96,7 +96,8 @@ async def _scheduled_runs_per_deployment(srv: Server) -> dict[str, int]:
                     )
                 ),
             )
-            out[dep.name] = len(runs)
+            flow = await client.read_flow(dep.flow_id)
+            out[dep.name if dep.name == flow.name else f"{flow.name}/{dep.name}"] = len(runs)
         return out
 
 
@@ -134,6 +135,24 @@ async def _task_run_counts(srv: Server, run_id: uuid.UUID) -> dict[str, int]:
         return {r.name: r.run_count for r in runs}
 
 
+async def _check_deployment(srv: Server, name: str) -> None:
+    """The deployment as the campaign defines it: Paris time, its dates, its parameters."""
+    async with _client(srv) as client:
+        dep = await client.read_deployment_by_name(name)
+        assert dep.parameters == {"campaign_id": "sophia-ald8"}
+        assert "campaign:sophia-ald8" in dep.tags
+        assert dep.work_pool_name == "relance"
+        (sched,) = dep.schedules
+        assert sched.active
+        assert sched.schedule.timezone == "Europe/Paris"
+        assert "T063000" in sched.schedule.rrule  # the definition's schedule.day_at
+
+
+async def _deployment_paused(srv: Server, name: str) -> bool:
+    async with _client(srv) as client:
+        return bool((await client.read_deployment_by_name(name)).paused)
+
+
 async def _save_secret(srv: Server, name: str, value: str) -> None:
     from prefect.blocks.system import Secret
 
@@ -150,10 +169,14 @@ def _paris_morning(day: date) -> datetime:
 def test_prefect_yaml_scheduled_and_run_by_a_worker(
     server: Server, ledger_url: str, tmp_path: Path
 ) -> None:
+    from campaigns.app.lifecycle import pause_campaign, resume_campaign
+    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
     from campaigns.clock import PARIS
+    from campaigns.definition.catalog import load_campaign
     from campaigns.ledger.db import get_engine, session_scope
     from campaigns.ledger.models import Action, Member, StageRun
     from flows.runtime import DATABASE_SECRET
+    from flows.scheduling import PrefectScheduler
     from targeting.synth import write_extract
     from tests.conftest import launch
 
@@ -166,8 +189,25 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
     server.cli("deploy", "--all", env={"RELANCE_HOME": str(ROOT), "RELANCE_DATA_DIR": str(data)})
     _run(_save_secret(server, DATABASE_SECRET, ledger_url))
 
-    # The server's scheduler creates runs for every scheduled deployment of prefect.yaml.
-    expected = _scheduled_deployments()
+    # The campaign's own deployments come from its definition, through Prefect's API.
+    engine = get_engine(ledger_url.replace("postgresql://", "postgresql+psycopg://"))
+    scheduler = PrefectScheduler(server.api_url, home=ROOT, data_dir=data)
+    definition = load_campaign("sophia-ald8").definition
+    with session_scope(engine) as s:
+        scheduled = schedule_campaign(
+            session=s, actor="test-manager", definition=definition, scheduler=scheduler
+        )
+    assert {d.name for d in scheduled} == {
+        "campaign-day/sophia-ald8",
+        "list-validation/sophia-ald8",
+        "channel-dispatch/sophia-ald8",
+        "objectives-report/sophia-ald8",
+    }
+    assert all(d.active for d in scheduled)
+    _run(_check_deployment(server, "campaign-day/sophia-ald8"))
+
+    # The server's scheduler creates runs for every scheduled deployment, the campaign's included.
+    expected = _scheduled_deployments() | {d.name for d in scheduled}
     deadline = time.monotonic() + 90
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -176,16 +216,17 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
             break
         time.sleep(2)
     assert expected <= {n for n, c in counts.items() if c > 0}, counts
-    assert {"campaign-day", "channel-dispatch", "list-validation", "retention"} <= expected
+    assert "retention" in expected
+    nxt = scheduler.next_runs(["sophia-ald8"])["sophia-ald8"]
+    assert nxt.astimezone(PARIS).strftime("%H:%M") in ("06:30", "06:45", "13:30", "19:00")
 
     with process_worker(server, "relance", {}, tmp_path / "worker.log"):
         # A run scheduled yesterday morning and started late processes yesterday, not today.
-        late = _run(_create_run(server, "campaign-day/campaign-day", _paris_morning(yesterday)))
+        late = _run(_create_run(server, "campaign-day/sophia-ald8", _paris_morning(yesterday)))
         run = _run(_final_state(server, late, timeout=600))
         worker_log = (tmp_path / "worker.log").read_text()[-4000:]
         assert run.state.is_completed(), (run.state.message, worker_log)
 
-        engine = get_engine(ledger_url.replace("postgresql://", "postgresql+psycopg://"))
         with session_scope(engine) as s:
             days = set(s.exec(select(StageRun.day)).all())
             pending = s.exec(select(func.count()).select_from(Member)).one()
@@ -195,7 +236,7 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
         # The list approved, today's run (scheduled now) contacts people; time it.
         launch(engine, "sophia-ald8")
         started = datetime.now(UTC)
-        now_run = _run(_create_run(server, "campaign-day/campaign-day", started))
+        now_run = _run(_create_run(server, "campaign-day/sophia-ald8", started))
         run = _run(_final_state(server, now_run, timeout=600))
         assert run.state.is_completed(), run.state.message
         elapsed = (run.end_time - started).total_seconds()
@@ -208,7 +249,7 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
         # A day that cannot succeed fails at once, names its stage, and retries nothing.
         bad = _run(
             _create_run(
-                server, "campaign-day/campaign-day", datetime.now(UTC), campaign_id="inconnue"
+                server, "campaign-day/sophia-ald8", datetime.now(UTC), campaign_id="inconnue"
             )
         )
         run = _run(_final_state(server, bad, timeout=300))
@@ -216,3 +257,30 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
         assert "vérifications" in (run.state.message or "")
         runs = _run(_task_run_counts(server, bad))
         assert runs and all(n == 1 for n in runs.values()), runs
+
+        # The campaign manager's view of the runs: the day above, its state, its day's counts.
+        with session_scope(engine) as s:
+            seen = campaign_runs(session=s, campaign_id="sophia-ald8", scheduler=scheduler)
+        assert any(r.deployment == "campaign-day/sophia-ald8" and r.failed for r in seen)
+        done = [r for r in seen if r.state == "COMPLETED" and r.day == today]
+        assert done and "tick" in done[0].counts, seen
+        assert done[0].url and done[0].url.endswith(done[0].id)
+
+    # Paused: every schedule of the campaign off in Prefect; resumed: back on.
+    with session_scope(engine) as s:
+        pause_campaign(
+            session=s, actor="test-manager", campaign_id="sophia-ald8", scheduler=scheduler
+        )
+    assert _run(_deployment_paused(server, "channel-dispatch/sophia-ald8"))
+    with session_scope(engine) as s:
+        resume_campaign(
+            session=s, actor="test-manager", campaign_id="sophia-ald8", scheduler=scheduler
+        )
+    assert not _run(_deployment_paused(server, "channel-dispatch/sophia-ald8"))
+
+    # Launch: a run of the day created at once, its next run said.
+    with session_scope(engine) as s:
+        launched = launch_day(
+            session=s, actor="test-manager", campaign_id="sophia-ald8", scheduler=scheduler
+        )
+    assert launched.run_id and launched.next_run is not None

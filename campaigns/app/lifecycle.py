@@ -19,6 +19,7 @@ from typing import Literal
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from campaigns.app.scheduler import Scheduler, follow_state
 from campaigns.cascade.planner import campaign_ended
 from campaigns.cascade.review import list_status, pending_list
 from campaigns.cascade.tick import close_campaign
@@ -107,6 +108,7 @@ def pause_campaign(
     actor: str,
     campaign_id: str,
     definition: CampaignDefinition | None = None,
+    scheduler: Scheduler | None = None,
     now: datetime | None = None,
 ) -> Campaign:
     """Stop new actions of a running campaign; what is queued stays queued, held."""
@@ -128,7 +130,10 @@ def pause_campaign(
         actor=actor,
         action="campaign_pause",
         target=campaign_id,
-        detail={"queued_held": _queued(session, campaign_id)},
+        detail={
+            "queued_held": _queued(session, campaign_id),
+            **follow_state(scheduler=scheduler, campaign_id=campaign_id, active=False),
+        },
         now=now,
     )
     return row
@@ -139,6 +144,7 @@ def resume_campaign(
     session: Session,
     actor: str,
     campaign_id: str,
+    scheduler: Scheduler | None = None,
     now: datetime | None = None,
 ) -> Campaign:
     """Take a paused campaign back: the next tick and dispatch carry on where it stopped."""
@@ -155,7 +161,11 @@ def resume_campaign(
         actor=actor,
         action="campaign_resume",
         target=campaign_id,
-        detail={"paused_at": paused_since.isoformat(), "queued": _queued(session, campaign_id)},
+        detail={
+            "paused_at": paused_since.isoformat(),
+            "queued": _queued(session, campaign_id),
+            **follow_state(scheduler=scheduler, campaign_id=campaign_id, active=True),
+        },
         now=now,
     )
     return row
@@ -167,6 +177,7 @@ def end_campaign(
     actor: str,
     campaign_id: str,
     today: date | None = None,
+    scheduler: Scheduler | None = None,
     now: datetime | None = None,
 ) -> dict[str, int]:
     """End the campaign now: what is queued is cancelled (campaign_ended), members leave."""
@@ -184,7 +195,10 @@ def end_campaign(
         actor=actor,
         action="campaign_end",
         target=campaign_id,
-        detail=dict(counts),
+        detail={
+            **counts,
+            **follow_state(scheduler=scheduler, campaign_id=campaign_id, active=False),
+        },
         now=now,
     )
     return counts

@@ -205,6 +205,23 @@ class Dates(_Strict):
         return self
 
 
+class Schedule(_Strict):
+    """When the campaign's flows run each day, Paris time (the defaults suit most campaigns)."""
+
+    day_at: time = time(6, 30)
+    validation_at: time = time(6, 45)
+    dispatch_at: time = time(13, 30)
+    report_at: time = time(19, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Schedule:
+        if not self.day_at < self.dispatch_at < self.report_at:
+            raise ValueError(
+                "schedule : il faut day_at avant dispatch_at, et dispatch_at avant report_at"
+            )
+        return self
+
+
 class Anchor(_Strict):
     """The date each member's steps are placed from.
 
@@ -292,6 +309,7 @@ class CampaignDefinition(_Strict):
     holdout: Holdout = Holdout()
     validation: Validation = Validation()
     contact_hours: ContactHours = ContactHours()
+    schedule: Schedule = Schedule()
     cascade: list[Step] = Field(min_length=1)
     objectives: Objectives = Objectives()
     presentation: Presentation

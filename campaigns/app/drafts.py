@@ -18,12 +18,12 @@ from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today, utcnow
 from campaigns.definition.catalog import campaign_by_id, list_campaigns
+from campaigns.definition import files as definition_files
 from campaigns.definition.files import (
     ID_PATTERN,
     YAML,
     Checked,
     check_files,
-    console_root,
     file_name_problem,
     folder_files,
     materialise,
@@ -97,7 +97,7 @@ def create_draft(
 ) -> CampaignDraft:
     """A new draft: a copy of a shipped campaign (`origin`) or the minimal skeleton."""
     now = now or utcnow()
-    root = root or console_root()
+    root = root or definition_files.console_root()
     if not ID_PATTERN.match(campaign_id):
         raise DraftError(
             f"« {campaign_id} » : identifiant refusé ; minuscules, chiffres et tirets, "
@@ -159,7 +159,7 @@ def save_draft_files(
     remove: Sequence[str] = (),
     now: datetime | None = None,
 ) -> dict[str, str]:
-    """Save edited or uploaded files of a draft (and drop `remove`); nothing saved if one is refused."""
+    """Save edited or uploaded files of a draft (drop `remove`); all or nothing."""
     now = now or utcnow()
     draft = _open_draft(session, campaign_id)
     problems = [p for name in files if (p := file_name_problem(name)) is not None]
@@ -187,7 +187,7 @@ def save_draft_files(
 
 
 def check_draft(*, session: Session, actor: str, campaign_id: str) -> Checked:
-    """Every problem of a draft (file, line, YAML path, in French), as `campaigns check` finds them."""
+    """Every problem of a draft (file, line, YAML path, in French), as `campaigns check`."""
     if session.get(CampaignDraft, campaign_id) is None:
         raise DraftError(f"{campaign_id} : brouillon inconnu")
     checked = check_files(
@@ -213,7 +213,7 @@ def mark_ready(
 ) -> CampaignDraft:
     """A valid draft becomes ready: version 1 written where the catalogue and flows find it."""
     now = now or utcnow()
-    root = root or console_root()
+    root = root or definition_files.console_root()
     draft = _open_draft(session, campaign_id)
     files = draft_files(session=session, campaign_id=campaign_id)
     checked = check_files(files, campaign_id=campaign_id)
@@ -272,7 +272,7 @@ def new_version(
 ) -> CampaignVersion:
     """An edit of a registered campaign: a new version, effective from a date (tomorrow at best)."""
     now = now or utcnow()
-    root = root or console_root()
+    root = root or definition_files.console_root()
     row = session.get(Campaign, campaign_id)
     if row is None:
         raise DraftError(f"{campaign_id} : campagne inconnue du registre")

@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today, utcnow
-from campaigns.definition.catalog import campaign_by_id, list_campaigns
 from campaigns.definition import files as definition_files
+from campaigns.definition.catalog import campaign_by_id, list_campaigns
 from campaigns.definition.files import (
     ID_PATTERN,
     YAML,

@@ -58,9 +58,17 @@ def campaigns(
 ) -> HTMLResponse:
     if user.role in ("campaign_manager", "admin"):
         today = paris_today(request.app.state.clock())
-        views = campaign_overviews(session=s, actor=user.username, today=today)
+        try:
+            views, error = campaign_overviews(session=s, actor=user.username, today=today), None
+        except DefinitionError as e:  # two folders with one id: said, not a server error
+            views, error = [], str(e)
         return render(
-            request, "campaign_list.html", user, views=views, message=request.query_params.get("m")
+            request,
+            "campaign_list.html",
+            user,
+            views=views,
+            error=error,
+            message=request.query_params.get("m"),
         )
     rows = []
     for c in registered_campaigns(session=s):

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
+from campaigns.app import drafts as drafts_uc
 from campaigns.app import lifecycle as uc
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
@@ -27,7 +28,8 @@ from campaigns.ledger.db import get_engine, session_scope
 from targeting.rule import Care
 
 app = typer.Typer(
-    help="Les campagnes : état, vérification, pause, reprise, fin.", no_args_is_help=True
+    help="Les campagnes : état, brouillons, vérification, pause, reprise, fin.",
+    no_args_is_help=True,
 )
 out, err = Console(), Console(stderr=True)
 BY_VIEW = typer.Option("cli", "--by", help="Qui consulte (journal d'audit).")
@@ -45,6 +47,8 @@ def _step() -> Iterator[Session]:
     try:
         with session_scope(get_engine()) as s:
             yield s
+    except drafts_uc.DraftError as e:
+        _fail("\n".join([str(e), *e.problems]))
     except (uc.LifecycleError, DefinitionError) as e:
         _fail(str(e))
 
@@ -211,6 +215,34 @@ def end(
         f"{campaign} terminée par {by} : "
         f"{counts['cancelled_campaign_ended']} action(s) annulée(s), "
         f"{counts['left_campaign_ended']} membre(s) sorti(s)",
+        markup=False,
+    )
+
+
+@app.command()
+def draft(
+    campaign: str = typer.Argument(..., help="L'identifiant du brouillon."),
+    by: str = BY_ACT,
+    origin: str = typer.Option("", "--from", help="Copier cette campagne (sinon : squelette)."),
+    name: str = typer.Option("", "--name", help="Le nom de la nouvelle campagne."),
+    ready: bool = typer.Option(False, "--ready", help="Marquer le brouillon prêt s'il est valide."),
+) -> None:
+    """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
+    with _step() as s:
+        if s.get(drafts_uc.CampaignDraft, campaign) is None:
+            drafts_uc.create_draft(
+                session=s, actor=by, campaign_id=campaign, name=name, origin=origin
+            )
+            out.print(f"{campaign} : brouillon créé par {by}", markup=False)
+        checked = drafts_uc.check_draft(session=s, actor=by, campaign_id=campaign)
+        if ready and checked.ok:
+            drafts_uc.mark_ready(session=s, actor=by, campaign_id=campaign)
+    for problem in checked.problems:
+        out.print(problem, markup=False, highlight=False, soft_wrap=True)
+    if checked.problems:
+        _fail(f"{campaign} : {len(checked.problems)} problème(s) ; corrigez-les dans la console")
+    out.print(
+        f"{campaign} : " + ("prête" if ready else "aucun problème (--ready pour la marquer prête)"),
         markup=False,
     )
 

@@ -424,6 +424,7 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["campaigns", "end", "{word}", "--by", "me", "--yes"], "campagne inconnue du registre"),
     (["campaigns", "check", "sophia-ald8", "--extract", "{x}", "--as-of", "{word}"], "--as-of"),
     (["campaigns", "check", "{word}"], "campa"),
+    (["campaigns", "draft", "{word}", "--by", "me", "--from", "nope"], "campa"),
 ]  # fmt: skip
 
 
@@ -461,7 +462,7 @@ def test_the_suite_covers_every_command() -> None:
         "oppositions import", "validation exclude", "validation list", "validation approve",
         "validation status", "validation revoke", "validation sign-off", "validation reject",
         "campaigns list", "campaigns show", "campaigns check", "campaigns pause",
-        "campaigns resume", "campaigns end",
+        "campaigns resume", "campaigns end", "campaigns draft",
     }  # fmt: skip
     assert names <= covered, names - covered
 

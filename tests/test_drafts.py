@@ -81,7 +81,7 @@ def test_ids_are_unique_and_well_formed(engine: Engine, root: Path) -> None:
     for cid, why in [
         ("sophia-ald8", "porte déjà"),
         ("essai", "porte déjà"),
-        ("Pas bien", "identifiant refusé"),
+        ("Pas bien", "identifiant de campagne refusé"),
     ]:
         with pytest.raises(DraftError, match=why), session_scope(engine) as s:
             create_draft(session=s, actor="mgr", campaign_id=cid, name="x", now=NOW)

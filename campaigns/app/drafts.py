@@ -48,7 +48,10 @@ class DraftError(ValueError):
 
 def _taken(session: Session, campaign_id: str, root: Path) -> bool:
     """Whether any campaign, shipped, registered, drafted or written, already has this id."""
-    listing = list_campaigns()
+    try:
+        listing = list_campaigns()
+    except DefinitionError as e:  # two folders with one id: which one is meant is unknown
+        raise DraftError(str(e)) from None
     return (
         any(d.id == campaign_id for d in listing)
         or any(b.id == campaign_id for b in listing.drafts)
@@ -100,7 +103,7 @@ def create_draft(
     root = root or definition_files.console_root()
     if not ID_PATTERN.match(campaign_id):
         raise DraftError(
-            f"« {campaign_id} » : identifiant refusé ; minuscules, chiffres et tirets, "
+            f"« {campaign_id} » : identifiant de campagne refusé ; minuscules, chiffres et tirets, "
             "commençant par une lettre (2 à 63 caractères)"
         )
     if _taken(session, campaign_id, root):

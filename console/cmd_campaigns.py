@@ -25,6 +25,7 @@ from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
 from campaigns.definition.reasons import UnknownReason, targeting_reason_label
 from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import CampaignDraft
 from targeting.rule import Care
 
 app = typer.Typer(
@@ -229,11 +230,14 @@ def draft(
 ) -> None:
     """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
     with _step() as s:
-        if s.get(drafts_uc.CampaignDraft, campaign) is None:
+        existing = s.get(CampaignDraft, campaign)
+        if existing is None:
             drafts_uc.create_draft(
                 session=s, actor=by, campaign_id=campaign, name=name, origin=origin
             )
             out.print(f"{campaign} : brouillon créé par {by}", markup=False)
+        elif existing.state != drafts_uc.DRAFT:
+            _fail(f"{campaign} : déjà prête ; une modification est une nouvelle version (console)")
         checked = drafts_uc.check_draft(session=s, actor=by, campaign_id=campaign)
         if ready and checked.ok:
             drafts_uc.mark_ready(session=s, actor=by, campaign_id=campaign)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from typer.testing import CliRunner
 
 from campaigns.app.drafts import (
     DraftError,
@@ -25,10 +26,13 @@ from campaigns.app.lifecycle import campaign_overview, campaign_overviews
 from campaigns.definition import files as definition_files
 from campaigns.definition.catalog import campaign_by_id, list_campaigns, load_campaign
 from campaigns.definition.model import DefinitionError
+from campaigns.ledger import db
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.definition_files import files_of
 from campaigns.ledger.models import Action, AuditEvent, Campaign, Member
 from campaigns.ledger.registry import campaign_versions, register_campaign, version_of
+from campaigns.settings import get_settings
+from console.cli import app
 from console.demo.simulator import at
 
 DAY = date(2026, 10, 14)
@@ -311,3 +315,29 @@ def test_shipped_campaign_files_are_kept_with_their_version(engine: Engine, root
         kept = files_of(session=s, campaign_id="sophia-ald8", version=1)
     assert kept["campaign.yaml"] == (c.folder / "campaign.yaml").read_text(encoding="utf-8")
     assert set(kept) >= {"templates/letter.html.j2", "templates/call_script.md.j2"}
+
+
+def test_the_cli_creates_checks_and_readies_a_draft_under_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RELANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'relance.db'}")
+    monkeypatch.setattr(db, "_engines", {})
+    get_settings.cache_clear()
+    try:
+
+        def run(*args: str) -> tuple[int, str]:
+            r = CliRunner().invoke(app, ["campaigns", "draft", *args])
+            return r.exit_code, " ".join(r.output.split())
+
+        code, text = run("essai-cli", "--by", "cm", "--from", "mt-ald", "--name", "Essai CLI")
+        assert code == 0 and "brouillon créé par cm" in text and "--ready" in text, text
+        with pytest.raises(DefinitionError):
+            campaign_by_id("essai-cli")
+        assert run("essai-cli", "--by", "cm", "--ready") == (0, "essai-cli : prête")
+        assert (tmp_path / "campaigns" / "essai-cli" / "v1" / "campaign.yaml").is_file()
+        assert campaign_by_id("essai-cli").definition.name == "Essai CLI"
+        code, text = run("essai-cli", "--by", "cm")
+        assert code == 2 and "nouvelle version" in text
+    finally:
+        get_settings.cache_clear()

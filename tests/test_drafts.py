@@ -4,6 +4,7 @@ a running campaign's edit is a new version from a date."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from campaigns.app.drafts import (
     save_draft_files,
 )
 from campaigns.app.lifecycle import campaign_overview, campaign_overviews
+from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.tick import tick
 from campaigns.definition import files as definition_files
 from campaigns.definition.catalog import campaign_by_id, list_campaigns, load_campaign
 from campaigns.definition.model import DefinitionError
@@ -34,6 +37,7 @@ from campaigns.ledger.registry import campaign_versions, register_campaign, vers
 from campaigns.settings import get_settings
 from console.cli import app
 from console.demo.simulator import at
+from tests.factories import population
 
 DAY = date(2026, 10, 14)
 NOW = at(DAY, 9)
@@ -341,3 +345,39 @@ def test_the_cli_creates_checks_and_readies_a_draft_under_the_data_dir(
         assert code == 2 and "nouvelle version" in text
     finally:
         get_settings.cache_clear()
+
+
+def test_actions_planned_from_the_date_carry_the_new_version(engine: Engine, root: Path) -> None:
+    _draft(engine, cid="vierge", origin="")
+    with session_scope(engine) as s:
+        mark_ready(session=s, actor="mgr", campaign_id="vierge", now=NOW)
+    d1 = campaign_by_id("vierge").definition
+    with session_scope(engine) as s:
+        register_campaign(session=s, definition=d1, launched=True, now=NOW)
+        files = current_files(session=s, campaign_id="vierge")
+    files["campaign.yaml"] = files["campaign.yaml"].replace('"Essai"', '"Essai, version 2"')
+    later = DAY + timedelta(days=2)
+    with session_scope(engine) as s:
+        new_version(
+            session=s, actor="mgr", campaign_id="vierge", files=files, effective_on=later, now=NOW
+        )
+    d2 = campaign_by_id("vierge").definition
+    seen: list[dict[int | None, int | None]] = []
+    for d, day, start in ((d1, DAY, 0), (d2, later, 10)):
+        targets, people = population(2, anchor=day, start=start)
+        with session_scope(engine) as s:
+            register_campaign(session=s, definition=d, now=at(day, 6))
+            admit_targets(session=s, definition=d, targets=targets, people=people, today=day)
+        tick(engine=engine, definition=d, today=day)
+        with session_scope(engine) as s:
+            planned = s.exec(select(Action).where(Action.campaign_id == "vierge")).all()
+            seen.append({a.id: a.definition_version for a in planned})
+    with session_scope(engine) as s:
+        by_version = campaign_overview(
+            session=s, actor="mgr", campaign_id="vierge", today=later
+        ).by_version
+    # Those planned before the date by version 1, from it by version 2; the page counts each.
+    before, after = seen
+    assert before and set(before.values()) == {1}
+    assert {v for k, v in after.items() if k not in before} == {2}
+    assert by_version == dict(Counter(after.values()))

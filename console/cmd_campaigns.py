@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import Session
 
+from campaigns.app import drafts as drafts_uc
 from campaigns.app import lifecycle as uc
 from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
 from campaigns.clock import paris_today
@@ -26,11 +27,12 @@ from campaigns.definition.catalog import load_campaign
 from campaigns.definition.model import DefinitionError
 from campaigns.definition.reasons import UnknownReason, targeting_reason_label
 from campaigns.ledger.db import get_engine, session_scope
+from campaigns.ledger.models import CampaignDraft
 from targeting.rule import Care
 
 app = typer.Typer(
-    help="Les campagnes : état, vérification, planification, lancement, exécutions, pause, "
-    "reprise, fin.",
+    help="Les campagnes : état, brouillons, vérification, planification, lancement, "
+    "exécutions, pause, reprise, fin.",
     no_args_is_help=True,
 )
 out, err = Console(), Console(stderr=True)
@@ -49,6 +51,8 @@ def _step() -> Iterator[Session]:
     try:
         with session_scope(get_engine()) as s:
             yield s
+    except drafts_uc.DraftError as e:
+        _fail("\n".join([str(e), *e.problems]))
     except (uc.LifecycleError, DefinitionError, SchedulingError) as e:
         _fail(str(e))
 
@@ -232,78 +236,9 @@ def end(
 
 
 @app.command()
-def schedule(
-    campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
-    every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
-    by: str = BY_ACT,
-) -> None:
-    """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
-    from campaigns.app.scheduling import schedule_campaign
-    from campaigns.definition.catalog import list_campaigns
-
-    if every == (campaign is not None):
-        _fail("donnez une campagne, ou --all, pas les deux")
-    scheduler = _scheduler()
-    try:
-        definitions = list(list_campaigns()) if every else [load_campaign(campaign).definition]
-    except DefinitionError as e:
-        _fail(str(e))
-    for definition in definitions:
-        with _step() as s:
-            try:
-                done = schedule_campaign(
-                    session=s, actor=by, definition=definition, scheduler=scheduler
-                )
-            except SchedulingError as e:
-                if not every:
-                    raise
-                err.print(f"{definition.id} : {e}", markup=False)
-                continue
-        out.print(f"{definition.id} :", markup=False)
-        for d in done:
-            state = "actif" if d.active else "en pause"
-            out.print(
-                f"  {d.name} ({state}), prochaine exécution {describe_next(d.next_run)}",
-                markup=False,
-            )
-
-
-@app.command()
-def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
-    """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
-    from campaigns.app.scheduling import launch_day
-
-    with _step() as s:
-        done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
-    out.print(
-        f"journée de {campaign} lancée (exécution {done.run_id}) ; "
-        f"prochaine exécution planifiée {describe_next(done.next_run)}",
-        markup=False,
-    )
-    if done.url:
-        out.print(f"suivre : {done.url}", markup=False)
-
-
-@app.command()
-def runs(
-    campaign: str = typer.Argument(...),
-    limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
-) -> None:
-    """Les exécutions de la campagne : état, début, durée, erreurs."""
-    from campaigns.app.scheduling import campaign_runs
-    from campaigns.clock import PARIS
-
-    with _step() as s:
-        seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
-    if not seen:
-        out.print(f"{campaign} : aucune exécution", markup=False)
-    table = Table("flux", "état", "début (Paris)", "durée", "erreur")
-    for r in seen:
-        start = r.start.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if r.start else "—"
-        took = f"{r.duration.total_seconds():.0f} s" if r.duration else "—"
-        table.add_row(escape(r.deployment), r.state_label, start, took, escape(r.message or ""))
-    if seen:
-        out.print(table)
+    except drafts_uc.DraftError as e:
+        _fail("\n".join([str(e), *e.problems]))
+    except (uc.LifecycleError, DefinitionError, SchedulingError) as e:
 
 
 def register(cli: typer.Typer) -> None:

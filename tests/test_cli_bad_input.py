@@ -427,6 +427,7 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["campaigns", "schedule", "{word}", "--by", "me"], "campa"),
     (["campaigns", "launch", "{word}", "--by", "me"], "campagne inconnue du registre"),
     (["campaigns", "runs", "{word}"], "campagne inconnue du registre"),
+    (["campaigns", "draft", "{word}", "--by", "me", "--from", "nope"], "campa"),
 ]  # fmt: skip
 
 
@@ -465,7 +466,7 @@ def test_the_suite_covers_every_command() -> None:
         "validation status", "validation revoke", "validation sign-off", "validation reject",
         "campaigns list", "campaigns show", "campaigns check", "campaigns pause",
         "campaigns resume", "campaigns end", "campaigns schedule", "campaigns launch",
-        "campaigns runs",
+        "campaigns runs", "campaigns draft",
     }  # fmt: skip
     assert names <= covered, names - covered
 

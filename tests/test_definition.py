@@ -101,13 +101,13 @@ def test_template_with_an_undefined_variable_is_refused_at_load(folder: Path) ->
 
 def test_template_syntax_error_names_file_and_line(folder: Path) -> None:
     (folder / "templates" / "letter.html.j2").write_text("<p>\n{% if x %}\n", encoding="utf-8")
-    with pytest.raises(DefinitionError, match=r"letter.html.j2:\d+: template syntax"):
+    with pytest.raises(DefinitionError, match=r"letter.html.j2:\d+: syntaxe du modèle"):
         load_campaign(folder)
 
 
 def test_missing_template_is_refused(folder: Path) -> None:
     (folder / "templates" / "call_script.md.j2").unlink()
-    with pytest.raises(DefinitionError, match=r"call_script\.md\.j2: template of step 'call'"):
+    with pytest.raises(DefinitionError, match=r"call_script\.md\.j2: modèle de l'étape 'call'"):
         load_campaign(folder)
 
 

@@ -105,7 +105,7 @@ def test_a_deleted_key_or_a_wrong_type_is_refused_or_harmless(
         try:
             load_folder(folder)  # an optional key, or a value of an acceptable type
         except DefinitionError as e:
-            if "template of step" in str(e):  # a template name that is no file: named as such
+            if "modèle de l'étape" in str(e):  # a template name that is no file: named as such
                 assert str(folder / "templates") in str(e), str(e)
                 return
             assert str(target) in str(e)

@@ -27,7 +27,14 @@ from campaigns.clock import paris_today, utcnow
 from campaigns.definition.catalog import BrokenDraft, list_campaigns
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import QUEUED, Action, Campaign, CampaignVersion, Member
+from campaigns.ledger.models import (
+    QUEUED,
+    Action,
+    Campaign,
+    CampaignDraft,
+    CampaignVersion,
+    Member,
+)
 from campaigns.ledger.registry import campaign_versions
 
 State = Literal["draft", "ready", "validating", "running", "paused", "ended"]
@@ -63,6 +70,13 @@ class Overview:
     by_version: dict[int | None, int] = field(default_factory=dict)
     next_step: str = ""
     error: str | None = None
+    # The next scheduled run (UTC, shown in Paris time); None: not scheduled. Filled by the
+    # scheduling (Prefect deployments) where there is one.
+    next_run: datetime | None = None
+    # Each version: number, effective date, who made it (None: registered from a folder).
+    authors: dict[int, str | None] = field(default_factory=dict)
+    # A draft made in the console (not yet ready): edited and checked in the browser.
+    console_draft: bool = False
 
     @property
     def state_label(self) -> str:
@@ -179,6 +193,7 @@ def end_campaign(
     today: date | None = None,
     scheduler: Scheduler | None = None,
     now: datetime | None = None,
+    reason: str = "",
 ) -> dict[str, int]:
     """End the campaign now: what is queued is cancelled (campaign_ended), members leave."""
     now = now or utcnow()
@@ -197,6 +212,7 @@ def end_campaign(
         target=campaign_id,
         detail={
             **counts,
+            **({"reason": reason} if reason else {}),
             **follow_state(scheduler=scheduler, campaign_id=campaign_id, active=False),
         },
         now=now,
@@ -284,6 +300,7 @@ def _overview(
         actions=_counts(session, Action, campaign_id) if row else {},
         version=versions[-1].version if versions else None,
         versions=[(v.version, v.effective_on, v.definition_sha256[:12]) for v in versions],
+        authors={v.version: v.recorded_by for v in versions},
         by_version=_by_version(session, campaign_id) if row else {},
         next_step=_next_step(session, campaign_id, state, d, row),
     )
@@ -298,6 +315,28 @@ def _draft(b: BrokenDraft) -> Overview:
         end=None,
         next_step="corriger la définition (relance campaigns check " + str(b.folder) + ")",
         error=b.error,
+    )
+
+
+def _console_draft(d: CampaignDraft) -> Overview:
+    return Overview(
+        id=d.campaign_id,
+        name=d.campaign_id,
+        state="draft",
+        start=None,
+        end=None,
+        next_step="compléter le brouillon, le vérifier puis le marquer prêt (console, Campagnes)",
+        console_draft=True,
+    )
+
+
+def _console_drafts(session: Session) -> list[CampaignDraft]:
+    return list(
+        session.exec(
+            select(CampaignDraft)
+            .where(CampaignDraft.state == "draft")
+            .order_by(col(CampaignDraft.campaign_id))
+        ).all()
     )
 
 
@@ -318,6 +357,9 @@ def campaign_overview(
             draft = next((b for b in listing.drafts if b.id == campaign_id), None)
             if draft is not None:
                 return _draft(draft)
+            console = session.get(CampaignDraft, campaign_id)
+            if console is not None and console.state == "draft":
+                return _console_draft(console)
             if session.get(Campaign, campaign_id) is None:
                 raise LifecycleError(f"{campaign_id} : campagne inconnue")
     out = _overview(session, campaign_id, definition, today)
@@ -341,6 +383,7 @@ def campaign_overviews(
     ids = sorted(set(known) | {cid for (cid,) in session.execute(select(Campaign.id))})
     out = [_overview(session, cid, known.get(cid), today) for cid in ids]
     out += [_draft(b) for b in listing.drafts if b.id not in known]
+    out += [_console_draft(d) for d in _console_drafts(session) if d.campaign_id not in known]
     record(
         session=session,
         actor=actor,

@@ -62,7 +62,10 @@ def register(*, engine: Engine, campaign: Campaign, objective_scale: float = 1.0
     """Make the campaign known to the ledger (idempotent)."""
     with session_scope(engine) as s:
         register_campaign(
-            session=s, definition=campaign.definition, objective_scale=objective_scale
+            session=s,
+            definition=campaign.definition,
+            objective_scale=objective_scale,
+            folder=campaign.folder,
         )
 
 

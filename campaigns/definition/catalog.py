@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment
 
+from campaigns.definition import files as console_files
 from campaigns.definition.model import (
     DEFINITIONS_DIR,
     CampaignDefinition,
@@ -124,6 +125,23 @@ def _index(root: Path) -> dict[str | None, list[Path]]:
     return index
 
 
+def _catalogue(root: Path | None) -> tuple[Path, dict[str | None, list[Path]]]:
+    """The folders by id: the shipped ones, and by default the console's versions in effect.
+
+    A version written by the console (a campaign made in the browser, or a new version of a
+    shipped one, from its date) takes the place of the shipped folder of its id. An explicit
+    `root` reads that folder only.
+    """
+    if root is not None:
+        return root, _index(root)
+    index = _index(DEFINITIONS_DIR)
+    for campaign_id, folder in console_files.effective_folders(
+        console_files.console_root()
+    ).items():
+        index[campaign_id] = [folder]
+    return DEFINITIONS_DIR, index
+
+
 def _ambiguous(campaign_id: str, folders: list[Path]) -> DefinitionError:
     return DefinitionError(
         f"deux dossiers déclarent la campagne {campaign_id!r} : "
@@ -144,8 +162,7 @@ def _load_indexed(campaign_id: str, folder: Path) -> Campaign:
 
 def campaign_by_id(campaign_id: str, *, root: Path | None = None) -> Campaign:
     """A campaign by its id only: what a URL or the ledger names is never read as a path."""
-    root = root or DEFINITIONS_DIR
-    index = _index(root)
+    root, index = _catalogue(root)
     folders = index.get(campaign_id, [])
     if len(folders) > 1:
         raise _ambiguous(campaign_id, folders)
@@ -160,10 +177,10 @@ def list_campaigns(root: Path | None = None) -> Listing:
 
     Two folders with one id are refused: which one is meant cannot be guessed.
     """
-    root = root or DEFINITIONS_DIR
+    _, index = _catalogue(root)
     campaigns: list[CampaignDefinition] = []
     drafts: list[BrokenDraft] = []
-    for campaign_id, folders in _index(root).items():
+    for campaign_id, folders in index.items():
         if campaign_id is not None and len(folders) > 1:
             raise _ambiguous(campaign_id, folders)
         for folder in folders:

@@ -532,17 +532,19 @@ def parse_definition(path: Path) -> CampaignDefinition:
         raw = load_yaml(path, text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except FileNotFoundError as e:
-        raise DefinitionError(f"{path}: no such file") from e
+        raise DefinitionError(f"{path}: fichier introuvable") from e
     except UnicodeDecodeError:
         raise DefinitionError(f"{path}: pas en UTF-8 ; enregistrez le fichier en UTF-8") from None
     except OSError as e:
         raise DefinitionError(f"{path}: illisible ({e.strerror})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DefinitionError(f"{path}:{where} not valid YAML: {e}") from e
+        where = (
+            f"{mark.line + 1}: ligne {mark.line + 1}, colonne {mark.column + 1}," if mark else ""
+        )
+        raise DefinitionError(f"{path}:{where} YAML illisible : {e}") from e
     if not isinstance(raw, dict):
-        raise DefinitionError(f"{path}: expected a mapping at the top level")
+        raise DefinitionError(f"{path}: le fichier doit être un dictionnaire de clés (id:, name:…)")
     try:
         return CampaignDefinition.model_validate(raw)
     except ValidationError as e:

@@ -168,26 +168,53 @@ def _step_templates(definition: CampaignDefinition) -> list[tuple[str, str]]:
 
 def check_templates(definition: CampaignDefinition, env: Environment, folder: Path) -> None:
     """Render every template of the campaign on a sample: fail with file and line, not later."""
+    for problem in template_problems(definition, env, folder):
+        raise DefinitionError(problem)
+
+
+def template_problems(
+    definition: CampaignDefinition,
+    env: Environment,
+    folder: Path,
+    skip: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Every template problem of the campaign (file and line, in French), none skipped silently.
+
+    `skip`: template names already reported (a syntax error found by the caller).
+    """
+    problems: list[str] = []
     for step_id, name in _step_templates(definition):
-        path = folder / name
-        if not path.is_file():
-            raise DefinitionError(f"{path}: template of step {step_id!r} not found")
-        for priority in (True, False):
-            ctx = sample_context(definition, step_id)
-            ctx["member"]["priority"] = priority
-            ctx["member"]["gaps"] = ctx["member"]["gaps"] if priority else []
-            ctx["member"]["gap_texts"] = ctx["member"]["gap_texts"] if priority else []
-            try:
-                render_message(env, name, ctx)
-            except TemplateSyntaxError as e:
-                raise DefinitionError(f"{path}:{e.lineno}: template syntax: {e.message}") from e
-            except UndefinedError as e:
-                raise DefinitionError(
-                    f"{path}:{_template_line(e, name)}: {e.message} "
-                    f"(variables: {', '.join(sorted(ctx))})"
-                ) from e
-            except TemplateError as e:
-                raise DefinitionError(f"{path}: {e}") from e
+        if name in skip:
+            continue
+        problem = _render_problem(definition, env, folder, step_id, name)
+        if problem is not None and problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def _render_problem(
+    definition: CampaignDefinition, env: Environment, folder: Path, step_id: str, name: str
+) -> str | None:
+    path = folder / name
+    if not path.is_file():
+        return f"{path}: modèle de l'étape {step_id!r} introuvable"
+    for priority in (True, False):
+        ctx = sample_context(definition, step_id)
+        ctx["member"]["priority"] = priority
+        ctx["member"]["gaps"] = ctx["member"]["gaps"] if priority else []
+        ctx["member"]["gap_texts"] = ctx["member"]["gap_texts"] if priority else []
+        try:
+            render_message(env, name, ctx)
+        except TemplateSyntaxError as e:
+            return f"{path}:{e.lineno}: syntaxe du modèle : {e.message}"
+        except UndefinedError as e:
+            return (
+                f"{path}:{_template_line(e, name)}: variable inconnue : {e.message} "
+                f"(variables : {', '.join(sorted(ctx))})"
+            )
+        except TemplateError as e:
+            return f"{path}: modèle invalide : {e}"
+    return None
 
 
 def _template_line(err: Exception, name: str) -> str:

@@ -57,8 +57,44 @@ class CampaignVersion(SQLModel, table=True):
     definition_sha256: str = Field(max_length=64)
     effective_on: date
     recorded_at: datetime
+    # Who made it: a console user for a version edited in the browser, None when registered.
+    recorded_by: str | None = Field(default=None, max_length=64)
 
     __table_args__ = (UniqueConstraint("campaign_id", "version", name="uq_campaign_version"),)
+
+
+class CampaignDraft(SQLModel, table=True):
+    """A campaign made in the console: a draft until its manager marks it ready.
+
+    Its files are `DefinitionFile` rows of version 1; a draft is never in the catalogue (no
+    folder), so no flow admits, ticks or dispatches it. Marked ready, its files are written
+    under `data_dir/campaigns/<id>/v1/` where the catalogue finds it.
+    """
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=16)  # draft | ready
+    origin: str = Field(max_length=64)  # the shipped campaign copied, or "" from scratch
+    created_by: str = Field(max_length=64)
+    created_at: datetime
+    updated_by: str = Field(max_length=64)
+    updated_at: datetime
+    ready_at: datetime | None = None
+
+
+class DefinitionFile(SQLModel, table=True):
+    """One file of one version of a campaign's definition (campaign.yaml or a template)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64, index=True)
+    version: int
+    path: str = Field(max_length=200)  # "campaign.yaml", "templates/letter.html.j2"
+    text: str
+    saved_by: str = Field(max_length=64)
+    saved_at: datetime
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "version", "path", name="uq_definition_file"),
+    )
 
 
 class Person(SQLModel, table=True):

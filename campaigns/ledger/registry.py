@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime
+from pathlib import Path
 
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today, utcnow
+from campaigns.definition.files import folder_files
 from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger.definition_files import has_files, store_files
 from campaigns.ledger.models import Campaign, CampaignVersion, Objective
 
 
@@ -28,6 +31,7 @@ def register_campaign(
     launched: bool = False,
     now: datetime | None = None,
     effective_on: date | None = None,
+    folder: Path | None = None,
 ) -> Campaign:
     """Create or refresh the campaign row; seed objectives from the definition once.
 
@@ -39,6 +43,7 @@ def register_campaign(
     now = now or utcnow()
     sha = definition_sha256(definition)
     row = session.get(Campaign, definition.id)
+    changed = row is None or row.definition_sha256 != sha
     if row is None:
         row = Campaign(
             id=definition.id, name=definition.name, definition_sha256=sha, registered_at=now
@@ -50,6 +55,8 @@ def register_campaign(
         row.definition_sha256 = sha
         row.name = definition.name
         _record_version(session, row, sha, effective_on or paris_today(now), now)
+    if folder is not None:
+        _keep_files(session, row, folder, now, changed=changed)
     if row.launched_at is None and (launched or not definition.validation.required):
         row.launched_at = now
     has_objectives = session.exec(
@@ -88,16 +95,54 @@ def registered_campaigns(*, session: Session) -> list[Campaign]:
     return list(session.exec(select(Campaign).order_by(col(Campaign.id))).all())
 
 
-def _record_version(
-    session: Session, row: Campaign, sha: str, effective_on: date, now: datetime
-) -> None:
-    """A new version for a launched campaign; before launch, the one version refreshed."""
-    latest = session.exec(
+def _latest(session: Session, campaign_id: str) -> CampaignVersion | None:
+    return session.exec(
         select(CampaignVersion)
-        .where(CampaignVersion.campaign_id == row.id)
+        .where(CampaignVersion.campaign_id == campaign_id)
         .order_by(col(CampaignVersion.version).desc())
         .limit(1)
     ).first()
+
+
+def _keep_files(
+    session: Session, row: Campaign, folder: Path, now: datetime, *, changed: bool
+) -> None:
+    """The files of the version this folder is, once (a refreshed draft version: again)."""
+    latest = _latest(session, row.id)
+    if latest is None or latest.definition_sha256 != row.definition_sha256:
+        return
+    kept = has_files(session=session, campaign_id=row.id, version=latest.version)
+    # A version made in the console keeps the files and the author it was recorded with.
+    if kept and (not changed or latest.recorded_by is not None):
+        return
+    store_files(
+        session=session,
+        campaign_id=row.id,
+        version=latest.version,
+        files=folder_files(folder),
+        by="definition",
+        now=now,
+    )
+
+
+def _record_version(
+    session: Session, row: Campaign, sha: str, effective_on: date, now: datetime
+) -> None:
+    """A new version for a launched campaign; before launch, the one version refreshed.
+
+    A version recorded ahead (an edit made in the console, effective from a date) is that
+    version when its date comes: it is not recorded twice.
+    """
+    ahead = session.exec(
+        select(CampaignVersion.id).where(
+            CampaignVersion.campaign_id == row.id,
+            CampaignVersion.definition_sha256 == sha,
+            col(CampaignVersion.recorded_by).is_not(None),
+        )
+    ).first()
+    if ahead is not None:
+        return
+    latest = _latest(session, row.id)
     if latest is not None and row.launched_at is None:
         latest.definition_sha256, latest.effective_on, latest.recorded_at = sha, effective_on, now
         return

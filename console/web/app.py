@@ -26,6 +26,7 @@ from console.web import (
     routes_board,
     routes_calls,
     routes_campaigns,
+    routes_drafts,
     routes_email_events,
     routes_login,
     routes_phone,
@@ -41,6 +42,7 @@ STATIC = Path(__file__).parent / "static"
 ROUTERS = (
     routes_login.router,
     routes_campaigns.router,
+    routes_drafts.router,
     routes_calls.router,
     routes_board.router,
     routes_results.router,

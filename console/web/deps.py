@@ -57,6 +57,8 @@ TEMPLATES.env.filters["reason"] = explain
 TEMPLATES.env.filters["outcome"] = lambda code: OUTCOME_LABELS.get(code, code) if code else ""
 TEMPLATES.env.filters["action_state"] = lambda v: ACTION_STATE_LABELS.get(v, v)
 TEMPLATES.env.filters["channel"] = lambda v: CHANNEL_LABELS.get(v, v)
+# `{{ n|fr_int }}`: a count in French (12 345, narrow no-break space between thousands).
+TEMPLATES.env.filters["fr_int"] = lambda n: f"{int(n):,}".replace(",", "\u202f")
 TEMPLATES.env.filters["paris"] = lambda t, fmt="%H:%M:%S": t.astimezone(PARIS).strftime(fmt)
 
 # A row id in a path or a form: beyond 64 bits the database cannot even look it up (a 500).

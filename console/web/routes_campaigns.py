@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from campaigns.app import validation as uc
+from campaigns.app.lifecycle import campaign_overviews
 from campaigns.app.oppositions import record_member_opposition
 from campaigns.app.people import member_explanation
 from campaigns.calls.card import holds_call_for
@@ -55,6 +56,20 @@ def campaigns(
     user: Annotated[User, roles(*REVIEWERS, "supervisor", "regional_lead")],
     s: SessionDep,
 ) -> HTMLResponse:
+    if user.role in ("campaign_manager", "admin"):
+        today = paris_today(request.app.state.clock())
+        try:
+            views, error = campaign_overviews(session=s, actor=user.username, today=today), None
+        except DefinitionError as e:  # two folders with one id: said, not a server error
+            views, error = [], str(e)
+        return render(
+            request,
+            "campaign_list.html",
+            user,
+            views=views,
+            error=error,
+            message=request.query_params.get("m"),
+        )
     rows = []
     for c in registered_campaigns(session=s):
         rows.append((c, pending_list(session=s, campaign_id=c.id)))

@@ -236,9 +236,109 @@ def end(
 
 
 @app.command()
-    except drafts_uc.DraftError as e:
-        _fail("\n".join([str(e), *e.problems]))
-    except (uc.LifecycleError, DefinitionError, SchedulingError) as e:
+def schedule(
+    campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
+    every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
+    by: str = BY_ACT,
+) -> None:
+    """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
+    from campaigns.app.scheduling import schedule_campaign
+    from campaigns.definition.catalog import list_campaigns
+
+    if every == (campaign is not None):
+        _fail("donnez une campagne, ou --all, pas les deux")
+    scheduler = _scheduler()
+    try:
+        definitions = list(list_campaigns()) if every else [load_campaign(campaign).definition]
+    except DefinitionError as e:
+        _fail(str(e))
+    for definition in definitions:
+        with _step() as s:
+            try:
+                done = schedule_campaign(
+                    session=s, actor=by, definition=definition, scheduler=scheduler
+                )
+            except SchedulingError as e:
+                if not every:
+                    raise
+                err.print(f"{definition.id} : {e}", markup=False)
+                continue
+        out.print(f"{definition.id} :", markup=False)
+        for d in done:
+            state = "actif" if d.active else "en pause"
+            out.print(
+                f"  {d.name} ({state}), prochaine exécution {describe_next(d.next_run)}",
+                markup=False,
+            )
+
+
+@app.command()
+def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
+    """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
+    from campaigns.app.scheduling import launch_day
+
+    with _step() as s:
+        done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
+    out.print(
+        f"journée de {campaign} lancée (exécution {done.run_id}) ; "
+        f"prochaine exécution planifiée {describe_next(done.next_run)}",
+        markup=False,
+    )
+    if done.url:
+        out.print(f"suivre : {done.url}", markup=False)
+
+
+@app.command()
+def runs(
+    campaign: str = typer.Argument(...),
+    limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
+) -> None:
+    """Les exécutions de la campagne : état, début, durée, erreurs."""
+    from campaigns.app.scheduling import campaign_runs
+    from campaigns.clock import PARIS
+
+    with _step() as s:
+        seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
+    if not seen:
+        out.print(f"{campaign} : aucune exécution", markup=False)
+    table = Table("flux", "état", "début (Paris)", "durée", "erreur")
+    for r in seen:
+        start = r.start.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if r.start else "—"
+        took = f"{r.duration.total_seconds():.0f} s" if r.duration else "—"
+        table.add_row(escape(r.deployment), r.state_label, start, took, escape(r.message or ""))
+    if seen:
+        out.print(table)
+
+
+@app.command()
+def draft(
+    campaign: str = typer.Argument(..., help="L'identifiant du brouillon."),
+    by: str = BY_ACT,
+    origin: str = typer.Option("", "--from", help="Copier cette campagne (sinon : squelette)."),
+    name: str = typer.Option("", "--name", help="Le nom de la nouvelle campagne."),
+    ready: bool = typer.Option(False, "--ready", help="Marquer le brouillon prêt s'il est valide."),
+) -> None:
+    """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
+    with _step() as s:
+        existing = s.get(CampaignDraft, campaign)
+        if existing is None:
+            drafts_uc.create_draft(
+                session=s, actor=by, campaign_id=campaign, name=name, origin=origin
+            )
+            out.print(f"{campaign} : brouillon créé par {by}", markup=False)
+        elif existing.state != drafts_uc.DRAFT:
+            _fail(f"{campaign} : déjà prête ; une modification est une nouvelle version (console)")
+        checked = drafts_uc.check_draft(session=s, actor=by, campaign_id=campaign)
+        if ready and checked.ok:
+            drafts_uc.mark_ready(session=s, actor=by, campaign_id=campaign)
+    for problem in checked.problems:
+        out.print(problem, markup=False, highlight=False, soft_wrap=True)
+    if checked.problems:
+        _fail(f"{campaign} : {len(checked.problems)} problème(s) ; corrigez-les dans la console")
+    out.print(
+        f"{campaign} : " + ("prête" if ready else "aucun problème (--ready pour la marquer prête)"),
+        markup=False,
+    )
 
 
 def register(cli: typer.Typer) -> None:

@@ -146,9 +146,11 @@ def test_a_launch_starts_the_day_at_once_and_is_audited(engine: Engine) -> None:
     sched = MemoryScheduler()
     with session_scope(engine) as s:
         register_campaign(session=s, definition=d, launched=True, now=at(LAUNCH, 8))
-    with session_scope(engine) as s:
-        with pytest.raises(SchedulingError, match="n'est pas planifiée"):
-            launch_day(session=s, actor="cm", campaign_id=d.id, scheduler=sched)
+    with (
+        session_scope(engine) as s,
+        pytest.raises(SchedulingError, match="n'est pas planifiée"),
+    ):
+        launch_day(session=s, actor="cm", campaign_id=d.id, scheduler=sched)
     with session_scope(engine) as s:
         schedule_campaign(session=s, actor="cm", definition=d, scheduler=sched)
         done = launch_day(session=s, actor="cm", campaign_id=d.id, scheduler=sched)

@@ -149,6 +149,7 @@ class PrefectScheduler:
     def _flow_runs(self, campaign_id: str, *, scheduled: bool, limit: int) -> list[Any]:
         from prefect.client.schemas.filters import (
             FlowRunFilter,
+            FlowRunFilterState,
             FlowRunFilterStateType,
             FlowRunFilterTags,
         )
@@ -156,8 +157,8 @@ class PrefectScheduler:
         from prefect.client.schemas.sorting import FlowRunSort
 
         kinds = [StateType.SCHEDULED]
-        state = (
-            FlowRunFilterStateType(any_=kinds)
+        state = FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=kinds)
             if scheduled
             else FlowRunFilterStateType(not_any_=kinds)
         )

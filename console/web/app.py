@@ -31,6 +31,7 @@ from console.web import (
     routes_login,
     routes_phone,
     routes_results,
+    routes_runs,
 )
 from console.web.deps import TEMPLATES, LoginRequired
 from console.web.headers import NONCE, SecurityHeaders
@@ -43,6 +44,7 @@ ROUTERS = (
     routes_login.router,
     routes_campaigns.router,
     routes_drafts.router,
+    routes_runs.router,
     routes_calls.router,
     routes_board.router,
     routes_results.router,

@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from campaigns.app.scheduler import Scheduler
 from campaigns.calls.card import claimed_call
 from campaigns.clock import PARIS
 from campaigns.definition.reasons import OUTCOME_LABELS, explain
@@ -199,3 +200,18 @@ def render(request: Request, name: str, user: User | None = None, **ctx: Any) ->
     return TEMPLATES.TemplateResponse(
         request, name, {"user": user, "csrf": csrf_token(request), **ctx}
     )
+
+
+def scheduler_of(request: Request) -> Scheduler | None:
+    """The orchestrator of the campaigns' schedules (None: embedded, no Prefect server)."""
+    state = request.app.state
+    if not hasattr(state, "scheduler"):
+        # Prefect loads on the first page that needs it, not with the console.
+        from flows.scheduling import scheduler_from_settings
+
+        state.scheduler = scheduler_from_settings()
+    found: Scheduler | None = state.scheduler
+    return found
+
+
+SchedulerDep = Annotated[Scheduler | None, Depends(scheduler_of)]

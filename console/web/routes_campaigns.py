@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -29,10 +30,12 @@ from console.web.deps import (
     Forbidden,
     FormRowId,
     RowId,
+    SchedulerDep,
     SessionDep,
     render,
     roles,
 )
+from console.web.routes_runs import launched_message, schedule_facts
 
 REVIEWERS = ("echelon_lead", "campaign_manager")
 Reviewer = Annotated[User, roles(*REVIEWERS)]
@@ -55,6 +58,7 @@ def campaigns(
     request: Request,
     user: Annotated[User, roles(*REVIEWERS, "supervisor", "regional_lead")],
     s: SessionDep,
+    scheduler: SchedulerDep,
 ) -> HTMLResponse:
     if user.role in ("campaign_manager", "admin"):
         today = paris_today(request.app.state.clock())
@@ -62,11 +66,16 @@ def campaigns(
             views, error = campaign_overviews(session=s, actor=user.username, today=today), None
         except DefinitionError as e:  # two folders with one id: said, not a server error
             views, error = [], str(e)
+        live = [v.id for v in views if v.state not in ("draft", "ended")]
+        sched = schedule_facts(scheduler, live, today) if live else None
+        if sched is not None:
+            views = [replace(v, next_run=sched.next_runs.get(v.id)) for v in views]
         return render(
             request,
             "campaign_list.html",
             user,
             views=views,
+            sched_warning=sched.warning if sched else None,
             error=error,
             message=request.query_params.get("m"),
         )
@@ -216,6 +225,7 @@ def decide_route(
     cid: str,
     user: CampaignManager,
     s: SessionDep,
+    scheduler: SchedulerDep,
     decision: str = Form(...),
     reason: str = Form(""),
 ) -> Response:
@@ -237,7 +247,11 @@ def decide_route(
     resume_with_decision(done.flow_run_id, done.as_input(actor=user.username, reason=reason))
     if done.decision == "approve":
         launched = sum(c["launched"] for c in done.counts.values())
-        return _back(cid, None, f"liste lancée : {launched} personnes")
+        # The approval is committed: the day's run may start at once and read it.
+        started = launched_message(
+            s=s, user=user, cid=cid, scheduler=scheduler, now=request.app.state.clock()
+        )
+        return _back(cid, None, f"liste lancée : {launched} personnes ; {started}")
     return _back(cid, None, "liste refusée")
 
 

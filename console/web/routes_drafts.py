@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Annotated
 from urllib.parse import quote
@@ -16,7 +17,8 @@ from campaigns.definition.catalog import list_campaigns
 from campaigns.definition.files import YAML
 from campaigns.definition.model import DefinitionError
 from campaigns.ledger.models import CampaignDraft
-from console.web.deps import CSRF, CampaignManager, SessionDep, render
+from console.web.deps import CSRF, CampaignManager, SchedulerDep, SessionDep, render
+from console.web.routes_runs import schedule_facts
 
 router = APIRouter()
 MAX_UPLOAD = 512 * 1024  # a campaign.yaml or a template is a few kilobytes
@@ -176,7 +178,9 @@ def ready_draft(request: Request, cid: str, user: CampaignManager, s: SessionDep
 
 
 @router.get("/campaigns/{cid}", response_class=HTMLResponse)
-def campaign_page(request: Request, cid: str, user: CampaignManager, s: SessionDep) -> Response:
+def campaign_page(
+    request: Request, cid: str, user: CampaignManager, s: SessionDep, scheduler: SchedulerDep
+) -> Response:
     today = paris_today(request.app.state.clock())
     try:
         v = lifecycle.campaign_overview(
@@ -186,7 +190,11 @@ def campaign_page(request: Request, cid: str, user: CampaignManager, s: SessionD
         raise _unknown_campaign(str(e)) from None
     if v.console_draft:
         return _to(f"/drafts/{cid}")
-    return render(request, "campaign.html", user, v=v, message=request.query_params.get("m"))
+    sched = schedule_facts(scheduler, [cid], today, runs=True)
+    v = replace(v, next_run=sched.next_runs.get(cid))
+    return render(
+        request, "campaign.html", user, v=v, sched=sched, message=request.query_params.get("m")
+    )
 
 
 def _unknown_campaign(why: str) -> HTTPException:
@@ -194,10 +202,16 @@ def _unknown_campaign(why: str) -> HTTPException:
 
 
 @router.post("/campaigns/{cid}/pause", dependencies=CSRF)
-def pause(request: Request, cid: str, user: CampaignManager, s: SessionDep) -> Response:
+def pause(
+    request: Request, cid: str, user: CampaignManager, s: SessionDep, scheduler: SchedulerDep
+) -> Response:
     try:
         lifecycle.pause_campaign(
-            session=s, actor=user.username, campaign_id=cid, now=request.app.state.clock()
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            scheduler=scheduler,
+            now=request.app.state.clock(),
         )
     except lifecycle.LifecycleError as e:
         return _to(f"/campaigns/{cid}", str(e))
@@ -205,10 +219,16 @@ def pause(request: Request, cid: str, user: CampaignManager, s: SessionDep) -> R
 
 
 @router.post("/campaigns/{cid}/resume", dependencies=CSRF)
-def resume(request: Request, cid: str, user: CampaignManager, s: SessionDep) -> Response:
+def resume(
+    request: Request, cid: str, user: CampaignManager, s: SessionDep, scheduler: SchedulerDep
+) -> Response:
     try:
         lifecycle.resume_campaign(
-            session=s, actor=user.username, campaign_id=cid, now=request.app.state.clock()
+            session=s,
+            actor=user.username,
+            campaign_id=cid,
+            scheduler=scheduler,
+            now=request.app.state.clock(),
         )
     except lifecycle.LifecycleError as e:
         return _to(f"/campaigns/{cid}", str(e))
@@ -217,7 +237,12 @@ def resume(request: Request, cid: str, user: CampaignManager, s: SessionDep) -> 
 
 @router.post("/campaigns/{cid}/end", dependencies=CSRF)
 def end(
-    request: Request, cid: str, user: CampaignManager, s: SessionDep, reason: str = Form("")
+    request: Request,
+    cid: str,
+    user: CampaignManager,
+    s: SessionDep,
+    scheduler: SchedulerDep,
+    reason: str = Form(""),
 ) -> Response:
     if not reason.strip():
         return _to(f"/campaigns/{cid}", "terminer une campagne demande un motif")
@@ -228,6 +253,7 @@ def end(
             campaign_id=cid,
             now=request.app.state.clock(),
             reason=reason.strip(),
+            scheduler=scheduler,
         )
     except lifecycle.LifecycleError as e:
         return _to(f"/campaigns/{cid}", str(e))

@@ -22,8 +22,9 @@ from sqlmodel import Session
 from campaigns.app import drafts as drafts_uc
 from campaigns.app import lifecycle as uc
 from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-from campaigns.clock import paris_today
-from campaigns.definition.catalog import load_campaign
+from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
+from campaigns.clock import PARIS, paris_today
+from campaigns.definition.catalog import list_campaigns, load_campaign
 from campaigns.definition.model import DefinitionError
 from campaigns.definition.reasons import UnknownReason, targeting_reason_label
 from campaigns.ledger.db import get_engine, session_scope
@@ -242,8 +243,6 @@ def schedule(
     by: str = BY_ACT,
 ) -> None:
     """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
-    from campaigns.app.scheduling import schedule_campaign
-    from campaigns.definition.catalog import list_campaigns
 
     if every == (campaign is not None):
         _fail("donnez une campagne, ou --all, pas les deux")
@@ -275,7 +274,6 @@ def schedule(
 @app.command()
 def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
-    from campaigns.app.scheduling import launch_day
 
     with _step() as s:
         done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -294,8 +292,6 @@ def runs(
     limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
 ) -> None:
     """Les exécutions de la campagne : état, début, durée, erreurs."""
-    from campaigns.app.scheduling import campaign_runs
-    from campaigns.clock import PARIS
 
     with _step() as s:
         seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)

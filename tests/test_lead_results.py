@@ -22,8 +22,8 @@ from campaigns.measurement.period import Period, PeriodError, parse_period
 from campaigns.settings import Settings
 from console.web.app import create_app
 from console.web.exports import results_csv, results_xlsx
-from tests.test_console import PW, csrf, login
-from tests.test_dashboard import D, TODAY, build
+from tests.test_console import PW, login
+from tests.test_dashboard import TODAY, D, build
 
 MARCH = Period(since=date(2026, 3, 11), until=date(2026, 3, 31), preset="dates")
 
@@ -142,7 +142,11 @@ def test_the_objectives_import_reads_both_dialects(engine: Engine) -> None:
         )
         assert n == 2
         n = import_objectives(
-            session=s, actor="mgr", campaign_id=D.id, text="echelon,objective\n93,7\n", filename=None
+            session=s,
+            actor="mgr",
+            campaign_id=D.id,
+            text="echelon,objective\n93,7\n",
+            filename=None,
         )
         assert n == 1
     with session_scope(engine) as s:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import distinct, func
+from sqlalchemy import and_, distinct, func, or_
 from sqlmodel import Session, col, select
 
 from campaigns.definition.goals import Objectives
@@ -91,11 +91,11 @@ def echelon_report(
         )
 
     done = col(Action.state).in_(SUCCESS_STATES)
-    is_reached = (Action.channel == "phone") & col(Action.outcome).in_(REACHED_OUTCOMES)
+    is_reached = and_(col(Action.channel) == "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
     reached = members_with(is_reached)
     # Contacted: a message or letter played, or a call that reached the person; an unanswered
     # call is an attempt, not a contact (the effect's attribution counts the same touches).
-    contacted = members_with(done, (Action.channel != "phone") | is_reached)
+    contacted = members_with(done, or_(col(Action.channel) != "phone", is_reached))
     goal_day = _within(col(Enrolment.enrolled_on), since, until)
     enrolled = (
         select(by, func.count(distinct(col(m.id))))

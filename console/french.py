@@ -85,7 +85,7 @@ def _french_help_option(param_decls: list[str]) -> Any:
 
     def apply(f: Any) -> Any:
         out = make(f)
-        out.params[-1].help = "Afficher cette aide et quitter."  # the option just appended
+        out.params[-1].help = "Afficher cette aide et quitter."  # type: ignore[attr-defined]
         return out
 
     return apply
@@ -94,7 +94,7 @@ def _french_help_option(param_decls: list[str]) -> Any:
 def install() -> None:
     """The light part: usage line and the --help option, in French (no rich import)."""
     formatting.HelpFormatter.write_usage = _french_write_usage  # type: ignore[method-assign]
-    decorators.help_option = _french_help_option  # type: ignore[assignment]
+    decorators.help_option = _french_help_option
 
 
 _RICH_DONE = False
@@ -116,7 +116,8 @@ def rich_help() -> None:
     rich_utils.ENVVAR_STRING = "[variable d'environnement : {}]"
     rich_utils.REQUIRED_LONG_STRING = "[obligatoire]"
     rich_utils.DEPRECATED_STRING = "(obsolète) "
-    rich_utils._ = core._ = _words  # type: ignore[attr-defined]
+    rich_utils._ = _words  # type: ignore[attr-defined,assignment]
+    core._ = _words  # type: ignore[attr-defined,assignment]
     format_error = rich_utils.rich_format_error
 
     def french_error(e: Any) -> None:
@@ -124,5 +125,5 @@ def rich_help() -> None:
         e.format_message = lambda: translate(english())
         format_error(e)
 
-    rich_utils.rich_format_error = french_error
+    rich_utils.rich_format_error = french_error  # type: ignore[assignment]
     _RICH_DONE = True

@@ -36,7 +36,7 @@ def test_an_eligible_priority_person(extract: Path) -> None:
     assert (x.found, x.eligible, x.priority, x.reasons) == (True, True, True, [])
     assert all(c.passed for c in x.criteria) and not any(g.passed for g in x.gaps)
     ald = by_name(x)["ald_renewal"]
-    assert "renewal date 2026-04-15" in ald.detail
+    assert "date de renouvellement 15/04/2026" in ald.detail
     assert ald.rows[0]["med_mtf_cod"] == "E119"
 
 
@@ -44,7 +44,7 @@ def test_a_misfiled_period_is_shown_and_not_counted(extract: Path) -> None:
     x = why(extract, "MISFILED_LATER_END")
     ald = by_name(x)["ald_renewal"]
     assert (ald.passed, ald.reason) == (False, "renewal_outside_horizon")
-    assert "renewal date 2027-01-01" in ald.detail
+    assert "date de renouvellement 01/01/2027" in ald.detail
     assert [r["ald_nature"] for r in ald.rows] == [True, False]
 
 
@@ -60,7 +60,7 @@ def test_care_gap_evidence_names_the_last_test_and_the_window(extract: Path) -> 
 
 def test_enrolment_after_the_run_date_is_said(extract: Path) -> None:
     c = by_name(why(extract, "ENROLS_LATER"))["not_enrolled"]
-    assert c.passed and "enrols on 2026-03-03" in c.detail
+    assert c.passed and "adhère le 03/03/2026" in c.detail
 
 
 def test_several_reasons_in_order(extract: Path) -> None:

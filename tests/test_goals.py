@@ -565,8 +565,8 @@ def test_which_rows_stop_a_campaign(engine: Engine) -> None:
 
 
 def test_the_dashboard_shows_the_rate_and_sophia_keeps_its_columns(engine: Engine) -> None:
-    from campaigns.measurement.dashboard import results
     from campaigns.app.results import _columns
+    from campaigns.measurement.dashboard import results
 
     _admit(engine, RATE, 10)
     with session_scope(engine) as s:

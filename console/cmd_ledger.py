@@ -11,7 +11,7 @@ out, err = Console(), Console(stderr=True)
 
 def why(
     person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),
-    campaign: str = typer.Option(..., "--campaign"),
+    campaign: str = typer.Option(..., "--campaign", help="Identifiant de la campagne."),
 ) -> None:
     """Pourquoi cette personne a été contactée ou non : chaque décision enregistrée, datée."""
     # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.

@@ -46,7 +46,7 @@ _WORDS = {
     "Aborted!": "Abandon.",
     "Aborted.": "Abandon.",
     "Missing command.": "Commande manquante.",
-    "No such command {name!r}.": "Commande inconnue : {name!r}.",
+    "No such command {name!r}.": "Commande inconnue : « {name} ».",
     "default: {default}": "défaut : {default}",
     "env var: {var}": "variable d'environnement : {var}",
     "required": "obligatoire",

@@ -347,11 +347,11 @@ def _gap_check(x: _Ctx, name: str, g: NoCare, gap: bool) -> Check:
         span = f"{years[0]}" if len(years) == 1 else f"{years[0]}–{years[-1]}"
         inside = [r for r in rows if r["in_window"]]
         if inside:
-            detail = f"last in {span}: {inside[0]['date']} ({inside[0]['code']})"
+            detail = f"dernier en {span} : le {_fr(inside[0]['date'])} ({inside[0]['code']})"
         elif rows:
-            detail = f"none in {span}; the last one was on {rows[0]['date']} ({rows[0]['code']})"
+            detail = f"aucun en {span} ; le dernier le {_fr(rows[0]['date'])} ({rows[0]['code']})"
         else:
-            detail = f"none in {span}, none in the extract"
+            detail = f"aucun en {span}, aucun dans l'extraction"
         return Check(
             name=name, passed=not gap, reason=name if gap else None, detail=detail, rows=rows
         )

@@ -51,11 +51,11 @@ def test_a_misfiled_period_is_shown_and_not_counted(extract: Path) -> None:
 def test_care_gap_evidence_names_the_last_test_and_the_window(extract: Path) -> None:
     renal = by_name(why(extract, "G_RENAL_IN_N2"))["gap_renal"]
     assert not renal.passed
-    assert renal.detail == "none in 2025; the last one was on 2024-06-10 (0592)"
+    assert renal.detail == "aucun en 2025 ; le dernier le 10/06/2024 (0592)"
     fundus = by_name(why(extract, "G_NONE"))["gap_fundus"]
-    assert fundus.passed and "2024-06-10 (BGQP140)" in fundus.detail
+    assert fundus.passed and "10/06/2024 (BGQP140)" in fundus.detail
     broken = by_name(why(extract, "G_KEY_PRS_ORD_NUM"))["gap_renal"]
-    assert broken.rows == [] and "none in the extract" in broken.detail
+    assert broken.rows == [] and "aucun dans l'extraction" in broken.detail
 
 
 def test_enrolment_after_the_run_date_is_said(extract: Path) -> None:

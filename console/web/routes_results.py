@@ -61,8 +61,8 @@ def _figures(
 
 
 def _filename(cid: str, res: LeadResults, ext: str) -> str:
-    since = res.period.since.isoformat() if res.period.since else "lancement"
-    return f'attachment; filename="{cid}-{since}-{res.period.until.isoformat()}.{ext}"'
+    since = f"{res.period.since.isoformat()}-" if res.period.since else ""
+    return f'attachment; filename="{cid}-{since}{res.period.until.isoformat()}.{ext}"'
 
 
 @router.get("/campaigns/{cid}/results", response_class=HTMLResponse)

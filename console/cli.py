@@ -24,6 +24,10 @@ from rich.markup import escape
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
+from console import french
+
+french.install()
+
 # (name, module, the line `relance --help` shows): the help of the listing, without the import.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("synth", "console.cmd_synth", "Écrire un extrait synthétique au format SNDS."),
@@ -101,7 +105,15 @@ class _LazyGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except (_click.ClickException, typer.Exit):
+            french.rich_help()  # the error or the help about to be printed, in French
+            raise
+
     def format_help(self, ctx: Any, formatter: Any) -> None:
+        french.rich_help()
         # The listing shows each command's line from COMMANDS: no command module is imported.
         real = self.commands
         self.commands = {
@@ -113,8 +125,13 @@ class _LazyGroup(TyperGroup):
             self.commands = real
 
     def invoke(self, ctx: Any) -> Any:
+        if {"--help", "-h"} & {*getattr(ctx, "_protected_args", ()), *ctx.args}:
+            french.rich_help()  # a command's own help, printed by Typer's rich printer
         try:
             return super().invoke(ctx)
+        except (_click.ClickException, typer.Abort):
+            french.rich_help()
+            raise
         except OSError as e:
             if e.filename is None:
                 raise

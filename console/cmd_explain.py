@@ -51,14 +51,14 @@ def _verdict(out: Console, x: Explanation, definition: CampaignDefinition, day: 
 
 def explain(
     campaign: str = typer.Argument(
-        ..., help="Campaign id (sophia-ald8), or a folder as a path (./folder)."
+        ..., help="Identifiant de la campagne (sophia-ald8), ou un dossier (./dossier)."
     ),
-    extract: Path = typer.Option(..., "--extract", help="Folder of <table>.parquet or .csv."),
-    as_of: str = typer.Option(..., "--as-of", help="Run date D (YYYY-MM-DD)."),
+    extract: Path = typer.Option(..., "--extract", help="Dossier des <table>.parquet ou .csv."),
+    as_of: str = typer.Option(..., "--as-of", help="Date du ciblage D (AAAA-MM-JJ)."),
     person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),
-    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Écrire l'explication en JSON."),
 ) -> None:
-    """Print the decision for one person and, criterion by criterion, its evidence."""
+    """La décision pour une personne et, critère par critère, ses preuves."""
     # heavy optional dependency: the campaign's definition (pydantic, Jinja2) loads on run.
     from campaigns.definition.catalog import load_campaign
 

@@ -11,9 +11,9 @@ out, err = Console(), Console(stderr=True)
 
 def why(
     person: str = typer.Option(..., "--person", help="BEN_NIR_PSA:BEN_RNG_GEM"),
-    campaign: str = typer.Option(..., "--campaign"),
+    campaign: str = typer.Option(..., "--campaign", help="Identifiant de la campagne."),
 ) -> None:
-    """Why this person was, or was not, contacted: every recorded decision, dated."""
+    """Pourquoi cette personne a été contactée ou non : chaque décision enregistrée, datée."""
     # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
     from campaigns.ledger.db import get_engine, session_scope
 
@@ -22,19 +22,20 @@ def why(
 
     psa, _, rng = person.rpartition(":")
     if not psa or not (rng.isascii() and rng.isdigit()):
-        err.print("[red]--person must be BEN_NIR_PSA:BEN_RNG_GEM[/red]")
+        err.print("[red]--person doit être de la forme BEN_NIR_PSA:BEN_RNG_GEM[/red]")
         raise typer.Exit(2)
     with session_scope(get_engine()) as s:
         story = person_story(session=s, campaign_id=campaign, ben_nir_psa=psa, ben_rng_gem=int(rng))
     if not story.found:
         out.print(
-            f"{person} never entered {campaign} (see `relance explain` for the targeting)",
+            f"{person} n'est jamais entré(e) dans {campaign} "
+            "(voir `relance explain` pour le ciblage)",
             markup=False,
         )
         raise typer.Exit(1)
-    out.print(f"{person} in {campaign}: {story.status}", markup=False)
+    out.print(f"{person} dans {campaign} : {story.status}", markup=False)
     for day, line in story.lines:
-        out.print(f"  {day}  {line}")
+        out.print(f"  {day.strftime('%d/%m/%Y')}  {line}", markup=False)
 
 
 @audit.command("verify")

@@ -114,12 +114,17 @@ class _Ctx:
     verdicts: dict[int, str | None]  # id(node) -> its reasons (None when it holds)
 
 
+def _fr(day: object) -> str:
+    """A date as JJ/MM/AAAA (a value that is no date is shown as it is)."""
+    return day.strftime("%d/%m/%Y") if isinstance(day, date) else str(day)
+
+
 def _age_detail(c: Age, x: _Ctx) -> str:
-    detail = f"born {x.ben.get('ben_nai_moi')}/{x.ben.get('ben_nai_ann')}"
+    detail = f"né(e) en {x.ben.get('ben_nai_moi')}/{x.ben.get('ben_nai_ann')}"
     bounds = [f"≥ {c.min_years}" if c.min_years is not None else ""]
     bounds.append(f"≤ {c.max_years}" if c.max_years is not None else "")
     if c.min_years is not None or c.max_years is not None:
-        detail += f"; age required {' '.join(b for b in bounds if b)} years at {x.d}"
+        detail += f" ; âge exigé {' '.join(b for b in bounds if b)} ans au {_fr(x.d)}"
     if c.exact_years:
         ages = ", ".join(map(str, c.exact_years))
         detail += f" ; âge exact exigé au {x.d} : {ages} ans (anniversaire du mois de naissance)"
@@ -139,15 +144,15 @@ def _ald_renewal(c: AldRenewal, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
     )
     counted = [r for r in rows if r["diabetes"] and r["ald_nature"] and r["started"]]
     ends = [r["imb_ald_dtf"] for r in counted if not r["open_ended"]]
-    window = f"({x.d}, {x.d + timedelta(days=x.rule.horizon_days or 0)}]"
+    window = f"du {_fr(x.d)} (exclu) au {_fr(x.d + timedelta(days=x.rule.horizon_days or 0))}"
     if not counted:
-        detail = f"no ALD {c.ald_num} period ({'/'.join(c.icd10_prefixes)}, nature "
-        detail += f"{'/'.join(map(str, c.etm_nat))}) started by {x.d}"
+        detail = f"aucune période d'ALD {c.ald_num} ({'/'.join(c.icd10_prefixes)}, nature "
+        detail += f"{'/'.join(map(str, c.etm_nat))}) commencée au {_fr(x.d)}"
     elif any(r["open_ended"] for r in counted):
-        detail = "an ALD period has no end date (1600-01-01): no renewal to prepare"
+        detail = "une période d'ALD n'a pas de date de fin (1600-01-01) : pas de renouvellement"
     else:
-        detail = f"renewal date {max(ends)} (latest end of {len(counted)} period(s)); "
-        detail += f"horizon {window}"
+        detail = f"date de renouvellement {_fr(max(ends))} (dernière fin de {len(counted)} "
+        detail += f"période(s)) ; horizon {window}"
     return detail, rows
 
 
@@ -181,7 +186,7 @@ def _medecin_traitant(c: MedecinTraitant, x: _Ctx) -> tuple[str, list[dict[str, 
     )
     n = sum(r["in_force"] for r in rows)
     if c.declared:
-        return f"{n} declaration(s) in force on {x.d}", rows
+        return f"{n} déclaration(s) de médecin traitant en vigueur au {_fr(x.d)}", rows
     want = "la campagne vise les personnes sans médecin traitant déclaré"
     return f"{n} déclaration(s) de médecin traitant en vigueur au {x.d} ; {want}", rows
 
@@ -193,9 +198,11 @@ def _not_enrolled(c: NotEnrolled, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
         x.key,
     )
     before = [r for r in rows if r["date_adhesion"] <= x.d]
-    detail = f"enrolled on {before[-1]['date_adhesion']}" if before else "not enrolled"
+    detail = (
+        f"adhérent(e) depuis le {_fr(before[-1]['date_adhesion'])}" if before else "non adhérent(e)"
+    )
     if rows and not before:
-        detail += f" on {x.d} (enrols on {rows[0]['date_adhesion']})"
+        detail += f" au {_fr(x.d)} (adhère le {_fr(rows[0]['date_adhesion'])})"
     return detail, rows
 
 
@@ -205,9 +212,9 @@ def _no_opposition(c: NoOpposition, x: _Ctx) -> tuple[str, list[dict[str, Any]]]
     )
     hits = [r for r in rows if r["canal"] in c.channels and r["date_opposition"] <= x.d]
     detail = (
-        f"opposed ({hits[0]['canal']}) on {hits[0]['date_opposition']}"
+        f"opposition ({hits[0]['canal']}) le {_fr(hits[0]['date_opposition'])}"
         if hits
-        else f"no opposition on {', '.join(c.channels)} by {x.d}"
+        else f"aucune opposition ({', '.join(c.channels)}) au {_fr(x.d)}"
     )
     return detail, rows
 
@@ -220,7 +227,11 @@ def _has_contact(x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
         FROM contacts WHERE {_WHERE}""",
         x.key,
     )
-    return ("in the fund's contact file" if rows else "not in the fund's contact file"), rows
+    return (
+        "dans le fichier de contacts de la caisse"
+        if rows
+        else "absent(e) du fichier de contacts de la caisse"
+    ), rows
 
 
 def _acts_sql(source: Source, codes: list[str]) -> str:
@@ -299,7 +310,7 @@ def _check(c: Node, x: _Ctx) -> Check:
         detail, kids = _composite(c, x, reason)
     elif c.kind == "alive":
         dcd = x.ben.get("ben_dcd_dte")
-        detail = "no death date" if dcd in (None, _SENTINEL) else f"death date {dcd}"
+        detail = "pas de date de décès" if dcd in (None, _SENTINEL) else f"décès le {_fr(dcd)}"
     elif isinstance(c, Age):
         detail = _age_detail(c, x)
     elif isinstance(c, AldRenewal):
@@ -336,11 +347,11 @@ def _gap_check(x: _Ctx, name: str, g: NoCare, gap: bool) -> Check:
         span = f"{years[0]}" if len(years) == 1 else f"{years[0]}–{years[-1]}"
         inside = [r for r in rows if r["in_window"]]
         if inside:
-            detail = f"last in {span}: {inside[0]['date']} ({inside[0]['code']})"
+            detail = f"dernier en {span} : le {_fr(inside[0]['date'])} ({inside[0]['code']})"
         elif rows:
-            detail = f"none in {span}; the last one was on {rows[0]['date']} ({rows[0]['code']})"
+            detail = f"aucun en {span} ; le dernier le {_fr(rows[0]['date'])} ({rows[0]['code']})"
         else:
-            detail = f"none in {span}, none in the extract"
+            detail = f"aucun en {span}, aucun dans l'extraction"
         return Check(
             name=name, passed=not gap, reason=name if gap else None, detail=detail, rows=rows
         )

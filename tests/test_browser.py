@@ -164,8 +164,20 @@ def test_an_echelon_lead_reviews_the_list(server: str, browser: Any, tmp_path: P
 
 def test_the_regional_leads_page(server: str, browser: Any) -> None:
     reg = login(browser, server, "reg")
-    reg.goto(f"{server}/campaigns/sophia-ald8/results")
-    assert reg.locator("#results").is_visible() and reg.locator("svg").count() == 3
+    reg.set_viewport_size({"width": 1366, "height": 768})
+    reg.goto(f"{server}/campaigns/sophia-ald8/results?periode=mois")
+    assert reg.locator("#results").is_visible()
+    # Fits a 1366 px screen: nothing wider than the window, so no horizontal scroll.
+    assert reg.evaluate("() => document.documentElement.scrollWidth") <= 1366
+    box = reg.locator("#results").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 1366
+    # Six people, nobody has reached the goal: the charts say so instead of an empty frame.
+    assert reg.locator("#chart-attainment svg").count() == 1
+    for chart in ("#chart-cumulative", "#chart-uplift"):
+        assert reg.locator(f"{chart} svg").count() == 0
+        assert "Pas assez de données" in reg.locator(chart).inner_text()
+    assert "groupe témoin" in reg.locator("#chart-uplift").inner_text()
+    assert reg.locator("#periode").input_value() == "mois"
     shot(reg, "09-results")
 
 

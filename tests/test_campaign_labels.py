@@ -62,4 +62,4 @@ def test_pages_use_the_campaign_words(wave: str, engine: Engine, tmp_path: Path)
     assert "vaccination antigrippale" in results.text
     assert "adhésions et objectifs" not in results.text
     header = c.get(f"/campaigns/{wave}/results.csv").content.decode("utf-8-sig").splitlines()[0]
-    assert "vaccination antigrippale" in header.split(",") and "adhésions" not in header
+    assert "vaccination antigrippale" in header.split(";") and "adhésions" not in header

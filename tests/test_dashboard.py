@@ -147,7 +147,7 @@ def test_objectives_keep_their_history_and_a_bad_csv_changes_nothing(engine: Eng
         parse_objectives_csv("echelon,objective\n91,10\n99,3\n75,x\n91,4\n", set(D.objectives))
     assert str(e.value) == (
         "ligne 3, colonne echelon : échelon inconnu; "
-        "ligne 4, colonne objective : n'est pas un nombre entier; "
+        "ligne 4, colonne objective : n'est pas un nombre entier positif; "
         "ligne 5, colonne echelon : échelon 91 donné deux fois"
     )
     assert parse_objectives_csv("\ufeffechelon,objective\n91,10\n\n75,3\n", set(D.objectives)) == {
@@ -169,15 +169,17 @@ def test_the_page_exports_and_scope(engine: Engine, tmp_path: Path) -> None:
     page = reg.get("/campaigns/sophia-ald8/results")
     assert page.status_code == 200 and "<svg" in page.text and "Essonne" in page.text
     assert "il faut <strong>" in page.text and "il y en a 10" in page.text
-    csv_text = reg.get("/campaigns/sophia-ald8/results.csv").content.decode("utf-8-sig")
-    lines = csv_text.splitlines()
-    assert lines[0].startswith("échelon,nom,éligibles")
-    assert "91,Essonne,40,14,10,25,10,10,10,5,8,8,100.0,608.3" in lines
-    assert lines[-1].startswith("total,Total,40,")
+    raw = reg.get("/campaigns/sophia-ald8/results.csv").content
+    assert raw.startswith(b"\xef\xbb\xbf") and b"\r\n" in raw  # Excel's BOM and CRLF
+    lines = raw.decode("utf-8-sig").split("\r\n")
+    assert lines[0].startswith("échelon;nom;éligibles")
+    # Up to today (30 April): the goal dated 30 June is not in the period.
+    assert "91;Essonne;40;14;10;25;10;10;10;5;7;8;87,5;532,3" in lines
+    assert lines[-2].startswith("total;Total;40;") and lines[-1] == ""
     from openpyxl import load_workbook
 
     wb = load_workbook(io.BytesIO(reg.get("/campaigns/sophia-ald8/results.xlsx").content))
-    sheet = [[c.value for c in row] for row in wb.active.iter_rows()]  # type: ignore[union-attr]
+    sheet = [[c.value for c in row] for row in wb["Résultats par échelon"].iter_rows()]
     assert ["91", "Essonne", 40] in [r[:3] for r in sheet]
     assert (
         reg.post(

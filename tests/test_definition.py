@@ -41,7 +41,7 @@ def test_the_reference_campaign_loads() -> None:
 
 
 def test_unknown_campaign_names_the_known_ones() -> None:
-    with pytest.raises(DefinitionError, match=r"known: .*sophia-ald8"):
+    with pytest.raises(DefinitionError, match=r"connues : .*sophia-ald8"):
         load_campaign("sophia-ald9")
 
 

@@ -52,7 +52,7 @@ def test_a_folder_named_like_an_id_is_not_read_instead_of_the_campaign(
     assert load_campaign("sophia-ald8").definition.targeting.horizon_days == 90
     assert load_campaign("./sophia-ald8").definition.targeting.horizon_days == 7
     assert load_campaign(str(tmp_path / "sophia-ald8")).definition.targeting.horizon_days == 7
-    with pytest.raises(DefinitionError, match="no campaign 'sophia_ald8'"):
+    with pytest.raises(DefinitionError, match="aucune campagne 'sophia_ald8'"):
         load_campaign("sophia_ald8")
     with pytest.raises(DefinitionError, match="aucun dossier de campagne"):
         load_campaign("./nowhere")

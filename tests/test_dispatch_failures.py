@@ -155,8 +155,10 @@ def test_no_account_moves_on_to_the_letter(engine: Engine, tmp_path: Path) -> No
         assert [(a.step, a.state, a.due_on) for a in letters] == [("letter", "queued", ANCHOR)]
         story = why(session=s, campaign_id=D.id, ben_nir_psa=psa, ben_rng_gem=rng)
     lines = [line for _, line in story.lines]
-    assert "step_failed: mailbox failed: no_account → letter" in lines
-    assert any(line.startswith("mailbox #1 (mailbox) failed: no_account") for line in lines)
+    assert "step_failed : mailbox failed: no_account → letter" in lines
+    assert any(
+        line.startswith("mailbox n°1 (mailbox) échec définitif : no_account") for line in lines
+    )
 
 
 def test_an_invalid_email_marks_the_person_and_the_letter_comes_next(

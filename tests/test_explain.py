@@ -36,7 +36,7 @@ def test_an_eligible_priority_person(extract: Path) -> None:
     assert (x.found, x.eligible, x.priority, x.reasons) == (True, True, True, [])
     assert all(c.passed for c in x.criteria) and not any(g.passed for g in x.gaps)
     ald = by_name(x)["ald_renewal"]
-    assert "renewal date 2026-04-15" in ald.detail
+    assert "date de renouvellement 15/04/2026" in ald.detail
     assert ald.rows[0]["med_mtf_cod"] == "E119"
 
 
@@ -44,23 +44,23 @@ def test_a_misfiled_period_is_shown_and_not_counted(extract: Path) -> None:
     x = why(extract, "MISFILED_LATER_END")
     ald = by_name(x)["ald_renewal"]
     assert (ald.passed, ald.reason) == (False, "renewal_outside_horizon")
-    assert "renewal date 2027-01-01" in ald.detail
+    assert "date de renouvellement 01/01/2027" in ald.detail
     assert [r["ald_nature"] for r in ald.rows] == [True, False]
 
 
 def test_care_gap_evidence_names_the_last_test_and_the_window(extract: Path) -> None:
     renal = by_name(why(extract, "G_RENAL_IN_N2"))["gap_renal"]
     assert not renal.passed
-    assert renal.detail == "none in 2025; the last one was on 2024-06-10 (0592)"
+    assert renal.detail == "aucun en 2025 ; le dernier le 10/06/2024 (0592)"
     fundus = by_name(why(extract, "G_NONE"))["gap_fundus"]
-    assert fundus.passed and "2024-06-10 (BGQP140)" in fundus.detail
+    assert fundus.passed and "10/06/2024 (BGQP140)" in fundus.detail
     broken = by_name(why(extract, "G_KEY_PRS_ORD_NUM"))["gap_renal"]
-    assert broken.rows == [] and "none in the extract" in broken.detail
+    assert broken.rows == [] and "aucun dans l'extraction" in broken.detail
 
 
 def test_enrolment_after_the_run_date_is_said(extract: Path) -> None:
     c = by_name(why(extract, "ENROLS_LATER"))["not_enrolled"]
-    assert c.passed and "enrols on 2026-03-03" in c.detail
+    assert c.passed and "adhère le 03/03/2026" in c.detail
 
 
 def test_several_reasons_in_order(extract: Path) -> None:

@@ -322,7 +322,7 @@ def test_a_registry_fact_on_or_after_entry_closes_the_member(engine: Engine) -> 
         assert left.detail["reason"] == "goal_observed"
         assert left.detail["source"] == "goal_observation"
         story = why(session=s, campaign_id=MT.id, ben_nir_psa=first, ben_rng_gem=1)
-        assert (ENTRY, "goal observed in the extract (registry_fact)") in story.lines
+        assert (ENTRY, "objectif constaté dans l'extrait (registry_fact)") in story.lines
     # Observed again the next day: nothing new, nobody closed twice.
     again = _observe(engine, MT, fake, TODAY + timedelta(days=1))
     assert again["new"] == 0 and again["members_closed"] == 0
@@ -565,8 +565,8 @@ def test_which_rows_stop_a_campaign(engine: Engine) -> None:
 
 
 def test_the_dashboard_shows_the_rate_and_sophia_keeps_its_columns(engine: Engine) -> None:
+    from campaigns.app.results import _columns
     from campaigns.measurement.dashboard import results
-    from console.web.routes_results import _columns
 
     _admit(engine, RATE, 10)
     with session_scope(engine) as s:
@@ -574,7 +574,7 @@ def test_the_dashboard_shows_the_rate_and_sophia_keeps_its_columns(engine: Engin
     r91 = {r.echelon: r for r in rows}["91"]
     assert (r91.objective, r91.objective_rate) == (8, 75.0)
     assert total.objective_rate == pytest.approx(80.0)
-    assert "objective_rate" not in [k for k, _ in _columns(D.id)]  # a count: no rate column
+    assert "objective_rate" not in [k for k, _ in _columns(D)]  # a count: no rate column
 
 
 def test_another_campaigns_observed_goal_stops_neither_tick_nor_dispatch(engine: Engine) -> None:

@@ -103,7 +103,7 @@ def test_an_opposition_recorded_mid_day_cancels_the_queued_call_at_claim(
             ben_rng_gem=1,
         )
     assert any(
-        "cancelled: opposed_all (la personne s'oppose à tout contact)" in line
+        "annulé : opposed_all (la personne s'oppose à tout contact)" in line
         for _, line in story.lines
     )
 
@@ -202,7 +202,7 @@ def test_a_person_reached_by_another_campaign_is_deferred_until_the_window_frees
         story = why(session=s, campaign_id=D.id, ben_nir_psa=p.ben_nir_psa, ben_rng_gem=1)
     assert (
         day1,
-        "call (phone) not contacted now, deferred until 2026-04-30: "
+        "call (phone) pas contacté pour l'instant, reporté au 30/04/2026 : "
         "pressure_calls (trop d'appels récents (toutes campagnes))",
     ) in story.lines
     # The window frees on 30 April: the call is planned then.

@@ -196,7 +196,7 @@ def test_why_gives_the_words_of_the_old_address_code(engine: Engine) -> None:
         story = why(session=s, campaign_id=D.id, ben_nir_psa="PSA000000", ben_rng_gem=1)
     lines = [line for _, line in story.lines]
     assert (
-        "letter #1 (letter) not played: no_valid_postal_address (pas d'adresse postale valide)"
+        "letter n°1 (letter) non fait : no_valid_postal_address (pas d'adresse postale valide)"
         in lines
     )
 
@@ -275,5 +275,5 @@ def test_why_tells_a_departure_in_words(engine: Engine) -> None:
         story = why(session=s, campaign_id=D.id, ben_nir_psa="PSA000000", ben_rng_gem=1)
     lines = [line for _, line in story.lines]
     words = "outcome_objects (issue de l'appel : s'oppose à être contacté)"
-    assert story.status == f"exited ({words})"
-    assert f"left (exited): {words}, from call" in lines
+    assert story.status == f"sortie ({words})"
+    assert f"sortie (sortie) : {words}, source : call" in lines

@@ -253,7 +253,7 @@ def test_a_call_of_mt_ald_defers_the_sophia_call_and_why_says_so(
     finally:
         get_settings.cache_clear()
     assert res.exit_code == 0, res.output
-    assert "deferred until 2026-10-29" in res.output
+    assert "reporté au 29/10/2026" in res.output
     assert "trop d'appels récents (toutes campagnes)" in res.output
 
 
@@ -463,6 +463,9 @@ def test_a_flu_message_defers_the_mt_ald_message_under_the_contacts_limit(
         get_settings.cache_clear()
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
-    until = (LAUNCH + timedelta(days=30)).isoformat()
-    assert f"mailbox (mailbox) not contacted now, deferred until {until}: pressure_contacts" in out
+    until = (LAUNCH + timedelta(days=30)).strftime("%d/%m/%Y")
+    assert (
+        f"mailbox (mailbox) pas contacté pour l'instant, reporté au {until} : pressure_contacts"
+        in out
+    )
     assert "trop de contacts récents (toutes campagnes)" in out

@@ -414,7 +414,7 @@ def test_explain_the_new_criteria(extract: Path) -> None:
     assert "1 déclaration(s) de médecin traitant en vigueur" in mt["medecin_traitant"].detail
     assert "âge exact exigé" in mt["age"].detail
     reg = _flat(why(MT_RULE, "M_REGISTERED_ON_D").criteria)["not_enrolled"]
-    assert reg.reason == "already_enrolled" and "enrolled on 2026-03-02" in reg.detail
+    assert reg.reason == "already_enrolled" and "adhérent(e) depuis le 02/03/2026" in reg.detail
 
 
 @pytest.fixture(scope="module")

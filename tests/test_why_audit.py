@@ -31,8 +31,8 @@ def test_a_persons_path_with_reasons(engine: Engine) -> None:
         story = why(session=s, campaign_id=D.id, ben_nir_psa=p.ben_nir_psa, ben_rng_gem=1)
         assert not why(session=s, campaign_id=D.id, ben_nir_psa="nobody", ben_rng_gem=1).found
     text = "\n".join(line for _, line in story.lines)
-    assert story.found and story.status == "active"
-    assert "entered" in text and "call #1 (phone) not played: no_phone" in text
+    assert story.found and story.status == "en cours"
+    assert "entrée dans la campagne" in text and "call n°1 (phone) non fait : no_phone" in text
 
 
 def test_audit_chain_detects_an_edited_event(engine: Engine) -> None:
@@ -84,7 +84,7 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ok = CliRunner().invoke(app, ["audit", "verify"])
         assert ok.exit_code == 0 and "1 événements" in ok.output
         missing = CliRunner().invoke(app, ["why", "--person", "X:1", "--campaign", D.id])
-        assert missing.exit_code == 1 and "never entered" in missing.output
+        assert missing.exit_code == 1 and "jamais entré" in missing.output
         assert CliRunner().invoke(app, ["why", "--person", "X", "--campaign", D.id]).exit_code == 2
     finally:
         get_settings.cache_clear()

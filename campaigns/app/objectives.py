@@ -11,6 +11,14 @@ from campaigns.ledger.audit import record
 from campaigns.measurement.dashboard import parse_objectives_csv, set_objectives
 
 
+def decode_csv(data: bytes) -> str:
+    """An uploaded CSV's text: UTF-8 (with or without Excel's BOM), else Windows-1252."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # French Excel's "CSV (point-virgule)"
+
+
 def set_objective(
     *,
     session: Session,

@@ -169,7 +169,9 @@ def campaign_by_id(campaign_id: str, *, root: Path | None = None) -> Campaign:
     if folders:
         return _load_indexed(campaign_id, folders[0])
     names = ", ".join(sorted(k for k in index if k is not None))
-    raise DefinitionError(f"no campaign {campaign_id!r} under {root} (known: {names or 'none'})")
+    raise DefinitionError(
+        f"aucune campagne {campaign_id!r} dans {root} (connues : {names or 'aucune'})"
+    )
 
 
 def list_campaigns(root: Path | None = None) -> Listing:

@@ -13,8 +13,9 @@ from sqlmodel import Session, col, distinct, select
 
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
-from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Member, Objective, Person
+from campaigns.ledger.models import Enrolment, Member, Objective, Person
 from campaigns.measurement.effect import projected_attainment
+from campaigns.measurement.period import Period
 from campaigns.measurement.report import echelon_report, total_row
 
 
@@ -61,15 +62,24 @@ COLUMNS = [
     ("projected", "projection fin d'année %"),
 ]
 
-
-def _contacted(session: Session, campaign_id: str) -> dict[str, int]:
-    rows = session.exec(
-        select(Member.echelon, func.count(distinct(col(Member.id))))
-        .join(Action, col(Action.member_id) == col(Member.id))
-        .where(Member.campaign_id == campaign_id, col(Action.state).in_(SUCCESS_STATES))
-        .group_by(col(Member.echelon))
-    ).all()
-    return {e: int(n) for e, n in rows}
+# One line per count, shown beside it on the page and in the exports: what is counted, exactly.
+DEFINITIONS = {
+    "echelon": "le département (échelon local) de la personne",
+    "name": "le nom de l'échelon",
+    "eligible": "personnes entrées dans la campagne au plus tard à la fin de la période",
+    "priority": "éligibles marqués prioritaires par le ciblage",
+    "holdout": "éligibles tirés au sort dans le groupe témoin, jamais contactés",
+    "contacted": "personnes avec au moins une action envoyée ou un appel abouti dans la période",
+    "called": "personnes avec au moins un appel passé dans la période, abouti ou non",
+    "reached": "personnes jointes au téléphone (appel abouti) dans la période",
+    "mailbox": "personnes avec au moins un message ameli déposé dans la période",
+    "letters": "personnes avec au moins un courrier envoyé dans la période",
+    "enrolled": "personnes ayant atteint l'objectif dans la période, après leur entrée",
+    "objective": "le dernier objectif fixé pour l'échelon",
+    "objective_rate": "l'objectif en pourcentage des éligibles",
+    "attainment": "atteintes de l'objectif divisées par l'objectif, en %",
+    "projected": "l'atteinte en fin d'année au rythme observé sur la période, en %",
+}
 
 
 def started_on(*, session: Session, campaign_id: str) -> date | None:
@@ -81,24 +91,33 @@ def started_on(*, session: Session, campaign_id: str) -> date | None:
 
 
 def results(
-    *, session: Session, definition: CampaignDefinition, today: date
+    *,
+    session: Session,
+    definition: CampaignDefinition,
+    today: date,
+    period: Period | None = None,
 ) -> tuple[list[ResultRow], ResultRow]:
     """Per échelon and in total: the funnel, objective, attainment and year-end projection."""
+    since, until = (period.since, period.until) if period else (None, None)
     base = echelon_report(
-        session=session, campaign_id=definition.id, objectives=definition.objectives
+        session=session,
+        campaign_id=definition.id,
+        objectives=definition.objectives,
+        since=since,
+        until=until,
     )
-    contacted = _contacted(session, definition.id)
-    start = started_on(session=session, campaign_id=definition.id)
-    elapsed = (today - start).days + 1 if start else 0
+    launched = started_on(session=session, campaign_id=definition.id)
+    start = max(launched, since) if launched and since else launched
+    elapsed = ((until or today) - start).days + 1 if start else 0
 
-    def make(r: Any, contacted_n: int) -> ResultRow:
+    def make(r: Any) -> ResultRow:
         return ResultRow(
             echelon=r.echelon,
             name=r.name,
             eligible=r.eligible,
             priority=r.priority,
             holdout=r.holdout,
-            contacted=contacted_n,
+            contacted=r.contacted,
             called=r.called,
             reached=r.reached,
             mailbox=r.mailbox,
@@ -112,8 +131,8 @@ def results(
             ),
         )
 
-    rows = [make(r, contacted.get(r.echelon, 0)) for r in base]
-    total = make(total_row(base), sum(contacted.values()))
+    rows = [make(r) for r in base]
+    total = make(total_row(base))
     return rows, total
 
 
@@ -129,7 +148,11 @@ def funnel(row: ResultRow, goal: str = "adhésions") -> list[tuple[str, int]]:
 
 
 def cumulative_enrolments(
-    *, session: Session, campaign_id: str, echelon: str | None = None
+    *,
+    session: Session,
+    campaign_id: str,
+    echelon: str | None = None,
+    period: Period | None = None,
 ) -> list[tuple[date, int]]:
     """Goals reached by members (this campaign's goal rows) since they entered, by day."""
     stmt = (
@@ -153,6 +176,10 @@ def cumulative_enrolments(
     )
     if echelon is not None:
         stmt = stmt.where(Member.echelon == echelon)
+    if period is not None and period.since is not None:
+        stmt = stmt.where(col(Enrolment.enrolled_on) >= period.since)
+    if period is not None:
+        stmt = stmt.where(col(Enrolment.enrolled_on) <= period.until)
     out, total = [], 0
     for day, n in session.exec(stmt).all():
         total += int(n)
@@ -188,7 +215,7 @@ def set_objectives(
     now = now or utcnow()
     for echelon, target in targets.items():
         if target < 0:
-            raise ObjectiveError(f"échelon {echelon}: an objective cannot be negative")
+            raise ObjectiveError(f"échelon {echelon}: un objectif ne peut pas être négatif")
     for echelon, target in sorted(targets.items()):
         session.add(
             Objective(
@@ -203,32 +230,54 @@ def set_objectives(
     return len(targets)
 
 
-def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
-    """`echelon,objective` lines; every bad line is reported by number and column, none applied.
+# The header names accepted for each column (French Excel users write them in French).
+_HEADERS = ({"echelon", "échelon"}, {"objective", "objectif"})
 
-    A cell's value is never repeated (a shifted line may put a NIR where an échelon should be).
+
+def _integer(text: str) -> int | None:
+    """« 1 200 », « 1200 », « 1200,0 » or « 1200.0 » → 1200; anything else (12,5; x) → None."""
+    text = text.replace("\u202f", "").replace("\u00a0", "").replace(" ", "")
+    whole, sep, frac = text.replace(",", ".").partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (
+        sep and not (frac.isdigit() and not frac.strip("0"))
+    ):
+        return None
+    return int(whole)
+
+
+def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
+    """`echelon,objective` lines, or French Excel's `;`; every bad line reported, none applied.
+
+    The separator is the header's: `;` (French Excel, decimal comma) or `,`. A cell's value is
+    never repeated in an error (a shifted line may put a NIR where an échelon should be).
     """
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    text = text.lstrip("\ufeff")
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     out: dict[str, int] = {}
     errors = []
     header = next(reader, None)
-    if header is None or [h.strip().lower() for h in header[:2]] != ["echelon", "objective"]:
-        raise ObjectiveError("ligne 1 : l'en-tête doit être 'echelon,objective'")
+    names = [h.strip().lower() for h in (header or [])[:3]]
+    if len(names) != 2 or not all(n in ok for n, ok in zip(names, _HEADERS, strict=True)):
+        raise ObjectiveError(
+            "ligne 1 : l'en-tête doit être 'echelon;objective' (ou 'echelon,objective')"
+        )
     for n, line in enumerate(reader, start=2):
         if not line or not "".join(line).strip():
             continue
         if len(line) != 2:
             errors.append(f"ligne {n} : 2 colonnes attendues, {len(line)} trouvée(s)")
             continue
-        echelon, value = line[0].strip(), line[1].strip()
+        echelon, value = line[0].strip(), _integer(line[1].strip())
         if echelon not in known:
             errors.append(f"ligne {n}, colonne echelon : échelon inconnu")
-        elif not (value.isascii() and value.isdigit()):
-            errors.append(f"ligne {n}, colonne objective : n'est pas un nombre entier")
+        elif value is None:
+            errors.append(f"ligne {n}, colonne objective : n'est pas un nombre entier positif")
         elif echelon in out:
             errors.append(f"ligne {n}, colonne echelon : échelon {echelon} donné deux fois")
         else:
-            out[echelon] = int(value)
+            out[echelon] = value
     if errors:
         raise ObjectiveError("; ".join(errors))
     return out

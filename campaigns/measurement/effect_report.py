@@ -26,7 +26,7 @@ class EffectRow:
 
 
 def _enrolled_members(
-    session: Session, campaign_id: str, until: date | None
+    session: Session, campaign_id: str, until: date | None, since: date | None = None
 ) -> list[tuple[int, str, bool, date]]:
     """Members with a goal row of this campaign on or after their entry."""
     stmt = (
@@ -45,6 +45,8 @@ def _enrolled_members(
     )
     if until is not None:
         stmt = stmt.where(col(Enrolment.enrolled_on) <= until)
+    if since is not None:
+        stmt = stmt.where(col(Enrolment.enrolled_on) >= since)
     return [(int(i or 0), e, bool(h), d) for i, e, h, d in session.exec(stmt).all()]
 
 
@@ -76,6 +78,7 @@ def effect_report(
     campaign_id: str,
     window_days: int,
     until: date | None = None,
+    since: date | None = None,
     confidence: float = 0.95,
     goal: str = "l'objectif",
 ) -> list[EffectRow]:
@@ -83,11 +86,14 @@ def effect_report(
     sizes: dict[tuple[str, bool], int] = defaultdict(int)
     for e, h, n in session.exec(
         select(Member.echelon, Member.holdout, func.count())
-        .where(Member.campaign_id == campaign_id)
+        .where(
+            Member.campaign_id == campaign_id,
+            *([col(Member.entered_on) <= until] if until is not None else []),
+        )
         .group_by(col(Member.echelon), col(Member.holdout))
     ).all():
         sizes[(e, bool(h))] += int(n)
-    enrolled = _enrolled_members(session, campaign_id, until)
+    enrolled = _enrolled_members(session, campaign_id, until, since)
     touches = _touches(session, [m for m, _, h, _ in enrolled if not h])
     credited: dict[str, dict[str, int]] = defaultdict(
         lambda: dict.fromkeys(ATTRIBUTION_CHANNELS, 0)

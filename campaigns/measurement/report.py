@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
-from sqlalchemy import distinct, func
+from sqlalchemy import and_, distinct, func, or_
 from sqlmodel import Session, col, select
 
 from campaigns.definition.goals import Objectives
@@ -24,6 +25,7 @@ class EchelonRow:
     eligible: int = 0
     priority: int = 0
     holdout: int = 0
+    contacted: int = 0
     called: int = 0
     reached: int = 0
     mailbox: int = 0
@@ -46,11 +48,23 @@ def _count_by_echelon(session: Session, stmt: Any) -> dict[str, int]:
     return {e: int(n) for e, n in session.exec(stmt).all()}
 
 
+def _within(day: Any, since: date | None, until: date | None) -> list[Any]:
+    """The conditions keeping a day column inside an inclusive period (open ends ignored)."""
+    return [c for c in (since and day >= since, until and day <= until) if c is not None]
+
+
 def echelon_report(
-    *, session: Session, campaign_id: str, objectives: Objectives | None = None
+    *,
+    session: Session,
+    campaign_id: str,
+    objectives: Objectives | None = None,
+    since: date | None = None,
+    until: date | None = None,
 ) -> list[EchelonRow]:
     """Per échelon: members, priority, holdout, contacts by channel, goals reached, objective.
 
+    Every count follows `measurement.counts.DEFINITIONS`; `since`/`until` (inclusive) bound the
+    day an action was played, a goal reached, and (`until` only) the day a member entered.
     `enrolled` counts the members with a goal row of this campaign dated on or after their
     entry. The objective is the latest one set in the ledger; failing that, for a rate
     objective, the rate times the échelon's eligible (rounded up).
@@ -58,6 +72,9 @@ def echelon_report(
     m = Member
     by = col(m.echelon)
     base = select(by, func.count()).where(m.campaign_id == campaign_id).group_by(by)
+    if until is not None:
+        base = base.where(col(m.entered_on) <= until)
+    played = _within(col(Action.done_on), since, until)
     rows: dict[str, EchelonRow] = {}
 
     def row(e: str) -> EchelonRow:
@@ -69,12 +86,17 @@ def echelon_report(
         return (
             select(by, func.count(distinct(col(m.id))))
             .join(Action, col(Action.member_id) == col(m.id))
-            .where(m.campaign_id == campaign_id, *conds)
+            .where(m.campaign_id == campaign_id, *played, *conds)
             .group_by(by)
         )
 
     done = col(Action.state).in_(SUCCESS_STATES)
-    reached = members_with(Action.channel == "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
+    is_reached = and_(col(Action.channel) == "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
+    reached = members_with(is_reached)
+    # Contacted: a message or letter played, or a call that reached the person; an unanswered
+    # call is an attempt, not a contact (the effect's attribution counts the same touches).
+    contacted = members_with(done, or_(col(Action.channel) != "phone", is_reached))
+    goal_day = _within(col(Enrolment.enrolled_on), since, until)
     enrolled = (
         select(by, func.count(distinct(col(m.id))))
         .join(Person, col(Person.id) == col(m.person_id))
@@ -87,6 +109,7 @@ def echelon_report(
         .where(
             m.campaign_id == campaign_id,
             col(Enrolment.enrolled_on) >= col(m.entered_on),
+            *goal_day,
         )
         .group_by(by)
     )
@@ -95,6 +118,7 @@ def echelon_report(
         "eligible": base,
         "priority": base.where(col(m.priority).is_(True)),
         "holdout": base.where(col(m.holdout).is_(True)),
+        "contacted": contacted,
         "called": members_with(Action.channel == "phone", done),
         "reached": reached,
         "mailbox": members_with(Action.channel == "mailbox", done),
@@ -123,6 +147,7 @@ def total_row(rows: list[EchelonRow]) -> EchelonRow:
             "eligible",
             "priority",
             "holdout",
+            "contacted",
             "called",
             "reached",
             "mailbox",

@@ -8,7 +8,7 @@ from datetime import date
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from campaigns.definition.reasons import explain
+from campaigns.definition.reasons import OUTCOME_LABELS, explain
 from campaigns.ledger.models import (
     OBSERVED_CHANNEL,
     Action,
@@ -18,7 +18,7 @@ from campaigns.ledger.models import (
     Opposition,
     Person,
 )
-from campaigns.ledger.vocabulary import ActionState
+from campaigns.ledger.vocabulary import ACTION_STATE_LABELS
 
 
 @dataclass
@@ -30,15 +30,28 @@ class Story:
     lines: list[tuple[date, str]] = field(default_factory=list)
 
 
-_STATES: dict[str, str] = {
-    ActionState.DONE: "done",
-    ActionState.SENT: "sent",
-    ActionState.DELIVERED: "delivered",
-    ActionState.SKIPPED: "not played",
-    ActionState.CANCELLED: "cancelled",
-    ActionState.FAILED_FINAL: "failed",
-    ActionState.QUEUED: "planned",
+# A member's status, in the words `relance why` prints.
+_STATUS = {
+    "pending": "en attente de validation locale",
+    "active": "en cours",
+    "goal": "objectif atteint",
+    "exited": "sortie",
+    "completed": "parcours terminé",
 }
+# The events recorded on a member, in words (an unknown kind is shown as its code).
+_KINDS = {"entered": "entrée dans la campagne", "exited": "sortie", "goal": "objectif atteint"}
+
+
+def _status(code: object) -> str:
+    return _STATUS.get(str(code), str(code))
+
+
+def _day(text: object) -> str:
+    """An ISO date as JJ/MM/AAAA (anything else unchanged)."""
+    try:
+        return date.fromisoformat(str(text)).strftime("%d/%m/%Y")
+    except ValueError:
+        return str(text)
 
 
 def _words(reason: str) -> str:
@@ -61,11 +74,13 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
         return Story(found=False)
     story = Story(
         found=True,
-        status=f"{member.status}"
+        status=_status(member.status)
         + (f" ({_words(member.status_reason)})" if member.status_reason else ""),
     )
     if member.holdout:
-        story.lines.append((member.entered_on, "in the holdout group: never contacted by design"))
+        story.lines.append(
+            (member.entered_on, "dans le groupe témoin : jamais contacté, par construction")
+        )
     for e in session.exec(
         select(MemberEvent).where(MemberEvent.member_id == member.id).order_by(col(MemberEvent.id))
     ):
@@ -74,9 +89,10 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
             story.lines.append(
                 (
                     e.on,
-                    f"{e.detail.get('step')} ({e.detail.get('channel')}) not contacted now"
-                    + (f", deferred until {until}" if until else "")
-                    + f": {_words(e.detail.get('reason') or '')}",
+                    f"{e.detail.get('step')} ({e.detail.get('channel')}) "
+                    + "pas contacté pour l'instant"
+                    + (f", reporté au {_day(until)}" if until else "")
+                    + f" : {_words(e.detail.get('reason') or '')}",
                 )
             )
             continue
@@ -84,26 +100,29 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
             story.lines.append(
                 (
                     e.on,
-                    f"left ({e.detail.get('status')}): {_words(e.detail['reason'])}"
-                    + f", from {e.detail.get('source')}",
+                    f"sortie ({_status(e.detail.get('status'))}) : "
+                    + f"{_words(e.detail['reason'])}, source : {e.detail.get('source')}",
                 )
             )
             continue
-        story.lines.append((e.on, f"{e.kind}: {e.detail.get('text') or e.detail}"))
+        kind = _KINDS.get(e.kind, e.kind)
+        story.lines.append((e.on, f"{kind} : {e.detail.get('text') or e.detail}"))
     for a in session.exec(
         select(Action).where(Action.member_id == member.id).order_by(col(Action.id))
     ):
-        what = f"{a.step} #{a.attempt} ({a.channel}) {_STATES.get(a.state, a.state)}"
-        why_ = a.outcome or a.reason or a.error
+        what = f"{a.step} n°{a.attempt} ({a.channel}) {ACTION_STATE_LABELS.get(a.state, a.state)}"
+        why_ = (
+            (OUTCOME_LABELS.get(a.outcome, a.outcome) if a.outcome else None) or a.reason or a.error
+        )
         if a.reason and not a.outcome:
             why_ = _words(a.reason)
-        story.lines.append((a.done_on or a.due_on, what + (f": {why_}" if why_ else "")))
+        story.lines.append((a.done_on or a.due_on, what + (f" : {why_}" if why_ else "")))
     for o in session.exec(
         select(Opposition).where(
             Opposition.ben_nir_psa == ben_nir_psa, Opposition.ben_rng_gem == ben_rng_gem
         )
     ):
-        story.lines.append((o.opposed_on, f"opposition ({o.canal}) from {o.source}"))
+        story.lines.append((o.opposed_on, f"opposition ({o.canal}), source : {o.source}"))
     for en in session.exec(
         select(Enrolment).where(
             Enrolment.ben_nir_psa == ben_nir_psa,
@@ -113,8 +132,10 @@ def why(*, session: Session, campaign_id: str, ben_nir_psa: str, ben_rng_gem: in
         )
     ):
         if en.channel == OBSERVED_CHANNEL:
-            story.lines.append((en.enrolled_on, f"goal observed in the extract ({en.programme})"))
+            story.lines.append(
+                (en.enrolled_on, f"objectif constaté dans l'extrait ({en.programme})")
+            )
         else:
-            story.lines.append((en.enrolled_on, f"enrolled in {en.programme} ({en.channel})"))
+            story.lines.append((en.enrolled_on, f"adhésion à {en.programme} ({en.channel})"))
     story.lines.sort(key=lambda x: x[0])
     return story

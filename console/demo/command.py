@@ -116,37 +116,43 @@ def demo_settings(data_dir: Path) -> Settings:
     )
 
 
-def render_report(rows: list[EchelonRow], title: str, goal: str = "enrolled") -> Table:
+def _fr(n: int) -> str:
+    """12345 → « 12 345 » (French thousands, narrow no-break space)."""
+    return f"{n:,}".replace(",", "\u202f")
+
+
+def render_report(rows: list[EchelonRow], title: str, goal: str = "adhésions") -> Table:
     """The per-échelon table the demo ends with; `goal` heads the goals-reached column."""
     t = Table(title=title, show_lines=False)
     cols = [
         "échelon",
-        "eligible",
-        "priority",
-        "holdout",
-        "called",
-        "reached",
-        "mailbox",
-        "letters",
+        "éligibles",
+        "prioritaires",
+        "témoins",
+        "appelés",
+        "joints",
+        "messages ameli",
+        "courriers",
         goal,
-        "objective",
-        "attainment",
+        "objectif",
+        "atteinte",
     ]
     for c in cols:
         t.add_column(c, justify="left" if c == "échelon" else "right")
     for r in [*rows, total_row(rows)]:
         att = f"{r.attainment:.0f} %" if r.attainment is not None else "—"
+        n = _fr
         t.add_row(
             f"{r.echelon} {r.name}" if r.echelon != "total" else "Total",
-            str(r.eligible),
-            str(r.priority),
-            str(r.holdout),
-            str(r.called),
-            str(r.reached),
-            str(r.mailbox),
-            str(r.letters),
-            str(r.enrolled),
-            str(r.objective),
+            n(r.eligible),
+            n(r.priority),
+            n(r.holdout),
+            n(r.called),
+            n(r.reached),
+            n(r.mailbox),
+            n(r.letters),
+            n(r.enrolled),
+            n(r.objective),
             att,
             style="bold" if r.echelon == "total" else None,
         )
@@ -158,14 +164,14 @@ def simulate_local_validation(engine: Engine, campaign_id: str, day: date) -> st
     with session_scope(engine) as s:
         lst = pending_list(session=s, campaign_id=campaign_id)
         if lst is None:
-            return "Local validation: no list to review (campaign already launched)."
+            return "Validation locale : aucune liste à relire (campagne déjà lancée)."
         for echelon in list_status(session=s, target_list=lst).per_echelon:
             sign_off(session=s, target_list=lst, echelon=echelon, by=f"demo-echelon-{echelon}")
         counts = approve(session=s, target_list=lst, by="demo-campaign-manager", today=day)
     launched = sum(c["launched"] for c in counts.values())
     return (
-        f"Local validation (SIMULATED): {len(counts)} échelons validated their lists on {day}; "
-        f"demo-campaign-manager approved; {launched} people launched."
+        f"Validation locale (SIMULÉE) : {len(counts)} échelons ont validé leur liste le "
+        f"{day:%d/%m/%Y} ; demo-campaign-manager a approuvé ; {_fr(launched)} personnes lancées."
     )
 
 
@@ -180,7 +186,7 @@ DEMO_ACCOUNTS = (
 
 def demo_accounts(engine: Engine, data_dir: Path) -> str:
     """One console account per role (demo passwords, printed), and how to open the console."""
-    lines = ["Console accounts (demo passwords):"]
+    lines = ["Comptes de la console (mots de passe de démonstration) :"]
     with session_scope(engine) as s:
         for username, role, echelon in DEMO_ACCOUNTS:
             password = f"demo-{username}-2026"
@@ -188,7 +194,7 @@ def demo_accounts(engine: Engine, data_dir: Path) -> str:
             scope = f", échelon {echelon}" if echelon else ""
             lines.append(f"  {username:<17} {password:<28} {role}{scope}")
     lines.append(
-        f"Open it with: RELANCE_DATA_DIR={data_dir} RELANCE_EXTRACT_DIR={data_dir}/extract "
+        f"Pour l'ouvrir : RELANCE_DATA_DIR={data_dir} RELANCE_EXTRACT_DIR={data_dir}/extract "
         "uv run relance console   → http://127.0.0.1:8000"
     )
     return "\n".join(lines)
@@ -203,7 +209,8 @@ def demo_effect(engine: Engine, definition: CampaignDefinition) -> str:
             window_days=definition.goal.attribution_window_days,
             goal=definition.labels.goal,
         )[-1]
-    credited = ", ".join(f"{k} {v}" for k, v in effect.credited.items())
+    words = {"phone": "appel", "mailbox": "message ameli", "letter": "courrier", "none": "aucun"}
+    credited = ", ".join(f"{words.get(k, k)} {_fr(v)}" for k, v in effect.credited.items())
     return (
         f"Objectifs atteints ({definition.labels.goal}) attribués au dernier contact dans les "
         f"{definition.goal.attribution_window_days} jours : {credited}. "
@@ -276,8 +283,8 @@ def _members(engine: Engine, campaign_id: str) -> dict[str, int]:
 def _progress_line(engine: Engine, definition: CampaignDefinition) -> str:
     by = _members(engine, definition.id)
     return (
-        f"{sum(by.values()):,} entered · {by.get('active', 0):,} active · "
-        f"{by.get('goal', 0):,} {definition.labels.goal}"
+        f"{_fr(sum(by.values()))} entrés · {_fr(by.get('active', 0))} en cours · "
+        f"{_fr(by.get('goal', 0))} {definition.labels.goal}"
     )
 
 
@@ -302,7 +309,8 @@ def _play_day(
         note = (
             simulate_local_validation(engine, campaign.definition.id, day)
             if campaign.definition.validation.required
-            else "Local validation: not required by the campaign; contacts start on its first day."
+            else "Validation locale : non requise par la campagne ; les contacts commencent dès "
+            "le premier jour."
         )
     stages.tick_stage(engine=engine, campaign=campaign, day=day)
     for channel in ("mailbox", "email", "letter"):
@@ -333,10 +341,11 @@ def _play(
     data_dir = settings.data_dir
     extract = data_dir / "extract"
     definition = campaign.definition
-    with console.status(f"Generating {people:,} synthetic insured…"):
+    with console.status(f"Génération de {_fr(people)} assurés synthétiques…"):
         write_extract(out=extract, people=people, seed=seed, as_of=first, fmt="parquet")
     console.print(
-        f"Extract of {people:,} insured written in {time.perf_counter() - t0:.1f} s ({extract})"
+        f"Extrait de {_fr(people)} assurés écrit en "
+        f"{time.perf_counter() - t0:.1f} s ({extract})".replace(".", ",", 1)
     )
     engine = get_engine(settings.resolved_database_url())
     scale = people / REGION_INSURED * days / 365
@@ -355,7 +364,7 @@ def _play(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("days"),
+        TextColumn("jours"),
         TimeElapsedColumn(),
         TextColumn("·"),
         TimeRemainingColumn(),
@@ -379,16 +388,17 @@ def _play(
     console.print(
         render_report(
             rows,
-            f"{definition.name}, {first} → {last}: {definition.labels.goal} per échelon",
+            f"{definition.name}, du {first:%d/%m/%Y} au {last:%d/%m/%Y} : "
+            f"{definition.labels.goal} par échelon",
             goal=definition.labels.goal,
         )
     )
     console.print(_objectives_note(definition, people=people, days=days, scale=scale))
     console.print(
-        f"Calls, mailbox reads and goals reached are SIMULATED ({sim.calls_made:,} simulated "
-        "calls; parameters in console/demo/simulator.py"
+        f"Appels, lectures des messages ameli et objectifs atteints sont SIMULÉS "
+        f"({_fr(sim.calls_made)} appels simulés ; paramètres dans console/demo/simulator.py"
         + (
-            f"; {sum(sim.claims.written.values()):,} claim lines added to the extract"
+            f" ; {_fr(sum(sim.claims.written.values()))} lignes de soins ajoutées à l'extrait"
             if sim.claims is not None
             else ""
         )
@@ -396,8 +406,8 @@ def _play(
     )
     console.print(effect_note)
     console.print(
-        f"Ledger: {settings.resolved_database_url()}  ·  outbox: {settings.outbox_dir}  ·  "
-        f"{time.perf_counter() - t0:.0f} s in all"
+        f"Registre : {settings.resolved_database_url()}  ·  envois : {settings.outbox_dir}  ·  "
+        f"{time.perf_counter() - t0:.0f} s en tout"
     )
 
 
@@ -407,10 +417,12 @@ def _objectives_note(
     """How to read the objective column."""
     if definition.objectives.kind == "rate":
         return (
-            "Objectives: a rate of the eligible people of each échelon "
-            f"(default {definition.objectives.default or 0:.0%})."
+            "Objectifs : une part des éligibles de chaque échelon "
+            f"(par défaut {round(100 * (definition.objectives.default or 0))} %)."
         )
     return (
-        f"Objectives: the campaign's yearly counts for ~{REGION_INSURED:,} insured, pro-rated to "
-        f"{people:,} insured and {days} days (×{scale:.5f})."
+        f"Objectifs : les nombres annuels de la campagne pour ~{_fr(REGION_INSURED)} assurés, "
+        f"ramenés à {_fr(people)} assurés et {days} jours "
+        f"(×{scale:.5f})".replace(".", ",")
+        + "."
     )

@@ -102,9 +102,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unknown_campaign(request: Request, exc: Exception) -> Response:
     """An unknown campaign id in a URL is a 404; a broken campaign folder stays a server error."""
-    if not str(exc).startswith("no campaign "):
+    if not str(exc).startswith("aucune campagne "):
         raise exc  # a broken campaign folder is a server error, not the user's
-    return await http_error(request, HTTPException(status_code=404, detail="unknown campaign"))
+    return await http_error(request, HTTPException(status_code=404, detail="campagne inconnue"))
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:

@@ -7,6 +7,7 @@ from datetime import date
 
 import matplotlib
 import numpy as np
+from markupsafe import escape
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -23,8 +24,21 @@ def _svg(fig: object) -> str:
     return text[text.index("<svg") :]
 
 
+def not_enough(title: str, reason: str) -> str:
+    """In place of a chart that would be an empty frame: say so, and why."""
+    return (
+        f'<figure class="chart-empty" role="group" aria-label="{escape(title)}">'
+        f"<figcaption>{escape(title)}</figcaption>"
+        f"<p><strong>Pas assez de données</strong> : {escape(reason)}.</p></figure>"
+    )
+
+
 def attainment_chart(rows: list[ResultRow]) -> str:
     """Attainment per échelon against the objective (100 %)."""
+    title = "Atteinte de l'objectif par échelon"
+    rows = [r for r in rows if r.attainment is not None]
+    if not rows:
+        return not_enough(title, "aucun échelon n'a d'objectif fixé")
     fig, ax = plt.subplots(figsize=(7, 3))
     names = [r.echelon for r in rows]
     values = [r.attainment or 0 for r in rows]
@@ -34,7 +48,7 @@ def attainment_chart(rows: list[ResultRow]) -> str:
     for i, v in enumerate(values):
         ax.text(i, v + 2, f"{v:.0f} %", ha="center", fontsize=8)
     ax.set_ylabel("atteinte (%)")
-    ax.set_title("Atteinte de l'objectif par échelon")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     return _svg(fig)
 
@@ -43,6 +57,11 @@ def cumulative_chart(
     series: list[tuple[date, int]], objective: int, *, goal: str = "objectif atteint"
 ) -> str:
     """Goals reached over time, cumulated, named in the campaign's words."""
+    if not series:
+        return not_enough(
+            f"{goal[:1].upper()}{goal[1:]} au fil du temps",
+            f"aucune personne n'a atteint « {goal} » sur la période",
+        )
     fig, ax = plt.subplots(figsize=(7, 3))
     if series:
         days = np.array([d.isoformat() for d, _ in series], dtype="datetime64[D]")
@@ -57,6 +76,10 @@ def cumulative_chart(
 
 def uplift_chart(rows: list[EffectRow]) -> str:
     """Uplift (contacted minus holdout) with its confidence interval, per échelon."""
+    title = "Effet de la campagne : hors témoins − témoins (IC 95 %)"
+    if not any(r.uplift.low is not None for r in rows):
+        total = rows[-1].uplift.explanation if rows else "aucune personne dans la campagne"
+        return not_enough(title, total or "aucun intervalle de confiance calculable")
     fig, ax = plt.subplots(figsize=(7, 3))
     for i, r in enumerate(rows):
         u = r.uplift
@@ -74,5 +97,5 @@ def uplift_chart(rows: list[EffectRow]) -> str:
     ax.axhline(0, color="#999", linewidth=1)
     ax.set_xticks(range(len(rows)), [r.echelon for r in rows])
     ax.set_ylabel("points de %")
-    ax.set_title("Effet de la campagne : contactés − témoins (IC 95 %)")
+    ax.set_title(title)
     return _svg(fig)

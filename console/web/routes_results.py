@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Annotated
 from urllib.parse import quote
@@ -12,52 +10,59 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from campaigns.app.objectives import import_objectives, set_objective
+from campaigns.app.objectives import decode_csv, import_objectives, set_objective
+from campaigns.app.results import LeadResults, lead_results
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import campaign_by_id
-from campaigns.ledger.audit import record
 from campaigns.ledger.models import User
-from campaigns.measurement.dashboard import (
-    COLUMNS,
-    ObjectiveError,
-    ResultRow,
-    cumulative_enrolments,
-    funnel,
-    objective_history,
-    results,
+from campaigns.measurement.dashboard import ObjectiveError
+from campaigns.measurement.period import PRESETS, Period, PeriodError, parse_period
+from console.web.deps import (
+    CSRF,
+    TEMPLATES,
+    CampaignManager,
+    Forbidden,
+    Now,
+    SessionDep,
+    render,
+    roles,
 )
-from campaigns.measurement.effect import holdout_needed
-from campaigns.measurement.effect_report import effect_report
-from console.web.deps import CSRF, CampaignManager, Forbidden, Now, SessionDep, render, roles
+from console.web.exports import french_number, paris_time, results_csv, results_xlsx
 
 READERS = ("echelon_lead", "regional_lead", "campaign_manager", "supervisor")
 Reader = Annotated[User, roles(*READERS)]
 
 router = APIRouter()
+TEMPLATES.env.filters["frnum"] = french_number
+TEMPLATES.env.filters["parisdt"] = paris_time
 
 
-def _rows(s: Session, cid: str, user: User, today: date) -> tuple[list[ResultRow], ResultRow]:
-    rows, total = results(session=s, definition=campaign_by_id(cid).definition, today=today)
-    if user.role == "echelon_lead":
-        mine = [r for r in rows if r.echelon == user.echelon]
-        return mine, mine[0] if mine else total
-    return rows, total
+def _period(request: Request, today: date) -> tuple[Period, str | None]:
+    """The period in the URL, or since the launch with the French reason it was refused."""
+    q = request.query_params
+    try:
+        return parse_period(
+            preset=q.get("periode"), since=q.get("du"), until=q.get("au"), today=today
+        ), None
+    except PeriodError as e:
+        return Period(since=None, until=today), str(e)
 
 
-def _columns(cid: str) -> list[tuple[str, str]]:
-    """The result columns, the goal column named in the campaign's own words."""
-    d = campaign_by_id(cid).definition
-    goal = d.labels.goal
-    rate = d.objectives.kind == "rate"  # the rate column only where objectives are rates
-    return [
-        (k, goal if k == "enrolled" else label)
-        for k, label in COLUMNS
-        if rate or k != "objective_rate"
-    ]
+def _figures(
+    request: Request, s: Session, cid: str, user: User, now: date, action: str
+) -> tuple[LeadResults, str | None]:
+    period, error = _period(request, now)
+    campaign_by_id(cid)  # an unknown campaign is a 404 before anything is counted
+    scope = user.echelon if user.role == "echelon_lead" else None
+    res = lead_results(
+        session=s, actor=user.username, campaign_id=cid, period=period, echelon=scope, action=action
+    )
+    return res, error
 
 
-def _cell(v: object) -> object:
-    return round(v, 1) if isinstance(v, float) else ("" if v is None else v)
+def _filename(cid: str, res: LeadResults, ext: str) -> str:
+    since = f"{res.period.since.isoformat()}-" if res.period.since else ""
+    return f'attachment; filename="{cid}-{since}{res.period.until.isoformat()}.{ext}"'
 
 
 @router.get("/campaigns/{cid}/results", response_class=HTMLResponse)
@@ -71,96 +76,68 @@ def results_page(
     # matplotlib is heavy: loaded with the first results page, not with the console.
     from console.web.charts import attainment_chart, cumulative_chart, uplift_chart
 
-    d = campaign_by_id(cid).definition
-    rows, total = _rows(s, cid, user, paris_today(now))
-    scope = user.echelon if user.role == "echelon_lead" else None
-    effects = effect_report(
-        session=s,
-        campaign_id=cid,
-        window_days=d.goal.attribution_window_days,
-        goal=d.labels.goal,
-    )
-    if scope is not None:
-        effects = [e for e in effects if e.echelon == scope]
-    series = cumulative_enrolments(session=s, campaign_id=cid, echelon=scope)
-    total_u = effects[-1].uplift if effects else None
-    base = (total_u.rate_holdout or total_u.rate_contacted or 0.05) if total_u else 0.05
-    power = {
-        "baseline": base,
-        "uplift": 0.02,
-        "needed": holdout_needed(
-            baseline_rate=min(base, 0.9), uplift_to_detect=0.02, holdout_share=d.holdout.share
-        ),
-        "have": total_u.holdout if total_u else 0,
-    }
-    record(session=s, actor=user.username, action="view_results", target=cid)
-    return render(
+    res, error = _figures(request, s, cid, user, paris_today(now), "view_results")
+    d = res.definition
+    page = render(
         request,
         "results.html",
         user,
         cid=cid,
         d=d,
-        rows=rows,
-        total=total,
-        columns=_columns(cid),
-        funnel=funnel(total, d.labels.goal),
-        effects=effects,
-        history=objective_history(session=s, campaign_id=cid)[:30],
-        chart_attainment=attainment_chart(rows),
-        chart_cumulative=cumulative_chart(series, total.objective, goal=d.labels.goal),
-        chart_uplift=uplift_chart(effects),
+        table=res.table(),
+        columns=res.columns,
+        definitions=res.definitions,
+        funnel=res.funnel,
+        effects=res.effects,
+        history=res.history,
+        chart_attainment=attainment_chart(res.rows),
+        chart_cumulative=cumulative_chart(res.series, res.total.objective, goal=d.labels.goal),
+        chart_uplift=uplift_chart(res.effects),
         message=request.query_params.get("m"),
-        power=power,
+        power=res.power,
+        period=res.period,
+        period_error=error,
+        presets=PRESETS,
+        query=res.period.query(),
     )
+    if error:
+        page.status_code = 400
+    return page
 
 
 @router.get("/campaigns/{cid}/results.csv")
-def results_csv(
+def results_csv_export(
+    request: Request,
     cid: str,
     user: Reader,
     s: SessionDep,
     now: Now,
 ) -> Response:
-    rows, total = _rows(s, cid, user, paris_today(now))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    columns = _columns(cid)
-    w.writerow([label for _, label in columns])
-    for r in [*rows, total] if user.role != "echelon_lead" else rows:
-        w.writerow([_cell(getattr(r, k)) for k, _ in columns])
-    record(session=s, actor=user.username, action="export_csv", target=cid)
+    res, error = _figures(request, s, cid, user, paris_today(now), "export_csv")
+    if error:
+        return Response(error, status_code=400, media_type="text/plain; charset=utf-8")
     return Response(
-        buf.getvalue().encode("utf-8-sig"),
+        results_csv(res),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.csv"'},
+        headers={"Content-Disposition": _filename(cid, res, "csv")},
     )
 
 
 @router.get("/campaigns/{cid}/results.xlsx")
-def results_xlsx(
+def results_xlsx_export(
+    request: Request,
     cid: str,
     user: Reader,
     s: SessionDep,
     now: Now,
 ) -> Response:
-    from openpyxl import Workbook
-
-    rows, total = _rows(s, cid, user, paris_today(now))
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = "résultats par échelon"
-    columns = _columns(cid)
-    ws.append([label for _, label in columns])
-    for r in [*rows, total] if user.role != "echelon_lead" else rows:
-        ws.append([_cell(getattr(r, k)) for k, _ in columns])
-    out = io.BytesIO()
-    wb.save(out)
-    record(session=s, actor=user.username, action="export_xlsx", target=cid)
+    res, error = _figures(request, s, cid, user, paris_today(now), "export_xlsx")
+    if error:
+        return Response(error, status_code=400, media_type="text/plain; charset=utf-8")
     return Response(
-        out.getvalue(),
+        results_xlsx(res),
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={"Content-Disposition": f'attachment; filename="{cid}-{paris_today(now)}.xlsx"'},
+        headers={"Content-Disposition": _filename(cid, res, "xlsx")},
     )
 
 
@@ -178,7 +155,7 @@ def objectives(
     note: str = Form(""),
 ) -> Response:
     if not campaign_by_id(cid).definition.objectives.known(echelon):
-        raise Forbidden(f"no échelon {echelon} in this campaign")
+        raise Forbidden(f"pas d'échelon {echelon} dans cette campagne")
     try:
         set_objective(
             session=s,
@@ -200,7 +177,7 @@ async def objectives_import(
     s: SessionDep,
     file: UploadFile = File(...),
 ) -> Response:
-    text = (await file.read()).decode("utf-8", errors="replace")
+    text = decode_csv(await file.read())
     try:
         n = import_objectives(
             session=s, actor=user.username, campaign_id=cid, text=text, filename=file.filename

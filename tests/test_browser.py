@@ -109,6 +109,8 @@ def login(browser: Any, base: str, who: str) -> Any:
     page.fill("input[name=username]", who)
     page.fill("input[name=password]", PW)
     page.click("button[type=submit]")
+    # A slow run may still be on the login page when the click returns.
+    page.wait_for_url(lambda url: "/login" not in url)
     return page
 
 
@@ -120,7 +122,7 @@ def test_an_advisers_calls_and_the_board_changing(server: str, browser: Any) -> 
     assert adv.url.endswith("/calls")
     shot(adv, "02-calls")
     adv.click("#next")
-    assert "/calls/" in adv.url
+    adv.wait_for_url("**/calls/*")
     assert "•• •• ••" in adv.inner_text("#phone")
     shot(adv, "03-card-masked")
     adv.click("#reveal")
@@ -134,8 +136,9 @@ def test_an_advisers_calls_and_the_board_changing(server: str, browser: Any) -> 
     adv.check("input[value=callback]")
     adv.fill("input[name=callback_at]", "2026-04-21T10:00")
     adv.click("#save")
-    assert adv.url.endswith("/calls")
+    adv.wait_for_url("**/calls")
     adv.click("#next")
+    adv.wait_for_url("**/calls/*")
     adv.check("input[value=refused]")
     adv.check("input[name=offers] >> nth=0")
     adv.click("#save")
@@ -184,7 +187,7 @@ def test_the_regional_leads_page(server: str, browser: Any) -> None:
 def test_an_adviser_places_the_call_from_the_card(server: str, browser: Any) -> None:
     adv = login(browser, server, "adv2")
     adv.click("#next")
-    assert "/calls/" in adv.url
+    adv.wait_for_url("**/calls/*")
     adv.click("#dial")
     # The embedded telephony takes the call at once; the card polls its status.
     # Polled from here: the page's CSP forbids the string evaluation wait_for_function uses.

@@ -103,7 +103,9 @@ def _save_session_data(request: Request, s: Session) -> None:
     request.scope[LOADED] = data
 
 
-SessionDep = Annotated[Session, Depends(db)]
+# Committed when the page function returns, before the response leaves: a redirect's next
+# request (the card after a reveal, the first page after a login) must find what it wrote.
+SessionDep = Annotated[Session, Depends(db, scope="function")]
 Now = Annotated[datetime, Depends(clock)]
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, or_
+from sqlalchemy import case, func, or_
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.enrolments import record_goal_rows
@@ -58,17 +58,17 @@ class ObservationReport:
         }
 
 
-def _first_contacts(session: Session, campaign_id: str) -> dict[int, date]:
+def _first_contact_query(campaign_id: str) -> Any:
     """Each active member's first contact: a message delivered or a call that reached them."""
     touched = col(Action.state).in_(SUCCESS_STATES) & col(Action.done_on).is_not(None)
     reached = or_(col(Action.channel) != "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
-    rows = session.exec(
-        select(col(Action.member_id), func.min(col(Action.done_on)))
+    return (
+        select(col(Action.member_id).label("member_id"), func.min(col(Action.done_on)).label("on"))
         .join(Member, col(Member.id) == col(Action.member_id))
         .where(Member.campaign_id == campaign_id, Member.status == ACTIVE, touched, reached)
         .group_by(col(Action.member_id))
-    ).all()
-    return {int(m): d for m, d in rows if d is not None}
+        .subquery()
+    )
 
 
 def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal) -> pd.DataFrame:
@@ -76,46 +76,50 @@ def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal)
 
     A care act counts from the first contact (the holdout's from the entry: they are never
     contacted); a member not contacted yet is not observed. A registry fact counts from the
-    entry.
+    entry. One query, columns only: a flu wave has millions of members.
     """
-    members = session.exec(
-        select(Member, col(Person.ben_nir_psa), col(Person.ben_rng_gem))
-        .join(Person, col(Person.id) == col(Member.person_id))
-        .where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
+    query = select(col(Person.ben_nir_psa), col(Person.ben_rng_gem), col(Member.entered_on))
+    if goal.kind == "care_act":
+        first = _first_contact_query(campaign_id)
+        since = case((col(Member.holdout), col(Member.entered_on)), else_=first.c.on)
+        query = (
+            select(col(Person.ben_nir_psa), col(Person.ben_rng_gem), since)
+            .select_from(Member)
+            .outerjoin(first, first.c.member_id == col(Member.id))
+            .where(or_(col(Member.holdout), first.c.on.is_not(None)))
+        )
+    rows = session.execute(
+        query.join(Person, col(Person.id) == col(Member.person_id)).where(
+            col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE
+        )
     ).all()
-    contacts = _first_contacts(session, campaign_id) if goal.kind == "care_act" else {}
-    rows: list[tuple[str, int, date]] = []
-    for member, psa, rng in members:
-        since: date | None = member.entered_on
-        if goal.kind == "care_act" and not member.holdout:
-            since = contacts.get(member.id or 0)
-        if since is not None:
-            rows.append((psa, int(rng), since))
-    return pd.DataFrame(rows, columns=SINCE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=SINCE_COLUMNS)
+    frame["ben_rng_gem"] = frame["ben_rng_gem"].astype("int64")
+    # SQLite hands back ISO text for a CASE over dates: the same dates, typed.
+    frame["since"] = pd.to_datetime(frame["since"]).dt.date
+    return frame
 
 
 def _observed_rows(
     observed: pd.DataFrame, since: pd.DataFrame, today: date
 ) -> list[dict[str, Any]]:
     """The observer's answer, kept to what it was asked: on or after `since`, not after today."""
-    if observed.empty:
+    if observed.empty or since.empty:
         return []
     merged = observed.merge(since, on=["ben_nir_psa", "ben_rng_gem"], how="inner")
-    out = []
-    for psa, rng, on, start in merged[
-        ["ben_nir_psa", "ben_rng_gem", "observed_on", "since"]
-    ].itertuples(index=False):
-        day = pd.Timestamp(on).date()
-        if start <= day <= today:
-            out.append(
-                {
-                    "ben_nir_psa": str(psa),
-                    "ben_rng_gem": int(rng),
-                    "enrolled_on": day,
-                    "channel": OBSERVED_CHANNEL,
-                }
-            )
-    return out
+    on = pd.to_datetime(merged["observed_on"]).dt.date
+    kept = merged.loc[((merged["since"] <= on) & (on <= today)).to_numpy()]
+    return [
+        {
+            "ben_nir_psa": str(psa),
+            "ben_rng_gem": int(rng),
+            "enrolled_on": day,
+            "channel": OBSERVED_CHANNEL,
+        }
+        for psa, rng, day in zip(
+            kept["ben_nir_psa"], kept["ben_rng_gem"], on[kept.index], strict=True
+        )
+    ]
 
 
 def observe_goals(

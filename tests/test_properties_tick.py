@@ -30,25 +30,34 @@ STEPS = {s.id: s.channel for s in D.cascade} | {"mailbox_notice": "email"}
 OUTCOMES = [None, "no_answer", "callback", "enrolled_on_call", "refused", "busy"]
 _serial = itertools.count()
 
-ACTION = st.tuples(
-    st.sampled_from(sorted(STEPS)),
-    st.integers(1, 3),
-    st.sampled_from(list(ActionState)),
-    st.sampled_from(OUTCOMES),
-    st.integers(-20, 5),  # due_on / done_on, days from today
+# Per step: no attempt, or attempts numbered 1..n (the last one's state is what matters most).
+ATTEMPTS = st.lists(
+    st.tuples(
+        st.sampled_from(list(ActionState)),
+        st.sampled_from(OUTCOMES),
+        st.integers(-20, 5),  # due_on / done_on, days from today
+    ),
+    max_size=2,
+)
+ACTIONS = st.fixed_dictionaries({step: ATTEMPTS for step in sorted(STEPS)}).map(
+    lambda by_step: [
+        (step, n, state, outcome, day)
+        for step, attempts in by_step.items()
+        for n, (state, outcome, day) in enumerate(attempts, start=1)
+    ]
 )
 MEMBER = st.fixed_dictionaries(
     {
-        "anchor": st.integers(-150, 150),
+        "anchor": st.integers(-120, 60),
         "holdout": st.booleans(),
-        "deceased": st.sampled_from([False, False, False, True]),
-        "opposed": st.sampled_from([None, None, None, "all", "phone", "mailbox", "email"]),
-        "enrolled": st.sampled_from([None, None, None, -3, 0, 4]),
+        "deceased": st.sampled_from([False] * 6 + [True]),
+        "opposed": st.sampled_from([None] * 6 + ["all", "phone", "mailbox", "email"]),
+        "enrolled": st.sampled_from([None] * 6 + [-3, 0, 4]),
         "phone": st.booleans(),
         "ameli": st.booleans(),
         "email": st.booleans(),
         "priority": st.booleans(),
-        "actions": st.lists(ACTION, max_size=4, unique_by=lambda a: (a[0], a[1])),
+        "actions": ACTIONS,
     }
 )
 

@@ -15,11 +15,11 @@ from datetime import date
 from sqlalchemy import and_, exists, select
 from sqlmodel import Session, col
 
-from campaigns.cascade.planner import campaign_ended, step_window
+from campaigns.cascade.planner import campaign_ended, notice_step_id, step_window
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import ACTIVE, Action, Enrolment, Member, Opposition, Person
-from campaigns.ledger.vocabulary import OPEN_STATES
+from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES
 
 
 def quiet_members(
@@ -27,9 +27,9 @@ def quiet_members(
 ) -> set[int]:
     """Ids of active members in [lo, hi] whose plan today is certainly empty.
 
-    Quiet: no goal row, no death, no opposition of any kind, every action still open, and each
-    step either started or not due yet (its window opens after today); a holdout member is
-    quiet until the cascade's last window closes. Everyone else goes to the planner.
+    Quiet: no goal row, no death, no opposition of any kind, the cascade's last window not
+    passed, and each step not due yet, waiting on its last attempt or over (see `_waiting`);
+    a holdout member is quiet until the last window closes. Everyone else goes to the planner.
     """
     if campaign_ended(definition, today):
         return set()
@@ -42,9 +42,6 @@ def quiet_members(
         col(Opposition.ben_nir_psa) == col(Person.ben_nir_psa),
         col(Opposition.ben_rng_gem) == col(Person.ben_rng_gem),
     )
-    closed_action = and_(
-        col(Action.member_id) == col(Member.id), col(Action.state).not_in(OPEN_STATES)
-    )
     candidates = session.execute(
         select(col(Member.id), col(Member.anchor_date), col(Member.holdout))
         .join(Person, col(Person.id) == col(Member.person_id))
@@ -56,18 +53,20 @@ def quiet_members(
             col(Person.deceased_on).is_(None),
             ~exists().where(same_person_enrolment),
             ~exists().where(same_person_opposition),
-            ~exists().where(closed_action),
         )
     ).all()
     if not candidates:
         return set()
-    started: dict[int, set[str]] = defaultdict(set)
-    for mid, step in session.execute(
-        select(col(Action.member_id), col(Action.step))
-        .where(col(Action.member_id) >= lo, col(Action.member_id) <= hi)
-        .distinct()
+    # Each step's last attempt, per member: columns only.
+    last: dict[int, dict[str, tuple[int, str]]] = defaultdict(dict)
+    for mid, step, attempt, state in session.execute(
+        select(
+            col(Action.member_id), col(Action.step), col(Action.attempt), col(Action.state)
+        ).where(col(Action.member_id) >= lo, col(Action.member_id) <= hi)
     ):
-        started[int(mid)].add(step)
+        mine = last[int(mid)]
+        if step not in mine or attempt > mine[step][0]:
+            mine[step] = (attempt, state)
     # Windows depend on the anchor date only: a batch holds few distinct anchors.
     opens: dict[date, list[tuple[str, date]]] = {}
     last_day: dict[date, date] = {}
@@ -77,11 +76,32 @@ def quiet_members(
             windows = [(s.id, step_window(definition, s, anchor)) for s in definition.cascade]
             opens[anchor] = [(sid, start) for sid, (start, _) in windows]
             last_day[anchor] = max(end for _, (_, end) in windows)
-        if holdout:
-            if today <= last_day[anchor]:
-                quiet.add(int(mid))
+        # Past the last window the planner closes the member (or skips what is left).
+        if today > last_day[anchor]:
             continue
-        mine = started.get(int(mid), set())
-        if all(sid in mine or today < start for sid, start in opens[anchor]):
+        if holdout or _waiting(definition, last.get(int(mid), {}), opens[anchor], today):
             quiet.add(int(mid))
     return quiet
+
+
+def _waiting(
+    definition: CampaignDefinition,
+    last: dict[str, tuple[int, str]],
+    opens: list[tuple[str, date]],
+    today: date,
+) -> bool:
+    """Whether no step asks anything today: each one not due yet, or waiting on its last
+    attempt, or over (a letter or message whose notice is already planned counts as over)."""
+    for step, (sid, start) in zip(definition.cascade, opens, strict=True):
+        if sid not in last:
+            if today >= start:
+                return False  # due today, or skipped: the planner decides
+            continue
+        state = last[sid][1]
+        if state in OPEN_STATES or state not in SUCCESS_STATES:
+            continue  # waiting, or ended (skipped, cancelled, failed): nothing more to plan
+        if step.channel == "phone":
+            return False  # an outcome to act on (retry, callback, exit)
+        if step.notify is not None and notice_step_id(step) not in last:
+            return False  # its notice is due
+    return True

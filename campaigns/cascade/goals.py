@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, func, or_
+from sqlalchemy import func, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.enrolments import record_goal_rows
@@ -58,17 +59,17 @@ class ObservationReport:
         }
 
 
-def _first_contact_query(campaign_id: str) -> Any:
+def _first_contacts(session: Session, campaign_id: str) -> pd.DataFrame:
     """Each active member's first contact: a message delivered or a call that reached them."""
     touched = col(Action.state).in_(SUCCESS_STATES) & col(Action.done_on).is_not(None)
     reached = or_(col(Action.channel) != "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
-    return (
-        select(col(Action.member_id).label("member_id"), func.min(col(Action.done_on)).label("on"))
+    rows = session.execute(
+        select(col(Action.member_id), func.min(col(Action.done_on)))
         .join(Member, col(Member.id) == col(Action.member_id))
         .where(Member.campaign_id == campaign_id, Member.status == ACTIVE, touched, reached)
         .group_by(col(Action.member_id))
-        .subquery()
-    )
+    ).all()
+    return pd.DataFrame(rows, columns=["id", "contact"])
 
 
 def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal) -> pd.DataFrame:
@@ -76,26 +77,28 @@ def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal)
 
     A care act counts from the first contact (the holdout's from the entry: they are never
     contacted); a member not contacted yet is not observed. A registry fact counts from the
-    entry. One query, columns only: a flu wave has millions of members.
+    entry. Two column queries joined in pandas (a flu wave has millions of members; one SQL
+    join on an aggregate got a nested-loop plan on freshly loaded tables).
     """
-    query = select(col(Person.ben_nir_psa), col(Person.ben_rng_gem), col(Member.entered_on))
-    if goal.kind == "care_act":
-        first = _first_contact_query(campaign_id)
-        since = case((col(Member.holdout), col(Member.entered_on)), else_=first.c.on)
-        query = (
-            select(col(Person.ben_nir_psa), col(Person.ben_rng_gem), since)
-            .select_from(Member)
-            .outerjoin(first, first.c.member_id == col(Member.id))
-            .where(or_(col(Member.holdout), first.c.on.is_not(None)))
-        )
     rows = session.execute(
-        query.join(Person, col(Person.id) == col(Member.person_id)).where(
-            col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE
+        sa_select(
+            col(Member.id),
+            col(Person.ben_nir_psa),
+            col(Person.ben_rng_gem),
+            col(Member.entered_on),
+            col(Member.holdout),
         )
+        .join(Person, col(Person.id) == col(Member.person_id))
+        .where(col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE)
     ).all()
-    frame = pd.DataFrame(rows, columns=SINCE_COLUMNS)
+    members = pd.DataFrame(rows, columns=["id", *SINCE_COLUMNS, "holdout"])
+    if goal.kind == "care_act":
+        members = members.merge(_first_contacts(session, campaign_id), on="id", how="left")
+        holdout = members["holdout"].astype(bool)
+        members["since"] = members["since"].where(holdout, members["contact"])
+        members = members.loc[members["since"].notna().to_numpy()]
+    frame = members[SINCE_COLUMNS].reset_index(drop=True)
     frame["ben_rng_gem"] = frame["ben_rng_gem"].astype("int64")
-    # SQLite hands back ISO text for a CASE over dates: the same dates, typed.
     frame["since"] = pd.to_datetime(frame["since"]).dt.date
     return frame
 

@@ -106,12 +106,143 @@ async def task_runs_of(flow_run_id: uuid.UUID) -> int:
         return len(runs)
 
 
+def _rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def _deliver_mailbox(engine: object, day: date) -> int:
+    """Stand-in for the day's dispatch (another bench measures it): queued mailbox messages
+    marked delivered, so the care act counts from a first contact."""
+    with engine.begin() as c:  # type: ignore[attr-defined]
+        return int(
+            c.execute(
+                text(
+                    "UPDATE action SET state = 'delivered', done_on = :d "
+                    "WHERE step = 'mailbox' AND state = 'queued'"
+                ),
+                {"d": day},
+            ).rowcount
+        )
+
+
+def _dispensation_observer(share: float, on: date):  # type: ignore[no-untyped-def]
+    """J07BB dispensations for `share` of the people asked, joined in DuckDB as the extract's
+    observation does (first dispensation on or after `since`)."""
+    import duckdb
+    import pyarrow as pa
+
+    def observe(*, extract: Path, goal: object, since: pd.DataFrame) -> pd.DataFrame:
+        n = len(since)
+        step = max(1, round(1 / share))
+        disp = pa.table(
+            {
+                "ben_nir_psa": since["ben_nir_psa"].iloc[::step].to_numpy(),
+                "ben_rng_gem": since["ben_rng_gem"].iloc[::step].astype("int64").to_numpy(),
+                "pha_atc_c07": ["J07BB02"] * len(range(0, n, step)),
+                "exe_soi_dtd": [on] * len(range(0, n, step)),
+            }
+        )
+        people = pa.Table.from_pandas(since, preserve_index=False)
+        con = duckdb.connect()
+        con.register("disp", disp)
+        con.register("people", people)
+        return con.sql(
+            "SELECT p.ben_nir_psa, p.ben_rng_gem, min(d.exe_soi_dtd) AS observed_on "
+            "FROM people p JOIN disp d USING (ben_nir_psa, ben_rng_gem) "
+            "WHERE d.pha_atc_c07 LIKE 'J07BB%' AND d.exe_soi_dtd >= p.since "
+            "GROUP BY p.ben_nir_psa, p.ben_rng_gem"
+        ).df()
+
+    return observe
+
+
+def wave(args: argparse.Namespace) -> None:
+    """The flu wave (grippe-2026): admission, launch tick, quiet tick, goal observation."""
+    from campaigns.cascade.goals import observe_goals
+    from campaigns.cascade.membership import admit_targets
+    from campaigns.clock import utcnow
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import get_engine, session_scope
+    from campaigns.ledger.registry import register_campaign
+    from campaigns.settings import get_settings
+    from flows.daily import cascade_tick
+
+    campaign = load_campaign("grippe-2026")
+    d = campaign.definition
+    launch = d.dates.start
+    tmp = Path(tempfile.mkdtemp())
+    results = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        runs = []
+        for _ in range(args.repeat):
+            url = fresh_db("postgresql" if args.db else "sqlite", args.db, tmp)
+            os.environ["RELANCE_DATABASE_URL"] = url
+            get_settings.cache_clear()
+            engine = get_engine(url)
+            targets, people = population(n)
+            run: dict[str, object] = {"load_before": os.getloadavg()[0]}
+            t0 = time.perf_counter()
+            with session_scope(engine) as s:
+                register_campaign(session=s, definition=d, launched=True)
+                counts = admit_targets(
+                    session=s, definition=d, targets=targets, people=people, today=launch
+                )
+            run["admit_s"] = round(time.perf_counter() - t0, 2)
+            run["admitted"] = counts["admitted"]
+            del targets, people
+            for name, day in (("launch_tick", launch), ("quiet_tick", launch + timedelta(1))):
+                t0 = time.perf_counter()
+                state = cascade_tick(campaign_id=d.id, day=day, return_state=True)
+                run[f"{name}_s"] = round(time.perf_counter() - t0, 2)
+                run[f"{name}_actions"] = state.result().get("actions_written", 0)
+                run[f"{name}_task_runs"] = asyncio.run(
+                    task_runs_of(state.state_details.flow_run_id)
+                )
+            run["delivered"] = _deliver_mailbox(engine, launch + timedelta(1))
+            observer = _dispensation_observer(0.3, launch + timedelta(5))
+            t0 = time.perf_counter()
+            with session_scope(engine) as s:
+                rep = observe_goals(
+                    session=s,
+                    campaign_id=d.id,
+                    goal=d.goal,  # type: ignore[arg-type]
+                    extract=tmp,
+                    observe=observer,
+                    today=launch + timedelta(10),
+                    now=utcnow(),
+                )
+            run["observe_s"] = round(time.perf_counter() - t0, 2)
+            run["observed"] = rep.observed
+            run["closed"] = rep.members_closed
+            run["peak_rss_mb"] = _rss_mb()
+            run["load_after"] = os.getloadavg()[0]
+            print(json.dumps({"people": n, **run}), flush=True)
+            runs.append(run)
+        med = {
+            k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
+            for k in ("admit_s", "launch_tick_s", "quiet_tick_s", "observe_s")
+        }
+        results.append({"people": n, "db": engine.dialect.name, "median": med, "runs": runs})
+        print(json.dumps(results[-1]["median"]), flush=True)
+    out = ROOT / "bench" / "results" / f"wave-{results[0]['db']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--db", default=None, help="PostgreSQL admin URL; default SQLite")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--wave",
+        action="store_true",
+        help="grippe-2026: admission, launch tick, quiet tick, goal observation (fresh db each)",
+    )
     args = ap.parse_args()
+    if args.wave:
+        wave(args)
+        return
     from campaigns.cascade.membership import admit_targets
     from campaigns.definition.catalog import load_campaign
     from campaigns.ledger.db import get_engine, session_scope

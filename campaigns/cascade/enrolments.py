@@ -10,13 +10,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import column, table
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col, select
 
 from campaigns.clock import paris_today, utcnow
 from campaigns.definition.reasons import Reason
-from campaigns.ledger.members import close_member
+from campaigns.ledger.bulk import stage, stage_keys
+from campaigns.ledger.members import close_members
 from campaigns.ledger.models import ACTIVE, GOAL, Enrolment, Member, Person
 from targeting.identifiers import key_problem
 from targeting.schema import PERSON_KEY
@@ -149,6 +150,49 @@ def ingest_enrolment_file(
     return report
 
 
+_GOAL_COLUMNS = [
+    ("ben_nir_psa", "text"),
+    ("ben_rng_gem", "int"),
+    ("enrolled_on", "date"),
+    ("channel", "text"),
+]
+
+
+def _insert_goal_rows(
+    session: Session, campaign_id: str, programme: str, rows: list[dict[str, Any]], source: str
+) -> int:
+    """Goal rows not in the ledger yet, inserted; how many were new."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One COPY and one statement, whatever the number of rows (a flu wave's observation).
+        stage(
+            session=session,
+            name="_goal_rows",
+            columns=_GOAL_COLUMNS,
+            rows=([r[c] for c, _ in _GOAL_COLUMNS] for r in rows),
+        )
+        result = session.connection().exec_driver_sql(
+            "INSERT INTO enrolment (campaign_id, programme, source, ben_nir_psa, ben_rng_gem, "
+            "enrolled_on, channel) SELECT %(c)s, %(p)s, %(s)s, ben_nir_psa, ben_rng_gem, "
+            "enrolled_on, channel FROM _goal_rows "
+            "ON CONFLICT (ben_nir_psa, ben_rng_gem, campaign_id) DO NOTHING",
+            {"c": campaign_id, "p": programme, "s": source},
+        )
+        return int(result.rowcount)
+    values = [
+        {**r, "campaign_id": campaign_id, "programme": programme, "source": source} for r in rows
+    ]
+    inserted = 0
+    for i in range(0, len(values), 1000):
+        stmt = (
+            sqlite.insert(Enrolment)
+            .values(values[i : i + 1000])
+            .on_conflict_do_nothing(index_elements=["ben_nir_psa", "ben_rng_gem", "campaign_id"])
+            .returning(col(Enrolment.id))
+        )
+        inserted += len(session.execute(stmt).all())
+    return inserted
+
+
 def record_goal_rows(
     *,
     session: Session,
@@ -162,19 +206,7 @@ def record_goal_rows(
 ) -> tuple[int, int]:
     """Record goal rows (key, enrolled_on, channel) for one campaign, once each, and close its
     active members among them (status goal); how many rows were new, how many closed."""
-    values = [
-        {**r, "campaign_id": campaign_id, "programme": programme, "source": source} for r in rows
-    ]
-    dialect = session.get_bind().dialect.name
-    ins: Any = postgresql.insert(Enrolment) if dialect == "postgresql" else sqlite.insert(Enrolment)
-    inserted = 0
-    for i in range(0, len(values), 1000):
-        stmt = (
-            ins.values(values[i : i + 1000])
-            .on_conflict_do_nothing(index_elements=["ben_nir_psa", "ben_rng_gem", "campaign_id"])
-            .returning(Enrolment.id)
-        )
-        inserted += len(session.execute(stmt).all())
+    inserted = _insert_goal_rows(session, campaign_id, programme, rows, source)
     keys = list(dict.fromkeys((r["ben_nir_psa"], r["ben_rng_gem"]) for r in rows))
     closed = close_enrolled_members(
         session=session,
@@ -197,32 +229,37 @@ def close_enrolled_members(
     source: str = "enrolment_feed",
 ) -> int:
     """Stop the cascade, the same day, of the campaign's active members with a goal row."""
-    closed = 0
-    for i in range(0, len(keys), 1000):
-        chunk = keys[i : i + 1000]
-        members = session.exec(
-            select(Member)
+    if not keys:
+        return 0
+    # The keys go to the database once; one join finds the members to close.
+    stage_keys(session=session, name="_goal_keys", keys=keys)
+    staged = table("_goal_keys", column("ben_nir_psa"), column("ben_rng_gem"))
+    member_ids = [
+        int(mid)
+        for (mid,) in session.execute(
+            select(col(Member.id))
             .join(Person, col(Person.id) == col(Member.person_id))
+            .join(
+                staged,
+                (staged.c.ben_nir_psa == col(Person.ben_nir_psa))
+                & (staged.c.ben_rng_gem == col(Person.ben_rng_gem)),
+            )
             .join(
                 Enrolment,
                 (col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa))
                 & (col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem))
                 & (col(Enrolment.campaign_id) == col(Member.campaign_id)),
             )
-            .where(
-                Member.status == ACTIVE,
-                Member.campaign_id == campaign_id,
-                tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem)).in_(chunk),
-            )
+            .where(col(Member.status) == ACTIVE, col(Member.campaign_id) == campaign_id)
+            .order_by(col(Member.id))
         ).all()
-        for member in members:
-            closed += close_member(
-                session=session,
-                member=member,
-                status=GOAL,
-                reason=reason,
-                today=paris_today(now),
-                source=source,
-                now=now,
-            )
-    return closed
+    ]
+    return close_members(
+        session=session,
+        member_ids=member_ids,
+        status=GOAL,
+        reason=reason,
+        today=paris_today(now),
+        source=source,
+        now=now,
+    )

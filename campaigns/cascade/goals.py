@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.enrolments import record_goal_rows
@@ -58,17 +59,17 @@ class ObservationReport:
         }
 
 
-def _first_contacts(session: Session, campaign_id: str) -> dict[int, date]:
+def _first_contacts(session: Session, campaign_id: str) -> pd.DataFrame:
     """Each active member's first contact: a message delivered or a call that reached them."""
     touched = col(Action.state).in_(SUCCESS_STATES) & col(Action.done_on).is_not(None)
     reached = or_(col(Action.channel) != "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
-    rows = session.exec(
+    rows = session.execute(
         select(col(Action.member_id), func.min(col(Action.done_on)))
         .join(Member, col(Member.id) == col(Action.member_id))
         .where(Member.campaign_id == campaign_id, Member.status == ACTIVE, touched, reached)
         .group_by(col(Action.member_id))
     ).all()
-    return {int(m): d for m, d in rows if d is not None}
+    return pd.DataFrame(rows, columns=["id", "contact"])
 
 
 def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal) -> pd.DataFrame:
@@ -76,46 +77,52 @@ def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal)
 
     A care act counts from the first contact (the holdout's from the entry: they are never
     contacted); a member not contacted yet is not observed. A registry fact counts from the
-    entry.
+    entry. Two column queries joined in pandas (a flu wave has millions of members; one SQL
+    join on an aggregate got a nested-loop plan on freshly loaded tables).
     """
-    members = session.exec(
-        select(Member, col(Person.ben_nir_psa), col(Person.ben_rng_gem))
+    rows = session.execute(
+        sa_select(
+            col(Member.id),
+            col(Person.ben_nir_psa),
+            col(Person.ben_rng_gem),
+            col(Member.entered_on),
+            col(Member.holdout),
+        )
         .join(Person, col(Person.id) == col(Member.person_id))
-        .where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
+        .where(col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE)
     ).all()
-    contacts = _first_contacts(session, campaign_id) if goal.kind == "care_act" else {}
-    rows: list[tuple[str, int, date]] = []
-    for member, psa, rng in members:
-        since: date | None = member.entered_on
-        if goal.kind == "care_act" and not member.holdout:
-            since = contacts.get(member.id or 0)
-        if since is not None:
-            rows.append((psa, int(rng), since))
-    return pd.DataFrame(rows, columns=SINCE_COLUMNS)
+    members = pd.DataFrame(rows, columns=["id", *SINCE_COLUMNS, "holdout"])
+    if goal.kind == "care_act":
+        members = members.merge(_first_contacts(session, campaign_id), on="id", how="left")
+        holdout = members["holdout"].astype(bool)
+        members["since"] = members["since"].where(holdout, members["contact"])
+        members = members.loc[members["since"].notna().to_numpy()]
+    frame = members[SINCE_COLUMNS].reset_index(drop=True)
+    frame["ben_rng_gem"] = frame["ben_rng_gem"].astype("int64")
+    frame["since"] = pd.to_datetime(frame["since"]).dt.date
+    return frame
 
 
 def _observed_rows(
     observed: pd.DataFrame, since: pd.DataFrame, today: date
 ) -> list[dict[str, Any]]:
     """The observer's answer, kept to what it was asked: on or after `since`, not after today."""
-    if observed.empty:
+    if observed.empty or since.empty:
         return []
     merged = observed.merge(since, on=["ben_nir_psa", "ben_rng_gem"], how="inner")
-    out = []
-    for psa, rng, on, start in merged[
-        ["ben_nir_psa", "ben_rng_gem", "observed_on", "since"]
-    ].itertuples(index=False):
-        day = pd.Timestamp(on).date()
-        if start <= day <= today:
-            out.append(
-                {
-                    "ben_nir_psa": str(psa),
-                    "ben_rng_gem": int(rng),
-                    "enrolled_on": day,
-                    "channel": OBSERVED_CHANNEL,
-                }
-            )
-    return out
+    on = pd.to_datetime(merged["observed_on"]).dt.date
+    kept = merged.loc[((merged["since"] <= on) & (on <= today)).to_numpy()]
+    return [
+        {
+            "ben_nir_psa": str(psa),
+            "ben_rng_gem": int(rng),
+            "enrolled_on": day,
+            "channel": OBSERVED_CHANNEL,
+        }
+        for psa, rng, day in zip(
+            kept["ben_nir_psa"], kept["ben_rng_gem"], on[kept.index], strict=True
+        )
+    ]
 
 
 def observe_goals(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from sqlalchemy import insert, tuple_
+from sqlalchemy import column, insert, table, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.holdout import in_holdout
@@ -18,6 +19,7 @@ from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
+from campaigns.ledger.bulk import is_postgresql, stage, stage_keys
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -46,17 +48,6 @@ def _s(v: Any) -> str | None:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v == "":
         return None
     return str(v)
-
-
-def _mask(frame: pd.DataFrame, keep: Callable[[tuple[str, int]], bool]) -> np.ndarray:
-    """A boolean row mask over the frame's person keys (an empty frame keeps its columns)."""
-    return np.array(
-        [
-            keep((p, int(r)))
-            for p, r in zip(frame["ben_nir_psa"], frame["ben_rng_gem"], strict=True)
-        ],
-        dtype=bool,
-    )
 
 
 def _day(v: Any) -> date | None:
@@ -119,19 +110,92 @@ def _person_values(row: Any, now: datetime) -> dict[str, Any]:
     }
 
 
+_PERSON_COLUMNS = [
+    ("ben_nir_psa", "text"),
+    ("ben_rng_gem", "int"),
+    ("nir", "text"),
+    ("civilite", "text"),
+    ("nom", "text"),
+    ("prenom", "text"),
+    ("address_lines", "json"),
+    ("telephone", "text"),
+    ("email", "text"),
+    ("compte_ameli", "bool"),
+    ("echelon", "text"),
+    ("departement", "text"),
+    ("sex", "int"),
+    ("birth_year", "int"),
+    ("birth_month", "int"),
+    ("updated_at", "timestamp"),
+]
+_ENCRYPTED = {c: Person.__table__.c[c].type for c in ("nir", "telephone", "email")}  # type: ignore[attr-defined]
+_SQLITE_CHUNK = 2000
+
+
+def _keys_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    return list(
+        zip(frame["ben_nir_psa"].astype(str), frame["ben_rng_gem"].astype(int), strict=True)
+    )
+
+
+def _key_strings(frame: pd.DataFrame) -> pd.Series:
+    """`psa|rng` per row, to test membership of whole columns at once."""
+    return frame["ben_nir_psa"].astype(str) + "|" + frame["ben_rng_gem"].astype(int).astype(str)
+
+
+def _insert_people(session: Session, new_rows: list[dict[str, Any]]) -> None:
+    """New people in one set-based insert (a person created meanwhile is left as it is)."""
+    if not is_postgresql(session):
+        for i in range(0, len(new_rows), _SQLITE_CHUNK):
+            session.execute(
+                sqlite_insert(Person).on_conflict_do_nothing(), new_rows[i : i + _SQLITE_CHUNK]
+            )
+        return
+    dialect = session.get_bind().dialect
+    names = [c for c, _ in _PERSON_COLUMNS]
+
+    def values(r: dict[str, Any]) -> list[Any]:
+        # The COPY bypasses SQLAlchemy's types: encrypt as the column type would.
+        return [
+            _ENCRYPTED[c].process_bind_param(r[c], dialect) if c in _ENCRYPTED else r[c]
+            for c in names
+        ]
+
+    stage(
+        session=session,
+        name="_admit_people",
+        columns=_PERSON_COLUMNS,
+        rows=(values(r) for r in new_rows),
+    )
+    cols = ", ".join(names)
+    session.connection().exec_driver_sql(
+        f"INSERT INTO person ({cols}, phone_invalid, email_invalid, address_invalid) "
+        f"SELECT {cols}, false, false, false FROM _admit_people "
+        "ON CONFLICT (ben_nir_psa, ben_rng_gem) DO NOTHING"
+    )
+
+
+def _person_ids(session: Session, name: str) -> dict[tuple[str, int], int]:
+    """Ids of the people whose keys are in the staging table `name`."""
+    return {
+        (psa, int(rng)): int(pid)
+        for pid, psa, rng in session.connection().exec_driver_sql(
+            f'SELECT p.id, p.ben_nir_psa, p.ben_rng_gem FROM person p JOIN "{name}" k '
+            "ON k.ben_nir_psa = p.ben_nir_psa AND k.ben_rng_gem = p.ben_rng_gem"
+        )
+    }
+
+
 def upsert_people(
     *, session: Session, people: pd.DataFrame, now: datetime
 ) -> dict[tuple[str, int], int]:
     """Insert new people, refresh the contact details of known ones; return their ids."""
-    keys = list(zip(people["ben_nir_psa"], people["ben_rng_gem"].astype(int), strict=True))
+    stage_keys(session=session, name="_admit_people_keys", keys=_keys_of(people))
+    known = _person_ids(session, "_admit_people_keys")
     existing: dict[tuple[str, int], Person] = {}
-    for chunk_start in range(0, len(keys), 1000):
-        chunk = keys[chunk_start : chunk_start + 1000]
-        for p in session.exec(
-            select(Person).where(
-                tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem)).in_(chunk)
-            )
-        ):
+    known_ids = list(known.values())
+    for i in range(0, len(known_ids), 1000):
+        for p in session.exec(select(Person).where(col(Person.id).in_(known_ids[i : i + 1000]))):
             existing[(p.ben_nir_psa, p.ben_rng_gem)] = p
     new_rows = []
     for row in people.itertuples(index=False):
@@ -167,52 +231,68 @@ def upsert_people(
         ):
             setattr(person, k, values[k])
     if new_rows:
-        session.execute(insert(Person), new_rows)
+        _insert_people(session, new_rows)
     session.flush()
-    ids: dict[tuple[str, int], int] = {}
-    for chunk_start in range(0, len(keys), 1000):
-        chunk = keys[chunk_start : chunk_start + 1000]
-        for pid, nir_psa, rng in session.exec(
-            select(Person.id, Person.ben_nir_psa, Person.ben_rng_gem).where(
-                tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem)).in_(chunk)
-            )
-        ):
-            ids[(nir_psa, rng)] = pid  # type: ignore[assignment]
-    return ids
+    return _person_ids(session, "_admit_people_keys") if new_rows else known
 
 
 def _enrolled_or_opposed(
-    session: Session, definition: CampaignDefinition, keys: list[tuple[str, int]]
+    session: Session, definition: CampaignDefinition, fresh: set[str]
 ) -> dict[tuple[str, int], str]:
-    """People the ledger knows to be enrolled or opposed to everything (newer than the extract)."""
+    """People the ledger knows to be enrolled or opposed to everything (newer than the extract).
+
+    Asked of the targets staged in `_admit_keys`, kept to the newcomers (`psa|rng` strings).
+    """
     found: dict[tuple[str, int], str] = {}
-    for i in range(0, len(keys), 1000):
-        chunk = keys[i : i + 1000]
-        for a, b in session.exec(
-            select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-                goal_reached(definition.id, definition.goal),
-                tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(chunk),
-            )
-        ):
+    if not fresh:
+        return found
+    keys = table("_admit_keys", column("ben_nir_psa"), column("ben_rng_gem"))
+    on_enrolment = (keys.c.ben_nir_psa == col(Enrolment.ben_nir_psa)) & (
+        keys.c.ben_rng_gem == col(Enrolment.ben_rng_gem)
+    )
+    on_opposition = (keys.c.ben_nir_psa == col(Opposition.ben_nir_psa)) & (
+        keys.c.ben_rng_gem == col(Opposition.ben_rng_gem)
+    )
+    for a, b in session.exec(
+        select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem)
+        .join(keys, on_enrolment)
+        .where(goal_reached(definition.id, definition.goal))
+    ):
+        if f"{a}|{b}" in fresh:
             found[(a, b)] = "enrolled"
-        for a, b in session.exec(
-            select(Opposition.ben_nir_psa, Opposition.ben_rng_gem).where(
-                Opposition.canal == "all",
-                tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(chunk),
-            )
-        ):
+    for a, b in session.exec(
+        select(Opposition.ben_nir_psa, Opposition.ben_rng_gem)
+        .join(keys, on_opposition)
+        .where(Opposition.canal == "all")
+    ):
+        if f"{a}|{b}" in fresh:
             found.setdefault((a, b), "opposed")
     return found
 
 
-def _current_members(session: Session, campaign_id: str) -> dict[tuple[str, int], Member]:
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What admission needs of a current member (no ORM object: there may be millions)."""
+
+    id: int
+    status: str
+    anchor_date: date
+
+
+def _current_members(session: Session, campaign_id: str) -> dict[tuple[str, int], _Known]:
     """The campaign's members by person key."""
     return {
-        (p, r): m
-        for m, p, r in session.exec(
-            select(Member, Person.ben_nir_psa, Person.ben_rng_gem)
+        (p, int(r)): _Known(int(i), s, a)
+        for i, s, a, p, r in session.execute(
+            sa_select(
+                col(Member.id),
+                col(Member.status),
+                col(Member.anchor_date),
+                col(Person.ben_nir_psa),
+                col(Person.ben_rng_gem),
+            )
             .join(Person, col(Person.id) == col(Member.person_id))
-            .where(Member.campaign_id == campaign_id)
+            .where(col(Member.campaign_id) == campaign_id)
         )
     }
 
@@ -250,45 +330,88 @@ def _new_member_rows(
     return member_rows
 
 
+_MEMBER_COLUMNS = [
+    ("campaign_id", "text"),
+    ("person_id", "int"),
+    ("echelon", "text"),
+    ("entered_on", "date"),
+    ("anchor_date", "date"),
+    ("priority", "bool"),
+    ("gaps", "json"),
+    ("holdout", "bool"),
+    ("status", "text"),
+    ("last_seen_on", "date"),
+]
+
+
+def _entered_detail(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "anchor_date": r["anchor_date"].isoformat(),
+        "priority": r["priority"],
+        "gaps": r["gaps"],
+        "holdout": r["holdout"],
+    }
+
+
 def _insert_members(
     session: Session, campaign_id: str, member_rows: list[dict[str, Any]], today: date
-) -> None:
-    """Bulk-insert the new members and their `entered` events."""
-    session.execute(insert(Member), member_rows)
-    session.flush()
-    pids = [r["person_id"] for r in member_rows]
-    new_ids: dict[int, int] = {}
-    for i in range(0, len(pids), 1000):
-        new_ids.update(
-            session.exec(  # type: ignore[arg-type]
-                select(Member.person_id, Member.id).where(
-                    Member.campaign_id == campaign_id,
-                    col(Member.person_id).in_(pids[i : i + 1000]),
-                )
-            ).all()
+) -> int:
+    """Insert the new members and their `entered` events; return how many went in.
+
+    A member already there (a second admission of the same day) is left alone, with no
+    second `entered` event."""
+    if is_postgresql(session):
+        # COPY into a staging table, then one statement: members in, events for those in.
+        names = [c for c, _ in _MEMBER_COLUMNS]
+        stage(
+            session=session,
+            name="_admit_members",
+            columns=[*_MEMBER_COLUMNS, ("detail", "json")],
+            rows=([*(r[c] for c in names), _entered_detail(r)] for r in member_rows),
         )
-    session.execute(
-        insert(MemberEvent),
-        [
-            {
-                "member_id": new_ids[r["person_id"]],
-                "on": today,
-                "kind": "entered",
-                "detail": {
-                    "anchor_date": r["anchor_date"].isoformat(),
-                    "priority": r["priority"],
-                    "gaps": r["gaps"],
-                    "holdout": r["holdout"],
-                },
-            }
-            for r in member_rows
-        ],
-    )
+        cols = ", ".join(names)
+        return int(
+            session.connection()
+            .exec_driver_sql(
+                f"WITH new AS (INSERT INTO member ({cols}) SELECT {cols} FROM _admit_members "
+                "ON CONFLICT (campaign_id, person_id) DO NOTHING RETURNING id, person_id), "
+                'ins AS (INSERT INTO memberevent (member_id, "on", kind, detail) '
+                "SELECT new.id, s.entered_on, 'entered', s.detail FROM new "
+                "JOIN _admit_members s ON s.person_id = new.person_id RETURNING 1) "
+                "SELECT count(*) FROM ins"
+            )
+            .scalar_one()
+        )
+    new_ids: dict[int, int] = {}
+    for i in range(0, len(member_rows), _SQLITE_CHUNK):
+        new_ids.update(
+            (int(pid), int(mid))
+            for mid, pid in session.execute(
+                sqlite_insert(Member)
+                .values(member_rows[i : i + _SQLITE_CHUNK])
+                .on_conflict_do_nothing()
+                .returning(col(Member.id), col(Member.person_id))
+            )
+        )
+    events = [
+        {
+            "member_id": new_ids[r["person_id"]],
+            "on": today,
+            "kind": "entered",
+            "detail": _entered_detail(r),
+        }
+        for r in member_rows
+        if r["person_id"] in new_ids
+    ]
+    for i in range(0, len(events), _SQLITE_CHUNK):
+        session.execute(insert(MemberEvent), events[i : i + _SQLITE_CHUNK])
+    return len(events)
 
 
 def _close_changed(
     session: Session,
-    members: dict[tuple[str, int], Member],
+    campaign_id: str,
+    members: dict[tuple[str, int], _Known],
     targets: pd.DataFrame,
     today: date,
     now: datetime,
@@ -298,34 +421,60 @@ def _close_changed(
 
     A later ALD renewal date than the member's anchor ends the cascade only for campaigns
     anchored on the renewal (`renewal_moves`)."""
-    by_key = {
-        (p, int(r)): row
-        for p, r, row in zip(
-            targets["ben_nir_psa"],
-            targets["ben_rng_gem"],
-            targets.itertuples(index=False),
-            strict=True,
+    open_ = {k: m for k, m in members.items() if m.status in (ACTIVE, PENDING)}
+    if not open_:
+        return 0
+    # Every open member seen again is marked seen, in one statement (targets in `_admit_keys`).
+    keys = table("_admit_keys", column("ben_nir_psa"), column("ben_rng_gem"))
+    seen = (
+        select(col(Person.id))
+        .join(
+            keys,
+            (keys.c.ben_nir_psa == col(Person.ben_nir_psa))
+            & (keys.c.ben_rng_gem == col(Person.ben_rng_gem)),
         )
-    }
+        .scalar_subquery()
+    )
+    session.execute(
+        update(Member)
+        .where(
+            col(Member.campaign_id) == campaign_id,
+            col(Member.status).in_((ACTIVE, PENDING)),
+            col(Member.person_id).in_(seen),
+        )
+        .values(last_seen_on=today)
+        .execution_options(synchronize_session=False)
+    )
     left = 0
-    for key, m in members.items():
-        if m.status not in (ACTIVE, PENDING) or key not in by_key:
+    has_renewal = renewal_moves and "ald_end_date" in targets.columns
+    for psa, rng, reasons_v, renewal_v in zip(
+        targets["ben_nir_psa"],
+        targets["ben_rng_gem"],
+        targets["reasons"] if "reasons" in targets.columns else [None] * len(targets),
+        targets["ald_end_date"] if has_renewal else [None] * len(targets),
+        strict=True,
+    ):
+        m = open_.get((str(psa), int(rng)))
+        if m is None:
             continue
-        row = by_key[key]
-        m.last_seen_on = today
-        reasons = (_s(row.reasons) or "").split(";")
+        reasons = (_s(reasons_v) or "").split(";")
         leave = next((_EXIT_REASONS[r] for r in reasons if r in _EXIT_REASONS), None)
-        renewal = _day(getattr(row, "ald_end_date", None)) if renewal_moves else None
+        renewal = _day(renewal_v) if has_renewal else None
         if leave is None and renewal is not None and renewal > m.anchor_date:
             leave = (EXITED, Reason.RENEWED)
-        if leave and close_member(
-            session=session,
-            member=m,
-            status=leave[0],
-            reason=leave[1],
-            today=today,
-            source="targeting",
-            now=now,
+        member = session.get(Member, m.id) if leave else None
+        if (
+            leave
+            and member is not None
+            and close_member(
+                session=session,
+                member=member,
+                status=leave[0],
+                reason=leave[1],
+                today=today,
+                source="targeting",
+                now=now,
+            )
         ):
             left += 1
     return left
@@ -357,9 +506,12 @@ def admit_targets(
         "left": 0,
     }
     members = _current_members(session, definition.id)
+    # Every target's key goes to the database once; the lookups below join on it.
+    stage_keys(session=session, name="_admit_keys", keys=_keys_of(targets))
     eligible = targets[targets["eligible"].astype(bool)]
     counts["eligible"] = len(eligible)
-    fresh = eligible.loc[_mask(eligible, lambda k: k not in members)]
+    member_keys = {f"{p}|{r}" for p, r in members}
+    fresh = eligible.loc[~_key_strings(eligible).isin(member_keys).to_numpy()]
     counts["already_member"] = len(eligible) - len(fresh)
     if not within_dates(definition, today):
         # Before the start or after the end: nobody new comes in (counted, and said).
@@ -375,15 +527,12 @@ def admit_targets(
                 definition.dates.end.isoformat() if definition.dates.end else "sans fin",
             )
         fresh = fresh.iloc[0:0]
-    blocked = _enrolled_or_opposed(
-        session,
-        definition,
-        list(zip(fresh["ben_nir_psa"], fresh["ben_rng_gem"].astype(int), strict=True)),
-    )
+    blocked = _enrolled_or_opposed(session, definition, set(_key_strings(fresh)))
     if blocked:
         counts["not_admitted_enrolled"] = sum(1 for v in blocked.values() if v == "enrolled")
         counts["not_admitted_opposed"] = sum(1 for v in blocked.values() if v == "opposed")
-        fresh = fresh.loc[_mask(fresh, lambda k: k not in blocked)]
+        gone = {f"{p}|{r}" for p, r in blocked}
+        fresh = fresh.loc[~_key_strings(fresh).isin(gone).to_numpy()]
 
     launched = is_launched(session=session, campaign_id=definition.id)
     if not launched:
@@ -400,12 +549,17 @@ def admit_targets(
         member_rows = _new_member_rows(definition, fresh, ids, status, today)
         counts["holdout"] = sum(bool(r["holdout"]) for r in member_rows)
         if member_rows:
-            _insert_members(session, definition.id, member_rows, today)
-            counts["admitted"] = len(member_rows)
+            counts["admitted"] = _insert_members(session, definition.id, member_rows, today)
             if not launched:
-                counts["pending_validation"] = len(member_rows)
+                counts["pending_validation"] = counts["admitted"]
 
     counts["left"] = _close_changed(
-        session, members, targets, today, now, definition.anchor.kind == "ald_renewal"
+        session,
+        definition.id,
+        members,
+        targets,
+        today,
+        now,
+        definition.anchor.kind == "ald_renewal",
     )
     return counts

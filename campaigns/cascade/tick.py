@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, insert, tuple_, update
+from sqlalchemy import ColumnElement, func, insert, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -20,6 +20,7 @@ from campaigns.cascade.planner import (
     campaign_ended,
     plan,
 )
+from campaigns.cascade.quiet import quiet_members
 from campaigns.clock import PARIS, utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
@@ -157,7 +158,26 @@ def _states(
     hi: int,
     today: date,
     pressure: Pressure | None = None,
+    skip: set[int] | frozenset[int] = frozenset(),
 ) -> list[BatchMember]:
+    """The batch's active members as the planner sees them (but the `skip` ids)."""
+    only: ColumnElement[bool] = col(Member.id) >= lo
+    if skip:
+        wanted = [
+            i
+            for i in session.exec(
+                select(Member.id).where(
+                    Member.campaign_id == definition.id,
+                    Member.status == ACTIVE,
+                    col(Member.id) >= lo,
+                    col(Member.id) <= hi,
+                )
+            ).all()
+            if i is not None and i not in skip
+        ]
+        if not wanted:
+            return []
+        only = col(Member.id).in_(wanted)
     rows = session.exec(
         select(Member, Person)
         .join(Person, col(Person.id) == col(Member.person_id))
@@ -168,6 +188,7 @@ def _states(
             Member.status == ACTIVE,
             col(Member.id) >= lo,
             col(Member.id) <= hi,
+            only,
         )
     ).all()
     if not rows:
@@ -376,7 +397,11 @@ def tick_batch(
     if definition.id in halted_campaigns(session=session):
         return {}  # paused or ended by its manager: nothing planned, nobody closed
     version = version_of(session=session, definition=definition)
-    states = _states(session, definition, lo, hi, today, pressure)
+    # Members with nothing due today are counted, not loaded nor planned (see quiet.py).
+    quiet = quiet_members(session=session, definition=definition, lo=lo, hi=hi, today=today)
+    if quiet:
+        counts["members"] += len(quiet)
+    states = _states(session, definition, lo, hi, today, pressure, skip=quiet)
     for bm in states:
         decision = plan(bm.state, today, definition, add_working_days)
         counts["members"] += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from campaigns.ledger.models import ACTIVE, CANCELLED, PENDING, QUEUED, Action, Member, MemberEvent
@@ -53,6 +53,60 @@ def close_member(
         )
     )
     return True
+
+
+# Member ids per statement: under SQLite's bound-parameter limit, few round trips on PostgreSQL.
+_CLOSE_CHUNK = 5000
+
+
+def close_members(
+    *,
+    session: Session,
+    member_ids: list[int],
+    status: str,
+    reason: str,
+    today: date,
+    source: str,
+    now: datetime,
+) -> int:
+    """`close_member` for many members at once, set-based; how many were closed.
+
+    The same facts as one by one: compare-and-set on the status, one `left` event for each
+    member closed here, their queued actions cancelled."""
+    closed = 0
+    detail = {"status": status, "reason": reason, "source": source}
+    for i in range(0, len(member_ids), _CLOSE_CHUNK):
+        chunk = member_ids[i : i + _CLOSE_CHUNK]
+        done = [
+            int(mid)
+            for (mid,) in session.execute(
+                update(Member)
+                .where(col(Member.id).in_(chunk), col(Member.status).in_((ACTIVE, PENDING)))
+                .values(status=status, status_reason=reason, status_on=today)
+                .returning(col(Member.id))
+                .execution_options(synchronize_session=False)
+            ).all()
+        ]
+        if not done:
+            continue
+        closed += len(done)
+        session.execute(
+            insert(MemberEvent),
+            [{"member_id": mid, "on": today, "kind": "left", "detail": detail} for mid in done],
+        )
+        session.execute(
+            update(Action)
+            .where(col(Action.member_id).in_(done), col(Action.state) == QUEUED)
+            .values(
+                state=CANCELLED,
+                reason=f"member_{reason}",
+                updated_at=now,
+                claimed_by=None,
+                lease_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return closed
 
 
 def member_history(*, session: Session, member_id: int) -> tuple[list[MemberEvent], list[Action]]:

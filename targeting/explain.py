@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from targeting.engine import (
     CARE_JOIN,
+    JOIN_KEYS,
     ald_in_force_sql,
     ald_kind_sql,
     node_reasons_sql,
@@ -103,6 +104,8 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
 
 # Every evidence query names its person through these two tokens, so one text serves one
 # person (bound parameters) or a whole admitted set at once (a semi-join on `_keys`).
+# Up to this many people, their keys are written in the narrowing query as literals.
+_LITERAL_KEYS = 5000
 _WHO = "@who@"
 _KEYS = "@keys@"
 _ONE = "{a}ben_nir_psa = ? AND {a}ben_rng_gem = ?"
@@ -439,6 +442,7 @@ def explain_people(
         )
         con.register("_wanted", wanted)
         con.execute("CREATE TEMP TABLE _keys AS SELECT DISTINCT * FROM _wanted")
+        _narrow(con, list(paths))
         cache: dict[str, Any] = {}
         out = []
         for nir, rng in keys:
@@ -450,6 +454,37 @@ def explain_people(
         raise read_failure(e, Path(extract), paths) from None
     finally:
         con.close()
+
+
+def _narrow(con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Point each table's view at its rows for the people of `_keys` only, read once: every
+    later query (the rule, each criterion) then reads a few rows instead of the extract.
+
+    A person's decision and evidence depend on their own rows only, so the result is the same
+    (`explain_person`, over the whole extract, is the reference the tests compare with).
+    """
+    columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
+    # A short list of literal keys lets the Parquet reader skip rows; a long one, a hash join.
+    nirs = [r[0] for r in con.execute("SELECT DISTINCT ben_nir_psa FROM _keys").fetchall()]
+    who = (
+        f"ben_nir_psa IN {sql_list(nirs)}"
+        if len(nirs) <= _LITERAL_KEYS
+        else "ben_nir_psa IN (SELECT ben_nir_psa FROM _keys)"
+    )
+    personal = [t for t in tables if "ben_nir_psa" in columns[t]]
+    for t in personal:
+        con.execute(f"CREATE TEMP TABLE _only_{t} AS SELECT * FROM {t} WHERE {who}")
+    # Care detail tables carry no person key: the rows of the kept care lines.
+    if "er_prs_f" in personal:
+        for t in tables:
+            if t not in personal and set(JOIN_KEYS) <= columns[t]:
+                con.execute(
+                    f"CREATE TEMP TABLE _only_{t} AS SELECT a.* FROM {t} a "
+                    f"WHERE EXISTS (SELECT 1 FROM _only_er_prs_f p WHERE {CARE_JOIN})"
+                )
+                personal.append(t)
+    for t in personal:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {t} AS SELECT * FROM _only_{t}")
 
 
 def _explain(

@@ -30,7 +30,11 @@ def extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build().write(tmp_path_factory.mktemp("x"), "parquet")
 
 
-def test_the_batch_gives_what_the_per_person_explanation_gives(extract: Path) -> None:
+@pytest.mark.parametrize("literal_keys", [5000, 0], ids=["keys-as-literals", "keys-joined"])
+def test_the_batch_gives_what_the_per_person_explanation_gives(
+    extract: Path, literal_keys: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(targeting.explain, "_LITERAL_KEYS", literal_keys)
     # Eligible and not, care gaps found and not, several reasons, and someone not in the extract.
     keys = [(psa, 1) for psa in [*ELIGIBILITY, *GAPS]] + [("NOBODY", 1), ("G_ALL", 2)]
     batch = explain_people(rule=RULE, extract=extract, as_of=D, keys=keys)

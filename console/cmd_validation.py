@@ -166,16 +166,20 @@ def revoke(
 def sign_off_cmd(
     campaign: str = typer.Argument(...),
     echelon: str = typer.Option(..., "--echelon"),
-    by: str = typer.Option(..., "--by"),
+    by: str = typer.Option(
+        ..., "--by", help="Le compte qui valide : le responsable de l'échelon, ou un admin."
+    ),
+    reason: str = typer.Option("", "--reason", help="Le motif (exigé d'un administrateur)."),
 ) -> None:
-    """Valider la liste d'un échelon."""
+    """Valider la liste d'un échelon (son responsable, ou un administrateur avec un motif)."""
     # heavy optional dependency: the use cases load the ledger.
     from campaigns.app import validation as uc
 
     with _step() as s:
         uc.sign_off_echelon(
-            session=s, actor=by, campaign_id=campaign, echelon=echelon, scope=echelon
-        )
+            session=s, actor=by, campaign_id=campaign, echelon=echelon, scope=echelon,
+            reason=reason,
+        )  # fmt: skip
     out.print(f"liste de l'échelon {echelon} validée par {by}", markup=False)
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from targeting.engine import (
     CARE_JOIN,
+    JOIN_KEYS,
     ald_in_force_sql,
     ald_kind_sql,
     node_reasons_sql,
@@ -99,16 +102,73 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-_WHERE = "ben_nir_psa = ? AND ben_rng_gem = ?"
+# Every evidence query names its person through these two tokens, so one text serves one
+# person (bound parameters) or a whole admitted set at once (a semi-join on `_keys`).
+# Up to this many people, their keys are written in the narrowing query as literals.
+_LITERAL_KEYS = 5000
+_WHO = "@who@"
+_KEYS = "@keys@"
+_ONE = "{a}ben_nir_psa = ? AND {a}ben_rng_gem = ?"
+_MANY = (
+    "EXISTS (SELECT 1 FROM _keys k WHERE k.ben_nir_psa = {a}ben_nir_psa"
+    " AND k.ben_rng_gem = {a}ben_rng_gem)"
+)
+
+
+def _who(alias: str = "") -> str:
+    return _WHO.replace("@", f"@{alias}", 1) if alias else _WHO
+
+
+def _keys(alias: str = "") -> str:
+    return _KEYS.replace("@", f"@{alias}", 1) if alias else _KEYS
+
+
+def _bind(sql: str, clause: str) -> str:
+    """The query with its person tokens made concrete (`@p.who@` is the clause on alias p)."""
+    sql = re.sub(r"@(\w+\.)?who@", lambda m: clause.format(a=m.group(1) or ""), sql)
+    return re.sub(
+        r"@(\w+\.)?keys@",
+        lambda m: f"{m.group(1) or ''}ben_nir_psa AS _nir, {m.group(1) or ''}ben_rng_gem AS _rng",
+        sql,
+    )
+
+
+class _Rows:
+    """The rows behind one person's checks: asked one query at a time (the reference)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, key: list[Any]) -> None:
+        self.con, self.key = con, key
+
+    def __call__(self, sql: str) -> list[dict[str, Any]]:
+        rows = _rows(self.con, _bind(sql, _ONE), self.key * sql.count("who@"))
+        for r in rows:
+            del r["_nir"], r["_rng"]
+        return rows
+
+
+class _BatchRows(_Rows):
+    """The same rows for every person of `_keys`: each distinct query runs once for all of
+    them, and a person reads their share (fresh copies: checks mark the rows they read)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, cache: dict[str, Any]) -> None:
+        super().__init__(con, [])
+        self.cache = cache
+
+    def __call__(self, sql: str) -> list[dict[str, Any]]:
+        if sql not in self.cache:
+            groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for r in _rows(self.con, _bind(sql, _MANY), []):
+                groups.setdefault((r.pop("_nir"), r.pop("_rng")), []).append(r)
+            self.cache[sql] = groups
+        return [dict(r) for r in self.cache[sql].get(tuple(self.key), [])]
 
 
 @dataclass
 class _Ctx:
     """What every check of one person reads."""
 
-    con: duckdb.DuckDBPyConnection
+    rows: _Rows
     rule: TargetingRule
-    key: list[Any]
     d: date
     ben: dict[str, Any]
     verdicts: dict[int, str | None]  # id(node) -> its reasons (None when it holds)
@@ -132,15 +192,13 @@ def _age_detail(c: Age, x: _Ctx) -> str:
 
 
 def _ald_renewal(c: AldRenewal, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
-    rows = _rows(
-        x.con,
-        f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
+    rows = x.rows(
+        f"""SELECT {_keys()}, imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
                ({ald_kind_sql(c)}) IS TRUE AS diabetes,
                imb_etm_nat IN {sql_list(c.etm_nat)} AS ald_nature,
                imb_ald_dtd <= {sql_literal(x.d)} AS started,
                imb_ald_dtf = {sql_literal(_SENTINEL)} AS open_ended
-        FROM ir_imb_r WHERE {_WHERE} ORDER BY imb_ald_dtd""",
-        x.key,
+        FROM ir_imb_r WHERE {_who()} ORDER BY imb_ald_dtd"""
     )
     counted = [r for r in rows if r["diabetes"] and r["ald_nature"] and r["started"]]
     ends = [r["imb_ald_dtf"] for r in counted if not r["open_ended"]]
@@ -157,12 +215,10 @@ def _ald_renewal(c: AldRenewal, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _ald_in_force(c: AldInForce, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
-    rows = _rows(
-        x.con,
-        f"""SELECT imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
+    rows = x.rows(
+        f"""SELECT {_keys()}, imb_ald_num, med_mtf_cod, imb_etm_nat, imb_ald_dtd, imb_ald_dtf,
                ({ald_in_force_sql(c, x.d)}) IS TRUE AS in_force
-        FROM ir_imb_r WHERE {_WHERE} ORDER BY imb_ald_dtd""",
-        x.key,
+        FROM ir_imb_r WHERE {_who()} ORDER BY imb_ald_dtd"""
     )
     kinds = [f"ALD {'/'.join(map(str, c.ald_nums))}"] if c.ald_nums else []
     kinds += [f"CIM-10 {'/'.join(c.icd10_prefixes)}"] if c.icd10_prefixes else []
@@ -176,13 +232,11 @@ def _ald_in_force(c: AldInForce, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
 
 def _medecin_traitant(c: MedecinTraitant, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
     day, sentinel = sql_literal(x.d), sql_literal(_SENTINEL)
-    rows = _rows(
-        x.con,
-        f"""SELECT mtt_dep_dte, mtt_fin_dte,
+    rows = x.rows(
+        f"""SELECT {_keys()}, mtt_dep_dte, mtt_fin_dte,
                mtt_dep_dte <= {day} AND (mtt_fin_dte IS NULL
                  OR mtt_fin_dte = {sentinel} OR mtt_fin_dte >= {day}) AS in_force
-        FROM ir_mtt_r WHERE {_WHERE} ORDER BY mtt_dep_dte""",
-        x.key,
+        FROM ir_mtt_r WHERE {_who()} ORDER BY mtt_dep_dte"""
     )
     n = sum(r["in_force"] for r in rows)
     if c.declared:
@@ -192,10 +246,9 @@ def _medecin_traitant(c: MedecinTraitant, x: _Ctx) -> tuple[str, list[dict[str, 
 
 
 def _not_enrolled(c: NotEnrolled, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
-    rows = _rows(
-        x.con,
-        f"SELECT {c.date_column} AS date_adhesion FROM {c.table} WHERE {_WHERE} ORDER BY 1",
-        x.key,
+    rows = x.rows(
+        f"SELECT {_keys()}, {c.date_column} AS date_adhesion FROM {c.table} "
+        f"WHERE {_who()} ORDER BY date_adhesion"
     )
     before = [r for r in rows if r["date_adhesion"] <= x.d]
     detail = (
@@ -207,8 +260,9 @@ def _not_enrolled(c: NotEnrolled, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _no_opposition(c: NoOpposition, x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
-    rows = _rows(
-        x.con, f"SELECT date_opposition, canal FROM oppositions WHERE {_WHERE} ORDER BY 1", x.key
+    rows = x.rows(
+        f"SELECT {_keys()}, date_opposition, canal FROM oppositions WHERE {_who()} "
+        "ORDER BY date_opposition"
     )
     hits = [r for r in rows if r["canal"] in c.channels and r["date_opposition"] <= x.d]
     detail = (
@@ -220,12 +274,10 @@ def _no_opposition(c: NoOpposition, x: _Ctx) -> tuple[str, list[dict[str, Any]]]
 
 
 def _has_contact(x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
-    rows = _rows(
-        x.con,
-        f"""SELECT echelon, caisse, compte_ameli, telephone IS NOT NULL AS has_phone,
+    rows = x.rows(
+        f"""SELECT {_keys()}, echelon, caisse, compte_ameli, telephone IS NOT NULL AS has_phone,
                email IS NOT NULL AS has_email, adresse_l6 IS NOT NULL AS has_address
-        FROM contacts WHERE {_WHERE}""",
-        x.key,
+        FROM contacts WHERE {_who()}"""
     )
     return (
         "dans le fichier de contacts de la caisse"
@@ -236,21 +288,21 @@ def _has_contact(x: _Ctx) -> tuple[str, list[dict[str, Any]]]:
 
 def _acts_sql(source: Source, codes: list[str]) -> str:
     """Every care act of the source and codes of the person (any date): date, code, specialty."""
-    person = "p.ben_nir_psa = ? AND p.ben_rng_gem = ?"
+    person, key = _who("p."), _keys("p.")
     if source == "specialty":
-        return f"""SELECT p.exe_soi_dtd AS date, CAST(p.pse_spe_cod AS VARCHAR) AS code,
+        return f"""SELECT {key}, p.exe_soi_dtd AS date, CAST(p.pse_spe_cod AS VARCHAR) AS code,
                       p.pse_spe_cod AS specialty
                    FROM er_prs_f p WHERE {person}
                      AND p.pse_spe_cod IN {sql_list([int(x) for x in codes])}"""
     if source == "drug":
         atc = " OR ".join(f"r.pha_atc_c07 LIKE {sql_literal(c + '%')}" for c in codes)
-        return f"""SELECT p.exe_soi_dtd AS date, r.pha_atc_c07 AS code,
+        return f"""SELECT {key}, p.exe_soi_dtd AS date, r.pha_atc_c07 AS code,
                       p.pse_spe_cod AS specialty, a.pha_prs_c13 AS cip13
                    FROM er_prs_f p JOIN er_pha_f a ON {CARE_JOIN}
                    JOIN ir_pha_r r ON r.pha_cip_c13 = a.pha_prs_c13
                    WHERE {person} AND ({atc})"""
     table, code = ("er_bio_f", "bio_prs_ide") if source == "lab" else ("er_cam_f", "cam_prs_ide")
-    return f"""SELECT p.exe_soi_dtd AS date, a.{code} AS code, p.pse_spe_cod AS specialty
+    return f"""SELECT {key}, p.exe_soi_dtd AS date, a.{code} AS code, p.pse_spe_cod AS specialty
                FROM er_prs_f p JOIN {table} a ON {CARE_JOIN}
                WHERE {person} AND a.{code} IN {sql_list(codes)}"""
 
@@ -260,7 +312,7 @@ def _acts_in_window(
 ) -> tuple[list[dict[str, Any]], date, date, list[int] | None]:
     """The person's last five acts, each marked `in_window`, and the window's bounds."""
     lo, hi, years = window_bounds(w, x.d, x.rule.parameters)
-    rows = _rows(x.con, f"SELECT * FROM ({_acts_sql(source, codes)}) ORDER BY date DESC", x.key)
+    rows = x.rows(f"SELECT * FROM ({_acts_sql(source, codes)}) ORDER BY date DESC")
     for r in rows:
         r["in_window"] = lo <= r["date"] <= hi and (years is None or r["date"].year in years)
     inside = [r for r in rows if r["in_window"]]
@@ -373,7 +425,9 @@ def explain_person(
     paths: dict[str, Path] = {}
     try:
         paths = open_extract(con, Path(extract), tables_needed(rule), specs=table_specs(rule))
-        return _explain(con, rule, as_of, ben_nir_psa, ben_rng_gem)
+        return _explain(
+            _Rows(con, [ben_nir_psa, ben_rng_gem]), rule, as_of, ben_nir_psa, ben_rng_gem
+        )
     except duckdb.Error as e:
         raise read_failure(e, Path(extract), paths) from None
     finally:
@@ -383,50 +437,91 @@ def explain_person(
 def explain_people(
     *, rule: TargetingRule, extract: Path, as_of: date, keys: list[tuple[str, int]]
 ) -> list[Explanation]:
-    """The decision for several people, the extract opened once (stored at admission)."""
+    """The decision for many people at once (stored at admission): each criterion's query
+    runs once for the whole set, not once per person; the same result as `explain_person`."""
     if not keys:
         return []
     con = duckdb.connect()
     paths: dict[str, Path] = {}
     try:
         paths = open_extract(con, Path(extract), tables_needed(rule), specs=table_specs(rule))
-        return [_explain(con, rule, as_of, nir, rng) for nir, rng in keys]
+        wanted = pa.table(
+            {
+                "ben_nir_psa": pa.array([k[0] for k in keys], pa.string()),
+                "ben_rng_gem": pa.array([k[1] for k in keys], pa.int64()),
+            }
+        )
+        con.register("_wanted", wanted)
+        con.execute("CREATE TEMP TABLE _keys AS SELECT DISTINCT * FROM _wanted")
+        _narrow(con, list(paths))
+        cache: dict[str, Any] = {}
+        out = []
+        for nir, rng in keys:
+            rows = _BatchRows(con, cache)
+            rows.key = [nir, rng]
+            out.append(_explain(rows, rule, as_of, nir, rng))
+        return out
     except duckdb.Error as e:
         raise read_failure(e, Path(extract), paths) from None
     finally:
         con.close()
 
 
+def _narrow(con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Point each table's view at its rows for the people of `_keys` only, read once: every
+    later query (the rule, each criterion) then reads a few rows instead of the extract.
+
+    A person's decision and evidence depend on their own rows only, so the result is the same
+    (`explain_person`, over the whole extract, is the reference the tests compare with).
+    """
+    columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
+    # A short list of literal keys lets the Parquet reader skip rows; a long one, a hash join.
+    nirs = [r[0] for r in con.execute("SELECT DISTINCT ben_nir_psa FROM _keys").fetchall()]
+    who = (
+        f"ben_nir_psa IN {sql_list(nirs)}"
+        if len(nirs) <= _LITERAL_KEYS
+        else "ben_nir_psa IN (SELECT ben_nir_psa FROM _keys)"
+    )
+    personal = [t for t in tables if "ben_nir_psa" in columns[t]]
+    for t in personal:
+        con.execute(f"CREATE TEMP TABLE _only_{t} AS SELECT * FROM {t} WHERE {who}")
+    # Care detail tables carry no person key: the rows of the kept care lines.
+    if "er_prs_f" in personal:
+        for t in tables:
+            if t not in personal and set(JOIN_KEYS) <= columns[t]:
+                con.execute(
+                    f"CREATE TEMP TABLE _only_{t} AS SELECT a.* FROM {t} a "
+                    f"WHERE EXISTS (SELECT 1 FROM _only_er_prs_f p WHERE {CARE_JOIN})"
+                )
+                personal.append(t)
+    for t in personal:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {t} AS SELECT * FROM _only_{t}")
+
+
 def _explain(
-    con: duckdb.DuckDBPyConnection,
-    rule: TargetingRule,
-    as_of: date,
-    ben_nir_psa: str,
-    ben_rng_gem: int,
+    rows: _Rows, rule: TargetingRule, as_of: date, ben_nir_psa: str, ben_rng_gem: int
 ) -> Explanation:
     """The explanation, from the typed views of an opened extract."""
-    key = [ben_nir_psa, ben_rng_gem]
-    decision = _rows(
-        con,
-        f"SELECT * FROM ({rule_sql(rule, as_of, include_ineligible=True)}) "
-        "WHERE ben_nir_psa = ? AND ben_rng_gem = ?",
-        key,
+    decision = rows(
+        f"SELECT {_keys('r.')}, r.* FROM ({rule_sql(rule, as_of, include_ineligible=True)}) r "
+        f"WHERE {_who('r.')}"
     )
     out = Explanation(ben_nir_psa, ben_rng_gem, as_of, found=bool(decision))
     if not decision:
         return out
     row = decision[0]
-    ben = _rows(con, f"SELECT * FROM ir_ben_r WHERE {_WHERE}", key)[0]
+    ben = rows(f"SELECT {_keys()}, * FROM ir_ben_r WHERE {_who()}")[0]
     out.eligible, out.priority = bool(row["eligible"]), bool(row["priority"])
     out.reasons = list(dict.fromkeys(r for r in (row["reasons"] or "").split(";") if r))
     out.renewal_date, out.echelon = row["ald_end_date"], row["echelon"]
     when = [rule.priority.when] if rule.priority and rule.priority.when else []
     nodes = walk(rule.criteria) + walk(when)
-    judged = _rows(
-        con, f"SELECT * FROM ({node_reasons_sql(rule, as_of, nodes)}) WHERE {_WHERE}", key
+    judged = rows(
+        f"SELECT {_keys('n.')}, n.* FROM ({node_reasons_sql(rule, as_of, nodes)}) n "
+        f"WHERE {_who('n.')}"
     )[0]
     verdicts = {id(n): judged[f"r{i}"] or None for i, n in enumerate(nodes)}
-    x = _Ctx(con, rule, key, as_of, ben, verdicts)
+    x = _Ctx(rows, rule, as_of, ben, verdicts)
     out.criteria = [_check(c, x) for c in rule.criteria]
     out.priority_rule = _check(when[0], x) if when else None
     out.gaps = [_gap_check(x, name, g, bool(row[name])) for name, g in rule.gaps.items()]

@@ -114,15 +114,35 @@ def test_relance_audit_verify_fails_in_french_on_a_truncated_tail(
     assert "10 événements" in said
 
 
-def test_deleting_the_tail_after_the_last_checkpoint_is_not_caught(
-    engine: Engine, data_dir: Path
+def test_deleting_the_tail_after_the_last_checkpoint_is_caught_by_the_head(
+    engine: Engine, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The documented limit: events after the last checkpoint can go unnoticed."""
+    """The last 3 events go after the checkpoint at 10: the head still counts 13, and
+    `relance audit verify` says so in French (exit 1)."""
+    monkeypatch.setenv("RELANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
     write(engine, 13)  # checkpoints at 1 and 10
+    assert verdict(engine).ok
     with session_scope(engine) as s:
         _drop_delete_guard(s, engine, drop=True)
         s.execute(delete(AuditEvent).where(col(AuditEvent.seq) > 10))
-    assert verdict(engine).ok
+    v = verdict(engine)
+    assert not v.ok and v.broken_seq == 11 and v.events == 10
+    assert "13 événements" in (v.reason or "") and "fin supprimée" in (v.reason or "")
+    bad = CliRunner().invoke(app, ["audit", "verify"])
+    said = " ".join(bad.output.split())
+    assert bad.exit_code == 1 and "journal d'audit altéré" in said, said
+    assert "événement n°11 manquant" in said and "3 événement(s) de fin supprimé(s)" in said
+
+
+def test_a_head_rewritten_out_of_step_with_the_log_is_caught(
+    engine: Engine, data_dir: Path
+) -> None:
+    write(engine, 4)
+    with session_scope(engine) as s:
+        s.execute(update(AuditHead).values(hash=events(engine)[1].hash))
+    v = verdict(engine)
+    assert not v.ok and "tête du journal (n°4)" in (v.reason or "")
 
 
 def _plain_recompute(engine: Engine, *, relabel: bool) -> None:

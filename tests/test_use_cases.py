@@ -474,7 +474,12 @@ def test_approving_the_list_launches_it_with_one_audit_event(engine: Engine) -> 
     with session_scope(engine) as s:
         for echelon in ("93", "75"):
             uc.sign_off_echelon(
-                session=s, actor=f"lead{echelon}", campaign_id=D.id, echelon=echelon
+                session=s,
+                actor=f"lead{echelon}",
+                campaign_id=D.id,
+                echelon=echelon,
+                role="echelon_lead",
+                own_echelon=echelon,
             )
     before = len(audit(engine))
     with session_scope(engine) as s:

@@ -30,6 +30,7 @@ from campaigns.cascade.review import (
 from campaigns.cascade.tick import tick
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
 from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import (
     ACTIVE,
@@ -133,7 +134,9 @@ def test_approval_needs_every_echelon_then_launches_and_records_counts(engine: E
             session=s, target_list=lst, member_id=excluded.id or 0, reason="hospitalised", by="x"
         )
         sign_off(session=s, target_list=lst, echelon="93", by="lead-93")
-        with pytest.raises(ValidationError, match="not every échelon has validated its list: 75"):
+        with pytest.raises(
+            ValidationError, match="chaque échelon doit avoir validé sa liste ; manque : 75"
+        ):
             approve(session=s, target_list=lst, by="manager", today=TODAY)
         sign_off(session=s, target_list=lst, echelon="75", by="lead-75")
         counts = approve(session=s, target_list=lst, by="manager", today=TODAY)
@@ -358,8 +361,14 @@ def test_a_decision_in_the_cli_resumes_the_run_which_ends_without_deciding_again
     admit(engine, 3, echelon="93", today=paris_today())
     run_id = deploy_and_start()
     assert execute(run_id).name == "Suspended"
+    with session_scope(engine) as s:
+        create_user(
+            session=s, username="lead-93", password="correct horse battery",
+            role="echelon_lead", echelon="93",
+        )  # fmt: skip
     cli = CliRunner()
-    cli.invoke(app, ["validation", "sign-off", D.id, "--echelon", "93", "--by", "lead-93"])
+    signed = cli.invoke(app, ["validation", "sign-off", D.id, "--echelon", "93", "--by", "lead-93"])
+    assert signed.exit_code == 0, signed.output
     out = cli.invoke(app, ["validation", "approve", D.id, "--by", "mgr"])
     assert out.exit_code == 0 and f"run Prefect {run_id} relancé" in out.output, out.output
     assert execute(run_id).type == StateType.COMPLETED

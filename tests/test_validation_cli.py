@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from campaigns.cascade.membership import admit_targets
 from campaigns.clock import paris_today
 from campaigns.definition.catalog import load_campaign
+from campaigns.ledger.accounts import create_user
 from campaigns.ledger.audit import verify
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import ACTIVE, EXITED, AuditEvent, Exclusion, Member, TargetList
@@ -23,6 +24,8 @@ from console.cli import app
 from tests.factories import population
 
 D = load_campaign("sophia-ald8").definition
+PW = "correct horse battery"
+LEAD = {"role": "echelon_lead"}  # the role of the account that signed, in its audit event
 
 
 @pytest.fixture
@@ -42,8 +45,21 @@ def ledger(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
         with session_scope(engine) as s:
             register_campaign(session=s, definition=D)
             admit_targets(session=s, definition=D, targets=targets, people=people, today=today)
+    accounts(engine)
     yield engine
     get_settings.cache_clear()
+
+
+def accounts(engine: Engine) -> None:
+    """The console accounts the commands name: each échelon's lead, a manager, an admin."""
+    with session_scope(engine) as s:
+        for name, role, echelon in [
+            ("lead-93", "echelon_lead", "93"),
+            ("lead-75", "echelon_lead", "75"),
+            ("mgr", "campaign_manager", None),
+            ("root", "admin", None),
+        ]:
+            create_user(session=s, username=name, password=PW, role=role, echelon=echelon)
 
 
 def run(*args: str, code: int = 0) -> str:
@@ -92,7 +108,7 @@ def test_review_then_approval_through_the_cli_is_audited(ledger: Engine) -> None
     run("exclude", D.id, *args)
     run("sign-off", D.id, "--echelon", "93", "--by", "lead-93")
     refused = run("approve", D.id, "--by", "mgr", code=2)
-    assert "not every échelon has validated its list: 75" in refused
+    assert "chaque échelon doit avoir validé sa liste ; manque : 75" in refused
     assert the_list(ledger).state == "pending"
     run("sign-off", D.id, "--echelon", "75", "--by", "lead-75")
     approved = run("approve", D.id, "--by", "mgr")
@@ -111,8 +127,8 @@ def test_review_then_approval_through_the_cli_is_audited(ledger: Engine) -> None
         ("lead-93", "exclude", member, {"reason": "hospitalised"}),
         ("lead-93", "revoke_exclusion", member, {}),
         ("lead-93", "exclude", member, {"reason": "hospitalised"}),
-        ("lead-93", "sign_off", f"{D.id}/list/{lst.id}/93", {"signed_by": "lead-93"}),
-        ("lead-75", "sign_off", f"{D.id}/list/{lst.id}/75", {"signed_by": "lead-75"}),
+        ("lead-93", "sign_off", f"{D.id}/list/{lst.id}/93", LEAD | {"signed_by": "lead-93"}),
+        ("lead-75", "sign_off", f"{D.id}/list/{lst.id}/75", LEAD | {"signed_by": "lead-75"}),
         (
             "mgr",
             "list_approve",
@@ -144,3 +160,30 @@ def test_rejection_through_the_cli_is_audited_and_contacts_nobody(ledger: Engine
         )
     ]
     assert "refusée" in run("status", D.id)
+
+
+def test_a_manager_cannot_sign_off_the_echelons_and_approve_alone(ledger: Engine) -> None:
+    """Only an échelon's own lead (or an admin, with a reason that is recorded) signs off, in
+    the command line as in the console: `--by` must name that account."""
+    for echelon in ("93", "75"):
+        said = run("sign-off", D.id, "--echelon", echelon, "--by", "mgr", code=2)
+        assert f"seul le responsable de l'échelon {echelon}" in " ".join(said.split())
+    said = run("sign-off", D.id, "--echelon", "75", "--by", "quelquun", code=2)
+    assert "n'est pas un compte actif" in " ".join(said.split())
+    run("sign-off", D.id, "--echelon", "75", "--by", "lead-93", code=2)
+    refused = run("approve", D.id, "--by", "mgr", code=2)
+    assert "manque : 75, 93" in " ".join(refused.split()) or "manque : 93, 75" in refused
+    assert the_list(ledger).state == "pending" and events(ledger) == []
+    run("sign-off", D.id, "--echelon", "93", "--by", "lead-93")
+    assert "motif" in run("sign-off", D.id, "--echelon", "75", "--by", "root", code=2)
+    run("sign-off", D.id, "--echelon", "75", "--by", "root", "--reason", "responsable absent")
+    run("approve", D.id, "--by", "mgr")
+    assert [(a, e, d) for a, e, _, d in events(ledger)][:2] == [
+        ("lead-93", "sign_off", LEAD | {"signed_by": "lead-93"}),
+        (
+            "root",
+            "sign_off",
+            {"signed_by": "root", "role": "admin", "reason": "responsable absent"},
+        ),
+    ]
+    assert the_list(ledger).state == "approved"

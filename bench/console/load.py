@@ -31,6 +31,7 @@ PARIS = ZoneInfo("Europe/Paris")
 ANCHOR = date(2026, 6, 15)
 CALL_DAY = date(2026, 4, 20)  # a Monday
 NOW = datetime(2026, 4, 20, 10, 0, tzinfo=PARIS)
+CLONE_KEY = "{} || '#' || g"  # a cloned row's key: the original's with '#g' (g = 1..k)
 OUTCOMES = ("no_answer", "busy", "voicemail", "refused", "will_enrol_online", "enrolled_on_call")
 
 
@@ -148,3 +149,158 @@ def run(
     for t in threads:
         t.join()
     return result.summary(engine, time.monotonic() - t0)
+
+
+def seed_queue(engine: Engine, calls: int) -> int:
+    """Grow the queue to at least `calls` queued phone calls, set-based (PostgreSQL): each
+    queued call of `prepare` is cloned with its person and member, k times, in three
+    INSERT … SELECT statements; the number of queued calls."""
+    from campaigns.ledger.models import Member, Person
+
+    with session_scope(engine) as s:
+        base = s.exec(
+            select(func.count())
+            .select_from(Action)
+            .where(Action.channel == "phone", Action.state == "queued")
+        ).one()
+    k = max(0, -(-calls // max(base, 1)) - 1)
+    if k:
+        person = [c.name for c in Person.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+        member = [c.name for c in Member.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+        action = [c.name for c in Action.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+
+        def cols(names: list[str], alias: str, **instead: str) -> str:
+            return ", ".join(instead.get(n, f"{alias}.{n}") for n in names)
+
+        # The clones of a person: its key with '#g' appended (g = 1..k).
+        clone = f"p1.ben_nir_psa = {CLONE_KEY.format('p0.ben_nir_psa')}"
+        clone += " AND p1.ben_rng_gem = p0.ben_rng_gem"
+        queued = "a.channel = 'phone' AND a.state = 'queued'"
+        action_clone = {
+            "key": CLONE_KEY.format("a.key"),
+            "person_id": "p1.id",
+            "member_id": "m1.id",
+        }
+        with engine.begin() as c:
+            c.exec_driver_sql(
+                f"INSERT INTO person ({', '.join(person)}) "
+                f"SELECT {cols(person, 'p0', ben_nir_psa=CLONE_KEY.format('p0.ben_nir_psa'))} "
+                f"FROM person p0 CROSS JOIN generate_series(1, {k}) g "
+                f"WHERE EXISTS (SELECT 1 FROM action a WHERE a.person_id = p0.id AND {queued})"
+            )
+            c.exec_driver_sql(
+                f"INSERT INTO member ({', '.join(member)}) "
+                f"SELECT {cols(member, 'm', person_id='p1.id')} FROM member m "
+                "JOIN person p0 ON p0.id = m.person_id CROSS JOIN generate_series(1, "
+                f"{k}) g JOIN person p1 ON {clone} "
+                f"WHERE EXISTS (SELECT 1 FROM action a WHERE a.member_id = m.id AND {queued})"
+            )
+            c.exec_driver_sql(
+                f"INSERT INTO action ({', '.join(action)}) "
+                f"SELECT {cols(action, 'a', **action_clone)} "
+                "FROM action a JOIN person p0 ON p0.id = a.person_id "
+                f"CROSS JOIN generate_series(1, {k}) g "
+                f"JOIN person p1 ON {clone} "
+                "JOIN member m1 ON m1.person_id = p1.id AND m1.campaign_id = a.campaign_id "
+                f"WHERE {queued}"
+            )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM ANALYZE")
+    with session_scope(engine) as s:
+        return int(
+            s.exec(
+                select(func.count())
+                .select_from(Action)
+                .where(Action.channel == "phone", Action.state == "queued")
+            ).one()
+        )
+
+
+def card(engine: Engine, action_id: int, adviser: str) -> None:
+    """What the call card reads and writes in the database (the web page's queries)."""
+    from campaigns.calls.card import claimed_call, earlier_calls, tried_channels
+    from campaigns.ledger.audit import record
+    from campaigns.ledger.models import Member, Person
+
+    with session_scope(engine) as s:
+        a = claimed_call(session=s, action_id=action_id, adviser=adviser)
+        if a is None:
+            raise CallError(f"card {action_id}: not held by {adviser}")
+        m, p = s.get(Member, a.member_id), s.get(Person, a.person_id)
+        assert m is not None and p is not None and p.nir
+        tried_channels(session=s, member_id=a.member_id)
+        earlier_calls(session=s, person_id=a.person_id, before=action_id)
+        record(session=s, actor=adviser, action="view_card", target=f"action/{action_id}")
+
+
+def day(
+    engine: Engine, advisers: int, seconds: float, seed: int = 1, think: float = 0.0
+) -> dict[str, object]:
+    """`advisers` threads doing the console's three requests — claim (audited), card,
+    outcome (audited) — through the use cases, for `seconds`; p50/p95 per request kind."""
+    from campaigns.app.calls import claim_call, record_call_outcome
+
+    d = load_campaign("sophia-ald8").definition
+    result = Result()
+    kinds: dict[str, list[float]] = {"claim": [], "card": [], "outcome": []}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def timed(kind: str, t0: float) -> None:
+        with lock:
+            kinds[kind].append((time.perf_counter() - t0) * 1000)
+
+    def adviser(n: int) -> None:
+        rng = random.Random(seed * 1000 + n)
+        name = f"adviser-{n:02d}"
+        while time.monotonic() < stop:
+            try:
+                t0 = time.perf_counter()
+                with session_scope(engine) as s:
+                    claim = claim_call(session=s, actor=name, now=NOW)
+                if claim is None:
+                    with lock:
+                        result.empty += 1
+                    time.sleep(0.05)
+                    continue
+                timed("claim", t0)
+                with lock:
+                    result.claims.append((claim.action_id, name))
+                t0 = time.perf_counter()
+                card(engine, claim.action_id, name)
+                timed("card", t0)
+                t0 = time.perf_counter()
+                with session_scope(engine) as s:
+                    record_call_outcome(
+                        session=s,
+                        actor=name,
+                        action_id=claim.action_id,
+                        outcome=rng.choice(OUTCOMES),
+                        now=NOW,
+                        definition=d,
+                    )
+                timed("outcome", t0)
+                with lock:
+                    result.outcomes += 1
+                if think:
+                    time.sleep(rng.uniform(0.5 * think, 1.5 * think))
+            except Exception as e:  # counted, never hidden
+                with lock:
+                    result.errors.append(f"{name}: {type(e).__name__}: {e}"[:200])
+
+    threads = [threading.Thread(target=adviser, args=(i,)) for i in range(advisers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out = result.summary(engine, time.monotonic() - t0)
+    for k in ("claim_p50_ms", "claim_p95_ms", "claim_max_ms"):
+        out.pop(k)
+    for kind, lat in kinds.items():
+        lat.sort()
+        q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
+        out[f"{kind}_p50_ms"] = round(q[49], 1)
+        out[f"{kind}_p95_ms"] = round(q[94], 1)
+        out[f"{kind}_max_ms"] = round(lat[-1], 1) if lat else 0.0
+    return out

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -15,8 +15,15 @@ from sqlmodel import Session, col, select
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import campaign_by_id
 from campaigns.ledger.audit import record
-from campaigns.ledger.explanations import store_explanation, stored_explanation
+from campaigns.ledger.explanations import (
+    store_explanation,
+    store_explanations,
+    stored_explanation,
+)
 from campaigns.ledger.models import Member, MemberExplanation, Person
+
+if TYPE_CHECKING:
+    from targeting.rule import TargetingRule
 
 MAX_RESULTS = 20
 _BIRTH = re.compile(r"^\s*(?:(\d{1,2})/)?(\d{1,2})/(\d{4})\s*$")
@@ -158,10 +165,17 @@ def _explain(m: Member, p: Person, extract: Path) -> Any:
 
 
 def store_admission_explanations(
-    *, session: Session, campaign_id: str, extract: Path, day: date, now: datetime | None = None
+    *,
+    session: Session,
+    campaign_id: str,
+    extract: Path,
+    day: date,
+    rule: TargetingRule | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """Store the explanation of every member admitted on `day` that has none yet (the
-    targeting stage calls it right after admission); how many were stored."""
+    """Store the explanation of every member admitted on `day` that has none yet, in one
+    set-based pass over the extract and one bulk insert (the targeting stage calls it right
+    after admission); how many were stored."""
     # The extract reader (DuckDB) is heavy: loaded only by the stage that stores.
     from targeting.explain import explain_people
 
@@ -179,12 +193,15 @@ def store_admission_explanations(
     if not rows:
         return 0
     found = explain_people(
-        rule=campaign_by_id(campaign_id).definition.targeting,
+        rule=rule or campaign_by_id(campaign_id).definition.targeting,
         extract=extract,
         as_of=day,
         keys=[(nir, rng) for _, nir, rng in rows],
     )
     at = now or utcnow()
-    for (mid, _, _), x in zip(rows, found, strict=True):
-        store_explanation(session=session, member_id=mid or 0, as_of=day, explanation=x, now=at)
+    store_explanations(
+        session=session,
+        rows=[(mid or 0, day, x) for (mid, _, _), x in zip(rows, found, strict=True)],
+        now=at,
+    )
     return len(rows)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from campaigns.app.people import store_admission_explanations
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
@@ -104,9 +105,11 @@ def targeting_stage(
             people=people if people is not None else targets.iloc[0:0],
             today=day,
         )
-    # No explanation is computed here: one query per person cost the sophia demo 80 s (and
-    # would cost hours on a flu wave). The person page computes it on its first view and keeps
-    # it; a set-based explanation at admission is still to build (issue 17).
+    # Every admitted person's explanation, in one set-based pass: the person page only reads it.
+    with session_scope(engine) as s:
+        store_admission_explanations(
+            session=s, campaign_id=d.id, extract=extract, day=day, rule=d.targeting
+        )
     _record(engine, d.id, "targeting", day, started, counts)
     return counts
 

@@ -16,7 +16,15 @@ from sqlmodel import Session, col, select
 from campaigns.cascade import review as rules
 from campaigns.cascade.review import ValidationError
 from campaigns.ledger.audit import record
-from campaigns.ledger.models import PENDING, EchelonSignoff, Exclusion, Member, Person, TargetList
+from campaigns.ledger.models import (
+    PENDING,
+    EchelonSignoff,
+    Exclusion,
+    Member,
+    Person,
+    TargetList,
+    User,
+)
 
 Decision = Literal["approve", "reject"]
 
@@ -147,6 +155,22 @@ def revoke_exclusion(
     return done
 
 
+def _signer(
+    session: Session, actor: str, role: str | None, own_echelon: str | None
+) -> tuple[str, str | None]:
+    """Who signs: the console's user as given, else (the command line, where anyone may type
+    any name) the active account `actor` names: nobody signs for an échelon without one."""
+    if role is not None:
+        return role, own_echelon
+    user = session.exec(select(User).where(User.username == actor)).first()
+    if user is None or not user.active:
+        raise PermissionError(
+            f"« {actor} » n'est pas un compte actif de la console : seul le responsable de "
+            "l'échelon (ou un administrateur, motif à l'appui) valide ou rouvre sa liste"
+        )
+    return user.role, user.echelon
+
+
 def sign_off_echelon(
     *,
     session: Session,
@@ -160,9 +184,10 @@ def sign_off_echelon(
     reason: str = "",
 ) -> EchelonSignoff:
     """Mark an échelon's part of the pending list as reviewed: by that échelon's own lead, or an
-    administrator giving a reason (`role` None: the command line, acting for `scope`)."""
-    if role is not None:
-        rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
+    administrator giving a reason (`role` None: the command line, the role of `actor`'s
+    account)."""
+    role, own_echelon = _signer(session, actor, role, own_echelon)
+    rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
     lst = pending(session=session, campaign_id=campaign_id)
     row = rules.sign_off(
         session=session, target_list=lst, echelon=echelon, by=actor, scope=scope, now=now
@@ -196,8 +221,8 @@ def reopen_echelon(
 ) -> bool:
     """Withdraw an échelon's sign-off so its list can change again (same people as sign it off);
     False (and nothing audited) if it was not signed off."""
-    if role is not None:
-        rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
+    role, own_echelon = _signer(session, actor, role, own_echelon)
+    rules.check_signer(role=role, own_echelon=own_echelon, echelon=echelon, reason=reason)
     lst = pending(session=session, campaign_id=campaign_id)
     row = rules.reopen(session=session, target_list=lst, echelon=echelon)
     if row is None:

@@ -302,7 +302,8 @@ def approve(
     status = list_status(session=session, target_list=target_list)
     if status.missing_signoffs:
         raise ValidationError(
-            "not every échelon has validated its list: " + ", ".join(status.missing_signoffs)
+            "chaque échelon doit avoir validé sa liste ; manque : "
+            + ", ".join(status.missing_signoffs)
         )
     excluded = {
         e.member_id: e

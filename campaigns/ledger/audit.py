@@ -275,7 +275,32 @@ def check(
                 f"été réécrit entre le n°{last_good + 1} et le n°{seq}",
             )
         last_good = seq
+    # Read from the database, not the session's identity map (writers update it in SQL).
+    head = session.execute(
+        select(AuditHead.seq, AuditHead.hash).where(col(AuditHead.id) == 1)
+    ).first()
+    why = _head_fault(int(head[0]), str(head[1]), n, prev) if head is not None else None
+    if why is not None:
+        return Verdict(n, len(cps), n + 1, None, why)
     return Verdict(n, len(cps))
+
+
+def _head_fault(seq: int, head_hash: str, n: int, last_hash: str) -> str | None:
+    """Why the head (written in the same transaction as every event) disagrees with the last
+    event on record, or None: it catches a tail deleted after the last checkpoint."""
+    if seq > n:
+        gone = seq - n
+        return (
+            f"événement n°{n + 1} manquant : la tête du journal compte {seq} événements, "
+            f"le journal s'arrête au n°{n} ({gone} événement(s) de fin supprimé(s) après le "
+            "dernier point de contrôle : fin supprimée)"
+        )
+    if seq != n or head_hash != last_hash:
+        return (
+            f"la tête du journal (n°{seq}) ne correspond pas au dernier événement "
+            f"(n°{n}) : journal ou tête réécrits"
+        )
+    return None
 
 
 def verify(*, session: Session) -> tuple[int, int | None]:

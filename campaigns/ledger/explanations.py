@@ -7,6 +7,7 @@ import json
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from campaigns.ledger.models import MemberExplanation
@@ -42,3 +43,17 @@ def store_explanation(
     row.as_of, row.body, row.stored_at = as_of, as_json(explanation), now
     session.add(row)
     session.flush()
+
+
+def store_explanations(
+    *, session: Session, rows: list[tuple[int, date, Any]], now: datetime
+) -> None:
+    """Keep many new explanations (member id, as of, explanation) in one bulk insert."""
+    if rows:
+        session.execute(
+            insert(MemberExplanation),
+            [
+                {"member_id": mid, "as_of": as_of, "body": as_json(x), "stored_at": now}
+                for mid, as_of, x in rows
+            ],
+        )

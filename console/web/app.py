@@ -6,6 +6,7 @@ one router per page group; the routes live in `routes_*.py`, what they depend on
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,11 @@ from console.web.throttle import LoginThrottle, parse_proxies
 
 STATIC = Path(__file__).parent / "static"
 
+# The State's design system, installed by scripts/setup.sh from npm (tools/ui, git-ignored).
+DSFR = Path(__file__).parents[2] / "tools" / "ui" / "node_modules" / "@gouvfr" / "dsfr" / "dist"
+
+log = logging.getLogger(__name__)
+
 ROUTERS = (
     routes_login.router,
     routes_campaigns.router,
@@ -47,10 +53,6 @@ ROUTERS = (
     routes_phone.router,
     routes_email_events.router,
 )
-
-
-# The console's own scripts and styles (no inline script: the pages allow only 'self').
-STATIC = Path(__file__).parent / "static"
 
 
 def _routes() -> list[BaseRoute]:
@@ -92,6 +94,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         user=None,
         csrf="",
         csp_nonce=getattr(request.state, NONCE, ""),
+        dsfr=getattr(request.app.state, "dsfr", False),
     )
     return HTMLResponse(page, status_code=exc.status_code)
 
@@ -101,6 +104,19 @@ async def unknown_campaign(request: Request, exc: Exception) -> Response:
     if not str(exc).startswith("no campaign "):
         raise exc  # a broken campaign folder is a server error, not the user's
     return await http_error(request, HTTPException(status_code=404, detail="unknown campaign"))
+
+
+def _mount_static(app: FastAPI) -> None:
+    """The pages' own scripts and styles, and DSFR's dist under /static/dsfr/ when installed."""
+    # /static/dsfr is mounted first: Starlette serves the first mount whose prefix matches.
+    app.state.dsfr = DSFR.is_dir()
+    if app.state.dsfr:
+        app.mount("/static/dsfr", StaticFiles(directory=DSFR), name="dsfr")
+    else:
+        # The pages stay usable (plain HTML) so a machine without npm can still run the console.
+        log.warning("DSFR absent (%s): run scripts/setup.sh; pages served without its styles", DSFR)
+    # The pages' scripts (no inline script: the Content-Security-Policy forbids them).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -114,8 +130,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         routes=_routes(),
     )
     app.state.settings = settings
-    # The pages' scripts (no inline script: the Content-Security-Policy forbids them).
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _mount_static(app)
     app.state.engine = engine or get_engine(settings.resolved_database_url())
     app.state.clock = utcnow
     app.state.login_throttle = LoginThrottle(
@@ -130,7 +145,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(
         ServerSessions, secret_key=secret, hours=settings.session_hours, secure=secure
     )
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(DefinitionError, unknown_campaign)

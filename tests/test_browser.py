@@ -58,6 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ("lead93", "echelon_lead", "93"),
             ("mgr", "campaign_manager", None),
             ("reg", "regional_lead", None),
+            ("root", "admin", None),
         ]:
             create_user(session=s, username=name, password=PW, role=role, echelon=echelon)
         create_user(

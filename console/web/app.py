@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
@@ -63,7 +64,7 @@ def _routes() -> list[BaseRoute]:
     return [route for router in ROUTERS for route in router.routes]
 
 
-def _audit_denial(request: Request, exc: HTTPException) -> None:
+def _audit_denial(request: Request, exc: StarletteHTTPException) -> None:
     """Record a refusal (who, what, why): the path only, never a query string nor a body, so
     no NIR or phone number reaches the log; in its own transaction (the page's rolled back)."""
     row = request.scope.get(ROW)
@@ -80,9 +81,12 @@ def _audit_denial(request: Request, exc: HTTPException) -> None:
         s.commit()
 
 
+_FRENCH = {"Not Found": "cette page n'existe pas", "Method Not Allowed": "méthode non permise"}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """401 → the login page; any other HTTP error → the error page; denials are audited."""
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, StarletteHTTPException)
     stale = isinstance(exc, LoginRequired) and exc.stale is not None
     if exc.status_code == 403 or stale:
         await run_in_threadpool(_audit_denial, request, exc)
@@ -90,7 +94,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     page = TEMPLATES.get_template("error.html").render(
         status=exc.status_code,
-        why=exc.detail,
+        # Starlette's own words for a missing route or method, in French.
+        why=_FRENCH.get(str(exc.detail), exc.detail),
         user=None,
         csrf="",
         csp_nonce=getattr(request.state, NONCE, ""),
@@ -103,7 +108,7 @@ async def unknown_campaign(request: Request, exc: Exception) -> Response:
     """An unknown campaign id in a URL is a 404; a broken campaign folder stays a server error."""
     if not str(exc).startswith("no campaign "):
         raise exc  # a broken campaign folder is a server error, not the user's
-    return await http_error(request, HTTPException(status_code=404, detail="unknown campaign"))
+    return await http_error(request, HTTPException(status_code=404, detail="campagne inconnue"))
 
 
 def _mount_static(app: FastAPI) -> None:
@@ -146,6 +151,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         ServerSessions, secret_key=secret, hours=settings.session_hours, secure=secure
     )
     app.add_middleware(SecurityHeaders)
-    app.add_exception_handler(HTTPException, http_error)
+    # Starlette's own 404 (no such route) gets the French error page too, not a JSON body.
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(DefinitionError, unknown_campaign)
     return app

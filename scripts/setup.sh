@@ -22,6 +22,19 @@ if ! ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0; then
   fi
 fi
 
+# The console's look (DSFR, the State's design system) and the accessibility checker (axe-core),
+# locked in tools/ui/package-lock.json; the console falls back to plain pages without them.
+if [[ ! -f tools/ui/node_modules/@gouvfr/dsfr/dist/dsfr.min.css || ! -f tools/ui/node_modules/axe-core/axe.min.js ]]; then
+  if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    echo "setup: installing node and npm for the design system" >&2
+    (apt-get update -q >/dev/null 2>&1 || true)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null 2>&1 || true
+  fi
+  echo "setup: installing the design system (DSFR) and axe-core" >&2
+  npm ci --prefix tools/ui --no-audit --no-fund --loglevel=error >/dev/null \
+    || echo "setup: could not install DSFR; the console will serve plain pages" >&2
+fi
+
 if [[ "${1:-}" == "--tests" ]]; then
   url="${RELANCE_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/test}"
   if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from targeting.engine import (
     CARE_JOIN,
-    JOIN_KEYS,
     ald_in_force_sql,
     ald_kind_sql,
     node_reasons_sql,
@@ -43,7 +42,7 @@ from targeting.rule import (
     Window,
     walk,
 )
-from targeting.schema import SENTINEL_DATE
+from targeting.schema import JOIN_KEYS, SENTINEL_DATE
 
 _SENTINEL = date.fromisoformat(SENTINEL_DATE)
 

@@ -58,6 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ("lead93", "echelon_lead", "93"),
             ("mgr", "campaign_manager", None),
             ("reg", "regional_lead", None),
+            ("root", "admin", None),
         ]:
             create_user(session=s, username=name, password=PW, role=role, echelon=echelon)
         create_user(
@@ -111,6 +112,7 @@ def login(browser: Any, base: str, who: str) -> Any:
     page.click("button[type=submit]")
     # A slow run may still be on the login page when the click returns.
     page.wait_for_url(lambda url: "/login" not in url)
+    page.wait_for_load_state()
     return page
 
 
@@ -133,14 +135,15 @@ def test_an_advisers_calls_and_the_board_changing(server: str, browser: Any) -> 
     assert adv.inner_text("#phone").startswith("+3361234")
     shot(adv, "04-card-revealed")
     # A callback within contact hours (Tuesday 10:00, Paris).
-    adv.check("input[value=callback]")
+    # DSFR draws radios and checkboxes on their label, which takes the click: force it.
+    adv.check("input[value=callback]", force=True)
     adv.fill("input[name=callback_at]", "2026-04-21T10:00")
     adv.click("#save")
     adv.wait_for_url("**/calls")
     adv.click("#next")
     adv.wait_for_url("**/calls/*")
-    adv.check("input[value=refused]")
-    adv.check("input[name=offers] >> nth=0")
+    adv.check("input[value=refused]", force=True)
+    adv.check("input[name=offers] >> nth=0", force=True)
     adv.click("#save")
     shot(adv, "05-calls-after")
     deadline = time.time() + 15

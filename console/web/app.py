@@ -6,6 +6,7 @@ one router per page group; the routes live in `routes_*.py`, what they depend on
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
@@ -40,6 +42,11 @@ from console.web.throttle import LoginThrottle, parse_proxies
 
 STATIC = Path(__file__).parent / "static"
 
+# The State's design system, installed by scripts/setup.sh from npm (tools/ui, git-ignored).
+DSFR = Path(__file__).parents[2] / "tools" / "ui" / "node_modules" / "@gouvfr" / "dsfr" / "dist"
+
+log = logging.getLogger(__name__)
+
 ROUTERS = (
     routes_login.router,
     routes_campaigns.router,
@@ -53,10 +60,6 @@ ROUTERS = (
 )
 
 
-# The console's own scripts and styles (no inline script: the pages allow only 'self').
-STATIC = Path(__file__).parent / "static"
-
-
 def _routes() -> list[BaseRoute]:
     """Every page group's routes, in one flat list."""
     # Since FastAPI 0.137 `include_router` leaves one opaque node per router in `app.routes`;
@@ -65,7 +68,7 @@ def _routes() -> list[BaseRoute]:
     return [route for router in ROUTERS for route in router.routes]
 
 
-def _audit_denial(request: Request, exc: HTTPException) -> None:
+def _audit_denial(request: Request, exc: StarletteHTTPException) -> None:
     """Record a refusal (who, what, why): the path only, never a query string nor a body, so
     no NIR or phone number reaches the log; in its own transaction (the page's rolled back)."""
     row = request.scope.get(ROW)
@@ -82,9 +85,12 @@ def _audit_denial(request: Request, exc: HTTPException) -> None:
         s.commit()
 
 
+_FRENCH = {"Not Found": "cette page n'existe pas", "Method Not Allowed": "méthode non permise"}
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """401 → the login page; any other HTTP error → the error page; denials are audited."""
-    assert isinstance(exc, HTTPException)
+    assert isinstance(exc, StarletteHTTPException)
     stale = isinstance(exc, LoginRequired) and exc.stale is not None
     if exc.status_code == 403 or stale:
         await run_in_threadpool(_audit_denial, request, exc)
@@ -92,10 +98,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     page = TEMPLATES.get_template("error.html").render(
         status=exc.status_code,
-        why=exc.detail,
+        # Starlette's own words for a missing route or method, in French.
+        why=_FRENCH.get(str(exc.detail), exc.detail),
         user=None,
         csrf="",
         csp_nonce=getattr(request.state, NONCE, ""),
+        dsfr=getattr(request.app.state, "dsfr", False),
     )
     return HTMLResponse(page, status_code=exc.status_code)
 
@@ -105,6 +113,19 @@ async def unknown_campaign(request: Request, exc: Exception) -> Response:
     if not str(exc).startswith("aucune campagne "):
         raise exc  # a broken campaign folder is a server error, not the user's
     return await http_error(request, HTTPException(status_code=404, detail="campagne inconnue"))
+
+
+def _mount_static(app: FastAPI) -> None:
+    """The pages' own scripts and styles, and DSFR's dist under /static/dsfr/ when installed."""
+    # /static/dsfr is mounted first: Starlette serves the first mount whose prefix matches.
+    app.state.dsfr = DSFR.is_dir()
+    if app.state.dsfr:
+        app.mount("/static/dsfr", StaticFiles(directory=DSFR), name="dsfr")
+    else:
+        # The pages stay usable (plain HTML) so a machine without npm can still run the console.
+        log.warning("DSFR absent (%s): run scripts/setup.sh; pages served without its styles", DSFR)
+    # The pages' scripts (no inline script: the Content-Security-Policy forbids them).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -118,8 +139,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         routes=_routes(),
     )
     app.state.settings = settings
-    # The pages' scripts (no inline script: the Content-Security-Policy forbids them).
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _mount_static(app)
     app.state.engine = engine or get_engine(settings.resolved_database_url())
     app.state.clock = utcnow
     app.state.login_throttle = LoginThrottle(
@@ -134,8 +154,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(
         ServerSessions, secret_key=secret, hours=settings.session_hours, secure=secure
     )
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SecurityHeaders)
-    app.add_exception_handler(HTTPException, http_error)
+    # Starlette's own 404 (no such route) gets the French error page too, not a JSON body.
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(DefinitionError, unknown_campaign)
     return app

@@ -30,6 +30,7 @@ from campaigns.clock import PARIS
 from campaigns.definition.reasons import OUTCOME_LABELS, explain
 from campaigns.definition.rendering import CHANNEL_LABELS
 from campaigns.ledger.models import Action, ConsoleSession, User
+from campaigns.ledger.roles import ROLE_LABELS
 from campaigns.ledger.sessions import (
     end_session,
     live,
@@ -48,14 +49,20 @@ def _nonce(request: Request) -> dict[str, Any]:
     return {"csp_nonce": getattr(request.state, NONCE, "")}
 
 
+def _dsfr(request: Request) -> dict[str, Any]:
+    """`{{ dsfr }}`: whether the design system is served (else base.html's plain fallback)."""
+    return {"dsfr": getattr(request.app.state, "dsfr", False)}
+
+
 TEMPLATES = Jinja2Templates(
-    directory=str(Path(__file__).parent / "templates"), context_processors=[_nonce]
+    directory=str(Path(__file__).parent / "templates"), context_processors=[_nonce, _dsfr]
 )
 # `{{ code|reason }}`: a reason code in the words of campaigns.definition.reasons.
 TEMPLATES.env.filters["reason"] = explain
 # `{{ a.outcome|outcome }}`: a call's outcome code in French; `{{ t|paris }}`: a UTC moment
 # shown as Paris wall-clock time (HH:MM:SS).
 TEMPLATES.env.filters["outcome"] = lambda code: OUTCOME_LABELS.get(code, code) if code else ""
+TEMPLATES.env.filters["role"] = lambda v: ROLE_LABELS.get(v, v)
 TEMPLATES.env.filters["action_state"] = lambda v: ACTION_STATE_LABELS.get(v, v)
 TEMPLATES.env.filters["channel"] = lambda v: CHANNEL_LABELS.get(v, v)
 # `{{ n|fr_int }}`: a count in French (12 345, narrow no-break space between thousands).

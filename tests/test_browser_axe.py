@@ -89,10 +89,6 @@ def test_every_page_of_every_role_has_no_axe_violation(
     assert not problems, "violations axe-core (WCAG 2.1 A/AA) :\n" + "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="results.html (branch leads17 owns it): the objectives form has unlabelled fields",
-)
 def test_the_managers_results_page_has_no_axe_violation(
     server: str,  # noqa: F811
     browser: Any,  # noqa: F811

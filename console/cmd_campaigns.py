@@ -6,30 +6,106 @@ it under `--by`.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlmodel import Session
 
-from campaigns.app import drafts as drafts_uc
-from campaigns.app import lifecycle as uc
-from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
-from campaigns.clock import PARIS, paris_today
-from campaigns.definition.catalog import list_campaigns, load_campaign
-from campaigns.definition.model import DefinitionError
-from campaigns.definition.reasons import UnknownReason, targeting_reason_label
-from campaigns.ledger.db import get_engine, session_scope
-from campaigns.ledger.models import CampaignDraft
-from targeting.rule import Care
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from campaigns.app import drafts as drafts_uc
+    from campaigns.app import lifecycle as uc
+    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
+    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
+    from campaigns.clock import PARIS, paris_today
+    from campaigns.definition.catalog import list_campaigns, load_campaign
+    from campaigns.definition.model import DefinitionError
+    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
+    from campaigns.ledger.db import get_engine, session_scope
+    from campaigns.ledger.models import CampaignDraft
+    from targeting.rule import Care
+
+
+def _core(command: Callable[P, R]) -> Callable[P, R]:
+    """Load the domain core when the command runs: `--help` stays quick without it."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        _load()
+        return command(*args, **kwargs)
+
+    return run
+
+
+def _load() -> None:
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.app import drafts as drafts_uc
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.app import lifecycle as uc
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.clock import PARIS, paris_today
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.definition.catalog import list_campaigns, load_campaign
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.definition.model import DefinitionError
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.ledger.db import get_engine, session_scope
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from campaigns.ledger.models import CampaignDraft
+
+    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
+    from targeting.rule import Care
+
+    globals().update(
+        drafts_uc=drafts_uc,
+        uc=uc,
+        Scheduler=Scheduler,
+        SchedulingError=SchedulingError,
+        describe_next=describe_next,
+        campaign_runs=campaign_runs,
+        launch_day=launch_day,
+        schedule_campaign=schedule_campaign,
+        PARIS=PARIS,
+        paris_today=paris_today,
+        list_campaigns=list_campaigns,
+        load_campaign=load_campaign,
+        DefinitionError=DefinitionError,
+        UnknownReason=UnknownReason,
+        targeting_reason_label=targeting_reason_label,
+        get_engine=get_engine,
+        session_scope=session_scope,
+        CampaignDraft=CampaignDraft,
+        Care=Care,
+    )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     help="Les campagnes : état, brouillons, vérification, planification, lancement, "
@@ -73,6 +149,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 @app.command(name="list")
+@_core
 def list_cmd(by: str = BY_VIEW) -> None:
     """Chaque campagne avec son état, ses dates et sa prochaine étape."""
     with _step() as s:
@@ -91,6 +168,7 @@ def list_cmd(by: str = BY_VIEW) -> None:
 
 
 @app.command()
+@_core
 def show(
     campaign: str = typer.Argument(..., help="L'identifiant de la campagne."), by: str = BY_VIEW
 ) -> None:
@@ -127,6 +205,7 @@ def show(
 
 
 @app.command()
+@_core
 def check(
     campaign: str = typer.Argument(..., help="Un identifiant, ou un dossier (./dossier)."),
     extract: Path | None = typer.Option(None, "--extract", help="Dossier de l'extrait."),
@@ -193,6 +272,7 @@ def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) 
 
 
 @app.command()
+@_core
 def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
     with _step() as s:
@@ -204,6 +284,7 @@ def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
+@_core
 def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
     with _step() as s:
@@ -212,6 +293,7 @@ def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
+@_core
 def end(
     campaign: str = typer.Argument(...),
     by: str = BY_ACT,
@@ -237,6 +319,7 @@ def end(
 
 
 @app.command()
+@_core
 def schedule(
     campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
     every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
@@ -272,6 +355,7 @@ def schedule(
 
 
 @app.command()
+@_core
 def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
 
@@ -287,6 +371,7 @@ def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
+@_core
 def runs(
     campaign: str = typer.Argument(...),
     limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
@@ -307,6 +392,7 @@ def runs(
 
 
 @app.command()
+@_core
 def draft(
     campaign: str = typer.Argument(..., help="L'identifiant du brouillon."),
     by: str = BY_ACT,

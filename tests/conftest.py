@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ from sqlmodel import SQLModel
 from campaigns.ledger.db import make_engine, upgrade
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# No test writes into the checkout's var/: one that forgets its own data folder (a console
+# campaign version, an outbox) writes here, and the catalogue of a later run does not see it.
+os.environ.setdefault("RELANCE_DATA_DIR", tempfile.mkdtemp(prefix="relance-tests-"))
 
 # In CI the property and fuzz tests replay the same examples (a red CI names a change, not a
 # draw); on a developer's machine they keep exploring.

@@ -146,7 +146,7 @@ class PrefectScheduler:
             run = client.create_flow_run_from_deployment(dep.id, tags=[campaign_tag(campaign_id)])
         return str(run.id)
 
-    def _flow_runs(self, campaign_id: str, *, scheduled: bool, limit: int) -> list[Any]:
+    def _read_runs(self, client: Any, campaign_id: str, *, scheduled: bool, limit: int) -> Any:
         from prefect.client.schemas.filters import (
             FlowRunFilter,
             FlowRunFilterState,
@@ -162,20 +162,23 @@ class PrefectScheduler:
             if scheduled
             else FlowRunFilterStateType(not_any_=kinds)
         )
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[campaign_tag(campaign_id)]), state=state
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC
+            if scheduled
+            else FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=limit,
+        )
+
+    def _flow_runs(self, campaign_id: str, *, scheduled: bool, limit: int) -> list[Any]:
         with _client(self.api_url) as client:
             names = {
                 d.id: f"{client.read_flow(d.flow_id).name}/{campaign_id}"
                 for d in self._deployments(client, campaign_id)
             }
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=[campaign_tag(campaign_id)]), state=state
-                ),
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC
-                if scheduled
-                else FlowRunSort.EXPECTED_START_TIME_DESC,
-                limit=limit,
-            )
+            runs = self._read_runs(client, campaign_id, scheduled=scheduled, limit=limit)
         return [(names.get(r.deployment_id, f"?/{campaign_id}"), r) for r in runs]
 
     def runs(self, campaign_id: str, *, limit: int) -> list[RunInfo]:
@@ -206,12 +209,13 @@ class PrefectScheduler:
         return out
 
     def next_runs(self, campaign_ids: list[str]) -> dict[str, datetime]:
-        """Each campaign's earliest scheduled run."""
+        """Each campaign's earliest scheduled run: one query per campaign, in one client."""
         out: dict[str, datetime] = {}
-        for cid in campaign_ids:
-            nxt = self._next_by_deployment(cid)
-            if nxt:
-                out[cid] = min(nxt.values())
+        with _client(self.api_url) as client:
+            for cid in campaign_ids:
+                runs = self._read_runs(client, cid, scheduled=True, limit=1)
+                if runs and runs[0].expected_start_time is not None:
+                    out[cid] = runs[0].expected_start_time
         return out
 
     def run_url(self, run_id: str) -> str | None:

@@ -7,6 +7,7 @@ audit event, never fatal to a pause or an end (`campaigns.app.scheduler.follow_s
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from typing import Any
 
@@ -121,6 +122,4 @@ def campaign_runs(
         ).all()
         for row in rows:
             counts.setdefault(row.day, {})[row.stage] = row.counts
-    return [
-        RunInfo(**{**r.__dict__, "counts": counts.get(r.day, {}) if r.day else {}}) for r in runs
-    ]
+    return [dataclasses.replace(r, counts=counts.get(r.day, {}) if r.day else {}) for r in runs]

@@ -145,7 +145,8 @@ def test_every_broken_template_is_reported_with_its_line(engine: Engine, root: P
         checked = check_draft(session=s, actor="mgr", campaign_id="essai")
     text = "\n".join(checked.problems)
     assert "templates/mailbox_message.md.j2:2: syntaxe du modèle" in text, text
-    assert "templates/letter.html.j2:2: variable inconnue" in text, text
+    assert "templates/letter.html.j2:2: variable inconnue : « inconnue » n'est pas défini" in text
+    assert "une expression était attendue" in text, text
 
 
 def test_a_file_name_that_walks_out_is_refused_and_nothing_saved(

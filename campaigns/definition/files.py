@@ -19,6 +19,7 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError
 
 from campaigns.clock import paris_today
+from campaigns.definition.jinja_fr import jinja_message_fr
 from campaigns.definition.model import CampaignDefinition, DefinitionError, parse_definition
 from campaigns.definition.rendering import template_environment, template_problems
 from campaigns.settings import get_settings
@@ -104,7 +105,9 @@ def check_files(files: dict[str, str], *, campaign_id: str) -> Checked:
                 env.parse(files[name], name=name)
             except TemplateSyntaxError as e:
                 broken.add(name.removeprefix("templates/"))
-                problems.append(f"{folder / name}:{e.lineno}: syntaxe du modèle : {e.message}")
+                problems.append(
+                    f"{folder / name}:{e.lineno}: syntaxe du modèle : {jinja_message_fr(e.message)}"
+                )
         if definition is not None:
             if definition.id != campaign_id:
                 line = _id_line(files[YAML])

@@ -16,6 +16,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from campaigns.definition.jinja_fr import jinja_message_fr
 from campaigns.definition.model import CampaignDefinition, DefinitionError
 from targeting.schema import ECHELONS
 
@@ -206,14 +207,15 @@ def _render_problem(
         try:
             render_message(env, name, ctx)
         except TemplateSyntaxError as e:
-            return f"{path}:{e.lineno}: syntaxe du modèle : {e.message}"
+            return f"{path}:{e.lineno}: syntaxe du modèle : {jinja_message_fr(e.message)}"
         except UndefinedError as e:
+            words = jinja_message_fr(e.message)
             return (
-                f"{path}:{_template_line(e, name)}: variable inconnue : {e.message} "
+                f"{path}:{_template_line(e, name)}: variable inconnue : {words} "
                 f"(variables : {', '.join(sorted(ctx))})"
             )
         except TemplateError as e:
-            return f"{path}: modèle invalide : {e}"
+            return f"{path}: modèle invalide : {jinja_message_fr(str(e))}"
     return None
 
 

@@ -1,0 +1,54 @@
+"""Jinja's messages reach the campaign manager in French."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError
+
+from campaigns.definition.jinja_fr import jinja_message_fr
+
+ENV = Environment(undefined=StrictUndefined)
+
+
+def _message(source: str, **ctx: object) -> str:
+    try:
+        ENV.from_string(source).render(**ctx)
+    except (TemplateSyntaxError, UndefinedError) as e:
+        return str(e.message)
+    raise AssertionError(f"{source!r} did not fail")
+
+
+@pytest.mark.parametrize(
+    ("source", "ctx", "french"),
+    [
+        ("{{ a ", {}, "fin du modèle inattendue : la fin d'expression « }} » manque"),
+        (
+            "{% if x %}a",
+            {},
+            "fin du modèle inattendue : un bloc « if » n'est pas fermé "
+            "(attendu : « elif » ou « else » ou « endif »)",
+        ),
+        ("{% foo %}", {}, "balise inconnue « foo »"),
+        (
+            "{% for x in y %}{% endif %}",
+            {},
+            "balise inconnue ou mal placée « endif » : le bloc « for » attend "
+            "« endfor » ou « else »",
+        ),
+        ("{{ a b }}", {}, "la fin d'expression « }} » était attendue, « b » trouvé"),
+        ("{{ a }", {}, "« } » inattendu"),
+        ("{{ x | default( }}", {}, "« } » inattendu, « ) » était attendu"),
+        ("{{ a | nofilter }}", {}, "filtre inconnu « nofilter »"),
+        ("{{ a.  }}", {}, "un nom ou un nombre était attendu"),
+        ("{{ a !! }}", {}, "caractère inattendu « ! » (position 5)"),
+        ("{% if %}{% endif %}", {}, "une expression était attendue, la fin de bloc « %} » trouvée"),
+        ("{{ a }}", {}, "« a » n'est pas défini"),
+        ("{{ a.b }}", {"a": {}}, "« dictionnaire » n'a pas d'attribut « b »"),
+    ],
+)
+def test_jinja_messages_in_french(source: str, ctx: dict[str, object], french: str) -> None:
+    assert jinja_message_fr(_message(source, **ctx)) == french
+
+
+def test_an_unknown_message_is_quoted_not_dropped() -> None:
+    assert jinja_message_fr("something new") == "message de Jinja non traduit : « something new »"

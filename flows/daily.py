@@ -11,7 +11,8 @@ database fails at once, with the stage named.
 
 from __future__ import annotations
 
-from datetime import date
+import time
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed
 
 from campaigns.app import stages
+from campaigns.clock import utcnow
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import get_engine
 from campaigns.policy.calendar import is_working_day
@@ -36,6 +38,8 @@ IO_RETRIES: dict[str, Any] = {
 # The calendar dispatch follows: the print house and the platform work on these days.
 NATIONAL_CALENDAR = "75"
 DISPATCHED = ("mailbox", "email", "letter")
+# The deployment (prefect.yaml) whose runs the workers share for a partitioned tick.
+PARTITION_DEPLOYMENT = "cascade-tick-partition/cascade-tick-partition"
 
 STAGE_LABELS = {
     "preflight": "vérifications",
@@ -217,6 +221,102 @@ def cascade_tick(campaign_id: str, day: date | None = None) -> dict[str, int]:
     d = run_day(day)
     preflight_task(campaign_id, None, False)
     return tick_task(campaign_id, d)
+
+
+@task(timeout_seconds=600, **IO_RETRIES)
+def partitions_task(campaign_id: str, day: date, parts: int) -> list[tuple[int, int]]:
+    """The members' id ranges, one per partition run (none: the whole tick runs here)."""
+    return stages.tick_partitions(
+        engine=get_engine(), campaign=load_campaign(campaign_id), day=day, parts=parts
+    )
+
+
+@task(timeout_seconds=3600, **IO_RETRIES)
+def tick_partition_task(campaign_id: str, day: date, lo: int, hi: int) -> dict[str, int]:
+    """One partition of the tick (idempotent like the whole tick)."""
+    return stages.tick_partition_stage(
+        engine=get_engine(),
+        campaign=load_campaign(campaign_id),
+        day=day,
+        within=(lo, hi),
+        batch_size=get_settings().tick_batch_size,
+    )
+
+
+@task(timeout_seconds=120, **IO_RETRIES)
+def partitions_done_task(campaign_id: str, day: date, started: datetime) -> dict[str, int]:
+    """Record the day's tick from its partitions' counts."""
+    return stages.tick_partitions_done(
+        engine=get_engine(), campaign_id=campaign_id, day=day, started=started
+    )
+
+
+@flow(name="cascade-tick-partition")
+def cascade_tick_partition(
+    campaign_id: str, lo: int, hi: int, day: date | None = None
+) -> dict[str, int]:
+    """Plan the members whose id is in [lo, hi]: one partition of a shared tick."""
+    d = run_day(day)
+    preflight_task(campaign_id, None, False)
+    return tick_partition_task(campaign_id, d, lo, hi)
+
+
+@flow(name="cascade-tick-partitioned")
+def cascade_tick_partitioned(
+    campaign_id: str,
+    parts: int = 4,
+    day: date | None = None,
+    partition_deployment: str = PARTITION_DEPLOYMENT,
+    poll_seconds: float = 2.0,
+) -> dict[str, int] | State[Any]:
+    """The tick split into `parts` flow runs of the partition deployment, which the work pool's
+    workers share (one worker runs them in turn); recorded as the day's tick once all are done."""
+    from prefect.deployments import run_deployment
+    from prefect.runtime import flow_run
+
+    d = run_day(day)
+    started = utcnow()
+    preflight_task(campaign_id, None, False)
+    ranges = partitions_task(campaign_id, d, parts)
+    if not ranges:  # paused, ended or nobody: the whole tick says so (and closes an ended one)
+        return tick_task(campaign_id, d)
+    # The parent's id in each key: a retried parent finds its partitions, it does not add more.
+    runs: list[Any] = [  # run_deployment is sync-compatible: in a sync flow it returns the run
+        run_deployment(
+            name=partition_deployment,
+            parameters={"campaign_id": campaign_id, "lo": lo, "hi": hi, "day": d.isoformat()},
+            timeout=0,
+            idempotency_key=f"{flow_run.id}:{campaign_id}:{d.isoformat()}:{lo}-{hi}",
+            tags=[f"campaign:{campaign_id}"],
+        )
+        for lo, hi in ranges
+    ]
+    failed = _wait_for_runs([r.id for r in runs], poll_seconds)
+    if failed:
+        return Failed(
+            message=f"planification du {d.isoformat()} de {campaign_id} : "
+            f"{len(failed)} partition(s) sur {len(runs)} en échec ({'; '.join(failed)}) ; "
+            "relancer la planification reprend là où elle s'est arrêtée"
+        )
+    return partitions_done_task(campaign_id, d, started)
+
+
+def _wait_for_runs(ids: list[Any], poll_seconds: float) -> list[str]:
+    """Wait until every run is final; the failed ones, named with their state's message."""
+    from prefect.client.orchestration import get_client
+
+    pending, failed = set(ids), []
+    with get_client(sync_client=True) as client:
+        while pending:
+            for run_id in sorted(pending, key=str):
+                run = client.read_flow_run(run_id)
+                if run.state is not None and run.state.is_final():
+                    pending.discard(run_id)
+                    if not run.state.is_completed():
+                        failed.append(f"{run.name} : {run.state.name} {run.state.message or ''}")
+            if pending:
+                time.sleep(poll_seconds)
+    return failed
 
 
 @flow(name="channel-dispatch")

@@ -104,11 +104,13 @@ def prefect_server(home: Path, startup_timeout: float = 120) -> Iterator[Server]
 
 
 @contextmanager
-def process_worker(server: Server, pool: str, env: dict[str, str], log: Path) -> Iterator[None]:
-    """`prefect worker start` on the pool, with the given extra environment, stopped after."""
+def process_worker(
+    server: Server, pool: str, env: dict[str, str], log: Path, *args: str
+) -> Iterator[None]:
+    """`prefect worker start` on the pool (extra `args`, environment), stopped after."""
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+            [PREFECT, "worker", "start", "--pool", pool, "--type", "process", *args],
             cwd=ROOT,
             env={**server.env, **env},
             stdout=out,

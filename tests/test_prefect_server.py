@@ -284,3 +284,119 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
             session=s, actor="test-manager", campaign_id="sophia-ald8", scheduler=scheduler
         )
     assert launched.run_id and launched.next_run is not None
+
+
+@pytest.fixture
+def wave_ledger(pg_url: str) -> Iterator[str]:
+    """A PostgreSQL ledger of its own for the partitioned tick."""
+    name = f"relance_part_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as c:
+        c.execute(
+            text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{name}'")
+        )
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+async def _only_partitions(srv: Server) -> None:
+    """Pause every other deployment and drop its scheduled runs: the workers take only these."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    async with _client(srv) as client:
+        for dep in await client.read_deployments():
+            if dep.name != "cascade-tick-partition":
+                await client.pause_deployment(dep.id)
+        scheduled = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+            )
+        )
+        for run in scheduled:
+            await client.delete_flow_run(run.id)
+
+
+async def _partition_runs(srv: Server, parent: uuid.UUID) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async with _client(srv) as client:
+        return list(
+            await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])
+                )
+            )
+        )
+
+
+def test_two_workers_share_the_partitions_of_a_tick(
+    server: Server, wave_ledger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two process workers on one pool share a tick's partitions; the ledger is the one a
+    single whole tick writes."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
+
+    from campaigns.app import stages
+    from campaigns.ledger.db import make_engine, upgrade
+    from campaigns.settings import get_settings
+    from flows.daily import cascade_tick_partitioned
+    from targeting.synth import write_extract
+    from tests.test_partitions import CAMPAIGN, CID, DAY, _ledger, _members
+
+    extract = tmp_path / "x"
+    write_extract(out=extract, people=3_000, seed=5, as_of=DAY, fmt="parquet")
+    reference = make_engine(f"sqlite:///{tmp_path / 'ref.db'}")
+    upgrade(reference)
+    _members(reference, extract)
+    stages.tick_stage(engine=reference, campaign=CAMPAIGN, day=DAY)
+
+    engine = make_engine(wave_ledger)
+    upgrade(engine)
+    _members(engine, extract)
+
+    server.cli("work-pool", "create", "relance", "--type", "process", "--overwrite")
+    server.cli(
+        "deploy", "--all", env={"RELANCE_HOME": str(ROOT), "RELANCE_DATA_DIR": str(tmp_path)}
+    )
+    _run(_only_partitions(server))
+    env = {"RELANCE_DATABASE_URL": wave_ledger}
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    monkeypatch.setenv("RELANCE_DATABASE_URL", wave_ledger)
+    get_settings.cache_clear()
+    # One flow run at a time each: a worker busy with a partition leaves the next to the other.
+    with (
+        process_worker(server, "relance", env, logs[0], "--limit", "1", "--name", "worker-a"),
+        process_worker(server, "relance", env, logs[1], "--limit", "1", "--name", "worker-b"),
+        # the parent runs here: its logs stay here (the server stops before they would be sent)
+        temporary_settings(
+            {PREFECT_API_URL: server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}
+        ),
+    ):
+        state = cascade_tick_partitioned(
+            campaign_id=CID, parts=4, day=DAY, poll_seconds=1.0, return_state=True
+        )
+        assert state.is_completed(), (state.message, [p.read_text()[-3000:] for p in logs])
+        total = state.result()
+        children = _run(_partition_runs(server, state.state_details.flow_run_id))
+    get_settings.cache_clear()
+
+    assert total["partitions"] == 4 and total["actions_written"] > 0
+    assert len(children) == 4 and all(r.state.is_completed() for r in children)
+    ran_by = [{str(r.id) for r in children if str(r.id) in log.read_text()} for log in logs]
+    assert all(ran_by), f"one worker ran every partition: {ran_by}"
+    assert ran_by[0] | ran_by[1] == {str(r.id) for r in children}
+    assert _ledger(engine) == _ledger(reference)
+    engine.dispose()
+    reference.dispose()

@@ -141,7 +141,11 @@ def test_synthetic_extract_matches_duckdb_on_the_cluster(spark: Any, tmp_path: P
             rule=RULE, extract=tmp_path / "x", as_of=D, include_ineligible=everyone
         )
         sp = run_targeting_spark(
-            rule=RULE, extract=str(tmp_path / "x"), as_of=D, include_ineligible=everyone, spark=spark
+            rule=RULE,
+            extract=str(tmp_path / "x"),
+            as_of=D,
+            include_ineligible=everyone,
+            spark=spark,
         )
         assert sp.equals(duck)
     assert duck.num_rows == 5_000

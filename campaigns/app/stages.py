@@ -19,6 +19,8 @@ from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
 from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.partitions import member_ranges
+from campaigns.cascade.planner import campaign_ended
 from campaigns.cascade.review import expire_overdue, is_launched, list_status, pending_list
 from campaigns.cascade.tick import tick
 from campaigns.clock import utcnow
@@ -27,6 +29,7 @@ from campaigns.definition.goals import EnrolmentGoal, RegistryFactGoal
 from campaigns.feedback.mailbox_reads import record_reads, unread_messages
 from campaigns.ledger.audit import checkpoint
 from campaigns.ledger.db import session_scope
+from campaigns.ledger.models import Campaign as CampaignRow
 from campaigns.ledger.models import Member, Person, StageRun
 from campaigns.ledger.registry import register_campaign
 from campaigns.measurement.report import EchelonRow, echelon_report
@@ -36,6 +39,10 @@ from targeting.goals import observations
 from targeting.people import read_people
 
 log = logging.getLogger("relance.stages")
+
+Range = tuple[int, int]
+# One partition of the day's tick; the tick itself is recorded once all of them have run.
+PARTITION_STAGE = "tick_part"
 
 
 def _record(
@@ -151,6 +158,53 @@ def tick_stage(
     total = tick(engine=engine, definition=d, today=day, batch_size=batch_size)
     _record(engine, d.id, "tick", day, started, total)
     return total
+
+
+def tick_partitions(*, engine: Engine, campaign: Campaign, day: date, parts: int) -> list[Range]:
+    """The id ranges a tick shared by `parts` runs plans; none when the whole tick must run
+    (the campaign paused, ended or past its end: its closing pass is done once)."""
+    d = campaign.definition
+    with session_scope(engine) as s:
+        row = s.get(CampaignRow, d.id)
+        if row is None or row.paused_at is not None or row.ended_at is not None:
+            return []
+        if campaign_ended(d, day):
+            return []
+        return member_ranges(session=s, campaign_id=d.id, parts=parts)
+
+
+def tick_partition_stage(
+    *, engine: Engine, campaign: Campaign, day: date, within: Range, batch_size: int = 2000
+) -> dict[str, int]:
+    """Plan the active members of one id range (one partition of the day's tick)."""
+    started = utcnow()
+    d = campaign.definition
+    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size, within=within)
+    _record(
+        engine, d.id, PARTITION_STAGE, day, started, {**total, "lo": within[0], "hi": within[1]}
+    )
+    return total
+
+
+def tick_partitions_done(
+    *, engine: Engine, campaign_id: str, day: date, started: datetime
+) -> dict[str, int]:
+    """The day's tick once every partition has run: their counts summed, recorded as the tick."""
+    with session_scope(engine) as s:
+        parts = s.exec(
+            select(StageRun.counts).where(
+                StageRun.campaign_id == campaign_id,
+                StageRun.stage == PARTITION_STAGE,
+                StageRun.day == day,
+                col(StageRun.started_at) >= started,
+            )
+        ).all()
+    total: Counter[str] = Counter()
+    for counts in parts:
+        total.update({k: int(v) for k, v in counts.items() if k not in ("lo", "hi")})
+    out = {**total, "partitions": len(parts)}
+    _record(engine, campaign_id, "tick", day, started, out)
+    return out
 
 
 def dispatch_stage(

@@ -62,17 +62,18 @@ DEFERRED = "contact_deferred"
 
 
 def member_id_batches(
-    *, session: Session, campaign_id: str, batch_size: int
+    *,
+    session: Session,
+    campaign_id: str,
+    batch_size: int,
+    within: tuple[int, int] | None = None,
 ) -> list[tuple[int, int]]:
-    """Id ranges of active members, each holding at most `batch_size` of them."""
+    """Id ranges of active members (`within` one partition's range), at most `batch_size` each."""
+    query = select(Member.id).where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
+    if within is not None:
+        query = query.where(col(Member.id).between(*within))
     ids: list[int] = [
-        i
-        for i in session.exec(
-            select(Member.id)
-            .where(Member.campaign_id == campaign_id, Member.status == ACTIVE)
-            .order_by(col(Member.id))
-        ).all()
-        if i is not None
+        i for i in session.exec(query.order_by(col(Member.id))).all() if i is not None
     ]
     return [
         (ids[i], ids[min(i + batch_size, len(ids)) - 1]) for i in range(0, len(ids), batch_size)
@@ -488,18 +489,28 @@ def close_campaign(
 
 
 def tick(
-    *, engine: Engine, definition: CampaignDefinition, today: date, batch_size: int = 2000
+    *,
+    engine: Engine,
+    definition: CampaignDefinition,
+    today: date,
+    batch_size: int = 2000,
+    within: tuple[int, int] | None = None,
 ) -> dict[str, int]:
-    """The whole tick, one transaction per batch (used outside Prefect; flows map batches).
+    """The whole tick (or one partition's: the members `within` an id range), a transaction
+    per batch.
 
     Past the campaign's end (or once its manager ended it), one pass cancels what is queued
     and lets every member go; while it is paused, nothing is planned (queued actions wait).
+    A partition plans nothing then: the closing pass is the whole tick's, done once.
     """
     with session_scope(engine) as s:
         row = s.get(Campaign, definition.id)
         ended_by_manager = row is not None and row.ended_at is not None
         paused = row is not None and row.paused_at is not None
-    if ended_by_manager or campaign_ended(definition, today):
+    over = ended_by_manager or campaign_ended(definition, today)
+    if within is not None and over:
+        return {"ended": 1, "batches": 0}
+    if over:
         with session_scope(engine) as s:
             ended = end_campaign(
                 session=s, definition=definition, today=today, now=utcnow(), force=True
@@ -508,7 +519,9 @@ def tick(
     if paused:
         return {"paused": 1, "batches": 0}
     with session_scope(engine) as s:
-        batches = member_id_batches(session=s, campaign_id=definition.id, batch_size=batch_size)
+        batches = member_id_batches(
+            session=s, campaign_id=definition.id, batch_size=batch_size, within=within
+        )
     total: dict[str, int] = defaultdict(int)
     for lo, hi in batches:
         with session_scope(engine) as s:

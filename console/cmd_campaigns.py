@@ -7,7 +7,6 @@ it under `--by`.
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -29,10 +28,8 @@ if TYPE_CHECKING:
     from campaigns.clock import PARIS, paris_today
     from campaigns.definition.catalog import list_campaigns, load_campaign
     from campaigns.definition.model import DefinitionError
-    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
     from campaigns.ledger.db import get_engine, session_scope
     from campaigns.ledger.models import CampaignDraft
-    from targeting.rule import Care
 
 
 def _core(command: Callable[P, R]) -> Callable[P, R]:
@@ -47,7 +44,6 @@ def _core(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _load() -> None:
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
     # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
     from campaigns.app import drafts as drafts_uc
 
@@ -70,16 +66,11 @@ def _load() -> None:
     from campaigns.definition.model import DefinitionError
 
     # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
     from campaigns.ledger.db import get_engine, session_scope
 
     # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
     from campaigns.ledger.models import CampaignDraft
 
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from targeting.rule import Care
 
     globals().update(
         drafts_uc=drafts_uc,
@@ -95,12 +86,9 @@ def _load() -> None:
         list_campaigns=list_campaigns,
         load_campaign=load_campaign,
         DefinitionError=DefinitionError,
-        UnknownReason=UnknownReason,
-        targeting_reason_label=targeting_reason_label,
         get_engine=get_engine,
         session_scope=session_scope,
         CampaignDraft=CampaignDraft,
-        Care=Care,
     )
 
 
@@ -244,31 +232,19 @@ def check(
         table = run_targeting(rule=d.targeting, extract=extract, as_of=day, include_ineligible=True)
     except (ExtractError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
-    labels = {n.id: n.label for n in d.targeting.nodes() if isinstance(n, Care) and n.label}
-    _audience(table.select(["eligible", "echelon", "reasons"]).to_pylist(), day, labels)
+    # heavy optional dependency: the preview's counting, only when the audience is counted.
+    from campaigns.app.preview import audience_counts
 
-
-def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) -> None:
-    """The dry run's counts: eligible per échelon, and the reasons of the others."""
-    eligible = Counter(str(r.get("echelon")) for r in rows if r.get("eligible"))
-    reasons: Counter[str] = Counter()
-    for r in rows:
-        if not r.get("eligible"):
-            for reason in str(r.get("reasons") or "").split(";"):
-                if reason.strip():
-                    reasons[reason.strip()] += 1
+    rows = table.select(["eligible", "priority", "echelon", "reasons"]).to_pylist()
+    a = audience_counts(rows, day, d)
     out.print(
-        f"audience au {_d(day)} : {sum(eligible.values())} éligible(s) sur {len(rows)}",
+        f"audience au {_d(day)} : {a.eligible} éligible(s) sur {a.insured}",
         markup=False,
     )
-    for echelon, n in sorted(eligible.items()):
-        out.print(f"  échelon {echelon} : {n}", markup=False)
-    for reason, n in reasons.most_common():
-        try:
-            words = targeting_reason_label(reason, labels)
-        except UnknownReason:
-            words = reason
-        out.print(f"  non éligibles, {words} ({reason}) : {n}", markup=False, highlight=False)
+    for row in a.per_echelon:
+        out.print(f"  échelon {row.echelon} : {row.eligible}", markup=False)
+    for r in a.reasons:
+        out.print(f"  non éligibles, {r.label} ({r.code}) : {r.n}", markup=False, highlight=False)
 
 
 @app.command()

@@ -41,7 +41,12 @@ PAGES = {
         "/campaigns/sophia-ald8/validation?echelon=75",
     ],
     "reg": ["/campaigns", "/campaigns/sophia-ald8/results"],
-    "mgr": ["/campaigns", "/campaigns/sophia-ald8/validation", "/people"],
+    "mgr": [
+        "/campaigns",
+        "/campaigns/sophia-ald8/validation",
+        "/people",
+        "/campaigns/sophia-ald8/preview",
+    ],
     "root": [
         "/calls",
         "/board",

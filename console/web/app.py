@@ -32,6 +32,7 @@ from console.web import (
     routes_email_events,
     routes_login,
     routes_phone,
+    routes_preview,
     routes_results,
     routes_runs,
 )
@@ -52,6 +53,7 @@ ROUTERS = (
     routes_campaigns.router,
     routes_drafts.router,
     routes_runs.router,
+    routes_preview.router,
     routes_calls.router,
     routes_board.router,
     routes_results.router,

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
+from campaigns.app.calls import record_call_outcome
 from campaigns.app.lifecycle import (
     LifecycleError,
     campaign_overview,
@@ -20,7 +21,7 @@ from campaigns.app.lifecycle import (
     pause_campaign,
     resume_campaign,
 )
-from campaigns.calls.queue import claim_next, held_claim
+from campaigns.calls.queue import NotYourCall, claim_next, held_claim
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.review import open_list
@@ -313,6 +314,13 @@ def test_pause_gives_back_the_calls_advisers_hold(engine: Engine) -> None:
         [event] = _audited(s, "campaign_pause")
         assert event.detail["calls_released"] == 1
     assert _actions(engine) == before  # held, not lost
+    # The adviser still on the card is told why the call is no longer theirs.
+    with pytest.raises(NotYourCall, match="campagne suspendue"), session_scope(engine) as s:
+        record_call_outcome(
+            session=s, actor="a", action_id=claim.action_id, outcome="refused", now=now,
+            definition=d,
+        )  # fmt: skip
+    assert _actions(engine) == before
     with session_scope(engine) as s:
         resume_campaign(session=s, actor="cm", campaign_id=d.id)
     with session_scope(engine) as s:

@@ -73,7 +73,7 @@ class PrefectScheduler:
                         )
                     ]
                 )
-                client.create_deployment(
+                dep_id = client.create_deployment(
                     flow_id=flow_id,
                     name=spec.campaign_id,
                     description=spec.description,
@@ -102,6 +102,8 @@ class PrefectScheduler:
                         }
                     },
                 )
+                if active and spec.rrule is not None:
+                    _schedule_runs(client, dep_id)
                 done.append(
                     Scheduled(
                         name=spec.name,
@@ -130,6 +132,8 @@ class PrefectScheduler:
             for dep in mine:
                 if active:
                     client.resume_deployment(dep.id)
+                    if dep.schedules:
+                        _schedule_runs(client, dep.id)
                 else:
                     client.pause_deployment(dep.id)
         return len(mine)
@@ -204,7 +208,8 @@ class PrefectScheduler:
     def _next_by_deployment(self, campaign_id: str) -> dict[str, datetime]:
         out: dict[str, datetime] = {}
         for name, r in self._flow_runs(campaign_id, scheduled=True, limit=200):
-            if r.expected_start_time is not None and name not in out:
+            # From its schedules: a day launched by hand is not the next one.
+            if r.auto_scheduled and r.expected_start_time is not None and name not in out:
                 out[name] = r.expected_start_time
         return out
 
@@ -221,6 +226,12 @@ class PrefectScheduler:
     def run_url(self, run_id: str) -> str | None:
         """The run's page in the Prefect UI."""
         return f"{self.ui_url}/runs/flow-run/{run_id}"
+
+
+def _schedule_runs(client: Any, deployment_id: Any) -> None:
+    """Its next runs at once, as the server's scheduler would within a minute: the console
+    says when the campaign runs next as soon as it is scheduled or resumed."""
+    client.request("POST", "/deployments/{id}/schedule", path_params={"id": deployment_id}, json={})
 
 
 def _run_day(parameters: dict[str, Any], expected: datetime | None) -> date | None:

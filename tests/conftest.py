@@ -7,6 +7,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -114,6 +115,17 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real `prefect server` (not the test API) for the session, with the `relance` process
+    pool; started by the first test that needs it (~20 s), shared by the others."""
+    from tests.prefect_server import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as srv:
+        srv.cli("work-pool", "create", "relance", "--type", "process", "--overwrite")
+        yield srv
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
+from campaigns.app.calls import record_call_outcome
 from campaigns.app.lifecycle import (
     LifecycleError,
     campaign_overview,
@@ -20,7 +21,7 @@ from campaigns.app.lifecycle import (
     pause_campaign,
     resume_campaign,
 )
-from campaigns.calls.queue import claim_next
+from campaigns.calls.queue import NotYourCall, claim_next, held_claim
 from campaigns.cascade.dispatch import Adapters, dispatch
 from campaigns.cascade.membership import admit_targets
 from campaigns.cascade.review import open_list
@@ -267,3 +268,61 @@ def test_the_cli_pauses_resumes_and_ends_a_campaign(
         ]
     finally:
         get_settings.cache_clear()
+
+
+def test_a_paused_campaign_admits_nobody_new_and_admits_them_after_the_resume(
+    engine: Engine,
+) -> None:
+    d = wave()
+    _admit(engine, d)
+    newcomers, people = population(3, anchor=date(2026, 12, 20), start=50)
+    with session_scope(engine) as s:
+        pause_campaign(session=s, actor="cm", campaign_id=d.id, definition=d)
+    day = LAUNCH + timedelta(days=1)
+    with session_scope(engine) as s:
+        counts = admit_targets(session=s, definition=d, targets=newcomers, people=people, today=day)
+    assert counts["admitted"] == 0 and counts["not_admitted_paused"] == 3
+    with session_scope(engine) as s:
+        assert len(s.exec(select(Member)).all()) == 6
+        resume_campaign(session=s, actor="cm", campaign_id=d.id)
+    # Still eligible the day after the resume: nobody was lost, they come in now.
+    with session_scope(engine) as s:
+        counts = admit_targets(session=s, definition=d, targets=newcomers, people=people, today=day)
+    assert counts["admitted"] == 3 and "not_admitted_paused" not in counts
+    with session_scope(engine) as s:
+        assert {m.status for m in s.exec(select(Member))} == {"active"}
+        assert len(s.exec(select(Member)).all()) == 9
+
+
+def test_pause_gives_back_the_calls_advisers_hold(engine: Engine) -> None:
+    d = wave()
+    _admit(engine, d)
+    tick(engine=engine, definition=d, today=LAUNCH)
+    now = at(LAUNCH, 11)
+    with session_scope(engine) as s:
+        claim = claim_next(session=s, adviser="a", now=now, definitions={d.id: d})
+        assert claim is not None
+    before = _actions(engine)
+    with session_scope(engine) as s:
+        pause_campaign(session=s, actor="cm", campaign_id=d.id, definition=d, now=now)
+    with session_scope(engine) as s:
+        held = s.get(Action, claim.action_id)
+        assert held is not None and held.state == "queued"
+        assert (held.claimed_by, held.lease_until) == (None, None)
+        assert held_claim(session=s, adviser="a", now=now) is None
+        assert claim_next(session=s, adviser="a", now=now, definitions={d.id: d}) is None
+        [event] = _audited(s, "campaign_pause")
+        assert event.detail["calls_released"] == 1
+    assert _actions(engine) == before  # held, not lost
+    # The adviser still on the card is told why the call is no longer theirs.
+    with pytest.raises(NotYourCall, match="campagne suspendue"), session_scope(engine) as s:
+        record_call_outcome(
+            session=s, actor="a", action_id=claim.action_id, outcome="refused", now=now,
+            definition=d,
+        )  # fmt: skip
+    assert _actions(engine) == before
+    with session_scope(engine) as s:
+        resume_campaign(session=s, actor="cm", campaign_id=d.id)
+    with session_scope(engine) as s:
+        again = claim_next(session=s, adviser="b", now=now, definitions={d.id: d})
+        assert again is not None and again.action_id == claim.action_id

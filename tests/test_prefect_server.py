@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import create_engine, func, text
 from sqlmodel import select
 
-from tests.prefect_server import ROOT, Server, prefect_server, process_worker
+from tests.prefect_server import ROOT, Server, process_worker
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,9 @@ def ledger_url(pg_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as srv:
-        yield srv
+def server(prefect_api: Server) -> Server:
+    """The session's Prefect server (tests/conftest.py), shared with the console's walk."""
+    return prefect_api
 
 
 def _client(srv: Server) -> Any:
@@ -185,7 +185,6 @@ def test_prefect_yaml_scheduled_and_run_by_a_worker(
     yesterday = today - timedelta(days=1)
     write_extract(out=data / "extract", people=30_000, seed=11, as_of=yesterday, fmt="parquet")
 
-    server.cli("work-pool", "create", "relance", "--type", "process")
     server.cli("deploy", "--all", env={"RELANCE_HOME": str(ROOT), "RELANCE_DATA_DIR": str(data)})
     _run(_save_secret(server, DATABASE_SECRET, ledger_url))
 

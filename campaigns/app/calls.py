@@ -6,7 +6,13 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from campaigns.calls.card import holds_live_claim, record_offers_made, registered_definitions
+from campaigns.calls.card import (
+    PAUSED_CALL,
+    holds_live_claim,
+    record_offers_made,
+    registered_definitions,
+    released_by_pause,
+)
 from campaigns.calls.queue import Claim, NotYourCall, claim_next, record_outcome, skip
 from campaigns.cascade.tick import tick_batch
 from campaigns.clock import paris_today, utcnow
@@ -20,6 +26,8 @@ def _own_call(session: Session, action_id: int, actor: str) -> Action:
     """The call this adviser holds: the one check of the reveal and the outcome (the web maps
     the refusal to 403)."""
     a = session.get(Action, action_id)
+    if a is not None and a.claimed_by != actor and released_by_pause(session=session, action=a):
+        raise NotYourCall(PAUSED_CALL)
     if a is None or a.claimed_by != actor:
         raise NotYourCall("cet appel ne vous est pas attribué")
     return a

@@ -5,8 +5,10 @@ can be (draft: the folder does not load; ready: loads, not launched; validating:
 awaits validation; running: launched; ended: past its end date) and stored where it is a
 decision of its manager (`Campaign.paused_at`, `Campaign.ended_at`). Pausing stops new
 actions (the tick plans nothing, dispatch sends nothing, no adviser is offered its calls)
-without losing any: queued actions stay queued until it resumes. Ending cancels what is
-queued (campaign_ended) and lets every member go, as the tick does past the end date.
+without losing any: queued actions stay queued until it resumes, calls advisers held go
+back to the queue, and targeting admits nobody new (they come in after the resume). Ending
+cancels what is queued (campaign_ended) and lets every member go, as the tick does past the
+end date.
 The CLI and the console call these; each writes its audit event.
 """
 
@@ -20,6 +22,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from campaigns.app.scheduler import Scheduler, follow_state
+from campaigns.calls.queue import release_campaign
 from campaigns.cascade.planner import campaign_ended
 from campaigns.cascade.review import list_status, pending_list
 from campaigns.cascade.tick import close_campaign
@@ -139,6 +142,8 @@ def pause_campaign(
         )
     row.paused_at = now
     session.add(row)
+    # Calls advisers hold go back to the queue, held there: nobody keeps working them.
+    released = release_campaign(session=session, campaign_id=campaign_id)
     record(
         session=session,
         actor=actor,
@@ -146,6 +151,7 @@ def pause_campaign(
         target=campaign_id,
         detail={
             "queued_held": _queued(session, campaign_id),
+            "calls_released": released,
             **follow_state(scheduler=scheduler, campaign_id=campaign_id, active=False),
         },
         now=now,

@@ -30,6 +30,20 @@ def registered_definitions(*, session: Session) -> dict[str, CampaignDefinition]
     return {c.id: campaign_by_id(c.id).definition for c in session.exec(select(Campaign))}
 
 
+PAUSED_CALL = (
+    "campagne suspendue par son responsable : cet appel est rendu à la liste, il sera proposé "
+    "de nouveau à la reprise de la campagne"
+)
+
+
+def released_by_pause(*, session: Session, action: Action) -> bool:
+    """Whether the call was given back to the queue because its campaign is paused."""
+    if action.state != QUEUED or action.claimed_by is not None:
+        return False
+    row = session.get(Campaign, action.campaign_id)
+    return row is not None and row.paused_at is not None
+
+
 def claimed_call(*, session: Session, action_id: int, adviser: str) -> Action | None:
     """The action if this adviser holds it, else None."""
     a = session.get(Action, action_id)

@@ -120,10 +120,14 @@ def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
 
 
 def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
-    """The call the adviser still holds, if any (an outcome is owed before the next one)."""
+    """The call the adviser still holds, if any (an outcome is owed before the next one);
+    never one of a campaign paused or ended meanwhile (its pause gives such calls back)."""
     return session.exec(
         select(Action).where(
-            Action.claimed_by == adviser, Action.state == QUEUED, col(Action.lease_until) >= now
+            Action.claimed_by == adviser,
+            Action.state == QUEUED,
+            col(Action.lease_until) >= now,
+            col(Action.campaign_id).not_in(halted_campaigns(session=session)),
         )
     ).first()
 
@@ -448,6 +452,23 @@ def record_outcome(
     )
     session.flush()
     return a
+
+
+def release_campaign(*, session: Session, campaign_id: str) -> int:
+    """Give back every call of the campaign advisers hold (its pause): queued, held for the
+    resume, offered to nobody meanwhile; how many were held."""
+    released = session.execute(
+        update(Action)
+        .where(
+            col(Action.campaign_id) == campaign_id,
+            col(Action.state) == QUEUED,
+            col(Action.claimed_by).is_not(None),
+        )
+        .values(claimed_by=None, lease_until=None)
+        .returning(col(Action.id))
+        .execution_options(synchronize_session="fetch")
+    ).all()
+    return len(released)
 
 
 def release_all(*, session: Session, adviser: str) -> int:

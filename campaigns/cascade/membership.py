@@ -27,6 +27,7 @@ from campaigns.ledger.models import (
     EXITED,
     GOAL,
     PENDING,
+    Campaign,
     Enrolment,
     Member,
     MemberEvent,
@@ -84,6 +85,12 @@ def within_dates(definition: CampaignDefinition, today: date) -> bool:
     """Whether the campaign admits people today (between its start and its end)."""
     dates = definition.dates
     return dates.start <= today and (dates.end is None or today <= dates.end)
+
+
+def _paused(session: Session, campaign_id: str) -> bool:
+    """Whether the campaign's manager paused it (and has not resumed nor ended it)."""
+    row = session.get(Campaign, campaign_id)
+    return row is not None and row.paused_at is not None and row.ended_at is None
 
 
 def _person_values(row: Any, now: datetime) -> dict[str, Any]:
@@ -526,6 +533,17 @@ def admit_targets(
                 definition.dates.start.isoformat(),
                 definition.dates.end.isoformat() if definition.dates.end else "sans fin",
             )
+        fresh = fresh.iloc[0:0]
+    if len(fresh) and _paused(session, definition.id):
+        # Paused by its manager: nobody new comes in; still eligible, they are admitted by the
+        # first targeting after the resume (counted here, so the stage's record says why).
+        counts["not_admitted_paused"] = len(fresh)
+        log.info(
+            "%s : %d personne(s) éligible(s) non admise(s) le %s, campagne en pause",
+            definition.id,
+            len(fresh),
+            today.isoformat(),
+        )
         fresh = fresh.iloc[0:0]
     blocked = _enrolled_or_opposed(session, definition, set(_key_strings(fresh)))
     if blocked:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.app.scheduler import Scheduler
-from campaigns.calls.card import claimed_call
+from campaigns.calls.card import PAUSED_CALL, claimed_call, released_by_pause
 from campaigns.clock import PARIS
 from campaigns.definition.reasons import OUTCOME_LABELS, explain
 from campaigns.definition.rendering import CHANNEL_LABELS
@@ -200,6 +200,9 @@ def own_call(s: Session, aid: int, user: User) -> Action:
     """The call this adviser holds, or 403."""
     a = claimed_call(session=s, action_id=aid, adviser=user.username)
     if a is None:
+        gone = s.get(Action, aid)
+        if gone is not None and released_by_pause(session=s, action=gone):
+            raise Forbidden(PAUSED_CALL)
         raise Forbidden("this call is not yours")
     return a
 

@@ -218,9 +218,11 @@ class PrefectScheduler:
         out: dict[str, datetime] = {}
         with _client(self.api_url) as client:
             for cid in campaign_ids:
-                runs = self._read_runs(client, cid, scheduled=True, limit=1)
-                if runs and runs[0].expected_start_time is not None:
-                    out[cid] = runs[0].expected_start_time
+                # From its schedules: a day launched by hand (scheduled now) is not the next one.
+                runs = self._read_runs(client, cid, scheduled=True, limit=10)
+                nxt = [r for r in runs if r.auto_scheduled and r.expected_start_time is not None]
+                if nxt:
+                    out[cid] = nxt[0].expected_start_time
         return out
 
     def run_url(self, run_id: str) -> str | None:

@@ -27,6 +27,7 @@ from campaigns.ledger.db import make_engine, session_scope, upgrade
 from campaigns.ledger.models import AuditEvent, Campaign, Member
 from campaigns.ledger.registry import register_campaign
 from campaigns.settings import Settings
+from targeting.synth import write_extract
 from tests.factories import population
 from tests.prefect_server import Server
 from tests.test_browser import CHROMIUM, PW, browser, login
@@ -69,6 +70,8 @@ def console(
                 session=s, username=f"lead{echelon}", password=PW, role="echelon_lead",
                 echelon=echelon,
             )  # fmt: skip
+    # The day's extract the preview counts the audience on.
+    write_extract(out=tmp / "extract", people=3_000, seed=3, as_of=paris_today(), fmt="parquet")
     app = create_app(Settings(data_dir=tmp, secret_key="p" * 40), engine=engine)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -188,10 +191,18 @@ def test_a_campaign_manager_runs_a_campaign_scheduled_by_prefect(
     screen(mgr, "bp-03-brouillon-verifie")
     lap("brouillon")
 
-    # ---- PREVIEW STEP (issue 16): GET /campaigns/{id}/preview is being built by another
-    # engineer. Once it exists, walk it here: open the draft's preview, check the audience
-    # and the rendered messages, screen(mgr, "bp-04-apercu"). Until then only its link on the
-    # campaign page is checked (below). ----
+    # Preview: the draft's audience on the day's extract, its cascade, its messages, the letter.
+    mgr.click(f"a[href='/campaigns/{CID}/preview']")
+    mgr.wait_for_url(f"**/campaigns/{CID}/preview")
+    page = mgr.content()
+    assert "Aperçu de" in page and "brouillon" in page
+    assert "Éligibles par échelon" in page and "La cascade" in page
+    assert "MARTIN" in page  # the sample person in the rendered messages
+    pdf = mgr.locator("a[href$='.pdf?priorite=1']").first.get_attribute("href")
+    assert pdf and mgr.request.get(f"{base}{pdf}").body().startswith(b"%PDF")
+    screen(mgr, "bp-04-apercu")
+    mgr.goto(f"{base}/drafts/{CID}")
+    lap("aperçu")
 
     mgr.click("form[action$='/ready'] button")
     assert mgr.url.split("?")[0].endswith(f"/campaigns/{CID}")

@@ -14,7 +14,8 @@ from console.web.deps import CampaignManager, Now, SessionDep, render
 from console.web.markup import render_markdown
 
 router = APIRouter()
-_TAGS = re.compile(r"<[^>]+>")
+_TAGS = re.compile(r"<(style|script)\b.*?</\1>|<[^>]+>", re.S | re.I)
+_SPACES = re.compile(r"\s+")
 
 
 def _day(raw: str | None, today: date) -> tuple[date, str | None]:
@@ -45,7 +46,7 @@ def preview_page(
     bodies = {
         (r.step_id, r.variant): render_markdown(r.body)
         if not r.is_letter
-        else _TAGS.sub(" ", r.body).strip()
+        else _SPACES.sub(" ", _TAGS.sub(" ", r.body)).strip()
         for r in p.rendered
         if not r.error
     }

@@ -159,9 +159,10 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
         email=email,
         letters=FakeLetters(),
         mailbox_in_flight=1 if single else opts.in_flight,
+        mailbox_batch=500 if single else opts.mailbox_batch,
     )
     out: dict[str, Any] = {"people": n}
-    claim = 500 if single else 500 * opts.in_flight
+    claim = 500 if single else opts.mailbox_batch * opts.in_flight
     for channel, batch in (("mailbox", claim), ("email", 1000)):
         t0 = time.perf_counter()
         counts = dispatch(
@@ -276,6 +277,7 @@ def main() -> None:
     ap.add_argument("--provider", choices=["contract", "fake"], default="contract")
     ap.add_argument("--mailbox", choices=["single", "batch"], default="batch")
     ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--mailbox-batch", type=int, default=500, help="messages a batch deposit")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "channels-dispatch.json"))
     args = ap.parse_args()
     from contextlib import ExitStack
@@ -318,6 +320,7 @@ def main() -> None:
         "provider": args.provider,
         "mailbox_mode": args.mailbox,
         "in_flight": args.in_flight,
+        "mailbox_batch": args.mailbox_batch,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "people": args.people,
         "calls": args.calls,

@@ -183,3 +183,15 @@ def test_batch_settings_out_of_range_are_refused_in_french(tmp_path: Path) -> No
         adapters(tmp_path, FakeMailbox(), batch=501, in_flight=1)
     with pytest.raises(ValueError, match="au moins 1"):
         adapters(tmp_path, FakeMailbox(), batch=10, in_flight=0)
+
+
+def test_the_settings_reach_the_dispatcher_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    from campaigns.settings import Settings
+    from flows.adapters import build_adapters
+
+    ad = build_adapters(
+        Settings(data_dir=tmp_path, mailbox_batch_size=200, mailbox_requests_in_flight=3)
+    )
+    assert (ad.mailbox_batch, ad.mailbox_in_flight, mailbox_claim(ad)) == (200, 3, 600)
+    with pytest.raises(ValueError, match="RELANCE_MAILBOX_BATCH_SIZE"):
+        build_adapters(Settings(data_dir=tmp_path, mailbox_batch_size=0))

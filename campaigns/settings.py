@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     mailbox_url: str | None = None
     mailbox_token: str | None = None
     mailbox_requests_per_second: float = 20.0
+    mailbox_batch_size: int = 500  # messages a batch deposit (the contract allows 500)
+    mailbox_requests_in_flight: int = 4  # batch deposits sent at once
     letters_workers: int = 2  # processes rendering PDF letters (one per core)
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000

@@ -71,7 +71,13 @@ def build_adapters(settings: Settings) -> Adapters:
         if settings.letters == "pdf"
         else LocalLetters(out)
     )
-    return Adapters(mailbox=mailbox, email=email, letters=letters)
+    return Adapters(
+        mailbox=mailbox,
+        email=email,
+        letters=letters,
+        mailbox_batch=settings.mailbox_batch_size,
+        mailbox_in_flight=settings.mailbox_requests_in_flight,
+    )
 
 
 def build_phone(settings: Settings) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import QUEUED, Action, Enrolment, Member, MemberEvent, Person
 from campaigns.ledger.registry import register_campaign
-from channels.base import Receipt
+from channels.base import ChannelError, Receipt
 from channels.email import LocalEmail
 from channels.letters import LocalLetters
-from channels.mailbox import LocalMailbox, MailboxMessage
+from channels.mailbox import LocalMailbox, MailboxMessage, deposit_each
 from console.demo.simulator import at
 from tests.conftest import _truncate
 from tests.factories import population
@@ -75,6 +75,9 @@ class CountingMailbox:
             self.calls[message.key] += 1
         time.sleep(0.001)
         return self.inner.deposit(message)
+
+    def deposit_batch(self, messages: Sequence[MailboxMessage]) -> list[Receipt | ChannelError]:
+        return deposit_each(self.deposit, messages)
 
     def read_status(self, provider_id: str) -> str:
         return self.inner.read_status(provider_id)

@@ -51,7 +51,11 @@ def sendgrid_upstream() -> Iterator[str]:
 def test_mailbox_dispatcher_killed_five_times_deposits_each_message_once(
     mailbox_upstream: str, tmp_path: Path
 ) -> None:
-    r = run_crash_campaign(2000, 5, f"sqlite:///{tmp_path / 'l.db'}", upstream=mailbox_upstream)
+    # Batch deposits (12 messages a request, 4 in flight) finish 2,000 messages in ~2 s: a
+    # provider slowed to 40 requests/s keeps the run long enough for the kills to land in it.
+    r = run_crash_campaign(
+        2000, 5, f"sqlite:///{tmp_path / 'l.db'}", upstream=mailbox_upstream, per_second=40
+    )
     print(r)
     assert r["problems"] == []
     assert r["kills"] >= 3  # most kills land on a live dispatcher (the rest found it done)
@@ -72,6 +76,7 @@ def test_the_campaign_sees_duplicates_when_the_provider_ignores_the_key(
         upstream=mailbox_upstream,
         delay=(0.5, 1.5),
         honour_key=False,
+        per_second=20,
     )
     print(r)
     assert r["kills"] >= 1
@@ -141,7 +146,7 @@ def test_postgres_restarted_under_the_mailbox_dispatcher(
     url = fresh_pg_database(admin, name)
     try:
         r = run_crash_campaign(
-            1000, 1, url, upstream=mailbox_upstream, pg_restarts=1, delay=(0.5, 1.5)
+            1000, 1, url, upstream=mailbox_upstream, pg_restarts=1, delay=(0.5, 1.5), per_second=20
         )
     finally:
         drop_pg_database(admin, name)

@@ -20,7 +20,7 @@ from campaigns.ledger.registry import register_campaign
 from channels.base import ChannelError, PermanentFailure, Receipt, TemporaryFailure
 from channels.email import EmailMessage, LocalEmail
 from channels.letters import Letter, LocalLetters
-from channels.mailbox import LocalMailbox, MailboxMessage
+from channels.mailbox import LocalMailbox, MailboxMessage, deposit_each
 from console.demo.simulator import at
 from tests.factories import population
 
@@ -42,6 +42,9 @@ class CountingMailbox:
         if err is not None:
             raise err
         return self.inner.deposit(message)
+
+    def deposit_batch(self, messages: Sequence[MailboxMessage]) -> list[Receipt | ChannelError]:
+        return deposit_each(self.deposit, messages)
 
     def read_status(self, provider_id: str) -> str:
         return self.inner.read_status(provider_id)

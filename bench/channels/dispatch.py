@@ -1,19 +1,26 @@
 """Benchmark: dispatch throughput per channel through the real adapters, against the mocks.
 
     uv run python bench/channels/dispatch.py [--people 10000 --repeat 3 --calls 300]
+        [--provider contract|fake] [--mailbox single|batch] [--in-flight 4]
 
 A fresh SQLite ledger gets N members with a queued mailbox message each; the dispatcher then
-drains the mailbox channel through `HttpMailbox` (Prism serving docs/api/mailbox.openapi.yaml),
-which queues the N notification e-mails, drained through `SendGridEmail` (Prism serving
-SendGrid's v3 contract, 1,000 personalizations a request). Phone: `TwilioPhone.bridge` placed
-one after the other against Prism serving Twilio's contract. Rate limits are lifted (the
-point is what the stack can do); in production the configured limits are the ceiling.
+drains the mailbox channel, which queues the N notification e-mails, drained in turn.
+`--provider contract`: mailbox through `HttpMailbox` against the provider mock of the crash
+tests (it honours each key, in front of Prism serving docs/api/mailbox.openapi.yaml, which
+checks every request against the contract); e-mail through `SendGridEmail` (Prism serving
+SendGrid's v3 contract, 1,000 personalizations a request); phone: `TwilioPhone.bridge` placed
+one after the other against Prism serving Twilio's contract. `--provider fake`: the in-memory
+fakes (what the dispatcher itself costs). `--mailbox single` deposits one message a request,
+one after the other (the code before issue 18); `batch` deposits 500 a request, `--in-flight`
+at once. Rate limits are lifted (the point is what the stack can do); in production the
+configured limits are the ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -102,12 +109,29 @@ def seed(engine: Any, campaign: Any, n: int) -> None:
         s.commit()
 
 
-def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path) -> dict[str, Any]:
+class SingleDeposits:
+    """The mailbox as before issue 18: one request a message, one after the other."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def deposit_batch(self, messages: Any) -> Any:
+        from channels.mailbox import deposit_each
+
+        return deposit_each(self.inner.deposit, messages)
+
+    def read_status(self, provider_id: str) -> str:
+        return str(self.inner.read_status(provider_id))
+
+
+def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> dict[str, Any]:
     """One fresh ledger drained through mailbox then e-mail; then `calls` phone bridges."""
     from campaigns.cascade.dispatch import Adapters, dispatch
     from campaigns.definition.catalog import load_campaign
     from campaigns.ledger.db import make_engine, upgrade
+    from channels.email import FakeEmail
     from channels.letters import FakeLetters
+    from channels.mailbox import FakeMailbox
     from channels.mailbox_http import HttpMailbox
     from channels.phone import BridgeCall
     from channels.sendgrid_email import SendGridEmail
@@ -117,18 +141,29 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path) -> dict[str, A
     upgrade(engine)
     campaign = load_campaign("sophia-ald8")
     seed(engine, campaign, n)
-    adapters = Adapters(
-        mailbox=HttpMailbox(base_url=urls["mailbox"], token="bench", per_second=10_000),
-        email=SendGridEmail(
+    mailbox: Any
+    email: Any
+    if opts.provider == "fake":
+        mailbox, email = FakeMailbox(), FakeEmail()
+    else:
+        mailbox = HttpMailbox(base_url=urls["mailbox"], token="bench", per_second=100_000)
+        email = SendGridEmail(
             api_key="SG.bench",
             host=urls["sendgrid"],
             sender="bench@example.org",
             per_second=10_000,
-        ),
+        )
+    single = opts.mailbox == "single"
+    adapters = Adapters(
+        mailbox=SingleDeposits(mailbox) if single else mailbox,
+        email=email,
         letters=FakeLetters(),
+        mailbox_in_flight=1 if single else opts.in_flight,
+        mailbox_batch=500 if single else opts.mailbox_batch,
     )
     out: dict[str, Any] = {"people": n}
-    for channel, batch in (("mailbox", 500), ("email", 1000)):
+    claim = 500 if single else opts.mailbox_batch * opts.in_flight
+    for channel, batch in (("mailbox", claim), ("email", 1000)):
         t0 = time.perf_counter()
         counts = dispatch(
             engine=engine,
@@ -150,11 +185,11 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path) -> dict[str, A
         auth_token="bench",
         caller_id="+33100000000",
         status_callback="http://127.0.0.1:9/webhooks/twilio/status",
-        api_base=urls["twilio"],
+        api_base=urls.get("twilio", "http://127.0.0.1:9"),
         per_second=10_000,
     )
     t0 = time.perf_counter()
-    for i in range(calls):
+    for i in range(calls if opts.provider == "contract" else 0):
         phone.bridge(
             BridgeCall(
                 key=f"bench:{i}:call:1:dial:1",
@@ -165,7 +200,72 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path) -> dict[str, A
         )
     dt = time.perf_counter() - t0
     out["phone"] = {"seconds": round(dt, 2), "calls": calls, "per_second": round(calls / dt, 1)}
+    if opts.provider == "fake":
+        out["phone"] = {"seconds": 0, "calls": 0, "per_second": 0}
     engine.dispose()
+    return out
+
+
+def adapters_alone(n: int, urls: dict[str, str], opts: Any) -> dict[str, Any]:
+    """The adapters without the ledger: N mailbox messages and N same-content e-mails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from channels.email import EmailMessage, FakeEmail
+    from channels.mailbox import FakeMailbox, MailboxMessage
+    from channels.mailbox_http import HttpMailbox
+    from channels.sendgrid_email import SendGridEmail
+    from tests.factories import valid_nir
+
+    tag = time.monotonic_ns()  # fresh keys: the mock in front of Prism would replay old ones
+    msgs = [
+        MailboxMessage(
+            key=f"sophia-ald8:{tag}{i}:mailbox:1",
+            recipient=valid_nir(i),
+            subject="Votre accompagnement",
+            body="Bonjour,\n\nVotre **ALD**.",
+        )
+        for i in range(n)
+    ]
+    mails = [
+        EmailMessage(
+            key=f"sophia-ald8:{tag}{i}:notice:1",
+            to=f"p{i}@example.org",
+            subject="Un message vous attend",
+            text="Consultez votre compte ameli.",
+        )
+        for i in range(n)
+    ]
+    box: Any = (
+        FakeMailbox()
+        if opts.provider == "fake"
+        else HttpMailbox(base_url=urls["mailbox"], token="bench", per_second=100_000)
+    )
+    email: Any = (
+        FakeEmail()
+        if opts.provider == "fake"
+        else SendGridEmail(
+            api_key="SG.bench", host=urls["sendgrid"], sender="bench@example.org", per_second=10_000
+        )
+    )
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if opts.mailbox == "single":
+        sent = sum(1 for m in msgs if box.deposit(m))
+    else:
+        chunks = [msgs[i : i + 500] for i in range(0, n, 500)]
+        with ThreadPoolExecutor(opts.in_flight) as pool:
+            sent = sum(
+                1
+                for rs in pool.map(box.deposit_batch, chunks)
+                for r in rs
+                if hasattr(r, "provider_id")
+            )
+    dt = time.perf_counter() - t0
+    out["mailbox"] = {"seconds": round(dt, 2), "sent": sent, "per_second": round(sent / dt, 1)}
+    t0 = time.perf_counter()
+    sent = sum(1 for r in email.send(mails) if hasattr(r, "provider_id"))
+    dt = time.perf_counter() - t0
+    out["email"] = {"seconds": round(dt, 2), "sent": sent, "per_second": round(sent / dt, 1)}
     return out
 
 
@@ -174,24 +274,35 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=10_000)
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--provider", choices=["contract", "fake"], default="contract")
+    ap.add_argument("--mailbox", choices=["single", "batch"], default="batch")
+    ap.add_argument("--in-flight", type=int, default=4)
+    ap.add_argument("--mailbox-batch", type=int, default=500, help="messages a batch deposit")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "channels-dispatch.json"))
     args = ap.parse_args()
     from contextlib import ExitStack
 
     from tests.contract_mocks import MAILBOX_SPEC, SENDGRID_SPEC, TWILIO_SPEC, prism
+    from tests.crash.idempotent_mock import provider_mock
 
     runs = []
     with ExitStack() as stack, tempfile.TemporaryDirectory() as d:
-        urls = {
-            name: stack.enter_context(prism(spec))
-            for name, spec in (
-                ("mailbox", MAILBOX_SPEC),
-                ("sendgrid", SENDGRID_SPEC),
-                ("twilio", TWILIO_SPEC),
-            )
-        }
+        urls: dict[str, str] = {}
+        if args.provider == "contract":
+            urls = {
+                name: stack.enter_context(prism(spec))
+                for name, spec in (
+                    ("mailbox", MAILBOX_SPEC),
+                    ("sendgrid", SENDGRID_SPEC),
+                    ("twilio", TWILIO_SPEC),
+                )
+            }
+            # Prism answers its example to every batch: the mock in front gives each key its
+            # own result (and absorbs replays), as the service does.
+            urls["mailbox"] = stack.enter_context(provider_mock(urls["mailbox"], "mailbox")).url
         for r in range(args.repeat):
-            res = run_once(args.people, args.calls, urls, Path(d))
+            res = run_once(args.people, args.calls, urls, Path(d), args)
+            res["adapters_alone"] = adapters_alone(args.people, urls, args)
             print(json.dumps({"run": r + 1, **{k: v for k, v in res.items() if k != "people"}}))
             runs.append(res)
     summary = {
@@ -201,7 +312,16 @@ def main() -> None:
         }
         for ch in ("mailbox", "email", "phone")
     }
+    summary["adapters_alone"] = {
+        ch: statistics.median(r["adapters_alone"][ch]["per_second"] for r in runs)
+        for ch in ("mailbox", "email")
+    }
     result = {
+        "provider": args.provider,
+        "mailbox_mode": args.mailbox,
+        "in_flight": args.in_flight,
+        "mailbox_batch": args.mailbox_batch,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "people": args.people,
         "calls": args.calls,
         "runs": runs,

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from campaigns.app.people import store_admission_explanations
-from campaigns.cascade.dispatch import Adapters, dispatch
+from campaigns.cascade.dispatch import Adapters, dispatch, mailbox_claim
 from campaigns.cascade.enrolments import ingest_enrolment_file
 from campaigns.cascade.goals import ObservedGoal, Observer, observe_goals
 from campaigns.cascade.membership import admit_targets
@@ -219,6 +219,9 @@ def dispatch_stage(
 ) -> dict[str, int]:
     """Send every due action of one channel."""
     started = utcnow()
+    if channel == "mailbox":
+        # A claim large enough for every batch deposit in flight to be full.
+        batch_size = max(batch_size, mailbox_claim(adapters))
     counts = dispatch(
         engine=engine,
         campaign=campaign,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -55,7 +56,7 @@ from campaigns.policy.decision import Facts, decide, load_facts
 from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
 from channels.letters import Letter, LetterPrinter
-from channels.mailbox import MailboxGateway, MailboxMessage
+from channels.mailbox import MAX_BATCH, MailboxGateway, MailboxMessage
 from channels.resilience import Backoff
 
 DISPATCHED_CHANNELS = (Channel.MAILBOX, Channel.EMAIL, Channel.LETTER)
@@ -71,6 +72,22 @@ class Adapters:
     mailbox: MailboxGateway
     email: EmailSender
     letters: LetterPrinter
+    # Mailbox batch deposits: messages a request (the contract's maximum is 500), and how many
+    # requests may be in flight at once (settings: mailbox_batch_size, mailbox_requests_in_flight).
+    mailbox_batch: int = MAX_BATCH
+    mailbox_in_flight: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.mailbox_batch <= MAX_BATCH:
+            raise ValueError(
+                f"RELANCE_MAILBOX_BATCH_SIZE doit être entre 1 et {MAX_BATCH} messages"
+                f" (reçu : {self.mailbox_batch})"
+            )
+        if self.mailbox_in_flight < 1:
+            raise ValueError(
+                "RELANCE_MAILBOX_REQUESTS_IN_FLIGHT doit valoir au moins 1"
+                f" (reçu : {self.mailbox_in_flight})"
+            )
 
 
 RETRY_FLOOR = timedelta(minutes=1)
@@ -324,17 +341,38 @@ def _send(
 ) -> list[Receipt | ChannelError]:
     """Hand the batch to the channel's provider: one result per message, in order."""
     if channel == "mailbox":
-        results: list[Receipt | ChannelError] = []
-        for _, msg in to_send:
-            try:
-                results.append(adapters.mailbox.deposit(msg))
-            except ChannelError as e:
-                results.append(e)
-        return results
+        return _deposit_chunks([m for _, m in to_send], adapters)
     if channel == "email":
         return adapters.email.send([m for _, m in to_send])
     batch_id = f"{campaign.definition.id}-{today.isoformat()}-{to_send[0][0].id}"
     return adapters.letters.print_batch(batch_id, [m for _, m in to_send])
+
+
+def _deposit_chunks(
+    messages: list[MailboxMessage], adapters: Adapters
+) -> list[Receipt | ChannelError]:
+    """Mailbox batch deposits, `mailbox_in_flight` requests at once; results in order.
+
+    Every message is already `sending` (committed) with its key: a request that fails whole
+    fails each of its messages with that error, and a crash before the results are written
+    is repaired by depositing the same keys again, which the service absorbs.
+    """
+    size = adapters.mailbox_batch
+    chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
+
+    def deposit(chunk: list[MailboxMessage]) -> list[Receipt | ChannelError]:
+        try:
+            results = adapters.mailbox.deposit_batch(chunk)
+        except ChannelError as e:
+            return [type(e)(str(e), key=m.key, code=e.code) for m in chunk]
+        if len(results) != len(chunk):
+            raise RuntimeError(f"mailbox answered {len(results)} results for {len(chunk)}")
+        return results
+
+    if len(chunks) <= 1 or adapters.mailbox_in_flight == 1:
+        return [r for c in chunks for r in deposit(c)]
+    with ThreadPoolExecutor(min(adapters.mailbox_in_flight, len(chunks))) as pool:
+        return [r for rs in pool.map(deposit, chunks) for r in rs]
 
 
 def dispatch_batch(
@@ -484,6 +522,11 @@ def _notice_rows(
     ]
 
 
+def mailbox_claim(adapters: Adapters) -> int:
+    """Rows to claim at once so that every mailbox request in flight carries a full batch."""
+    return adapters.mailbox_batch * adapters.mailbox_in_flight
+
+
 def dispatch(
     *,
     engine: Engine,
@@ -496,6 +539,9 @@ def dispatch(
     stale_after: timedelta = STALE_SENDING,
 ) -> dict[str, int]:
     """Drain every due action of a channel (used outside Prefect; the flow loops the same way).
+
+    Mailbox: each claimed batch goes in deposits of `adapters.mailbox_batch` messages, several
+    in flight; `mailbox_claim(adapters)` rows a claim keep every request in flight full.
 
     `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
     started is sent again with its key (never one this run claimed itself).

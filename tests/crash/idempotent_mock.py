@@ -1,6 +1,7 @@
 """The provider side of the crash tests: a loopback server in front of a Prism contract mock.
 
-Mailbox (`docs/api/mailbox.openapi.yaml`): it honours `Idempotency-Key` as our contract says.
+Mailbox (`docs/api/mailbox.openapi.yaml`): it honours `Idempotency-Key` as our contract says,
+and each message's `idempotency_key` in a batch deposit (`/v1/message-batches`) the same way.
 The first request for a key is forwarded to Prism (which checks it against the contract); if
 Prism accepts it, it is one DEPOSIT (an effect), given an id of its own (Prism answers the
 same example id to everyone), and its answer is kept; a later request with the same key gets
@@ -29,6 +30,7 @@ import httpx
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade"}
 MAILBOX_PATH = "/v1/messages"
+MAILBOX_BATCH_PATH = "/v1/message-batches"
 SENDGRID_PATH = "/v3/mail/send"
 
 
@@ -103,6 +105,8 @@ def _handler(
             path = self.path.split("?")[0]
             if kind == "mailbox" and self.command == "POST" and path == MAILBOX_PATH:
                 self._deposit(body)
+            elif kind == "mailbox" and self.command == "POST" and path == MAILBOX_BATCH_PATH:
+                self._deposit_batch(body)
             elif kind == "sendgrid" and self.command == "POST" and path == SENDGRID_PATH:
                 self._mail_send(body)
             else:
@@ -133,6 +137,48 @@ def _handler(
                     with counts._lock:
                         counts.refused += 1
             self._answer(r.status_code, headers, content)
+
+        def _kept_id(self, key: str) -> str | None:
+            kept = counts._answers.get(key) if key and honour_key else None
+            return str(json.loads(kept[2])["id"]) if kept else None
+
+        def _deposit_batch(self, body: bytes) -> None:
+            try:
+                keys = [str(m.get("idempotency_key") or "") for m in json.loads(body)["messages"]]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                keys = []
+            # Every key of the batch is held (in one order: no deadlock between batches).
+            locks = [counts.key_lock(k) for k in sorted(set(keys))]
+            for lock in locks:
+                lock.acquire()
+            try:
+                # Prism checks the whole batch against the contract; its results are its example.
+                r = _forward(client, upstream, self, body)
+                if r.status_code != 200 or not keys:
+                    with counts._lock:
+                        counts.refused += 1
+                    self._answer(r.status_code, dict(r.headers), r.content)
+                    return
+                results = []
+                for key in keys:
+                    kept = self._kept_id(key)
+                    if kept is not None:
+                        with counts._lock:
+                            counts.replays[key] += 1
+                        results.append({"idempotency_key": key, "status": 200, "id": kept})
+                        continue
+                    provider_id = counts.next_id("msg")
+                    answer = {"id": provider_id, "status": "unread"}
+                    with counts._lock:
+                        counts.deposits[key] += 1
+                        counts.ids[key].append(provider_id)
+                        counts._answers[key] = (201, {}, json.dumps(answer).encode())
+                    results.append({"idempotency_key": key, "status": 201, "id": provider_id})
+            finally:
+                for lock in locks:
+                    lock.release()
+            content = json.dumps({"results": results}).encode()
+            self._answer(200, {"Content-Type": "application/json"}, content)
 
         def _mail_send(self, body: bytes) -> None:
             r = _forward(client, upstream, self, body)

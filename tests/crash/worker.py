@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--channel", default="mailbox", choices=["mailbox", "email"])
     ap.add_argument("--url", default="")
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument(
+        "--mailbox-batch",
+        type=int,
+        default=0,
+        help="messages a mailbox batch deposit (default: a quarter of --batch, 4 in flight)",
+    )
     ap.add_argument("--per-second", type=float, default=100_000, help="provider requests/s")
     ap.add_argument("--file", dest="files", action="append", default=[])
     args = ap.parse_args(argv)
@@ -59,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                 per_second=args.per_second,
             ),
             letters=FakeLetters(),
+            # Several batch deposits in flight per claim: a kill lands between and during them.
+            mailbox_batch=args.mailbox_batch or max(1, min(500, args.batch // 4)),
+            mailbox_in_flight=4,
         )
         print("ready", flush=True)
         counts = dispatch(

@@ -7,10 +7,13 @@ the result is repaired by calling again with the same key, which the adapters ab
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -31,7 +34,12 @@ from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
-from campaigns.definition.rendering import build_context, render_message
+from campaigns.definition.rendering import (
+    build_context,
+    merge_fields,
+    merge_values,
+    render_message,
+)
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
 from campaigns.ledger.db import session_scope
@@ -294,6 +302,28 @@ def _template_for(campaign: Campaign, step_id: str) -> str:
     raise KeyError(step_id)
 
 
+@lru_cache(maxsize=64)
+def _template_sha256(path: Path, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _letter(campaign: Campaign, a: Action, name: str, context: dict[str, Any]) -> Letter:
+    """A letter as data (template, version, merge fields); its HTML rendered only if printed."""
+    path = campaign.folder / "templates" / name
+    # The address block is the record's checked AFNOR lines, not a merge field.
+    paths = tuple(f for f in merge_fields(campaign.env, name) if f != "person.address_lines")
+    return Letter(
+        key=a.key,
+        address_lines=tuple(context["person"]["address_lines"]),
+        campaign=campaign.definition.id,
+        template=f"{campaign.definition.id}/{name}",
+        template_version=str(a.definition_version or 1),
+        template_sha256=_template_sha256(path, path.stat().st_mtime_ns),
+        fields=merge_values(context, paths),
+        render=lambda: render_message(campaign.env, name, context)[1],
+    )
+
+
 def _message(
     campaign: Campaign, channel: str, a: Action, row: SendContext, today: date
 ) -> MailboxMessage | EmailMessage | Letter:
@@ -306,13 +336,14 @@ def _message(
         attempt=a.attempt,
         today=today,
     )
-    subject, body = render_message(campaign.env, _template_for(campaign, a.step), context)
+    name = _template_for(campaign, a.step)
+    if channel == "letter":
+        return _letter(campaign, a, name, context)
+    subject, body = render_message(campaign.env, name, context)
     p = row.person
     if channel == "mailbox":
         return MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
-    if channel == "email":
-        return EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
-    return Letter(key=a.key, address_lines=tuple(p.address_lines), html=body)
+    return EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
 
 
 def _send(

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from channels.afnor import AddressError, validate_address
 from channels.base import ChannelError, PermanentFailure, Receipt, safe_name
 from channels.letters import Letter
+from channels.pdf_letters import render_chunk
 from relance_fs import FILE_MODE, private_dir
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -49,8 +50,6 @@ class PdfPrinter(Protocol):
 
 def _render_pdf(html: str) -> bytes:
     """One letter as a PDF, with the PDF printer's renderer."""
-    from channels.pdf_letters import render_chunk
-
     return render_chunk([html])[0]
 
 

@@ -303,22 +303,24 @@ def _template_for(campaign: Campaign, step_id: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _template_sha256(path: Path, mtime_ns: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _template_info(env: Any, folder: Path, name: str) -> tuple[str, tuple[str, ...]]:
+    """A template's SHA-256 and merge fields, once per loaded campaign (a new env on an edit)."""
+    digest = hashlib.sha256((folder / "templates" / name).read_bytes()).hexdigest()
+    # The address block is the record's checked AFNOR lines, not a merge field.
+    paths = tuple(f for f in merge_fields(env, name) if f != "person.address_lines")
+    return digest, paths
 
 
 def _letter(campaign: Campaign, a: Action, name: str, context: dict[str, Any]) -> Letter:
     """A letter as data (template, version, merge fields); its HTML rendered only if printed."""
-    path = campaign.folder / "templates" / name
-    # The address block is the record's checked AFNOR lines, not a merge field.
-    paths = tuple(f for f in merge_fields(campaign.env, name) if f != "person.address_lines")
+    digest, paths = _template_info(campaign.env, campaign.folder, name)
     return Letter(
         key=a.key,
         address_lines=tuple(context["person"]["address_lines"]),
         campaign=campaign.definition.id,
         template=f"{campaign.definition.id}/{name}",
         template_version=str(a.definition_version or 1),
-        template_sha256=_template_sha256(path, path.stat().st_mtime_ns),
+        template_sha256=digest,
         fields=merge_values(context, paths),
         render=lambda: render_message(campaign.env, name, context)[1],
     )

@@ -253,3 +253,21 @@ def test_dispatch_hands_letters_over_as_data_with_their_merge_fields(
     assert run() == {}  # nothing due any more; no second record
     assert len(records(tmp_path)) == len(rows)
     assert date.fromisoformat(str(fields["today"])) == ANCHOR
+
+
+def test_settings_choose_the_data_files_and_their_batch_size(tmp_path: Path) -> None:
+    from campaigns.settings import Settings
+    from channels.letters import LocalLetters
+    from channels.pdf_letters import PdfLetters
+    from flows.adapters import batch_size_for, build_adapters
+
+    files = Settings(data_dir=tmp_path, letters="files", letters_pdf_below=50)
+    chosen = build_adapters(files).letters
+    assert isinstance(chosen, PrintFileLetters) and isinstance(chosen.pdf, PdfLetters)
+    assert chosen.pdf_below == 50
+    assert batch_size_for(files, "letter") == 20000 and batch_size_for(files, "email") == 500
+    default = Settings(data_dir=tmp_path)
+    assert isinstance(build_adapters(default).letters, LocalLetters)
+    assert batch_size_for(default, "letter") == 500
+    with pytest.raises(ValueError, match="local, pdf, files"):
+        build_adapters(Settings(data_dir=tmp_path, letters="fichiers"))

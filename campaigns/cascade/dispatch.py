@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -417,26 +417,57 @@ def dispatch_batch(
         ).all()
     )
     notices: list[ActionRow] = []
+    sent: list[dict[str, Any]] = []
     for (a, _), result in zip(to_send, results, strict=True):
-        a.updated_at = now
         if isinstance(result, Receipt):
             notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
-            a.provider_id, a.done_on, a.sent_at = result.provider_id, today, now
-            if a.id in moved:
-                session.refresh(a, attribute_names=["state", "reason", "delivered_at", "error"])
-            else:
-                a.state, a.error = result.status, None
             counts["sent"] += 1
-        elif result.retryable and a.tries < MAX_TRIES:
+            if a.id not in moved:
+                sent.append({"_id": a.id, "_pid": result.provider_id, "_state": result.status})
+                continue
+            a.updated_at = now
+            a.provider_id, a.done_on, a.sent_at = result.provider_id, today, now
+            session.refresh(a, attribute_names=["state", "reason", "delivered_at", "error"])
+            continue
+        a.updated_at = now
+        if result.retryable and a.tries < MAX_TRIES:
             a.state, a.error = FAILED_RETRYABLE, str(result)
             a.next_try_at = now + retry_delay(a.key, a.tries)
             counts["failed_retryable"] += 1
         else:
             _fail_final(session, campaign.definition, a, result, ctx[a.member_id], today, now)
             counts["failed_final"] += 1
+    if sent:
+        _record_sent(session, sent, today, now)
     if notices:
         counts["notices_planned"] += insert_actions(session, notices)
     return dict(counts)
+
+
+def _record_sent(session: Session, sent: list[dict[str, Any]], today: date, now: datetime) -> None:
+    """Mark the sent rows in one executemany, not one ORM object each (a mass letter batch).
+
+    Only rows still `sending`: what a provider's webhook wrote since wins, as above.
+    """
+    table = Action.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("_id"), table.c.state == SENDING)
+        .values(
+            state=bindparam("_state"),
+            provider_id=bindparam("_pid"),
+            error=None,
+            done_on=today,
+            sent_at=now,
+            updated_at=now,
+        )
+    )
+    session.connection().execute(stmt, sent)
+    # The loaded objects no longer say what the rows hold: read again if anyone asks.
+    for row in sent:
+        obj = session.get(Action, row["_id"])
+        if obj is not None:
+            session.expire(obj)
 
 
 # A final failure that says a contact detail is wrong marks it, so no step uses it again.

@@ -271,3 +271,23 @@ def test_settings_choose_the_data_files_and_their_batch_size(tmp_path: Path) -> 
     assert batch_size_for(default, "letter") == 500
     with pytest.raises(ValueError, match="local, pdf, files"):
         build_adapters(Settings(data_dir=tmp_path, letters="fichiers"))
+
+
+def test_letter_batches_are_balanced_so_no_small_last_batch(engine: Engine, tmp_path: Path) -> None:
+    setup(engine, 12, ANCHOR, telephone=None, compte_ameli=False)
+    with session_scope(engine) as s:
+        due = len(s.exec(select(Action).where(Action.channel == "letter")).all())
+    assert due >= 5
+    files = printer(tmp_path, samples=0)
+    adapters = Adapters(mailbox=LocalMailbox(tmp_path), email=LocalEmail(tmp_path), letters=files)
+    rep = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="letter",
+        adapters=adapters,
+        today=ANCHOR,
+        now=at(ANCHOR, 8),
+        batch_size=due - 1,  # unbalanced: due - 1, then 1
+    )
+    sizes = sorted(len((d / f"{d.name}.jsonl").read_text().splitlines()) for d in batches(tmp_path))
+    assert rep["batches"] == 2 and sum(sizes) == due and sizes[1] - sizes[0] <= 1

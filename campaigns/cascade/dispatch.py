@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -151,6 +151,46 @@ def next_step(
     return "none"
 
 
+def _due(campaign_id: str, channel: str, today: date, now: datetime, stale_before: datetime) -> Any:
+    """The ids of a channel's actions that may be claimed now (campaign not halted)."""
+    # Paused (or ended) by its manager: nothing is sent; queued actions stay queued, held.
+    halted = select(CampaignRow.id).where(
+        col(CampaignRow.id) == campaign_id,
+        col(CampaignRow.paused_at).is_not(None) | col(CampaignRow.ended_at).is_not(None),
+    )
+    return select(Action.id).where(
+        Action.campaign_id == campaign_id,
+        col(Action.campaign_id).not_in(halted.scalar_subquery()),
+        Action.channel == channel,
+        col(Action.due_on) <= today,
+        or_(
+            col(Action.state) == QUEUED,
+            (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
+            (col(Action.state) == SENDING) & (col(Action.updated_at) < stale_before),
+        ),
+    )
+
+
+def _balanced(
+    engine: Engine,
+    campaign_id: str,
+    channel: str,
+    *,
+    today: date,
+    now: datetime,
+    stale_before: datetime,
+    limit: int,
+) -> int:
+    """A batch size that splits today's due actions evenly (no small last batch of letters)."""
+    with session_scope(engine) as s:
+        due = _due(campaign_id, channel, today, now, stale_before).subquery()
+        n = int(s.scalar(select(func.count()).select_from(due)) or 0)
+    if n <= limit:
+        return limit
+    batches = -(-n // limit)
+    return -(-n // batches)
+
+
 def claim_batch(
     *,
     session: Session,
@@ -168,27 +208,7 @@ def claim_batch(
     """
     if stale_before is None:
         stale_before = now - STALE_SENDING
-    # Paused (or ended) by its manager: nothing is sent; queued actions stay queued, held.
-    halted = select(CampaignRow.id).where(
-        col(CampaignRow.id) == campaign_id,
-        col(CampaignRow.paused_at).is_not(None) | col(CampaignRow.ended_at).is_not(None),
-    )
-    due = (
-        select(Action.id)
-        .where(
-            Action.campaign_id == campaign_id,
-            col(Action.campaign_id).not_in(halted.scalar_subquery()),
-            Action.channel == channel,
-            col(Action.due_on) <= today,
-            or_(
-                col(Action.state) == QUEUED,
-                (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
-                (col(Action.state) == SENDING) & (col(Action.updated_at) < stale_before),
-            ),
-        )
-        .order_by(col(Action.id))
-        .limit(limit)
-    )
+    due = _due(campaign_id, channel, today, now, stale_before).order_by(col(Action.id)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     # One statement: on SQLite it runs under the write lock, so no other dispatcher can read
@@ -576,6 +596,18 @@ def dispatch(
     """
     total: dict[str, int] = defaultdict(int)
     stale_before = (now or utcnow()) - stale_after
+    if channel == Channel.LETTER:
+        # One print-house file per batch: 20,500 letters make two of 10,250, not 20,000 + 500
+        # (a last batch under the PDF threshold would be printed as PDF).
+        batch_size = _balanced(
+            engine,
+            campaign.definition.id,
+            channel,
+            today=today,
+            now=now or utcnow(),
+            stale_before=stale_before,
+            limit=batch_size,
+        )
     while True:
         stamp = now or utcnow()
         with session_scope(engine) as s:

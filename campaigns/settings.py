@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # Channel providers: "local" sinks by default; real ones by name, configured below.
     mailbox: str = "local"  # local | http
     email: str = "local"  # local | sendgrid
-    letters: str = "local"  # local | pdf
+    letters: str = "local"  # local | pdf | files (print-house data files, PDF for small batches)
     phone: str = "local"  # local | twilio
     # Where providers reach our callbacks (Twilio signs the full URL it calls).
     public_base_url: str = "http://localhost:8000"
@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     mailbox_batch_size: int = 500  # messages a batch deposit (the contract allows 500)
     mailbox_requests_in_flight: int = 4  # batch deposits sent at once
     letters_workers: int = 2  # processes rendering PDF letters (one per core)
+    # RELANCE_LETTERS=files: letters claimed per batch (one data file each), a batch with fewer
+    # new letters than letters_pdf_below printed as PDF instead, sample PDFs per data file.
+    letters_batch_size: int = 20000
+    letters_pdf_below: int = 1000
+    letters_samples: int = 3
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000
     # Contact pressure across every campaign (campaigns.policy.decision).

@@ -12,19 +12,26 @@ _LAST_LINE = re.compile(r"^\d{5} [A-Z0-9' -]+$")
 
 
 class AddressError(ValueError):
-    """An address that cannot be printed as it is, and why."""
+    """An address that cannot be printed as it is, and why (in French: it reaches users)."""
 
 
 def validate_address(lines: Sequence[str]) -> list[str]:
     """The address's non-empty lines, or AddressError naming the first problem."""
     kept = [line.strip() for line in lines if line and line.strip()]
     if len(kept) < 2:
-        raise AddressError("an address needs a recipient line and a postcode + town line")
+        raise AddressError(
+            "adresse incomplète : il faut une ligne destinataire et une ligne code postal + ville"
+        )
     if len(kept) > MAX_LINES:
-        raise AddressError(f"{len(kept)} lines, at most {MAX_LINES}")
+        raise AddressError(f"adresse de {len(kept)} lignes, {MAX_LINES} au plus (NF Z10-011)")
     for i, line in enumerate(kept, start=1):
         if len(line) > MAX_CHARS:
-            raise AddressError(f"line {i} has {len(line)} characters, at most {MAX_CHARS}")
+            raise AddressError(
+                f"ligne {i} de {len(line)} caractères, {MAX_CHARS} au plus (NF Z10-011)"
+            )
     if not _LAST_LINE.match(kept[-1]):
-        raise AddressError(f"last line {kept[-1]!r} is not '<5-digit postcode> <TOWN IN CAPITALS>'")
+        raise AddressError(
+            f"dernière ligne {kept[-1]!r} : il faut "
+            "« code postal à 5 chiffres + VILLE EN MAJUSCULES »"
+        )
     return kept

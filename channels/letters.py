@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from channels.afnor import AddressError, validate_address
 from channels.base import ChannelError, PermanentFailure, Receipt, safe_name, write_atomic
@@ -16,11 +16,27 @@ from channels.base import ChannelError, PermanentFailure, Receipt, safe_name, wr
 
 @dataclass(frozen=True)
 class Letter:
-    """One letter: the address block and the rendered HTML body."""
+    """One letter: the address block, its HTML body (or how to render it) and its merge data.
+
+    A print-house data file carries the template and the merge fields instead of the body:
+    `render` lets the body be rendered only for the letters that are printed as PDF.
+    """
 
     key: str
     address_lines: tuple[str, ...]
-    html: str
+    html: str = ""
+    campaign: str = ""
+    template: str = ""
+    template_version: str = ""
+    template_sha256: str = ""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    render: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+
+    def body(self) -> str:
+        """The letter's HTML, rendered now if it was not given."""
+        if not self.html and self.render is not None:
+            return self.render()
+        return self.html
 
 
 class LetterPrinter(Protocol):
@@ -68,7 +84,7 @@ class LocalLetters:
             existing = printed.get(name)
             path = existing or batch / name
             if existing is None:
-                write_atomic(path, letter.html.encode())
+                write_atomic(path, letter.body().encode())
                 printed[name] = path
             w.writerow([seq, letter.key, path.name, hashlib.sha256(path.read_bytes()).hexdigest()])
             out.append(Receipt(key=letter.key, provider_id=f"{path.parent.name}/{path.stem}"))

@@ -55,7 +55,7 @@ class PdfLetters:
             weakref.finalize(self, self._pool.shutdown)
         return list(self._pool.map(render_chunk, chunks))
 
-    def _printed(self) -> dict[str, str]:
+    def printed(self) -> dict[str, str]:
         """Keys already printed, with their batch."""
         out: dict[str, str] = {}
         for manifest in self.folder.glob("*.manifest.csv"):
@@ -69,7 +69,7 @@ class PdfLetters:
         from pypdf import PdfReader, PdfWriter
 
         batch = safe_name(batch_id)
-        printed = self._printed()
+        printed = self.printed()
         results: list[Receipt | ChannelError | None] = []
         todo: list[Letter] = []
         for letter, err in zip(letters, check_letters(letters), strict=True):
@@ -84,7 +84,7 @@ class PdfLetters:
         if todo:
             # Chunks small enough to keep both workers busy to the end of the batch.
             size = max(1, min(CHUNK, -(-len(todo) // (self.workers * 4))))
-            chunks = [[x.html for x in todo[i : i + size]] for i in range(0, len(todo), size)]
+            chunks = [[x.body() for x in todo[i : i + size]] for i in range(0, len(todo), size)]
             writer = PdfWriter()
             rows: list[list[object]] = []
             page = 1

@@ -12,11 +12,12 @@ from channels.mailbox import LocalMailbox, MailboxGateway
 from channels.mailbox_http import HttpMailbox
 from channels.pdf_letters import PdfLetters
 from channels.phone import LocalPhone
+from channels.print_files import PrintFileLetters
 
 CHOICES = {
     "mailbox": ("local", "http"),
     "email": ("local", "sendgrid"),
-    "letters": ("local", "pdf"),
+    "letters": ("local", "pdf", "files"),
     "phone": ("local", "twilio"),
 }
 
@@ -66,11 +67,18 @@ def build_adapters(settings: Settings) -> Adapters:
         )
     else:
         email = LocalEmail(out)
-    letters: LetterPrinter = (
-        PdfLetters(out, workers=settings.letters_workers)
-        if settings.letters == "pdf"
-        else LocalLetters(out)
-    )
+    letters: LetterPrinter
+    if settings.letters == "files":
+        letters = PrintFileLetters(
+            out,
+            samples=settings.letters_samples,
+            pdf=PdfLetters(out, workers=settings.letters_workers),
+            pdf_below=settings.letters_pdf_below,
+        )
+    elif settings.letters == "pdf":
+        letters = PdfLetters(out, workers=settings.letters_workers)
+    else:
+        letters = LocalLetters(out)
     return Adapters(
         mailbox=mailbox,
         email=email,
@@ -78,6 +86,13 @@ def build_adapters(settings: Settings) -> Adapters:
         mailbox_batch=settings.mailbox_batch_size,
         mailbox_in_flight=settings.mailbox_requests_in_flight,
     )
+
+
+def batch_size_for(settings: Settings, channel: str) -> int:
+    """Actions claimed per dispatch batch: a print-house data file holds a mass batch."""
+    if channel == "letter" and settings.letters == "files":
+        return settings.letters_batch_size
+    return settings.dispatch_batch_size
 
 
 def build_phone(settings: Settings) -> Any:

@@ -26,7 +26,7 @@ from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import get_engine
 from campaigns.policy.calendar import is_working_day
 from campaigns.settings import get_settings
-from flows.adapters import build_adapters
+from flows.adapters import batch_size_for, build_adapters
 from flows.runtime import ConfigurationError, configure_database, retry_if_transient, run_day
 
 IO_RETRIES: dict[str, Any] = {
@@ -120,7 +120,7 @@ def dispatch_task(campaign_id: str, channel: str, day: date) -> dict[str, int]:
         adapters=build_adapters(settings),
         day=day,
         channel=channel,
-        batch_size=settings.dispatch_batch_size,
+        batch_size=batch_size_for(settings, channel),
     )
 
 

@@ -22,11 +22,11 @@ GOOD = ("MADAME JEANNE DUPONT", "12 RUE DES LILAS", "91000 EVRY-COURCOURONNES")
         (GOOD, None),
         (("MADAME X", "", "  ", "75011 PARIS"), None),
         (("MADAME X", "75011 PARIS CEDEX 11"), None),
-        (("75011 PARIS",), "needs a recipient line"),
-        (("A", "B", "C", "D", "E", "F", "75011 PARIS"), "7 lines, at most 6"),
-        (("MADAME X", "X" * 39, "75011 PARIS"), "line 2 has 39 characters"),
-        (("MADAME X", "75011 Paris"), "TOWN IN CAPITALS"),
-        (("MADAME X", "7501 PARIS"), "5-digit postcode"),
+        (("75011 PARIS",), "il faut une ligne destinataire"),
+        (("A", "B", "C", "D", "E", "F", "75011 PARIS"), "adresse de 7 lignes, 6 au plus"),
+        (("MADAME X", "X" * 39, "75011 PARIS"), "ligne 2 de 39 caractères"),
+        (("MADAME X", "75011 Paris"), "VILLE EN MAJUSCULES"),
+        (("MADAME X", "7501 PARIS"), "code postal à 5 chiffres"),
     ],
 )
 def test_afnor_addresses(lines: tuple[str, ...], problem: str | None) -> None:

@@ -1,6 +1,13 @@
-"""Benchmark: PDF print batches — letters (pages) per second and peak memory.
+"""Benchmark: letters handed to the print house — PDF batches or data files; letters/s, memory.
 
 uv run python bench/channels/letters.py [--letters 5000 --batch 500 --workers 2 --repeat 3]
+uv run python bench/channels/letters.py --mode files --letters 100000 --batch 20000 --repeat 3
+
+`--mode files`: each batch's letters are built as the dispatcher builds them (the template's
+context, its merge fields; HTML rendered only for the samples), then handed to
+`PrintFileLetters` (one JSON Lines file + manifest + `--samples` real PDFs per batch). One
+batch is in memory at a time, as in the dispatcher. Each repeat runs in its own process so
+that its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -8,13 +15,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -26,7 +38,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--mode", choices=("pdf", "files", "dispatch"), default="pdf")
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.mode == "files":
+        files_main(args)
+        return
+    if args.mode == "dispatch":
+        dispatch_main(args)
+        return
     from campaigns.definition.catalog import load_campaign
     from campaigns.definition.rendering import build_context, render_message
     from channels.letters import Letter
@@ -89,6 +110,172 @@ def main() -> None:
     }
     print(json.dumps(out))
     dest = ROOT / "bench" / "results" / f"letters-{args.workers}w.json"
+    dest.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def _campaign_letters(start: int, n: int) -> list[Any]:
+    """N grippe-2026 letters as the dispatcher builds them for a data file."""
+    from campaigns.cascade.dispatch import _letter
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.definition.rendering import build_context
+
+    c = load_campaign("grippe-2026")
+    day = date(2026, 12, 3)
+    out = []
+    for i in range(start, start + n):
+        address = [f"MADAME ANNE MARTIN{i}", f"{i % 180 + 1} RUE DES ECOLES", "93000 BOBIGNY"]
+        ctx = build_context(
+            definition=c.definition,
+            person={
+                "civilite": "Mme",
+                "nom": f"MARTIN{i}",
+                "prenom": "Anne",
+                "age": 71,
+                "address_lines": address,
+                "departement": "93",
+            },
+            member={
+                "anchor_date": date(2026, 10, 14),
+                "priority": False,
+                "gaps": [],
+                "echelon": "93",
+                "channels_tried": ["mailbox"],
+            },
+            step_id="letter",
+            attempt=1,
+            today=day,
+        )
+        action = SimpleNamespace(key=f"grippe-2026:{i}:letter:1", definition_version=1)
+        out.append(_letter(c, action, "letter.html.j2", ctx))  # type: ignore[arg-type]
+    return out
+
+
+def files_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One run: build and hand over every batch; the times of each part."""
+    from channels.print_files import PrintFileLetters
+
+    folder = Path(tempfile.mkdtemp())
+    printer = PrintFileLetters(folder, samples=args.samples)
+    build = hand = 0.0
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    for b in range(0, args.letters, args.batch):
+        t = time.perf_counter()
+        batch = _campaign_letters(b, min(args.batch, args.letters - b))
+        build += time.perf_counter() - t
+        t = time.perf_counter()
+        printer.print_batch(f"grippe-2026-2026-12-03-{b // args.batch:04d}", batch)
+        hand += time.perf_counter() - t
+        del batch
+    seconds = time.perf_counter() - t0
+    size = sum(p.stat().st_size for p in (folder / "letters" / "files").glob("*/*.jsonl"))
+    shutil.rmtree(folder)
+    return {
+        "seconds": round(seconds, 1),
+        "build_s": round(build, 1),
+        "hand_over_s": round(hand, 1),
+        "data_mb": round(size / 1e6, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "load_before": load_before,
+    }
+
+
+def files_main(args: argparse.Namespace) -> None:
+    """Median of `--repeat` runs, each in a fresh process."""
+    if args.one:
+        out = files_one(args)
+        out["load_after"] = os.getloadavg()[0]
+        print(json.dumps(out))
+        return
+    runs = []
+    for _ in range(args.repeat):
+        cmd = [sys.executable, __file__, "--one", "--mode", "files"]
+        cmd += ["--letters", str(args.letters), "--batch", str(args.batch)]
+        cmd += ["--samples", str(args.samples)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    seconds = statistics.median(r["seconds"] for r in runs)
+    out = {
+        "mode": "files",
+        "letters": args.letters,
+        "batch": args.batch,
+        "samples_per_batch": args.samples,
+        "runs": runs,
+        "seconds": seconds,
+        "letters_per_s": round(args.letters / seconds),
+        "hand_over_letters_per_s": round(
+            args.letters / statistics.median(r["hand_over_s"] for r in runs)
+        ),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
+    print(json.dumps(out))
+    dest = ROOT / "bench" / "results" / f"letters-files-{args.letters}.json"
+    dest.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def dispatch_main(args: argparse.Namespace) -> None:
+    """The whole letter stage on a fresh SQLite ledger: claim, send-time checks, data files."""
+    from sqlalchemy import text
+
+    from bench.channels.dispatch import DAY, seed
+    from campaigns.cascade.dispatch import Adapters, dispatch
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import make_engine, upgrade
+    from channels.email import FakeEmail
+    from channels.mailbox import FakeMailbox
+    from channels.print_files import PrintFileLetters
+
+    runs = []
+    for _ in range(args.repeat):
+        tmp = Path(tempfile.mkdtemp())
+        engine = make_engine(f"sqlite:///{tmp / 'ledger.db'}")
+        upgrade(engine)
+        campaign = load_campaign("sophia-ald8")
+        seed(engine, campaign, args.letters)
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "UPDATE action SET step = 'letter', channel = 'letter', "
+                    "key = replace(key, ':mailbox:', ':letter:')"
+                )
+            )
+        printer = PrintFileLetters(tmp, samples=args.samples)
+        adapters = Adapters(mailbox=FakeMailbox(), email=FakeEmail(), letters=printer)
+        load_before = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        counts = dispatch(
+            engine=engine,
+            campaign=campaign,
+            channel="letter",
+            adapters=adapters,
+            today=DAY,
+            batch_size=args.batch,
+        )
+        seconds = time.perf_counter() - t0
+        engine.dispose()
+        shutil.rmtree(tmp)
+        runs.append(
+            {
+                "seconds": round(seconds, 1),
+                "sent": counts.get("sent", 0),
+                "load_before": load_before,
+                "load_after": os.getloadavg()[0],
+            }
+        )
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    seconds = statistics.median(r["seconds"] for r in runs)
+    out = {
+        "mode": "dispatch",
+        "letters": args.letters,
+        "batch": args.batch,
+        "runs": runs,
+        "seconds": seconds,
+        "letters_per_s": round(args.letters / seconds),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    print(json.dumps(out))
+    dest = ROOT / "bench" / "results" / f"letters-dispatch-{args.letters}.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
 
 

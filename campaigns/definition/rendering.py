@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,43 @@ def _template_line(err: Exception, name: str) -> str:
             line = str(tb.tb_lineno)
         tb = tb.tb_next
     return line
+
+
+# What a template reads of its context, as dotted paths: the print house's merge fields.
+_MERGE_ROOTS = ("campaign", "presentation", "person", "member", "step", "today")
+
+
+@lru_cache(maxsize=256)
+def merge_fields(env: Environment, name: str) -> tuple[str, ...]:
+    """The context paths a template uses (`person.salutation`, `today`…), sorted, once each."""
+    from jinja2 import nodes
+
+    assert env.loader is not None
+    source = env.loader.get_source(env, name)[0]
+    found: set[str] = set()
+
+    def visit(node: nodes.Node) -> None:
+        chain: list[str] = []
+        inner: nodes.Node = node
+        while isinstance(inner, nodes.Getattr):
+            chain.append(inner.attr)
+            inner = inner.node
+        if isinstance(inner, nodes.Name) and inner.name in _MERGE_ROOTS:
+            found.add(".".join([inner.name, *reversed(chain)]))
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(env.parse(source))
+    return tuple(sorted(found))
+
+
+def merge_values(context: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """Each path's value in the context (dates as ISO text, lists kept as lists)."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        value: Any = context
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[path] = value.isoformat() if isinstance(value, date) else value
+    return out

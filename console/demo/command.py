@@ -38,7 +38,7 @@ from campaigns.measurement.report import EchelonRow, total_row
 from campaigns.settings import Settings
 from channels.mailbox import LocalMailbox
 from console.demo.simulator import Simulator
-from flows.adapters import build_adapters
+from flows.adapters import batch_size_for, build_adapters
 from relance_fs import DIR_MODE, private_dir
 from targeting.synth import write_extract
 
@@ -315,7 +315,12 @@ def _play_day(
     stages.tick_stage(engine=engine, campaign=campaign, day=day)
     for channel in ("mailbox", "email", "letter"):
         stages.dispatch_stage(
-            engine=engine, campaign=campaign, adapters=adapters, day=day, channel=channel
+            engine=engine,
+            campaign=campaign,
+            adapters=adapters,
+            day=day,
+            channel=channel,
+            batch_size=batch_size_for(settings, channel),
         )
     feed = sim.play(day)
     if feed is not None:

@@ -52,6 +52,8 @@ MATRIX: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/campaigns/new"): {"campaign_manager"},
     ("POST", "/campaigns/new"): {"campaign_manager"},
     ("GET", "/campaigns/{cid}"): {"campaign_manager"},
+    ("GET", "/campaigns/{cid}/preview"): {"campaign_manager"},
+    ("GET", "/campaigns/{cid}/preview/{step}.pdf"): {"campaign_manager"},
     ("POST", "/campaigns/{cid}/pause"): {"campaign_manager"},
     ("POST", "/campaigns/{cid}/resume"): {"campaign_manager"},
     ("POST", "/campaigns/{cid}/end"): {"campaign_manager"},

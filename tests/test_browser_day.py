@@ -75,3 +75,20 @@ def test_leads_managers_and_admins_pages(server: str, browser: Any) -> None:  # 
             assert page.locator("main#contenu").is_visible()
             assert "Aller au contenu" in page.inner_text(".fr-skiplinks")
             screen(page, f"{who}-{n:02d}{path.replace('/', '-')}")
+
+
+def test_the_call_screen_fits_a_1366x768_screen(server: str, browser: Any) -> None:  # noqa: F811
+    page = browser.new_context(viewport={"width": 1366, "height": 768}).new_page()
+    page.goto(f"{server}/login")
+    page.fill("#username", "adv")  # adv2 still holds the keyboard day's call
+    page.fill("#password", "correct horse battery")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/calls")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/calls/*")
+    page.screenshot(path=str(SCREENS / "conseiller-fiche-1366x768.png"))
+    boxes = {s: page.locator(s).bounding_box() for s in ("#card", "#script", "#outcome")}
+    assert boxes["#card"]["y"] + boxes["#card"]["height"] <= 768, boxes
+    assert boxes["#script"]["y"] + 100 <= 768, boxes  # the script's first lines are in view
+    save = page.locator("#save-next").bounding_box()
+    assert save["y"] + save["height"] <= 768, save  # the whole outcome panel, without scrolling

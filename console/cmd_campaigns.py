@@ -6,13 +6,12 @@ it under `--by`.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,90 +21,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from campaigns.app import drafts as drafts_uc
-    from campaigns.app import lifecycle as uc
-    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
-    from campaigns.clock import PARIS, paris_today
-    from campaigns.definition.catalog import list_campaigns, load_campaign
-    from campaigns.definition.model import DefinitionError
-    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
-    from campaigns.ledger.db import get_engine, session_scope
-    from campaigns.ledger.models import CampaignDraft
-    from targeting.rule import Care
+    from campaigns.app.scheduler import Scheduler
 
-
-def _core(command: Callable[P, R]) -> Callable[P, R]:
-    """Load the domain core when the command runs: `--help` stays quick without it."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        _load()
-        return command(*args, **kwargs)
-
-    return run
-
-
-def _load() -> None:
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app import drafts as drafts_uc
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app import lifecycle as uc
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.clock import PARIS, paris_today
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.catalog import list_campaigns, load_campaign
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.model import DefinitionError
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.ledger.db import get_engine, session_scope
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.ledger.models import CampaignDraft
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from targeting.rule import Care
-
-    globals().update(
-        drafts_uc=drafts_uc,
-        uc=uc,
-        Scheduler=Scheduler,
-        SchedulingError=SchedulingError,
-        describe_next=describe_next,
-        campaign_runs=campaign_runs,
-        launch_day=launch_day,
-        schedule_campaign=schedule_campaign,
-        PARIS=PARIS,
-        paris_today=paris_today,
-        list_campaigns=list_campaigns,
-        load_campaign=load_campaign,
-        DefinitionError=DefinitionError,
-        UnknownReason=UnknownReason,
-        targeting_reason_label=targeting_reason_label,
-        get_engine=get_engine,
-        session_scope=session_scope,
-        CampaignDraft=CampaignDraft,
-        Care=Care,
-    )
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 app = typer.Typer(
     help="Les campagnes : état, brouillons, vérification, planification, lancement, "
@@ -125,6 +42,13 @@ def _fail(message: str) -> NoReturn:
 @contextmanager
 def _step() -> Iterator[Session]:
     """A session whose refused step ends the command with its reason (exit code 2)."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import drafts as drafts_uc
+    from campaigns.app import lifecycle as uc
+    from campaigns.app.scheduler import SchedulingError
+    from campaigns.definition.model import DefinitionError
+    from campaigns.ledger.db import get_engine, session_scope
+
     try:
         with session_scope(get_engine()) as s:
             yield s
@@ -149,9 +73,11 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 @app.command(name="list")
-@_core
 def list_cmd(by: str = BY_VIEW) -> None:
     """Chaque campagne avec son état, ses dates et sa prochaine étape."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import lifecycle as uc
+
     with _step() as s:
         views = uc.campaign_overviews(session=s, actor=by)
     t = Table("campagne", "état", "début", "fin", "membres", "prochaine étape")
@@ -168,11 +94,13 @@ def list_cmd(by: str = BY_VIEW) -> None:
 
 
 @app.command()
-@_core
 def show(
     campaign: str = typer.Argument(..., help="L'identifiant de la campagne."), by: str = BY_VIEW
 ) -> None:
     """Une campagne : état, dates, effectifs, versions de sa définition, prochaine étape."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import lifecycle as uc
+
     with _step() as s:
         v = uc.campaign_overview(session=s, actor=by, campaign_id=campaign)
     lines = [
@@ -205,13 +133,17 @@ def show(
 
 
 @app.command()
-@_core
 def check(
     campaign: str = typer.Argument(..., help="Un identifiant, ou un dossier (./dossier)."),
     extract: Path | None = typer.Option(None, "--extract", help="Dossier de l'extrait."),
     as_of: str | None = typer.Option(None, "--as-of", help="Date du ciblage (AAAA-MM-JJ)."),
 ) -> None:
     """Vérifier une définition (fichier, ligne, chemin YAML) ; avec un extrait, l'audience."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.definition.model import DefinitionError
+    from targeting.rule import Care
+
     if (extract is None) != (as_of is None):
         _fail("--extract et --as-of vont ensemble : donnez les deux, ou aucun")
     day: date | None = None
@@ -250,6 +182,9 @@ def check(
 
 def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) -> None:
     """The dry run's counts: eligible per échelon, and the reasons of the others."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
+
     eligible = Counter(str(r.get("echelon")) for r in rows if r.get("eligible"))
     reasons: Counter[str] = Counter()
     for r in rows:
@@ -272,9 +207,11 @@ def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) 
 
 
 @app.command()
-@_core
 def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import lifecycle as uc
+
     with _step() as s:
         uc.pause_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(
@@ -284,22 +221,27 @@ def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
-@_core
 def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import lifecycle as uc
+
     with _step() as s:
         uc.resume_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(f"{campaign} reprise par {by}", markup=False)
 
 
 @app.command()
-@_core
 def end(
     campaign: str = typer.Argument(...),
     by: str = BY_ACT,
     yes: bool = typer.Option(False, "--yes", help="Confirmer la fin (irréversible)."),
 ) -> None:
     """Terminer une campagne : ce qui attend est annulé (campagne terminée), les membres sortent."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import lifecycle as uc
+    from campaigns.clock import paris_today
+
     if not yes:
         _fail(f"terminer {campaign} est irréversible : ajoutez --yes pour confirmer")
     with _step() as s:
@@ -319,13 +261,18 @@ def end(
 
 
 @app.command()
-@_core
 def schedule(
     campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
     every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
     by: str = BY_ACT,
 ) -> None:
     """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
+
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app.scheduler import SchedulingError, describe_next
+    from campaigns.app.scheduling import schedule_campaign
+    from campaigns.definition.catalog import list_campaigns, load_campaign
+    from campaigns.definition.model import DefinitionError
 
     if every == (campaign is not None):
         _fail("donnez une campagne, ou --all, pas les deux")
@@ -355,9 +302,12 @@ def schedule(
 
 
 @app.command()
-@_core
 def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
+
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app.scheduler import describe_next
+    from campaigns.app.scheduling import launch_day
 
     with _step() as s:
         done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -371,12 +321,15 @@ def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
-@_core
 def runs(
     campaign: str = typer.Argument(...),
     limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
 ) -> None:
     """Les exécutions de la campagne : état, début, durée, erreurs."""
+
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app.scheduling import campaign_runs
+    from campaigns.clock import PARIS
 
     with _step() as s:
         seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
@@ -392,7 +345,6 @@ def runs(
 
 
 @app.command()
-@_core
 def draft(
     campaign: str = typer.Argument(..., help="L'identifiant du brouillon."),
     by: str = BY_ACT,
@@ -401,6 +353,10 @@ def draft(
     ready: bool = typer.Option(False, "--ready", help="Marquer le brouillon prêt s'il est valide."),
 ) -> None:
     """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
+    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
+    from campaigns.app import drafts as drafts_uc
+    from campaigns.ledger.models import CampaignDraft
+
     with _step() as s:
         existing = s.get(CampaignDraft, campaign)
         if existing is None:

@@ -42,12 +42,11 @@ def _fail(message: str) -> NoReturn:
 @contextmanager
 def _step() -> Iterator[Session]:
     """A session whose refused step ends the command with its reason (exit code 2)."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import drafts as drafts_uc
-    from campaigns.app import lifecycle as uc
-    from campaigns.app.scheduler import SchedulingError
-    from campaigns.definition.model import DefinitionError
-    from campaigns.ledger.db import get_engine, session_scope
+    from campaigns.app import drafts as drafts_uc  # heavy: domain core
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+    from campaigns.app.scheduler import SchedulingError  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
+    from campaigns.ledger.db import get_engine, session_scope  # heavy: domain core
 
     try:
         with session_scope(get_engine()) as s:
@@ -75,8 +74,7 @@ def _counts(counts: dict[str, int]) -> str:
 @app.command(name="list")
 def list_cmd(by: str = BY_VIEW) -> None:
     """Chaque campagne avec son état, ses dates et sa prochaine étape."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import lifecycle as uc
+    from campaigns.app import lifecycle as uc  # heavy: domain core
 
     with _step() as s:
         views = uc.campaign_overviews(session=s, actor=by)
@@ -98,8 +96,7 @@ def show(
     campaign: str = typer.Argument(..., help="L'identifiant de la campagne."), by: str = BY_VIEW
 ) -> None:
     """Une campagne : état, dates, effectifs, versions de sa définition, prochaine étape."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import lifecycle as uc
+    from campaigns.app import lifecycle as uc  # heavy: domain core
 
     with _step() as s:
         v = uc.campaign_overview(session=s, actor=by, campaign_id=campaign)
@@ -139,10 +136,9 @@ def check(
     as_of: str | None = typer.Option(None, "--as-of", help="Date du ciblage (AAAA-MM-JJ)."),
 ) -> None:
     """Vérifier une définition (fichier, ligne, chemin YAML) ; avec un extrait, l'audience."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.definition.catalog import load_campaign
-    from campaigns.definition.model import DefinitionError
-    from targeting.rule import Care
+    from campaigns.definition.catalog import load_campaign  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
+    from targeting.rule import Care  # heavy: domain core
 
     if (extract is None) != (as_of is None):
         _fail("--extract et --as-of vont ensemble : donnez les deux, ou aucun")
@@ -161,10 +157,10 @@ def check(
     if extract is None or day is None:
         return
     # heavy optional dependency: DuckDB and pyarrow load only when the audience is counted.
-    from targeting.engine import run_targeting, table_specs, tables_needed
+    from targeting.engine import run_targeting, table_specs, tables_needed  # heavy: domain core
 
     # heavy optional dependency: as above.
-    from targeting.extract import ExtractError, check_extract
+    from targeting.extract import ExtractError, check_extract  # heavy: domain core
 
     try:
         problems = check_extract(
@@ -182,8 +178,10 @@ def check(
 
 def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) -> None:
     """The dry run's counts: eligible per échelon, and the reasons of the others."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.definition.reasons import UnknownReason, targeting_reason_label
+    from campaigns.definition.reasons import (  # heavy: domain core
+        UnknownReason,
+        targeting_reason_label,
+    )
 
     eligible = Counter(str(r.get("echelon")) for r in rows if r.get("eligible"))
     reasons: Counter[str] = Counter()
@@ -209,8 +207,7 @@ def _audience(rows: list[dict[str, object]], day: date, labels: dict[str, str]) 
 @app.command()
 def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import lifecycle as uc
+    from campaigns.app import lifecycle as uc  # heavy: domain core
 
     with _step() as s:
         uc.pause_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -223,8 +220,7 @@ def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 @app.command()
 def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import lifecycle as uc
+    from campaigns.app import lifecycle as uc  # heavy: domain core
 
     with _step() as s:
         uc.resume_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -238,9 +234,8 @@ def end(
     yes: bool = typer.Option(False, "--yes", help="Confirmer la fin (irréversible)."),
 ) -> None:
     """Terminer une campagne : ce qui attend est annulé (campagne terminée), les membres sortent."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import lifecycle as uc
-    from campaigns.clock import paris_today
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+    from campaigns.clock import paris_today  # heavy: domain core
 
     if not yes:
         _fail(f"terminer {campaign} est irréversible : ajoutez --yes pour confirmer")
@@ -268,11 +263,10 @@ def schedule(
 ) -> None:
     """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
 
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app.scheduler import SchedulingError, describe_next
-    from campaigns.app.scheduling import schedule_campaign
-    from campaigns.definition.catalog import list_campaigns, load_campaign
-    from campaigns.definition.model import DefinitionError
+    from campaigns.app.scheduler import SchedulingError, describe_next  # heavy: domain core
+    from campaigns.app.scheduling import schedule_campaign  # heavy: domain core
+    from campaigns.definition.catalog import list_campaigns, load_campaign  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
 
     if every == (campaign is not None):
         _fail("donnez une campagne, ou --all, pas les deux")
@@ -305,9 +299,8 @@ def schedule(
 def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
 
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app.scheduler import describe_next
-    from campaigns.app.scheduling import launch_day
+    from campaigns.app.scheduler import describe_next  # heavy: domain core
+    from campaigns.app.scheduling import launch_day  # heavy: domain core
 
     with _step() as s:
         done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -327,9 +320,8 @@ def runs(
 ) -> None:
     """Les exécutions de la campagne : état, début, durée, erreurs."""
 
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app.scheduling import campaign_runs
-    from campaigns.clock import PARIS
+    from campaigns.app.scheduling import campaign_runs  # heavy: domain core
+    from campaigns.clock import PARIS  # heavy: domain core
 
     with _step() as s:
         seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
@@ -353,9 +345,8 @@ def draft(
     ready: bool = typer.Option(False, "--ready", help="Marquer le brouillon prêt s'il est valide."),
 ) -> None:
     """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
-    # heavy optional dependency: the domain core and SQLAlchemy, loaded when the command runs.
-    from campaigns.app import drafts as drafts_uc
-    from campaigns.ledger.models import CampaignDraft
+    from campaigns.app import drafts as drafts_uc  # heavy: domain core
+    from campaigns.ledger.models import CampaignDraft  # heavy: domain core
 
     with _step() as s:
         existing = s.get(CampaignDraft, campaign)

@@ -19,8 +19,6 @@ from typing import Any
 
 import typer
 import typer.main
-from rich.console import Console
-from rich.markup import escape
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
@@ -148,6 +146,10 @@ class _LazyGroup(TyperGroup):
 
 
 def _fail(message: str) -> None:
+    # rich's console costs ~90 ms to import: only on this error path, not at every start
+    from rich.console import Console
+    from rich.markup import escape
+
     Console(stderr=True).print(
         f"[red]erreur :[/red] {escape(message)}", highlight=False, soft_wrap=True
     )

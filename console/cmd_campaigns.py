@@ -6,12 +6,11 @@ it under `--by`.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,79 +20,9 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from campaigns.app import drafts as drafts_uc
-    from campaigns.app import lifecycle as uc
-    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
-    from campaigns.clock import PARIS, paris_today
-    from campaigns.definition.catalog import list_campaigns, load_campaign
-    from campaigns.definition.model import DefinitionError
-    from campaigns.ledger.db import get_engine, session_scope
-    from campaigns.ledger.models import CampaignDraft
+    from campaigns.app.scheduler import Scheduler
+    from campaigns.definition.model import CampaignDefinition
 
-
-def _core(command: Callable[P, R]) -> Callable[P, R]:
-    """Load the domain core when the command runs: `--help` stays quick without it."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        _load()
-        return command(*args, **kwargs)
-
-    return run
-
-
-def _load() -> None:
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app import drafts as drafts_uc
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app import lifecycle as uc
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app.scheduler import Scheduler, SchedulingError, describe_next
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.app.scheduling import campaign_runs, launch_day, schedule_campaign
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.clock import PARIS, paris_today
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.catalog import list_campaigns, load_campaign
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.definition.model import DefinitionError
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.ledger.db import get_engine, session_scope
-
-    # heavy optional dependency: the domain core and SQLAlchemy, only when a command runs.
-    from campaigns.ledger.models import CampaignDraft
-
-
-    globals().update(
-        drafts_uc=drafts_uc,
-        uc=uc,
-        Scheduler=Scheduler,
-        SchedulingError=SchedulingError,
-        describe_next=describe_next,
-        campaign_runs=campaign_runs,
-        launch_day=launch_day,
-        schedule_campaign=schedule_campaign,
-        PARIS=PARIS,
-        paris_today=paris_today,
-        list_campaigns=list_campaigns,
-        load_campaign=load_campaign,
-        DefinitionError=DefinitionError,
-        get_engine=get_engine,
-        session_scope=session_scope,
-        CampaignDraft=CampaignDraft,
-    )
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 app = typer.Typer(
     help="Les campagnes : état, brouillons, vérification, planification, lancement, "
@@ -113,6 +42,12 @@ def _fail(message: str) -> NoReturn:
 @contextmanager
 def _step() -> Iterator[Session]:
     """A session whose refused step ends the command with its reason (exit code 2)."""
+    from campaigns.app import drafts as drafts_uc  # heavy: domain core
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+    from campaigns.app.scheduler import SchedulingError  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
+    from campaigns.ledger.db import get_engine, session_scope  # heavy: domain core
+
     try:
         with session_scope(get_engine()) as s:
             yield s
@@ -137,9 +72,10 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 @app.command(name="list")
-@_core
 def list_cmd(by: str = BY_VIEW) -> None:
     """Chaque campagne avec son état, ses dates et sa prochaine étape."""
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+
     with _step() as s:
         views = uc.campaign_overviews(session=s, actor=by)
     t = Table("campagne", "état", "début", "fin", "membres", "prochaine étape")
@@ -156,11 +92,12 @@ def list_cmd(by: str = BY_VIEW) -> None:
 
 
 @app.command()
-@_core
 def show(
     campaign: str = typer.Argument(..., help="L'identifiant de la campagne."), by: str = BY_VIEW
 ) -> None:
     """Une campagne : état, dates, effectifs, versions de sa définition, prochaine étape."""
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+
     with _step() as s:
         v = uc.campaign_overview(session=s, actor=by, campaign_id=campaign)
     lines = [
@@ -193,13 +130,15 @@ def show(
 
 
 @app.command()
-@_core
 def check(
     campaign: str = typer.Argument(..., help="Un identifiant, ou un dossier (./dossier)."),
     extract: Path | None = typer.Option(None, "--extract", help="Dossier de l'extrait."),
     as_of: str | None = typer.Option(None, "--as-of", help="Date du ciblage (AAAA-MM-JJ)."),
 ) -> None:
     """Vérifier une définition (fichier, ligne, chemin YAML) ; avec un extrait, l'audience."""
+    from campaigns.definition.catalog import load_campaign  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
+
     if (extract is None) != (as_of is None):
         _fail("--extract et --as-of vont ensemble : donnez les deux, ou aucun")
     day: date | None = None
@@ -217,10 +156,10 @@ def check(
     if extract is None or day is None:
         return
     # heavy optional dependency: DuckDB and pyarrow load only when the audience is counted.
-    from targeting.engine import run_targeting, table_specs, tables_needed
+    from targeting.engine import run_targeting, table_specs, tables_needed  # heavy: domain core
 
     # heavy optional dependency: as above.
-    from targeting.extract import ExtractError, check_extract
+    from targeting.extract import ExtractError, check_extract  # heavy: domain core
 
     try:
         problems = check_extract(
@@ -232,15 +171,15 @@ def check(
         table = run_targeting(rule=d.targeting, extract=extract, as_of=day, include_ineligible=True)
     except (ExtractError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
-    # heavy optional dependency: the preview's counting, only when the audience is counted.
-    from campaigns.app.preview import audience_counts
+    _audience(table.select(["eligible", "priority", "echelon", "reasons"]).to_pylist(), day, d)
 
-    rows = table.select(["eligible", "priority", "echelon", "reasons"]).to_pylist()
-    a = audience_counts(rows, day, d)
-    out.print(
-        f"audience au {_d(day)} : {a.eligible} éligible(s) sur {a.insured}",
-        markup=False,
-    )
+
+def _audience(rows: list[dict[str, object]], day: date, definition: CampaignDefinition) -> None:
+    """The dry run's counts (the preview's): eligible per échelon, the reasons of the others."""
+    from campaigns.app.preview import audience_counts  # heavy: domain core
+
+    a = audience_counts(rows, day, definition)
+    out.print(f"audience au {_d(day)} : {a.eligible} éligible(s) sur {a.insured}", markup=False)
     for row in a.per_echelon:
         out.print(f"  échelon {row.echelon} : {row.eligible}", markup=False)
     for r in a.reasons:
@@ -248,9 +187,10 @@ def check(
 
 
 @app.command()
-@_core
 def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Mettre une campagne en pause : plus aucune action nouvelle, rien de perdu."""
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+
     with _step() as s:
         uc.pause_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(
@@ -260,22 +200,25 @@ def pause(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
-@_core
 def resume(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Reprendre une campagne en pause : le prochain passage reprend où elle s'était arrêtée."""
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+
     with _step() as s:
         uc.resume_campaign(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
     out.print(f"{campaign} reprise par {by}", markup=False)
 
 
 @app.command()
-@_core
 def end(
     campaign: str = typer.Argument(...),
     by: str = BY_ACT,
     yes: bool = typer.Option(False, "--yes", help="Confirmer la fin (irréversible)."),
 ) -> None:
     """Terminer une campagne : ce qui attend est annulé (campagne terminée), les membres sortent."""
+    from campaigns.app import lifecycle as uc  # heavy: domain core
+    from campaigns.clock import paris_today  # heavy: domain core
+
     if not yes:
         _fail(f"terminer {campaign} est irréversible : ajoutez --yes pour confirmer")
     with _step() as s:
@@ -295,13 +238,17 @@ def end(
 
 
 @app.command()
-@_core
 def schedule(
     campaign: str = typer.Argument(None, help="La campagne (absente avec --all)."),
     every: bool = typer.Option(False, "--all", help="Toutes les campagnes prêtes ou en cours."),
     by: str = BY_ACT,
 ) -> None:
     """Créer ou mettre à jour les déploiements Prefect de la campagne (heures de Paris)."""
+
+    from campaigns.app.scheduler import SchedulingError, describe_next  # heavy: domain core
+    from campaigns.app.scheduling import schedule_campaign  # heavy: domain core
+    from campaigns.definition.catalog import list_campaigns, load_campaign  # heavy: domain core
+    from campaigns.definition.model import DefinitionError  # heavy: domain core
 
     if every == (campaign is not None):
         _fail("donnez une campagne, ou --all, pas les deux")
@@ -331,9 +278,11 @@ def schedule(
 
 
 @app.command()
-@_core
 def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
     """Lancer la journée de la campagne tout de suite (une exécution Prefect)."""
+
+    from campaigns.app.scheduler import describe_next  # heavy: domain core
+    from campaigns.app.scheduling import launch_day  # heavy: domain core
 
     with _step() as s:
         done = launch_day(session=s, actor=by, campaign_id=campaign, scheduler=_scheduler())
@@ -347,12 +296,14 @@ def launch(campaign: str = typer.Argument(...), by: str = BY_ACT) -> None:
 
 
 @app.command()
-@_core
 def runs(
     campaign: str = typer.Argument(...),
     limit: int = typer.Option(20, "--limit", help="Combien d'exécutions, les plus récentes."),
 ) -> None:
     """Les exécutions de la campagne : état, début, durée, erreurs."""
+
+    from campaigns.app.scheduling import campaign_runs  # heavy: domain core
+    from campaigns.clock import PARIS  # heavy: domain core
 
     with _step() as s:
         seen = campaign_runs(session=s, campaign_id=campaign, scheduler=_scheduler(), limit=limit)
@@ -368,7 +319,6 @@ def runs(
 
 
 @app.command()
-@_core
 def draft(
     campaign: str = typer.Argument(..., help="L'identifiant du brouillon."),
     by: str = BY_ACT,
@@ -377,6 +327,9 @@ def draft(
     ready: bool = typer.Option(False, "--ready", help="Marquer le brouillon prêt s'il est valide."),
 ) -> None:
     """Créer un brouillon (copie ou squelette), le vérifier, le marquer prêt (--ready)."""
+    from campaigns.app import drafts as drafts_uc  # heavy: domain core
+    from campaigns.ledger.models import CampaignDraft  # heavy: domain core
+
     with _step() as s:
         existing = s.get(CampaignDraft, campaign)
         if existing is None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from console.cli import COMMANDS, app
 
-HEAVY = ("prefect", "fastapi", "twilio", "sendgrid", "duckdb", "pandas")
+HEAVY = ("prefect", "fastapi", "sqlalchemy", "twilio", "sendgrid", "duckdb", "pandas")
 
 
 def loaded_after(code: str) -> dict[str, list[str]]:
@@ -53,6 +53,27 @@ def test_a_command_help_loads_only_its_module(name: str) -> None:
     assert seen["heavy"] == []
     module = dict((n, m) for n, m, _ in COMMANDS)[name]
     assert set(seen["commands"]) <= {module}
+
+
+def test_every_help_page_in_one_interpreter_loads_no_heavy_dependency() -> None:
+    """`relance X --help` and `relance X Y --help` for every command and subcommand, one after
+    the other in one interpreter: none of them pulls a heavy dependency in."""
+    seen = loaded_after(
+        "import typer.main\n"
+        "from typer.testing import CliRunner\n"
+        "from console.cli import COMMANDS, app\n"
+        "runner, failed = CliRunner(), []\n"
+        "for name, _, _ in COMMANDS:\n"
+        "    r = runner.invoke(app, [name, '--help'])\n"
+        "    failed += [] if r.exit_code == 0 else [name]\n"
+        "    cmd = typer.main.get_command(app).commands[name]\n"
+        "    for sub in getattr(cmd, 'commands', {}):\n"
+        "        r = runner.invoke(app, [name, sub, '--help'])\n"
+        "        failed += [] if r.exit_code == 0 else [f'{name} {sub}']\n"
+        "assert not failed, failed"
+    )
+    assert seen["heavy"] == []
+    assert seen["commands"] == sorted({module for _, module, _ in COMMANDS})
 
 
 def test_the_probe_can_see_a_heavy_import() -> None:

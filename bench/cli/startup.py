@@ -1,7 +1,7 @@
 """How long `relance` takes to start: `relance --help` and each `relance X --help`, before and
 after the lazy command loading (issue 16).
 
-    uv run python bench/cli/startup.py [--before integ15] [--repeat 5] [--settings pyc,source]
+    uv run python bench/cli/startup.py [--before main] [--repeat 5] [--settings pyc,source]
                                           [--codes before,after]
 
 The code "before" is the named git ref, unpacked with `git archive` into a scratch folder and
@@ -122,7 +122,7 @@ def import_profile(tree: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default="integ15", help="git ref of the code before")
+    ap.add_argument("--before", default="main", help="git ref of the code before")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--settings", default="pyc,source")
     ap.add_argument("--codes", default="before,after", help="before, after or both")
@@ -148,10 +148,8 @@ def main() -> int:
         if "before" in codes:
             unpack(args.before, trees["before"])
         trees = {code: tree for code, tree in trees.items() if code in codes}
-        lines = {
-            "before": [["--help"], ["target", "--help"]],
-            "after": [["--help"], *[[name, "--help"] for name, _, _ in COMMANDS]],
-        }
+        # the same lines for both codes, interleaved, so that load on the shared machine hits both
+        lines = [["--help"], *[[name, "--help"] for name, _, _ in COMMANDS]]
         for code, tree in trees.items():
             results[f"imports_{code}"] = import_profile(tree)
             print(code, results[f"imports_{code}"], flush=True)
@@ -159,8 +157,8 @@ def main() -> int:
             if setting == "source":
                 for tree in trees.values():
                     clear_cache(tree)
-            for code, tree in trees.items():
-                for line in lines[code]:
+            for line in lines:
+                for code, tree in trees.items():
                     row = {"code": code, **measure(tree, line, setting, args.repeat)}
                     results["runs"].append(row)
                     print(

@@ -52,9 +52,10 @@ def test_mailbox_dispatcher_killed_five_times_deposits_each_message_once(
     mailbox_upstream: str, tmp_path: Path
 ) -> None:
     # Batch deposits (12 messages a request, 4 in flight) finish 2,000 messages in ~2 s: a
-    # provider slowed to 40 requests/s keeps the run long enough for the kills to land in it.
+    # provider slowed to 20 requests/s keeps the run long enough for the kills to land in it
+    # (at 40/s, under a loaded CI, only 2 of the 5 did).
     r = run_crash_campaign(
-        2000, 5, f"sqlite:///{tmp_path / 'l.db'}", upstream=mailbox_upstream, per_second=40
+        2000, 5, f"sqlite:///{tmp_path / 'l.db'}", upstream=mailbox_upstream, per_second=20
     )
     print(r)
     assert r["problems"] == []

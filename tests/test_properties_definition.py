@@ -145,4 +145,4 @@ def test_an_undefined_variable_names_template_and_line(name: str, data: st.DataO
         (folder / "templates" / name).write_text("\n".join(lines) + "\n")
         message = load_error(folder)
         assert f"{name}:{i + 1}:" in message, message
-        assert repr(var.split(".")[-1]) in message, message
+        assert f"« {var.split('.')[-1]} »" in message, message  # Jinja's words, in French

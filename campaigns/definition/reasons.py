@@ -89,6 +89,7 @@ class Reason(StrEnum):
     PERMANENT = "permanent"
     NO_ACCOUNT = "no_account"
     BAD_ANSWER = "bad_answer"
+    NO_ANSWER = "no_answer"
     UNAUTHORIZED = "unauthorized"
     READ_STATUS = "read_status"
     INVALID_ADDRESS = "invalid_address"
@@ -172,6 +173,7 @@ LABELS: dict[Reason, str] = {
     Reason.PERMANENT: "échec définitif chez le fournisseur",
     Reason.NO_ACCOUNT: "aucun compte ameli pour ce destinataire",
     Reason.BAD_ANSWER: "réponse incompréhensible du fournisseur",
+    Reason.NO_ANSWER: "aucun résultat du fournisseur pour ce message (renvoyé plus tard)",
     Reason.UNAUTHORIZED: "accès refusé par le fournisseur",
     Reason.READ_STATUS: "statut de lecture illisible",
     Reason.INVALID_ADDRESS: "adresse postale invalide",

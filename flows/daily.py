@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Failed
 
 from campaigns.app import stages
+from campaigns.app.run_labels import stage_label
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import get_engine
@@ -41,16 +42,13 @@ DISPATCHED = ("mailbox", "email", "letter")
 # The deployment (prefect.yaml) whose runs the workers share for a partitioned tick.
 PARTITION_DEPLOYMENT = "cascade-tick-partition/cascade-tick-partition"
 
+# The day's stages in their order, in the words the runs page uses too.
 STAGE_LABELS = {
-    "preflight": "vérifications",
-    "enrolments": "adhésions",
-    "goals": "objectifs constatés",
-    "targeting": "ciblage",
-    "validation": "validation de la liste",
-    "tick": "planification",
-    "dispatch": "envoi",
-    "report": "rapport",
-}
+    stage: stage_label(stage)
+    for stage in (
+        "preflight", "enrolments", "goals", "targeting", "validation", "tick", "dispatch", "report"
+    )
+}  # fmt: skip
 
 
 def _extract_dir(extract_dir: str | None) -> Path:

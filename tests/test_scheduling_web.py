@@ -105,7 +105,18 @@ def test_a_manager_schedules_launches_and_pauses_from_the_console(
     assert pause.detail["schedules_changed"] == 4
 
 
-def test_a_failed_run_of_the_day_shows_on_the_campaign_page(client_for: Any) -> None:
+def test_a_failed_run_of_the_day_shows_on_the_campaign_page(
+    client_for: Any, engine: Engine
+) -> None:
+    from campaigns.ledger.models import StageRun
+
+    with session_scope(engine) as s:  # what the day's tick wrote, shown in words
+        s.add(
+            StageRun(
+                campaign_id="sophia-ald8", stage="tick", day=DAY, started_at=NOW,
+                finished_at=NOW, counts={"queued_call": 3, "actions_written": 3},
+            )
+        )  # fmt: skip
     sched = MemoryScheduler()
     sched.history = [
         RunInfo(
@@ -124,6 +135,7 @@ def test_a_failed_run_of_the_day_shows_on_the_campaign_page(client_for: Any) -> 
     assert "Exécution en échec ce jour" in page and "ciblage" in page
     runs = c.get("/campaigns/sophia-ald8/runs").text
     assert "en échec" in runs and "terminée" in runs and "120 s" in runs
+    assert "planification : mis en file : appel téléphonique 3, actions planifiées 3" in runs
     assert "http://prefect.local/runs/flow-run/0123456789" in runs
     sup = client_for("sup", sched)
     assert sup.get("/campaigns/sophia-ald8/runs").status_code == 200

@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from campaigns.app.run_labels import count_label, stage_label
 from campaigns.app.scheduler import Scheduler
 from campaigns.calls.card import PAUSED_CALL, claimed_call, released_by_pause
 from campaigns.clock import PARIS
@@ -65,6 +66,8 @@ TEMPLATES.env.filters["outcome"] = lambda code: OUTCOME_LABELS.get(code, code) i
 TEMPLATES.env.filters["role"] = lambda v: ROLE_LABELS.get(v, v)
 TEMPLATES.env.filters["action_state"] = lambda v: ACTION_STATE_LABELS.get(v, v)
 TEMPLATES.env.filters["channel"] = lambda v: CHANNEL_LABELS.get(v, v)
+TEMPLATES.env.filters["stage_label"] = stage_label
+TEMPLATES.env.filters["count_label"] = count_label
 # `{{ n|fr_int }}`: a count in French (12 345, narrow no-break space between thousands).
 TEMPLATES.env.filters["fr_int"] = lambda n: f"{int(n):,}".replace(",", "\u202f")
 TEMPLATES.env.filters["paris"] = lambda t, fmt="%H:%M:%S": t.astimezone(PARIS).strftime(fmt)

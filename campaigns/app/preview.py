@@ -23,13 +23,13 @@ from sqlmodel import Session, col, select
 from campaigns.app.drafts import DRAFT, draft_files
 from campaigns.clock import PARIS, utcnow
 from campaigns.definition.catalog import Campaign, campaign_by_id, load_campaign
-from campaigns.definition.files import check_files
+from campaigns.definition.files import check_files, write_files
 from campaigns.definition.model import CampaignDefinition, DefinitionError, Step
 from campaigns.definition.reasons import UnknownReason, explain, targeting_reason_label
 from campaigns.definition.rendering import (
     CHANNEL_LABELS,
     render_message,
-    sample_context,
+    sample_variant,
 )
 from campaigns.ledger.audit import record
 from campaigns.ledger.models import CampaignDraft, Person
@@ -208,10 +208,7 @@ def timeline(definition: CampaignDefinition) -> list[TimelineStep]:
 
 
 def _render(campaign: Campaign, step: Step, variant: str, priority: bool) -> Rendered:
-    ctx = sample_context(campaign.definition, step.id)
-    ctx["member"]["priority"] = priority
-    if not priority:
-        ctx["member"]["gaps"], ctx["member"]["gap_texts"] = [], []
+    ctx = sample_variant(campaign.definition, step.id, priority=priority)
     try:
         subject, body = render_message(campaign.env, step.template, ctx)
     except Exception as e:  # a broken template is shown as such, the rest of the page stays
@@ -233,9 +230,7 @@ def _opened(session: Session, campaign_id: str) -> Iterator[tuple[Campaign, str]
             )
         with tempfile.TemporaryDirectory(prefix="relance-preview-") as tmp:
             folder = Path(tmp) / campaign_id
-            (folder / "templates").mkdir(parents=True)
-            for name, text in files.items():
-                (folder / name).write_text(text, encoding="utf-8")
+            write_files(folder, files)
             words = "brouillon" if draft.state == DRAFT else "prête (version 1)"
             yield load_campaign(folder), words
         return
@@ -244,15 +239,6 @@ def _opened(session: Session, campaign_id: str) -> Iterator[tuple[Campaign, str]
     except DefinitionError as e:
         raise PreviewError(f"{campaign_id} : campagne inconnue ({e})") from None
     yield campaign, "version en vigueur"
-
-
-def _known_people(session: Session, keys: list[tuple[str, int]]) -> list[Person]:
-    people: list[Person] = []
-    for i in range(0, len(keys), FACTS_CHUNK):
-        chunk = keys[i : i + FACTS_CHUNK]
-        key = tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem))
-        people += session.exec(select(Person).where(key.in_(chunk))).all()
-    return people
 
 
 def policy_deferrals(
@@ -271,9 +257,9 @@ def policy_deferrals(
     moment = datetime.combine(day, time(10, 0), tzinfo=PARIS)
     counts: Counter[str] = Counter()
     known = 0
-    people = _known_people(session, keys)
-    for i in range(0, len(people), FACTS_CHUNK):
-        batch = people[i : i + FACTS_CHUNK]
+    person_key = tuple_(col(Person.ben_nir_psa), col(Person.ben_rng_gem))
+    for i in range(0, len(keys), FACTS_CHUNK):
+        batch = session.exec(select(Person).where(person_key.in_(keys[i : i + FACTS_CHUNK]))).all()
         facts = load_facts(session, batch, today=day, pressure=pressure)
         for p in batch:
             known += 1

@@ -72,7 +72,8 @@ class Checked:
         return self.definition is not None and not self.problems
 
 
-def _write(folder: Path, files: dict[str, str]) -> None:
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    """A campaign's files (campaign.yaml, templates/…) written under `folder`."""
     (folder / "templates").mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
@@ -92,7 +93,7 @@ def check_files(files: dict[str, str], *, campaign_id: str) -> Checked:
         return Checked(definition=None, problems=[f"{YAML}: fichier manquant"])
     with tempfile.TemporaryDirectory(prefix="relance-check-") as tmp:
         folder = Path(tmp)
-        _write(folder, files)
+        write_files(folder, files)
         definition: CampaignDefinition | None = None
         try:
             definition = parse_definition(folder / YAML)
@@ -137,7 +138,7 @@ def materialise(
     if final.exists():
         raise DefinitionError(f"{final}: cette version est déjà écrite")
     tmp = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=home))
-    _write(tmp, files)
+    write_files(tmp, files)
     (tmp / EFFECTIVE).write_text(effective_on.isoformat(), encoding="utf-8")
     os.replace(tmp, final)  # atomic: the catalogue never sees half a version
     return final

@@ -159,6 +159,17 @@ def sample_context(definition: CampaignDefinition, step_id: str) -> dict[str, An
     )
 
 
+def sample_variant(
+    definition: CampaignDefinition, step_id: str, *, priority: bool
+) -> dict[str, Any]:
+    """The sample context as a priority person (with the rule's gaps) or not (without any)."""
+    ctx = sample_context(definition, step_id)
+    ctx["member"]["priority"] = priority
+    if not priority:
+        ctx["member"]["gaps"], ctx["member"]["gap_texts"] = [], []
+    return ctx
+
+
 def _step_templates(definition: CampaignDefinition) -> list[tuple[str, str]]:
     out = []
     for s in definition.cascade:
@@ -201,10 +212,7 @@ def _render_problem(
     if not path.is_file():
         return f"{path}: modèle de l'étape {step_id!r} introuvable"
     for priority in (True, False):
-        ctx = sample_context(definition, step_id)
-        ctx["member"]["priority"] = priority
-        ctx["member"]["gaps"] = ctx["member"]["gaps"] if priority else []
-        ctx["member"]["gap_texts"] = ctx["member"]["gap_texts"] if priority else []
+        ctx = sample_variant(definition, step_id, priority=priority)
         try:
             render_message(env, name, ctx)
         except TemplateSyntaxError as e:

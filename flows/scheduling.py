@@ -208,8 +208,7 @@ class PrefectScheduler:
     def _next_by_deployment(self, campaign_id: str) -> dict[str, datetime]:
         out: dict[str, datetime] = {}
         for name, r in self._flow_runs(campaign_id, scheduled=True, limit=200):
-            # From its schedules: a day launched by hand is not the next one.
-            if r.auto_scheduled and r.expected_start_time is not None and name not in out:
+            if _from_schedules(r) and name not in out:
                 out[name] = r.expected_start_time
         return out
 
@@ -218,9 +217,8 @@ class PrefectScheduler:
         out: dict[str, datetime] = {}
         with _client(self.api_url) as client:
             for cid in campaign_ids:
-                # From its schedules: a day launched by hand (scheduled now) is not the next one.
                 runs = self._read_runs(client, cid, scheduled=True, limit=10)
-                nxt = [r for r in runs if r.auto_scheduled and r.expected_start_time is not None]
+                nxt = [r for r in runs if _from_schedules(r)]
                 if nxt:
                     out[cid] = nxt[0].expected_start_time
         return out
@@ -228,6 +226,11 @@ class PrefectScheduler:
     def run_url(self, run_id: str) -> str | None:
         """The run's page in the Prefect UI."""
         return f"{self.ui_url}/runs/flow-run/{run_id}"
+
+
+def _from_schedules(run: Any) -> bool:
+    """A run the schedules created: a day launched by hand (scheduled now) is not the next one."""
+    return bool(run.auto_scheduled) and run.expected_start_time is not None
 
 
 def _schedule_runs(client: Any, deployment_id: Any) -> None:

@@ -40,23 +40,24 @@ def test_hand_built_edge_cases_match_duckdb(spark: Any, tmp_path: Path, fmt: str
     assert sp.to_pylist() == duck.to_pylist()
 
 
-def test_synthetic_extract_matches_duckdb(spark: Any, tmp_path: Path) -> None:
+def assert_synthetic_extract_matches_duckdb(
+    spark: Any, folder: Path, *, people: int, seed: int
+) -> None:
+    """Spark and DuckDB give the same table on a synthetic extract, eligible only and everyone."""
     from targeting.spark import run_targeting_spark
 
-    write_extract(out=tmp_path / "x", people=8_000, seed=11, as_of=D)
+    write_extract(out=folder, people=people, seed=seed, as_of=D)
     for everyone in (False, True):
-        duck = run_targeting(
-            rule=RULE, extract=tmp_path / "x", as_of=D, include_ineligible=everyone
-        )
+        duck = run_targeting(rule=RULE, extract=folder, as_of=D, include_ineligible=everyone)
         sp = run_targeting_spark(
-            rule=RULE,
-            extract=str(tmp_path / "x"),
-            as_of=D,
-            include_ineligible=everyone,
-            spark=spark,
+            rule=RULE, extract=str(folder), as_of=D, include_ineligible=everyone, spark=spark
         )
         assert sp.equals(duck)
-    assert duck.num_rows == 8_000
+    assert duck.num_rows == people
+
+
+def test_synthetic_extract_matches_duckdb(spark: Any, tmp_path: Path) -> None:
+    assert_synthetic_extract_matches_duckdb(spark, tmp_path / "x", people=8_000, seed=11)
 
 
 def test_missing_table_is_a_clear_error(spark: Any, tmp_path: Path) -> None:

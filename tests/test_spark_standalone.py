@@ -14,12 +14,7 @@ from typing import Any
 
 import pytest
 
-from campaigns.definition.catalog import load_campaign
-from targeting.engine import run_targeting
-from targeting.synth import write_extract
-from tests.extracts import D
-
-RULE = load_campaign("sophia-ald8").definition.targeting
+from tests.test_spark import assert_synthetic_extract_matches_duckdb
 
 
 def _free_port() -> int:
@@ -133,19 +128,4 @@ def test_the_session_runs_on_the_standalone_cluster(spark: Any) -> None:
 
 
 def test_synthetic_extract_matches_duckdb_on_the_cluster(spark: Any, tmp_path: Path) -> None:
-    from targeting.spark import run_targeting_spark
-
-    write_extract(out=tmp_path / "x", people=5_000, seed=17, as_of=D)
-    for everyone in (False, True):
-        duck = run_targeting(
-            rule=RULE, extract=tmp_path / "x", as_of=D, include_ineligible=everyone
-        )
-        sp = run_targeting_spark(
-            rule=RULE,
-            extract=str(tmp_path / "x"),
-            as_of=D,
-            include_ineligible=everyone,
-            spark=spark,
-        )
-        assert sp.equals(duck)
-    assert duck.num_rows == 5_000
+    assert_synthetic_extract_matches_duckdb(spark, tmp_path / "x", people=5_000, seed=17)

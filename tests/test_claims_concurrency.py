@@ -19,3 +19,41 @@ def test_concurrent_advisers_never_share_a_person(pg_engine: Engine) -> None:
     assert out["claims"] > 50
     assert out["double_claims"] == 0
     assert out["lost_outcomes"] == 0 and out["outcomes_recorded"] == out["claims"]
+
+
+@pytest.mark.postgres
+def test_a_claim_in_progress_hides_only_its_own_call(pg_engine: Engine) -> None:
+    """While one adviser's claim is not yet committed, the next adviser gets the next call in
+    the queue's order, not one a page further down (a claim locks one candidate, not twenty)."""
+    from sqlmodel import Session, col, select
+
+    from bench.console.load import NOW
+    from campaigns.calls.card import registered_definitions
+    from campaigns.calls.queue import claim_next
+    from campaigns.ledger.models import QUEUED, Action
+    from tests.conftest import _truncate
+
+    _truncate(pg_engine)
+    prepare(pg_engine, 400)
+    with Session(pg_engine) as s:
+        order = s.exec(
+            select(Action.id)
+            .where(Action.channel == "phone", Action.state == QUEUED)
+            .order_by(
+                col(Action.due_at).is_(None),
+                col(Action.priority).desc(),
+                col(Action.anchor_date),
+                col(Action.id),
+            )
+        ).all()
+    assert len(order) > 30
+    with Session(pg_engine) as first, Session(pg_engine) as second:
+        # The queue alone (the use case's audit event would serialise the two on its head).
+        defs = registered_definitions(session=first)
+        a = claim_next(session=first, adviser="adviser-a", now=NOW, definitions=defs)
+        b = claim_next(session=second, adviser="adviser-b", now=NOW, definitions=defs)
+        second.commit()
+        first.commit()
+    assert a is not None and b is not None
+    assert a.action_id == order[0]
+    assert b.action_id == order[1]

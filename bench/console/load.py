@@ -233,26 +233,62 @@ def card(engine: Engine, action_id: int, adviser: str) -> None:
         record(session=s, actor=adviser, action="view_card", target=f"action/{action_id}")
 
 
-def day(
-    engine: Engine, advisers: int, seconds: float, seed: int = 1, think: float = 0.0
-) -> dict[str, object]:
-    """`advisers` threads doing the console's three requests — claim (audited), card,
-    outcome (audited) — through the use cases, for `seconds`; p50/p95 per request kind."""
+@dataclass
+class Part:
+    """What one process's advisers did: claims, outcomes and latencies per request kind."""
+
+    claims: list[tuple[int, str]] = field(default_factory=list)
+    outcomes: int = 0
+    empty: int = 0
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    kinds: dict[str, list[float]] = field(
+        default_factory=lambda: {"claim": [], "card": [], "outcome": []}
+    )
+
+
+def _advisers(
+    url: str, names: list[int], start_at: float, seconds: float, seed: int, think: float
+) -> Part:
+    """The advisers `names` as threads of this process, each with its own connection, doing
+    the console's three requests — claim (audited), card (audited), outcome (audited) —
+    through the use cases from `start_at` (wall clock) for `seconds`."""
+    from sqlalchemy import create_engine
+
     from campaigns.app.calls import claim_call, record_call_outcome
 
+    engine = create_engine(url, pool_size=len(names) + 2, max_overflow=4)
     d = load_campaign("sophia-ald8").definition
-    result = Result()
-    kinds: dict[str, list[float]] = {"claim": [], "card": [], "outcome": []}
+    part = Part()
     lock = threading.Lock()
-    stop = time.monotonic() + seconds
+    # A console worker serves all day: its connections are open and its caches (compiled SQL,
+    # the campaigns' definitions) warm before its advisers' first call, not timed here.
+    conns = [engine.connect() for _ in names]
+    for c in conns:
+        c.close()
+    warm = f"warmup-{names[0]:02d}"
+    for _ in range(2):
+        with session_scope(engine) as s:
+            claim = claim_call(session=s, actor=warm, now=NOW)
+        if claim is not None:
+            card(engine, claim.action_id, warm)
+            with session_scope(engine) as s:
+                record_call_outcome(
+                    session=s, actor=warm, action_id=claim.action_id, outcome="busy", now=NOW
+                )
+    time.sleep(max(0.0, start_at - time.time()))
+    began = time.monotonic()
+    stop = began + seconds
 
     def timed(kind: str, t0: float) -> None:
         with lock:
-            kinds[kind].append((time.perf_counter() - t0) * 1000)
+            part.kinds[kind].append((time.perf_counter() - t0) * 1000)
 
     def adviser(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
         name = f"adviser-{n:02d}"
+        if think:  # advisers do not all start their day on the same second
+            time.sleep(rng.uniform(0, think))
         while time.monotonic() < stop:
             try:
                 t0 = time.perf_counter()
@@ -260,12 +296,12 @@ def day(
                     claim = claim_call(session=s, actor=name, now=NOW)
                 if claim is None:
                     with lock:
-                        result.empty += 1
+                        part.empty += 1
                     time.sleep(0.05)
                     continue
                 timed("claim", t0)
                 with lock:
-                    result.claims.append((claim.action_id, name))
+                    part.claims.append((claim.action_id, name))
                 t0 = time.perf_counter()
                 card(engine, claim.action_id, name)
                 timed("card", t0)
@@ -281,26 +317,64 @@ def day(
                     )
                 timed("outcome", t0)
                 with lock:
-                    result.outcomes += 1
+                    part.outcomes += 1
                 if think:
                     time.sleep(rng.uniform(0.5 * think, 1.5 * think))
             except Exception as e:  # counted, never hidden
                 with lock:
-                    result.errors.append(f"{name}: {type(e).__name__}: {e}"[:200])
+                    part.errors.append(f"{name}: {type(e).__name__}: {e}"[:200])
 
-    threads = [threading.Thread(target=adviser, args=(i,)) for i in range(advisers)]
-    t0 = time.monotonic()
+    threads = [threading.Thread(target=adviser, args=(i,)) for i in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out = result.summary(engine, time.monotonic() - t0)
+    part.elapsed = time.monotonic() - began
+    engine.dispose()
+    return part
+
+
+def day(
+    engine: Engine,
+    advisers: int,
+    seconds: float,
+    seed: int = 1,
+    think: float = 0.0,
+    processes: int = 1,
+) -> dict[str, object]:
+    """`advisers` doing the console's three requests for `seconds`, spread over `processes`
+    processes (as the console runs several workers: one Python process would time its own
+    lock, not the database); p50/p95 per request kind, double claims, lost outcomes."""
+    import multiprocessing
+
+    url = engine.url.render_as_string(hide_password=False)
+    groups = [list(range(advisers))[i::processes] for i in range(processes)]
+    start_at = time.time() + 15.0  # every process connected and warm before the clock starts
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        parts = pool.starmap(
+            _advisers, [(url, g, start_at, seconds, seed, think) for g in groups if g]
+        )
+    elapsed = max(p.elapsed for p in parts)
+    result = Result()
+    kinds: dict[str, list[float]] = {"claim": [], "card": [], "outcome": []}
+    for part in parts:
+        result.claims += part.claims
+        result.outcomes += part.outcomes
+        result.empty += part.empty
+        result.errors += part.errors
+        for kind, lat in part.kinds.items():
+            kinds[kind] += lat
+    out = result.summary(engine, elapsed)
     for k in ("claim_p50_ms", "claim_p95_ms", "claim_max_ms"):
         out.pop(k)
+    out["processes"] = processes
+    out["think_s"] = think
     for kind, lat in kinds.items():
         lat.sort()
         q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
         out[f"{kind}_p50_ms"] = round(q[49], 1)
         out[f"{kind}_p95_ms"] = round(q[94], 1)
         out[f"{kind}_max_ms"] = round(lat[-1], 1) if lat else 0.0
+        out[f"{kind}_count"] = len(lat)
     return out

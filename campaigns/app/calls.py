@@ -10,7 +10,7 @@ from campaigns.calls.card import (
     PAUSED_CALL,
     holds_live_claim,
     record_offers_made,
-    registered_definitions,
+    registered_campaigns,
     released_by_pause,
 )
 from campaigns.calls.queue import Claim, NotYourCall, claim_next, record_outcome, skip
@@ -113,8 +113,9 @@ def requeue_callback(
 def claim_call(*, session: Session, actor: str, now: datetime) -> Claim | None:
     """The adviser's next call (the one they still hold first), audited; None if nobody is
     callable now."""
+    definitions, halted = registered_campaigns(session=session)
     claim = claim_next(
-        session=session, adviser=actor, now=now, definitions=registered_definitions(session=session)
+        session=session, adviser=actor, now=now, definitions=definitions, halted=halted
     )
     if claim is not None:
         record(session=session, actor=actor, action="claim", target=f"action/{claim.action_id}")

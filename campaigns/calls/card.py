@@ -27,7 +27,15 @@ from campaigns.ledger.models import (
 
 def registered_definitions(*, session: Session) -> dict[str, CampaignDefinition]:
     """The definition of every campaign in the ledger, by id (the queue ranks across them)."""
-    return {c.id: campaign_by_id(c.id).definition for c in session.exec(select(Campaign))}
+    return registered_campaigns(session=session)[0]
+
+
+def registered_campaigns(*, session: Session) -> tuple[dict[str, CampaignDefinition], set[str]]:
+    """Every campaign of the ledger's definition by id, and those paused or ended: one read
+    for the claim, which needs both."""
+    rows = session.exec(select(Campaign)).all()
+    halted = {c.id for c in rows if c.paused_at is not None or c.ended_at is not None}
+    return {c.id: campaign_by_id(c.id).definition for c in rows}, halted
 
 
 PAUSED_CALL = (

@@ -119,51 +119,30 @@ def _blocked_now(session: Session, action: Action, now: datetime) -> str | None:
     return _policy_now(session, action, now).reason
 
 
-def held_claim(*, session: Session, adviser: str, now: datetime) -> Action | None:
+def held_claim(
+    *, session: Session, adviser: str, now: datetime, halted: set[str] | None = None
+) -> Action | None:
     """The call the adviser still holds, if any (an outcome is owed before the next one);
-    never one of a campaign paused or ended meanwhile (its pause gives such calls back)."""
+    never one of a campaign paused or ended meanwhile (its pause gives such calls back).
+    `halted`: those campaigns when the caller has just read them."""
+    if halted is None:
+        halted = halted_campaigns(session=session)
     return session.exec(
         select(Action).where(
             Action.claimed_by == adviser,
             Action.state == QUEUED,
             col(Action.lease_until) >= now,
-            col(Action.campaign_id).not_in(halted_campaigns(session=session)),
+            col(Action.campaign_id).not_in(halted),
         )
     ).first()
 
 
-def claim_next(
-    *,
-    session: Session,
-    adviser: str,
-    now: datetime,
-    definitions: dict[str, CampaignDefinition],
-    scan: int = 20,
-) -> Claim | None:
-    """Claim the most urgent callable person across campaigns, or None if nobody is callable.
+def _candidate(*, adviser: str, today: date, now: datetime, running: list[str], lock: bool) -> Any:
+    """The most urgent callable call, one row (locked, skipping locked rows, when `lock`).
 
-    Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
-    The claim itself is one compare-and-set UPDATE (still queued, not held by anyone, no live
-    claim on another call of the person), so two advisers never get the same call or person:
-    on SQLite the statement runs under the write lock; on PostgreSQL the candidate rows and
-    the person are locked with SKIP LOCKED first, because a snapshot would not see a claim
-    on the person's other call made at the same moment.
+    One candidate at a time: locking a page of rows per claim would make every claim write
+    that many row locks, and hide them from the other advisers until it commits.
     """
-    held = held_claim(session=session, adviser=adviser, now=now)
-    if held is not None:
-        return Claim(
-            held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
-        )
-    today = paris_today(now)
-    # A campaign past its end offers no call, even before the tick cancels what it queued.
-    # Nor does one its manager paused or ended (its calls stay queued, held for a resume).
-    halted = halted_campaigns(session=session)
-    running = [
-        cid
-        for cid, d in definitions.items()
-        if (d.dates.end is None or today <= d.dates.end) and cid not in halted
-    ]
-    postgres = session.get_bind().dialect.name == "postgresql"
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
     callback_first = col(Action.due_at).is_(None)
@@ -177,11 +156,54 @@ def claim_next(
         .order_by(
             callback_first, col(Action.priority).desc(), col(Action.anchor_date), col(Action.id)
         )
-        .limit(scan)
+        .limit(1)
     )
-    if postgres:
-        stmt = stmt.with_for_update(skip_locked=True, of=Action)
-    for action in session.exec(stmt).all():
+    return stmt.with_for_update(skip_locked=True, of=Action) if lock else stmt
+
+
+def claim_next(
+    *,
+    session: Session,
+    adviser: str,
+    now: datetime,
+    definitions: dict[str, CampaignDefinition],
+    scan: int = 20,
+    halted: set[str] | None = None,
+) -> Claim | None:
+    """Claim the most urgent callable person across campaigns, or None if nobody is callable.
+
+    Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
+    The claim itself is one compare-and-set UPDATE (still queued, not held by anyone, no live
+    claim on another call of the person), so two advisers never get the same call or person:
+    on SQLite the statement runs under the write lock; on PostgreSQL the candidate rows and
+    the person are locked with SKIP LOCKED first, because a snapshot would not see a claim
+    on the person's other call made at the same moment. `halted`: the campaigns paused or
+    ended, when the caller has just read them (read here otherwise).
+    """
+    if halted is None:
+        halted = halted_campaigns(session=session)
+    held = held_claim(session=session, adviser=adviser, now=now, halted=halted)
+    if held is not None:
+        return Claim(
+            held.id or 0, held.member_id, held.person_id, held.campaign_id, held.lease_until or now
+        )
+    today = paris_today(now)
+    # A campaign past its end offers no call, even before the tick cancels what it queued.
+    # Nor does one its manager paused or ended (its calls stay queued, held for a resume).
+    running = [
+        cid
+        for cid, d in definitions.items()
+        if (d.dates.end is None or today <= d.dates.end) and cid not in halted
+    ]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    candidate = _candidate(adviser=adviser, today=today, now=now, running=running, lock=postgres)
+    passed_over: list[int] = []
+    for _ in range(scan):
+        stmt = candidate.where(col(Action.id).not_in(passed_over)) if passed_over else candidate
+        action = session.exec(stmt).first()
+        if action is None:
+            break
+        passed_over.append(action.id or 0)
         # Never a call outside its step's window: the script would read a date already past.
         in_window, passed = _window_reason(definitions[action.campaign_id], action, today)
         if not in_window:
@@ -219,6 +241,14 @@ def claim_next(
             ).first()
             if locked is None:
                 continue
+        # Kept before the compare-and-set expires the row: no second read to answer.
+        claim = Claim(
+            action.id or 0,
+            action.member_id,
+            action.person_id,
+            action.campaign_id,
+            now + LEASE,
+        )
         other = aliased(Action)
         person_busy = exists().where(
             col(other.person_id) == action.person_id,
@@ -237,13 +267,7 @@ def claim_next(
             updated_at=now,
         ):
             continue
-        return Claim(
-            action.id or 0,
-            action.member_id,
-            action.person_id,
-            action.campaign_id,
-            now + LEASE,
-        )
+        return claim
     return None
 
 

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from campaigns.clock import utcnow
 from campaigns.ledger.models import AuditEvent, AuditHead
-from campaigns.settings import get_settings
+from campaigns.settings import Settings, get_settings
 
 GENESIS = "0" * 64
 LEGACY, KEYED = 1, 2  # unkeyed SHA-256 (events written before migration 0008), HMAC-SHA256
@@ -59,9 +59,23 @@ def _checkpoint_mac(key: bytes, seq: int, last_hash: str, at: str) -> str:
     return hmac.new(key, f"checkpoint|{seq}|{last_hash}|{at}".encode(), hashlib.sha256).hexdigest()
 
 
+_key_cache: tuple[Any, bytes] | None = None  # (the settings object it came from, the key)
+
+
 def audit_key() -> bytes:
-    """RELANCE_AUDIT_KEY, else a random key kept (0600) in data_dir/audit_key."""
+    """RELANCE_AUDIT_KEY, else a random key kept (0600) in data_dir/audit_key; read once per
+    settings object (every audited request needs it)."""
+    global _key_cache
     settings = get_settings()
+    cached = _key_cache
+    if cached is not None and cached[0] is settings:
+        return cached[1]
+    key = _read_key(settings)
+    _key_cache = (settings, key)
+    return key
+
+
+def _read_key(settings: Settings) -> bytes:
     if settings.audit_key:
         return settings.audit_key.encode()
     path = Path(settings.data_dir) / KEY_FILE

@@ -221,6 +221,9 @@ class Action(SQLModel, table=True):
 class MemberEvent(SQLModel, table=True):
     """A dated fact of a member's life in the campaign, in words a user can read."""
 
+    # The claim's "skipped today" rule reads one day's events of one kind.
+    __table_args__ = (Index("ix_memberevent_on_kind", "on", "kind"),)
+
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="member.id", index=True)
     on: date

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 
 keys = typer.Typer(
-    help="Keys encrypting NIR, phone and e-mail at rest (docs/security.md).",
+    help="Clés de chiffrement du NIR, du téléphone et de l'e-mail au repos (docs/security.md).",
     no_args_is_help=True,
 )
 out, err = Console(), Console(stderr=True)
@@ -15,7 +15,7 @@ out, err = Console(), Console(stderr=True)
 
 @keys.command("new")
 def keys_new() -> None:
-    """Print a fresh key, to prepend to RELANCE_DATA_KEYS (newest first)."""
+    """Affiche une clé neuve, à placer en tête de RELANCE_DATA_KEYS (la plus récente d'abord)."""
     # heavy optional dependency: cryptography loads only when a key is made.
     from campaigns.ledger.crypto import new_key
 
@@ -24,9 +24,9 @@ def keys_new() -> None:
 
 @keys.command("rotate")
 def keys_rotate(
-    batch: int = typer.Option(1000, "--batch", min=1, help="rows per transaction"),
+    batch: int = typer.Option(1000, "--batch", min=1, help="lignes par transaction"),
 ) -> None:
-    """Re-encrypt every stored value with the newest key; then the old keys can be dropped."""
+    """Rechiffre chaque valeur avec la clé la plus récente ; les anciennes peuvent être retirées."""
     # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
     from campaigns.ledger.crypto import (
         DecryptionError,
@@ -45,16 +45,21 @@ def keys_rotate(
             engine,
             batch=batch,
             progress=lambda c: out.print(
-                f"  {c['person.rows']:,} people, {c['values']:,} values re-encrypted"
+                f"  {_n(c['person.rows'])} personnes, {_n(c['values'])} valeurs rechiffrées"
             ),
         )
     except (DecryptionError, KeyConfigError) as e:
         err.print(f"[red]{escape(str(e))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     out.print(
-        f"re-encrypted {counts['values']:,} values of {counts['person.rows']:,} people "
-        f"with the newest of {n_keys} key(s); older keys can now be removed"
+        f"{_n(counts['values'])} valeurs de {_n(counts['person.rows'])} personnes rechiffrées "
+        f"avec la plus récente des {n_keys} clé(s) ; les plus anciennes peuvent être retirées"
     )
+
+
+def _n(value: int) -> str:
+    """A count in French format (narrow no-break space between thousands)."""
+    return f"{value:,}".replace(",", "\u202f")
 
 
 def register(app: typer.Typer) -> None:

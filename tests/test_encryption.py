@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import stat
 import uuid
@@ -97,7 +98,8 @@ def test_orm_and_bulk_writes_store_only_tokens(engine: Engine) -> None:
     for key, stored in raw.items():
         for token, value in zip(stored, clear[key], strict=True):
             assert value and token and token != value and value not in token
-            assert crypto.decrypt(token) == value  # a Fernet token of the clear value
+            assert token.startswith(crypto.GCM_PREFIX)  # new writes are g1 tokens
+            assert crypto.decrypt(token) == value
 
 
 def test_null_stays_null_and_updates_are_encrypted(engine: Engine) -> None:
@@ -156,7 +158,7 @@ def test_a_wrong_key_gives_a_clear_error_without_the_value(engine: Engine) -> No
 def test_a_malformed_key_is_reported_without_echoing_it() -> None:
     with pytest.raises(crypto.KeyConfigError) as e:
         crypto.set_keys([NEW, "not-a-key-secret"])
-    assert "#2" in str(e.value) and "not-a-key-secret" not in str(e.value)
+    assert "n° 2" in str(e.value) and "not-a-key-secret" not in str(e.value)
 
 
 def test_without_configured_keys_one_is_generated_and_kept_0600(
@@ -196,7 +198,7 @@ def test_relance_keys_rotate_and_new(platform: Path, monkeypatch: pytest.MonkeyP
     get_settings.cache_clear()
     result = runner.invoke(app, ["keys", "rotate"])
     assert result.exit_code == 0, result.output
-    assert "re-encrypted 9 values of 3 people" in result.output
+    assert "9 valeurs de 3 personnes rechiffrées" in result.output
 
     monkeypatch.setenv("RELANCE_DATA_KEYS", new)
     get_settings.cache_clear()
@@ -316,3 +318,40 @@ def test_sql_logging_shows_tokens_never_clear_values(
     assert "INSERT INTO person" in logged and "SELECT" in logged  # statements were logged
     secrets = [*CLEAR, *(v for row in admitted for v in row)]
     assert [s for s in secrets if s in logged] == []
+
+
+def test_fernet_tokens_written_before_still_read_and_rotate_to_g1() -> None:
+    crypto.set_keys([NEW, OLD])
+    old_token = crypto.Fernet(OLD).encrypt(b"+33612345678").decode()
+    assert crypto.decrypt(old_token) == "+33612345678"
+    rotated = crypto.rotate(old_token)
+    assert rotated.startswith(crypto.GCM_PREFIX) and "612345678" not in rotated
+    crypto.set_keys([NEW])
+    assert crypto.decrypt(rotated) == "+33612345678"
+
+
+def test_g1_tokens_of_an_older_key_rotate_to_the_newest() -> None:
+    crypto.set_keys([OLD])
+    token = crypto.encrypt("1850775123456")
+    crypto.set_keys([NEW, OLD])
+    assert crypto.decrypt(token) == "1850775123456"
+    rotated = crypto.rotate(token)
+    assert rotated != token
+    crypto.set_keys([NEW])
+    assert crypto.decrypt(rotated) == "1850775123456"
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(token)  # the old key is gone: its tokens no longer open
+
+
+def test_two_encryptions_differ_and_a_tampered_token_is_refused_in_french() -> None:
+    crypto.set_keys([NEW])
+    a, b = crypto.encrypt("1850775123456"), crypto.encrypt("1850775123456")
+    assert a != b  # a random nonce each time: equal values are not seen as equal
+    blob = bytearray(base64.urlsafe_b64decode(a[len(crypto.GCM_PREFIX) :]))
+    blob[-1] ^= 1
+    tampered = crypto.GCM_PREFIX + base64.urlsafe_b64encode(bytes(blob)).decode()
+    for bad in (tampered, crypto.GCM_PREFIX + "%%%", crypto.GCM_PREFIX + "AAAA"):
+        with pytest.raises(crypto.DecryptionError) as e:
+            crypto.decrypt(bad, column="person.nir")
+        assert "impossible de déchiffrer person.nir" in str(e.value)
+        assert "1850775123456" not in str(e.value)

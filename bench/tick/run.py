@@ -167,6 +167,11 @@ def wave(args: argparse.Namespace) -> None:
     from campaigns.settings import get_settings
     from flows.daily import cascade_tick
 
+    if args.cipher == "fernet":
+        # What admission cost before g1 tokens: the same keys, Fernet tokens (still readable).
+        from campaigns.ledger import crypto
+
+        crypto.encrypt = lambda value: crypto.keyring().fernet.encrypt(value.encode()).decode()
     campaign = load_campaign("grippe-2026")
     d = campaign.definition
     launch = d.dates.start
@@ -180,7 +185,8 @@ def wave(args: argparse.Namespace) -> None:
             get_settings.cache_clear()
             engine = get_engine(url)
             targets, people = population(n)
-            run: dict[str, object] = {"load_before": os.getloadavg()[0]}
+            run: dict[str, object] = {"load_before": os.getloadavg()[0], "cipher": args.cipher}
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             with session_scope(engine) as s:
                 register_campaign(session=s, definition=d, launched=True)
@@ -188,9 +194,15 @@ def wave(args: argparse.Namespace) -> None:
                     session=s, definition=d, targets=targets, people=people, today=launch
                 )
             run["admit_s"] = round(time.perf_counter() - t0, 2)
+            run["admit_cpu_s"] = round(time.process_time() - cpu0, 2)
             run["admitted"] = counts["admitted"]
             del targets, people
-            for name, day in (("launch_tick", launch), ("quiet_tick", launch + timedelta(1))):
+            ticks = (
+                ()
+                if args.skip_ticks
+                else (("launch_tick", launch), ("quiet_tick", launch + timedelta(1)))
+            )
+            for name, day in ticks:
                 t0 = time.perf_counter()
                 state = cascade_tick(campaign_id=d.id, day=day, return_state=True)
                 run[f"{name}_s"] = round(time.perf_counter() - t0, 2)
@@ -198,7 +210,8 @@ def wave(args: argparse.Namespace) -> None:
                 run[f"{name}_task_runs"] = asyncio.run(
                     task_runs_of(state.state_details.flow_run_id)
                 )
-            run["delivered"] = _deliver_mailbox(engine, launch + timedelta(1))
+            if ticks:
+                run["delivered"] = _deliver_mailbox(engine, launch + timedelta(1))
             observer = _dispensation_observer(0.3, launch + timedelta(5))
             t0 = time.perf_counter()
             with session_scope(engine) as s:
@@ -220,11 +233,12 @@ def wave(args: argparse.Namespace) -> None:
             runs.append(run)
         med = {
             k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
-            for k in ("admit_s", "launch_tick_s", "quiet_tick_s", "observe_s")
+            for k in ("admit_s", "admit_cpu_s", "launch_tick_s", "quiet_tick_s", "observe_s")
+            if k in runs[0]
         }
         results.append({"people": n, "db": engine.dialect.name, "median": med, "runs": runs})
         print(json.dumps(results[-1]["median"]), flush=True)
-    out = ROOT / "bench" / "results" / f"wave-{results[0]['db']}.json"
+    out = Path(args.out) if args.out else ROOT / "bench/results" / f"wave-{results[0]['db']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -239,6 +253,9 @@ def main() -> None:
         action="store_true",
         help="grippe-2026: admission, launch tick, quiet tick, goal observation (fresh db each)",
     )
+    ap.add_argument("--skip-ticks", action="store_true", help="wave: admission and observation")
+    ap.add_argument("--cipher", choices=("g1", "fernet"), default="g1", help="wave: tokens written")
+    ap.add_argument("--out", default="", help="wave: where to write the JSON")
     args = ap.parse_args()
     if args.wave:
         wave(args)

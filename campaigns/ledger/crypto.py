@@ -1,20 +1,30 @@
 """Contact data encrypted at rest: a column type that encrypts on write, decrypts on read.
 
-Keys are Fernet keys (AES-128-CBC + HMAC-SHA256), newest first, from RELANCE_DATA_KEYS
-(comma-separated); when unset, one key is generated and kept (0600) in data_dir/data_keys,
-like the console's secret key. The first key encrypts, every key decrypts: rotating means
+Keys are Fernet-format keys (32 random bytes, url-safe base64), newest first, from
+RELANCE_DATA_KEYS (comma-separated); when unset, one key is generated and kept (0600) in
+data_dir/data_keys, like the console's secret key. Values are written as `g1:` tokens,
+AES-256-GCM under a key derived from the data key (HKDF-SHA256): ~4× cheaper than Fernet
+(AES-128-CBC + HMAC-SHA256), which a 2.5 M-member wave pays millions of times. Fernet tokens
+written before are still read. The first key encrypts, every key decrypts: rotating means
 prepending a new key, re-encrypting (`relance keys rotate`), then dropping the old key
 (docs/security.md).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -23,6 +33,11 @@ from campaigns.settings import get_settings
 
 KEYS_FILE = "data_keys"
 KEYS_SETTING = "RELANCE_DATA_KEYS"
+GCM_PREFIX = "g1:"
+_GCM_INFO = b"relance contact data g1 aes-256-gcm"
+# Bound to every g1 token: a token of another format or purpose never decrypts as one.
+_GCM_AAD = b"relance/g1"
+_KEY_ID, _NONCE = 4, 12
 
 
 class DecryptionError(RuntimeError):
@@ -43,21 +58,44 @@ def parse_keys(raw: str) -> list[str]:
     return [k.strip() for k in raw.split(",") if k.strip()]
 
 
-def make_keyring(keys: list[str]) -> MultiFernet:
+@dataclass(frozen=True)
+class Keyring:
+    """The configured keys: GCM keys by id (the first one encrypts), and Fernet for old tokens."""
+
+    gcm: tuple[tuple[bytes, AESGCM], ...]
+    fernet: MultiFernet
+
+    def gcm_by_id(self, key_id: bytes) -> AESGCM | None:
+        """The GCM key with this id, if configured."""
+        for kid, aead in self.gcm:
+            if kid == key_id:
+                return aead
+        return None
+
+
+def _gcm_key(raw: bytes) -> tuple[bytes, AESGCM]:
+    """The AES-256-GCM key derived from a data key's 32 bytes, and its 4-byte id."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_GCM_INFO).derive(raw)
+    return hashlib.sha256(b"relance-key-id|" + derived).digest()[:_KEY_ID], AESGCM(derived)
+
+
+def make_keyring(keys: list[str]) -> Keyring:
     """The keyring for keys listed newest first (the first one encrypts)."""
     if not keys:
-        raise KeyConfigError(f"no data key configured: set {KEYS_SETTING}")
-    fernets = []
+        raise KeyConfigError(f"aucune clé de chiffrement configurée : renseigner {KEYS_SETTING}")
+    fernets, gcm = [], []
     for i, k in enumerate(keys, 1):
         try:
             fernets.append(Fernet(k))
+            raw = base64.urlsafe_b64decode(k.encode())
         except (ValueError, TypeError):
             # Never echo the key itself.
             raise KeyConfigError(
-                f"data key #{i} of {KEYS_SETTING} is not a valid Fernet key "
-                "(32 url-safe base64-encoded bytes; `relance keys new` prints one)"
+                f"la clé n° {i} de {KEYS_SETTING} n'est pas une clé valide "
+                "(32 octets en base64 url-safe ; `relance keys new` en produit une)"
             ) from None
-    return MultiFernet(fernets)
+        gcm.append(_gcm_key(raw))
+    return Keyring(gcm=tuple(gcm), fernet=MultiFernet(fernets))
 
 
 def _generated_keys(data_dir: Path) -> list[str]:
@@ -88,8 +126,8 @@ def configured_keys(settings: Any | None = None) -> list[str]:
 
 
 _lock = threading.Lock()
-_override: MultiFernet | None = None
-_cached: tuple[Any, MultiFernet] | None = None  # (the settings object it came from, keyring)
+_override: Keyring | None = None
+_cached: tuple[Any, Keyring] | None = None  # (the settings object it came from, keyring)
 
 
 def set_keys(keys: list[str]) -> None:
@@ -106,7 +144,7 @@ def reset() -> None:
         _cached = None
 
 
-def keyring() -> MultiFernet:
+def keyring() -> Keyring:
     """This process's keyring: set_keys(), else resolved once per settings object."""
     global _cached
     if _override is not None:
@@ -121,35 +159,65 @@ def keyring() -> MultiFernet:
     return ring
 
 
+def _encrypt_with(ring: Keyring, value: str) -> str:
+    key_id, aead = ring.gcm[0]
+    nonce = os.urandom(_NONCE)
+    sealed = aead.encrypt(nonce, value.encode(), _GCM_AAD)
+    return GCM_PREFIX + base64.urlsafe_b64encode(key_id + nonce + sealed).decode("ascii")
+
+
+def _decrypt_with(ring: Keyring, token: str) -> str:
+    """The clear value; InvalidToken when no configured key opens it."""
+    if not token.startswith(GCM_PREFIX):
+        return ring.fernet.decrypt(token.encode("ascii")).decode()
+    try:
+        blob = base64.urlsafe_b64decode(token[len(GCM_PREFIX) :].encode("ascii"))
+    except ValueError:
+        raise InvalidToken from None
+    aead = ring.gcm_by_id(blob[:_KEY_ID])
+    if aead is None or len(blob) < _KEY_ID + _NONCE + 16:
+        raise InvalidToken
+    nonce, sealed = blob[_KEY_ID : _KEY_ID + _NONCE], blob[_KEY_ID + _NONCE :]
+    try:
+        return aead.decrypt(nonce, sealed, _GCM_AAD).decode()
+    except InvalidTag:
+        raise InvalidToken from None
+
+
 def encrypt(value: str) -> str:
     """The token of a value, with the newest key."""
-    return keyring().encrypt(value.encode()).decode("ascii")
+    return _encrypt_with(keyring(), value)
 
 
-def decrypt(token: str, *, column: str = "a column") -> str:
+def decrypt(token: str, *, column: str = "une colonne") -> str:
     """The clear value of a token; DecryptionError (naming the column only) if no key fits."""
     try:
-        return keyring().decrypt(token.encode("ascii")).decode()
-    except (InvalidToken, UnicodeEncodeError):
+        return _decrypt_with(keyring(), token)
+    except (InvalidToken, UnicodeError):
         raise DecryptionError(
-            f"cannot decrypt {column}: no configured data key matches the stored value; "
-            f"check {KEYS_SETTING} (keys newest first, old ones kept until "
-            "`relance keys rotate` has run) or the data_dir/data_keys file"
+            f"impossible de déchiffrer {column} : aucune clé configurée n'ouvre la valeur "
+            f"enregistrée ; vérifier {KEYS_SETTING} (clés de la plus récente à la plus "
+            "ancienne, les anciennes gardées jusqu'à `relance keys rotate`) ou le fichier "
+            "data_dir/data_keys"
         ) from None
 
 
 def rotate(token: str) -> str:
-    """The token re-encrypted with the newest key (any configured key may have written it)."""
+    """The token re-encrypted with the newest key (any configured key may have written it,
+    as a g1 or a Fernet token)."""
+    ring = keyring()
     try:
-        return keyring().rotate(token.encode("ascii")).decode("ascii")
-    except (InvalidToken, UnicodeEncodeError):
+        return _encrypt_with(ring, _decrypt_with(ring, token))
+    except (InvalidToken, UnicodeError):
         raise DecryptionError(
-            f"cannot re-encrypt a value: no configured data key matches it; check {KEYS_SETTING}"
+            "impossible de rechiffrer une valeur : aucune clé configurée ne l'ouvre ; "
+            f"vérifier {KEYS_SETTING}"
         ) from None
 
 
 class Encrypted(TypeDecorator[str]):
-    """A text column stored encrypted: clear in Python, a Fernet token in the database.
+    """A text column stored encrypted: clear in Python, a g1 (or older Fernet) token in the
+    database.
 
     Tokens are randomised, so the column can be read and written but not searched, compared
     or indexed in SQL; only IS NULL tells something, so `empty_as_null` stores "" as NULL
@@ -159,7 +227,7 @@ class Encrypted(TypeDecorator[str]):
     impl = Text
     cache_ok = True
 
-    def __init__(self, column: str = "an encrypted column", empty_as_null: bool = False) -> None:
+    def __init__(self, column: str = "une colonne chiffrée", empty_as_null: bool = False) -> None:
         super().__init__()
         self.column, self.empty_as_null = column, empty_as_null
 

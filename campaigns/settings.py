@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     )
     # The console: signed session cookies, their lifetime, the extract used to explain decisions.
     secret_key: str | None = None
-    # Keys encrypting NIR, phone and e-mail at rest: comma-separated Fernet keys, newest first
+    # Keys encrypting NIR, phone and e-mail at rest (AES-256-GCM g1 tokens): comma-separated
+    # keys in the Fernet key format, newest first
     # (campaigns.ledger.crypto, docs/security.md). Unset: one key generated in data_dir/data_keys.
     data_keys: str | None = None
     # The audit log's HMAC key (docs/security.md). Unset: one key generated in data_dir/audit_key.

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     letters_samples: int = 3
     dispatch_batch_size: int = 500
     tick_batch_size: int = 2000
+    # Batches a tick plans side by side on PostgreSQL (one connection each); SQLite: one.
+    tick_workers: int = 2
     # Contact pressure across every campaign (campaigns.policy.decision).
     pressure_max_calls: int = 1
     pressure_calls_days: int = 14

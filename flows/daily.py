@@ -105,6 +105,7 @@ def tick_task(campaign_id: str, day: date) -> dict[str, int]:
         campaign=load_campaign(campaign_id),
         day=day,
         batch_size=settings.tick_batch_size,
+        workers=settings.tick_workers,
     )
 
 
@@ -238,6 +239,7 @@ def tick_partition_task(campaign_id: str, day: date, lo: int, hi: int) -> dict[s
         day=day,
         within=(lo, hi),
         batch_size=get_settings().tick_batch_size,
+        workers=get_settings().tick_workers,
     )
 
 

@@ -150,12 +150,12 @@ def ticked(*, engine: Engine, campaign_id: str, day: date) -> bool:
 
 
 def tick_stage(
-    *, engine: Engine, campaign: Campaign, day: date, batch_size: int = 2000
+    *, engine: Engine, campaign: Campaign, day: date, batch_size: int = 2000, workers: int = 1
 ) -> dict[str, int]:
-    """Plan every active member, one transaction per batch."""
+    """Plan every active member, one transaction per batch (`workers` at a time)."""
     started = utcnow()
     d = campaign.definition
-    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size)
+    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size, workers=workers)
     _record(engine, d.id, "tick", day, started, total)
     return total
 
@@ -174,12 +174,25 @@ def tick_partitions(*, engine: Engine, campaign: Campaign, day: date, parts: int
 
 
 def tick_partition_stage(
-    *, engine: Engine, campaign: Campaign, day: date, within: Range, batch_size: int = 2000
+    *,
+    engine: Engine,
+    campaign: Campaign,
+    day: date,
+    within: Range,
+    batch_size: int = 2000,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Plan the active members of one id range (one partition of the day's tick)."""
     started = utcnow()
     d = campaign.definition
-    total = tick(engine=engine, definition=d, today=day, batch_size=batch_size, within=within)
+    total = tick(
+        engine=engine,
+        definition=d,
+        today=day,
+        batch_size=batch_size,
+        within=within,
+        workers=workers,
+    )
     _record(
         engine, d.id, PARTITION_STAGE, day, started, {**total, "lo": within[0], "hi": within[1]}
     )

@@ -205,7 +205,7 @@ def upsert_people(
         for p in session.exec(select(Person).where(col(Person.id).in_(known_ids[i : i + 1000]))):
             existing[(p.ben_nir_psa, p.ben_rng_gem)] = p
     new_rows = []
-    for row in people.itertuples(index=False):
+    for row in people.astype(object).itertuples(index=False):
         values = _person_values(row, now)
         key = (values["ben_nir_psa"], values["ben_rng_gem"])
         person = existing.get(key)
@@ -315,7 +315,7 @@ def _new_member_rows(
     gap_names = list(definition.targeting.gaps)
     share = definition.holdout.share
     member_rows: list[dict[str, Any]] = []
-    for row in fresh.itertuples(index=False):
+    for row in fresh.astype(object).itertuples(index=False):
         key = (str(row.ben_nir_psa), int(row.ben_rng_gem))  # type: ignore[arg-type]
         if key not in ids:
             continue

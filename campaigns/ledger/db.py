@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -138,3 +138,13 @@ def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                 upgrade(engine)
             _engines[url] = engine
         return _engines[url]
+
+
+def plan_each_statement(session: Session, on: bool = True) -> None:
+    """PostgreSQL: plan this transaction's statements with the table sizes of the moment
+    (`on`), or let it reuse cached plans again (foreign-key checks are cached plans, replanned
+    row by row otherwise). A tick that grows `action` by millions needs the first for its
+    reads: a plan the driver prepared while the table was small scans it whole every time."""
+    if session.get_bind().dialect.name == "postgresql":
+        mode = "force_custom_plan" if on else "auto"
+        session.execute(text(f"SET LOCAL plan_cache_mode = {mode}"))

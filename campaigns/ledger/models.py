@@ -200,11 +200,22 @@ class Action(SQLModel, table=True):
     definition_version: int | None = None
 
     __table_args__ = (
-        Index("ix_action_provider_id", "provider_id"),
+        # Lookups always ask for a value; planned actions (millions on a launch day) have none.
+        Index(
+            "ix_action_provider_id",
+            "provider_id",
+            postgresql_where=text("provider_id IS NOT NULL"),
+            sqlite_where=text("provider_id IS NOT NULL"),
+        ),
         Index("ix_action_dispatch", "channel", "state", "due_on"),
         Index("ix_action_member", "member_id"),
         Index("ix_action_person", "person_id"),
-        Index("ix_action_claimed_by", "claimed_by"),
+        Index(
+            "ix_action_claimed_by",
+            "claimed_by",
+            postgresql_where=text("claimed_by IS NOT NULL"),
+            sqlite_where=text("claimed_by IS NOT NULL"),
+        ),
         # The call queue in claim order, so a claim reads a few rows, not the whole list.
         Index(
             "ix_action_call_queue",

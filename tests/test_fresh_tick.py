@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.fresh import plan_fresh
-from campaigns.cascade.tick import tick_batch
+from campaigns.cascade.tick import tick, tick_batch
 from campaigns.clock import utcnow
 from campaigns.definition.model import DEFINITIONS_DIR, CampaignDefinition, parse_definition
 from campaigns.ledger.models import Action, Enrolment, Member, MemberEvent, Opposition, Person
@@ -265,3 +265,34 @@ def test_the_launch_day_is_planned_in_sql(engine: Engine) -> None:
     assert written[(letter, "mailbox")] == ("skipped", "no_compte_ameli")
     assert not {opposed, contacted} & {m for m, _ in written}
     assert done.counts["actions_written"] == 8
+
+
+def test_batches_side_by_side_write_what_one_pass_writes(engine: Engine) -> None:
+    """`workers=2` (PostgreSQL: two connections) plans every member once, as one pass would."""
+    today = GRIPPE.dates.start
+    now = utcnow()
+    draw = [
+        {
+            "anchor": 0, "holdout": i % 9 == 0, "deceased": i % 11 == 0,
+            "opposed": "letter" if i % 7 == 0 else None, "enrolled": None,
+            "phone": i % 2 == 0, "phone_invalid": False, "ameli": i % 3 != 0,
+            "email": i % 4 == 0, "address": i % 5 != 0, "address_invalid": False,
+            "priority": i % 3 == 0, "contacts": [2] if i % 13 == 0 else [], "started": i % 17 == 0,
+        }
+        for i in range(40)
+    ]  # fmt: skip
+    with Session(engine) as s:
+        for d in (SOPHIA, GRIPPE):
+            register_campaign(session=s, definition=d, launched=True)
+        ids = [_add(s, GRIPPE, SOPHIA, m, today, now) for m in draw]
+        s.commit()
+    _, reference = _tick(engine, GRIPPE, ids, today, fresh=False)
+    counts = tick(engine=engine, definition=GRIPPE, today=today, batch_size=7, workers=2)
+    with Session(engine) as s:
+        ledger = _ledger(s, ids)
+    assert counts["batches"] == 6
+    assert counts["members"] == 40
+    # The ledger's own columns (not the stamps: this run's clock, not the reference's).
+    assert ledger["actions"] == reference["actions"]
+    assert ledger["members"] == reference["members"]
+    assert [e[:2] for e in ledger["events"]] == [e[:2] for e in reference["events"]]

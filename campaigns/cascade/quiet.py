@@ -10,7 +10,6 @@ every member found quiet here gets an empty plan from it (tests/test_properties_
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
 from datetime import date
 
 from sqlalchemy import and_, exists, select
@@ -24,16 +23,9 @@ from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES
 
 
 def quiet_members(
-    *,
-    session: Session,
-    definition: CampaignDefinition,
-    lo: int,
-    hi: int,
-    today: date,
-    among: Collection[int] | None = None,
+    *, session: Session, definition: CampaignDefinition, lo: int, hi: int, today: date
 ) -> set[int]:
-    """Ids of active members in [lo, hi] (and `among`, if given) whose plan today is certainly
-    empty.
+    """Ids of active members in [lo, hi] whose plan today is certainly empty.
 
     Quiet: no goal row, no death, no opposition of any kind, the cascade's last window not
     passed, and each step not due yet, waiting on its last attempt or over (see `_waiting`);
@@ -61,7 +53,6 @@ def quiet_members(
             col(Person.deceased_on).is_(None),
             ~exists().where(same_person_enrolment),
             ~exists().where(same_person_opposition),
-            *(() if among is None else (col(Member.id).in_(list(among)),)),
         )
     ).all()
     if not candidates:
@@ -71,11 +62,7 @@ def quiet_members(
     for mid, step, attempt, state in session.execute(
         select(
             col(Action.member_id), col(Action.step), col(Action.attempt), col(Action.state)
-        ).where(
-            col(Action.member_id) >= lo,
-            col(Action.member_id) <= hi,
-            *(() if among is None else (col(Action.member_id).in_(list(among)),)),
-        )
+        ).where(col(Action.member_id) >= lo, col(Action.member_id) <= hi)
     ):
         mine = last[int(mid)]
         if step not in mine or attempt > mine[step][0]:

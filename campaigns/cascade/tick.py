@@ -416,15 +416,11 @@ def tick_batch(
         )
         handled = done.handled
         counts.update(done.counts)
-    among = None
-    if handled:
-        among = [i for i in _active_ids(session, definition.id, lo, hi) if i not in handled]
-        if not among:
-            return dict(counts)
+    if handled and all(i in handled for i in _active_ids(session, definition.id, lo, hi)):
+        return dict(counts)
     # Members with nothing due today are counted, not loaded nor planned (see quiet.py).
-    quiet = quiet_members(
-        session=session, definition=definition, lo=lo, hi=hi, today=today, among=among
-    )
+    quiet = quiet_members(session=session, definition=definition, lo=lo, hi=hi, today=today)
+    quiet -= handled
     if quiet:
         counts["members"] += len(quiet)
     states = _states(session, definition, lo, hi, today, pressure, skip=quiet | handled)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 
+import pytest
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from campaigns.cascade.membership import admit_targets
 from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
@@ -87,3 +88,22 @@ def test_bulk_admission_is_idempotent_on_rerun(engine: Engine) -> None:
         ).one()
         seen = s.exec(select(func.count()).where(Member.last_seen_on == ENTRY)).one()
     assert members == people == entered == seen == N + 10
+
+
+def test_statistics_refreshed_after_a_bulk_write(engine: Engine) -> None:
+    """PostgreSQL learns the tables' sizes (never analyzed: reltuples -1); a name outside the
+    ledger's list is refused (never SQL built from a caller's string); SQLite: nothing to do."""
+    from sqlalchemy import text
+
+    from campaigns.ledger.bulk import refresh_statistics
+
+    size = text("SELECT reltuples FROM pg_class WHERE relname = 'member'")
+    with Session(engine) as s:
+        if engine.dialect.name == "postgresql":
+            assert s.execute(size).scalar_one() == -1  # truncated by the fixture: not known
+        with pytest.raises(ValueError, match="tables inconnues"):
+            refresh_statistics(s, ("member; DROP TABLE person",))
+        refresh_statistics(s, ("member", "action"))
+        if engine.dialect.name == "postgresql":
+            assert s.execute(size).scalar_one() >= 0
+        s.commit()

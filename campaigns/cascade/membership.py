@@ -19,7 +19,7 @@ from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
-from campaigns.ledger.bulk import is_postgresql, stage, stage_keys
+from campaigns.ledger.bulk import is_postgresql, refresh_statistics, stage, stage_keys
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -137,6 +137,8 @@ _PERSON_COLUMNS = [
 ]
 _ENCRYPTED = {c: Person.__table__.c[c].type for c in ("nir", "telephone", "email")}  # type: ignore[attr-defined]
 _SQLITE_CHUNK = 2000
+# Members admitted at once past which the planner's statistics are refreshed.
+_BULK = 10_000
 
 
 def _keys_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
@@ -568,6 +570,8 @@ def admit_targets(
         counts["holdout"] = sum(bool(r["holdout"]) for r in member_rows)
         if member_rows:
             counts["admitted"] = _insert_members(session, definition.id, member_rows, today)
+            if counts["admitted"] >= _BULK:
+                refresh_statistics(session, ("person", "member", "memberevent"))
             if not launched:
                 counts["pending_validation"] = counts["admitted"]
 

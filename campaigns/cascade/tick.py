@@ -28,6 +28,7 @@ from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
 from campaigns.ledger.actions import ActionRow, action_key, insert_actions
+from campaigns.ledger.bulk import refresh_statistics
 from campaigns.ledger.db import plan_each_statement, session_scope
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
@@ -542,6 +543,8 @@ def tick(
     if paused:
         return {"paused": 1, "batches": 0}
     with session_scope(engine) as s:
+        # A launch day writes millions of actions after a bulk admission: plan on real sizes.
+        refresh_statistics(s, ("member", "action"))
         batches = member_id_batches(
             session=s, campaign_id=definition.id, batch_size=batch_size, within=within
         )

@@ -212,3 +212,16 @@ def test_the_page_exports_and_scope(engine: Engine, tmp_path: Path) -> None:
         rows, _ = results(session=s, definition=D, today=TODAY)
     r91 = next(x for x in rows if x.echelon == "91")
     assert r91.objective == 16 and r91.attainment == pytest.approx(50.0)
+
+
+def test_an_objective_too_large_or_a_broken_file_is_refused_in_french(engine: Engine) -> None:
+    """An objective past what the ledger stores (found by the API fuzzer: a 500) and a CSV the
+    reader cannot read are a clear error; nothing is written."""
+    build(engine)
+    known = set(D.objectives)
+    with pytest.raises(ObjectiveError, match="ligne 2, colonne objective : au plus 100 000 000"):
+        parse_objectives_csv("echelon;objective\n91;99999999999\n", known)
+    with pytest.raises(ObjectiveError, match=r"ligne 2 : .*illisible"):
+        parse_objectives_csv("echelon,objective\n91," + "9" * 200_000 + "\n", known)
+    with session_scope(engine) as s, pytest.raises(ObjectiveError, match="au plus 100 000 000"):
+        set_objectives(session=s, campaign_id=D.id, targets={"91": 10**12}, by="mgr")

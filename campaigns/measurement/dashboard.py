@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
@@ -198,6 +199,11 @@ def objective_history(*, session: Session, campaign_id: str) -> list[Objective]:
     )
 
 
+# More people than the country insures: a typing slip (and past what the ledger stores).
+MAX_OBJECTIVE = 100_000_000
+_MAX_TEXT = "au plus 100 000 000"
+
+
 class ObjectiveError(ValueError):
     """Objectives that cannot be set as given (nothing was changed)."""
 
@@ -216,6 +222,8 @@ def set_objectives(
     for echelon, target in targets.items():
         if target < 0:
             raise ObjectiveError(f"échelon {echelon}: un objectif ne peut pas être négatif")
+        if target > MAX_OBJECTIVE:
+            raise ObjectiveError(f"échelon {echelon} : un objectif vaut {_MAX_TEXT}")
     for echelon, target in sorted(targets.items()):
         session.add(
             Objective(
@@ -245,6 +253,22 @@ def _integer(text: str) -> int | None:
     return int(whole)
 
 
+def _lines(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The reader's lines; a line it cannot read (a cell past its size limit) is an error."""
+    n = 1
+    while True:
+        try:
+            line = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            raise ObjectiveError(
+                f"ligne {n} : illisible (cellule trop longue ou mal formée)"
+            ) from None
+        n += 1
+        yield line
+
+
 def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
     """`echelon,objective` lines, or French Excel's `;`; every bad line reported, none applied.
 
@@ -257,13 +281,14 @@ def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     out: dict[str, int] = {}
     errors = []
-    header = next(reader, None)
+    lines = _lines(reader)
+    header = next(lines, None)
     names = [h.strip().lower() for h in (header or [])[:3]]
     if len(names) != 2 or not all(n in ok for n, ok in zip(names, _HEADERS, strict=True)):
         raise ObjectiveError(
             "ligne 1 : l'en-tête doit être 'echelon;objective' (ou 'echelon,objective')"
         )
-    for n, line in enumerate(reader, start=2):
+    for n, line in enumerate(lines, start=2):
         if not line or not "".join(line).strip():
             continue
         if len(line) != 2:
@@ -274,6 +299,8 @@ def parse_objectives_csv(text: str, known: set[str]) -> dict[str, int]:
             errors.append(f"ligne {n}, colonne echelon : échelon inconnu")
         elif value is None:
             errors.append(f"ligne {n}, colonne objective : n'est pas un nombre entier positif")
+        elif value > MAX_OBJECTIVE:
+            errors.append(f"ligne {n}, colonne objective : {_MAX_TEXT}")
         elif echelon in out:
             errors.append(f"ligne {n}, colonne echelon : échelon {echelon} donné deux fois")
         else:

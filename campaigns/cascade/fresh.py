@@ -34,7 +34,6 @@ from sqlalchemy import (
     select,
     values,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import aliased
@@ -43,6 +42,7 @@ from sqlmodel import Session, col
 from campaigns.cascade.planner import MemberState, plan
 from campaigns.cascade.verdict import policy_verdict
 from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger.actions import action_key_sql, insert_new_actions
 from campaigns.ledger.db import plan_each_statement
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import (
@@ -161,12 +161,6 @@ def _class_rows(
     return rows
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    table = Action.__table__  # type: ignore[attr-defined]
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-
-
 def _pairs(session: Session, members: list[tuple[int, int]]) -> Any:
     """(member id, class number) pairs as a table, in two bound values (a VALUES list of
     thousands of rows costs more to compile than the insert takes to run)."""
@@ -212,13 +206,7 @@ def _write(
     )
     who = _pairs(session, members)
     stamp = Action.__table__.c.created_at.type  # type: ignore[attr-defined]
-    key = (
-        literal(definition.id + ":")
-        + cast(col(Member.person_id), String)
-        + literal(":")
-        + plan.c.step
-        + literal(":1")
-    )
+    key = action_key_sql(definition.id, col(Member.person_id), plan.c.step, 1)
     chosen = (
         select(
             literal(definition.id),
@@ -248,9 +236,8 @@ def _write(
         "definition_version",
     ]  # fmt: skip
     written: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        _insert(session)
+        insert_new_actions(session)
         .from_select(names, chosen)
-        .on_conflict_do_nothing(index_elements=["key"])
         .execution_options(preserve_rowcount=True)  # SQLAlchemy counts only on demand
     )
     if written.rowcount >= 0:

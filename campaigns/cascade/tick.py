@@ -83,6 +83,7 @@ def member_id_batches(
 
 
 def _active_ids(session: Session, campaign_id: str, lo: int, hi: int) -> list[int]:
+    """Ids of the campaign's active members in [lo, hi]."""
     return [
         i
         for i in session.exec(
@@ -181,18 +182,7 @@ def _states(
     """The batch's active members as the planner sees them (but the `skip` ids)."""
     only: ColumnElement[bool] = col(Member.id) >= lo
     if skip:
-        wanted = [
-            i
-            for i in session.exec(
-                select(Member.id).where(
-                    Member.campaign_id == definition.id,
-                    Member.status == ACTIVE,
-                    col(Member.id) >= lo,
-                    col(Member.id) <= hi,
-                )
-            ).all()
-            if i is not None and i not in skip
-        ]
+        wanted = [i for i in _active_ids(session, definition.id, lo, hi) if i not in skip]
         if not wanted:
             return []
         only = col(Member.id).in_(wanted)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from campaigns.cascade.planner import plan
-from campaigns.cascade.quiet import quiet_members
+from campaigns.cascade.quiet import busy_members, quiet_members
 from campaigns.cascade.tick import _states
 from campaigns.clock import utcnow
 from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
@@ -149,6 +149,13 @@ def test_quiet_members_get_an_empty_plan_from_the_planner(
             ids = [_add_member(s, m, now) for m in members]
             lo, hi = min(ids), max(ids)
             quiet = quiet_members(session=s, definition=D, lo=lo, hi=hi, today=today)
+            # What a tick batches is exactly the rest, and a batch's id list narrows the rule.
+            busy = busy_members(session=s, definition=D, lo=lo, hi=hi, today=today)
+            assert sorted(busy) == busy and set(busy) == set(ids) - quiet
+            some = ids[::2]
+            assert quiet_members(
+                session=s, definition=D, lo=lo, hi=hi, today=today, only=some
+            ) == quiet & set(some)
             pressure = pressure_from(get_settings())
             for bm in _states(s, D, lo, hi, today, pressure):
                 if bm.member.id in quiet:
@@ -181,7 +188,20 @@ def test_waiting_members_are_quiet_and_due_ones_are_not(engine: Engine) -> None:
             now,
         )
         held = _add_member(s, {**base, "anchor": 0, "holdout": True, "actions": []}, now)
-        quiet = quiet_members(session=s, definition=D, lo=later, hi=held, today=TODAY)
+        # A call that ended unanswered, everything else queued: the planner retries it.
+        called = _add_member(
+            s,
+            {
+                **base,
+                "anchor": 0,
+                "actions": [
+                    (st_id, 1, "done" if st_id == "call" else "queued", "no_answer", -1)
+                    for st_id in STEPS
+                ],
+            },
+            now,
+        )
+        quiet = quiet_members(session=s, definition=D, lo=later, hi=called, today=TODAY)
         s.rollback()
     assert quiet == {later, queued, held}
-    assert due not in quiet
+    assert due not in quiet and called not in quiet

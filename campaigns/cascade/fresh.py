@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    true,
     values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -43,7 +45,7 @@ from campaigns.cascade.planner import MemberState, plan
 from campaigns.cascade.verdict import policy_verdict
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.actions import action_key_sql, insert_new_actions
-from campaigns.ledger.db import plan_each_statement
+from campaigns.ledger.db import among, plan_each_statement
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import (
     ACTIVE,
@@ -90,12 +92,20 @@ def _facts() -> dict[str, Any]:
 
 
 def _fresh(
-    definition: CampaignDefinition, lo: int, hi: int, today: date, pressure: Pressure
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    only: Sequence[int] | None,
+    today: date,
+    pressure: Pressure,
 ) -> list[ColumnElement[bool]]:
-    """Members in [lo, hi] whose first plan cannot depend on anything but their class."""
+    """Members in [lo, hi] (and in `only`) whose first plan cannot depend on anything but
+    their class."""
     other = aliased(Action)
     since = today - timedelta(days=max(pressure.calls_days, pressure.contacts_days))
     return [
+        among(session, col(Member.id), only) if only is not None else true(),
         col(Member.campaign_id) == definition.id,
         col(Member.status) == ACTIVE,
         col(Member.id) >= lo,
@@ -256,6 +266,7 @@ def plan_fresh(
     now: datetime,
     pressure: Pressure,
     version: int | None,
+    only: Sequence[int] | None = None,
 ) -> FreshPass:
     """Plan the batch's members without history in SQL; the caller plans the others."""
     if pressure.max_calls <= 0 or pressure.max_contacts <= 0:
@@ -264,7 +275,7 @@ def plan_fresh(
     found = session.execute(
         select(col(Member.id), *facts.values())
         .join(Person, col(Person.id) == col(Member.person_id))
-        .where(*_fresh(definition, lo, hi, today, pressure))
+        .where(*_fresh(session, definition, lo, hi, only, today, pressure))
     ).all()
     if not found:
         return FreshPass(frozenset(), Counter())

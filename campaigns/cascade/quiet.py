@@ -2,106 +2,179 @@
 
 On most days most members wait: their next step's window has not opened, or what was planned
 is still queued. One query finds them from columns alone, so the tick loads, and plans, only
-the others. The rule is conservative (any fact that could make the planner act sends the
-member to the planner), and the pure planner stays the reference: a property test holds that
-every member found quiet here gets an empty plan from it (tests/test_properties_tick.py).
+the others — and, over a whole campaign, batches only the others (`busy_members`). The rule is
+conservative (any fact that could make the planner act sends the member to the planner), and
+the pure planner stays the reference: a property test holds that every member found quiet here
+gets an empty plan from it (tests/test_properties_tick.py).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import ColumnElement as Column
 from sqlmodel import Session, col
 
 from campaigns.cascade.planner import campaign_ended, notice_step_id, step_window
 from campaigns.definition.model import CampaignDefinition
+from campaigns.ledger.db import among
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import ACTIVE, Action, Enrolment, Member, Opposition, Person
-from campaigns.ledger.vocabulary import OPEN_STATES, SUCCESS_STATES
+from campaigns.ledger.vocabulary import SUCCESS_STATES, ActionState
+
+# An attempt and its state as one number (attempt * 16 + state): its maximum is the state of
+# the step's last attempt, in one aggregate both backends compute.
+_STATES = list(ActionState)
+_SPAN = 16
+assert len(_STATES) < _SPAN
+_SUCCESS = [_STATES.index(s) for s in SUCCESS_STATES]
+
+
+def _anchors_where(anchors: Sequence[date], chosen: list[date]) -> ColumnElement[bool]:
+    """Members whose anchor date is one of `chosen` (of the scope's sorted `anchors`)."""
+    if not chosen:
+        return false()
+    if len(chosen) == len(anchors):
+        return true()
+    if chosen == list(anchors[: len(chosen)]):
+        # The windows grow with the anchor: the anchors chosen are the earliest ones.
+        return col(Member.anchor_date) <= chosen[-1]
+    return col(Member.anchor_date).in_(chosen)
+
+
+def _members(
+    session: Session,
+    definition: CampaignDefinition,
+    today: date,
+    lo: int,
+    hi: int,
+    only: Sequence[int] | None,
+    quiet: bool,
+) -> list[int]:
+    """Ids of the active members in [lo, hi] (and in `only`) the rule finds quiet (or not)."""
+    scope = [
+        col(Member.campaign_id) == definition.id,
+        col(Member.status) == ACTIVE,
+        col(Member.id) >= lo,
+        col(Member.id) <= hi,
+    ]
+    mine = [
+        col(Action.campaign_id) == definition.id,
+        col(Action.member_id) >= lo,
+        col(Action.member_id) <= hi,
+    ]
+    if only is not None:
+        scope.append(among(session, col(Member.id), only))
+        mine.append(among(session, col(Action.member_id), only))
+    query = select(col(Member.id)).where(*scope).order_by(col(Member.id))
+    if campaign_ended(definition, today):
+        return [] if quiet else _ids(session, query)
+    anchors = sorted(
+        a for (a,) in session.execute(select(col(Member.anchor_date)).where(*scope).distinct())
+    )
+    windows = {a: [step_window(definition, s, a) for s in definition.cascade] for a in anchors}
+    # Past the last window the planner closes the member (or skips what is left).
+    expired = _anchors_where(
+        anchors, [a for a in anchors if today > max(end for _, end in windows[a])]
+    )
+    state = case(*((col(Action.state) == s, n) for n, s in enumerate(_STATES)), else_=_SPAN - 1)
+
+    def last(step_id: str) -> Column[int]:
+        return func.max(case((col(Action.step) == step_id, col(Action.attempt) * _SPAN + state)))
+
+    notices = [notice_step_id(s) for s in definition.cascade if s.notify is not None]
+    seen = (
+        select(
+            col(Action.member_id).label("member_id"),
+            *(last(s.id).label(f"last_{i}") for i, s in enumerate(definition.cascade)),
+            *(func.max(case((col(Action.step) == n, 1))).label(f"notice_{n}") for n in notices),
+        )
+        .where(*mine)
+        .group_by(col(Action.member_id))
+        .subquery("seen")
+    )
+    waiting = []
+    for i, step in enumerate(definition.cascade):
+        attempt = seen.c[f"last_{i}"]
+        played = and_(attempt.is_not(None), (attempt % _SPAN).in_(_SUCCESS))
+        if step.channel == "phone":
+            over: ColumnElement[bool] = false()  # an outcome to act on (retry, callback, exit)
+        elif step.notify is not None:
+            over = seen.c[f"notice_{notice_step_id(step)}"].is_not(None)  # its notice planned
+        else:
+            over = true()
+        opened = _anchors_where(anchors, [a for a in anchors if windows[a][i][0] <= today])
+        waiting.append(
+            or_(
+                and_(attempt.is_(None), not_(opened)),  # not due yet
+                and_(attempt.is_not(None), not_(played)),  # queued, or ended (skipped, failed…)
+                and_(played, over),
+            )
+        )
+    rule = and_(
+        col(Person.deceased_on).is_(None),
+        ~exists().where(
+            col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa),
+            col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem),
+            goal_reached(definition.id, definition.goal),
+        ),
+        ~exists().where(
+            col(Opposition.ben_nir_psa) == col(Person.ben_nir_psa),
+            col(Opposition.ben_rng_gem) == col(Person.ben_rng_gem),
+        ),
+        not_(expired),
+        or_(col(Member.holdout), and_(*waiting)),
+    )
+    query = (
+        query.join(Person, col(Person.id) == col(Member.person_id))
+        .outerjoin(seen, seen.c.member_id == col(Member.id))
+        # Every part of the rule is TRUE or FALSE, never NULL: NOT gives its exact complement.
+        .where(rule if quiet else not_(rule))
+    )
+    return _ids(session, query)
+
+
+def _ids(session: Session, query: Select[tuple[int | None]]) -> list[int]:
+    # Millions of ids on a launch day: read as plain values, not through the ORM (2× faster).
+    return [i for i in session.connection().execute(query).scalars() if i is not None]
 
 
 def quiet_members(
-    *, session: Session, definition: CampaignDefinition, lo: int, hi: int, today: date
+    *,
+    session: Session,
+    definition: CampaignDefinition,
+    lo: int,
+    hi: int,
+    today: date,
+    only: Sequence[int] | None = None,
 ) -> set[int]:
-    """Ids of active members in [lo, hi] whose plan today is certainly empty.
+    """Ids of active members in [lo, hi] (and in `only`) whose plan today is certainly empty.
 
     Quiet: no goal row, no death, no opposition of any kind, the cascade's last window not
-    passed, and each step not due yet, waiting on its last attempt or over (see `_waiting`);
-    a holdout member is quiet until the last window closes. Everyone else goes to the planner.
+    passed, and each step not due yet, waiting on its last attempt, or over (a message whose
+    notice is planned; a call never is: its outcome is the planner's); a holdout member is quiet
+    until the last window closes. Everyone else goes to the planner.
     """
-    if campaign_ended(definition, today):
-        return set()
-    same_person_enrolment = and_(
-        col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa),
-        col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem),
-        goal_reached(definition.id, definition.goal),
-    )
-    same_person_opposition = and_(
-        col(Opposition.ben_nir_psa) == col(Person.ben_nir_psa),
-        col(Opposition.ben_rng_gem) == col(Person.ben_rng_gem),
-    )
-    candidates = session.execute(
-        select(col(Member.id), col(Member.anchor_date), col(Member.holdout))
-        .join(Person, col(Person.id) == col(Member.person_id))
-        .where(
-            col(Member.campaign_id) == definition.id,
-            col(Member.status) == ACTIVE,
-            col(Member.id) >= lo,
-            col(Member.id) <= hi,
-            col(Person.deceased_on).is_(None),
-            ~exists().where(same_person_enrolment),
-            ~exists().where(same_person_opposition),
-        )
-    ).all()
-    if not candidates:
-        return set()
-    # Each step's last attempt, per member: columns only.
-    last: dict[int, dict[str, tuple[int, str]]] = defaultdict(dict)
-    for mid, step, attempt, state in session.execute(
-        select(
-            col(Action.member_id), col(Action.step), col(Action.attempt), col(Action.state)
-        ).where(col(Action.member_id) >= lo, col(Action.member_id) <= hi)
-    ):
-        mine = last[int(mid)]
-        if step not in mine or attempt > mine[step][0]:
-            mine[step] = (attempt, state)
-    # Windows depend on the anchor date only: a batch holds few distinct anchors.
-    opens: dict[date, list[tuple[str, date]]] = {}
-    last_day: dict[date, date] = {}
-    quiet: set[int] = set()
-    for mid, anchor, holdout in candidates:
-        if anchor not in opens:
-            windows = [(s.id, step_window(definition, s, anchor)) for s in definition.cascade]
-            opens[anchor] = [(sid, start) for sid, (start, _) in windows]
-            last_day[anchor] = max(end for _, (_, end) in windows)
-        # Past the last window the planner closes the member (or skips what is left).
-        if today > last_day[anchor]:
-            continue
-        if holdout or _waiting(definition, last.get(int(mid), {}), opens[anchor], today):
-            quiet.add(int(mid))
-    return quiet
+    return set(_members(session, definition, today, lo, hi, only, quiet=True))
 
 
-def _waiting(
-    definition: CampaignDefinition,
-    last: dict[str, tuple[int, str]],
-    opens: list[tuple[str, date]],
-    today: date,
-) -> bool:
-    """Whether no step asks anything today: each one not due yet, or waiting on its last
-    attempt, or over (a letter or message whose notice is already planned counts as over)."""
-    for step, (sid, start) in zip(definition.cascade, opens, strict=True):
-        if sid not in last:
-            if today >= start:
-                return False  # due today, or skipped: the planner decides
-            continue
-        state = last[sid][1]
-        if state in OPEN_STATES or state not in SUCCESS_STATES:
-            continue  # waiting, or ended (skipped, cancelled, failed): nothing more to plan
-        if step.channel == "phone":
-            return False  # an outcome to act on (retry, callback, exit)
-        if step.notify is not None and notice_step_id(step) not in last:
-            return False  # its notice is due
-    return True
+def busy_members(
+    *, session: Session, definition: CampaignDefinition, lo: int, hi: int, today: date
+) -> list[int]:
+    """Ids of active members in [lo, hi] the planner may have something for today, in order:
+    the exact complement of `quiet_members`, so that a tick batches only them."""
+    return _members(session, definition, today, lo, hi, None, quiet=False)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, Integer, bindparam, event, func, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -148,3 +149,14 @@ def plan_each_statement(session: Session, on: bool = True) -> None:
     if session.get_bind().dialect.name == "postgresql":
         mode = "force_custom_plan" if on else "auto"
         session.execute(text(f"SET LOCAL plan_cache_mode = {mode}"))
+
+
+def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column` is one of `ids`: one array parameter on PostgreSQL (a list of thousands of
+    bound values costs more to send and plan than the query takes), an IN list on SQLite."""
+    test: ColumnElement[bool]
+    if session.get_bind().dialect.name == "postgresql":
+        test = column == func.any(bindparam("among", list(ids), type_=ARRAY(Integer), unique=True))
+    else:
+        test = column.in_(list(ids))
+    return test

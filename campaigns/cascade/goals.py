@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, or_
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from campaigns.cascade.enrolments import record_goal_rows
 from campaigns.definition.goals import CareActGoal, RegistryFactGoal
@@ -63,12 +63,21 @@ def _first_contacts(session: Session, campaign_id: str) -> pd.DataFrame:
     """Each active member's first contact: a message delivered or a call that reached them."""
     touched = col(Action.state).in_(SUCCESS_STATES) & col(Action.done_on).is_not(None)
     reached = or_(col(Action.channel) != "phone", col(Action.outcome).in_(REACHED_OUTCOMES))
-    rows = session.execute(
-        select(col(Action.member_id), func.min(col(Action.done_on)))
-        .join(Member, col(Member.id) == col(Action.member_id))
-        .where(Member.campaign_id == campaign_id, Member.status == ACTIVE, touched, reached)
-        .group_by(col(Action.member_id))
-    ).all()
+    rows = (
+        session.connection()
+        .execute(  # plain rows: millions on a wave, no ORM
+            sa_select(col(Action.member_id), func.min(col(Action.done_on)))
+            .join(Member, col(Member.id) == col(Action.member_id))
+            .where(
+                col(Member.campaign_id) == campaign_id,
+                col(Member.status) == ACTIVE,
+                touched,
+                reached,
+            )
+            .group_by(col(Action.member_id))
+        )
+        .all()
+    )
     return pd.DataFrame(rows, columns=["id", "contact"])
 
 
@@ -80,17 +89,21 @@ def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal)
     entry. Two column queries joined in pandas (a flu wave has millions of members; one SQL
     join on an aggregate got a nested-loop plan on freshly loaded tables).
     """
-    rows = session.execute(
-        sa_select(
-            col(Member.id),
-            col(Person.ben_nir_psa),
-            col(Person.ben_rng_gem),
-            col(Member.entered_on),
-            col(Member.holdout),
+    rows = (
+        session.connection()
+        .execute(  # plain rows: millions on a wave, no ORM
+            sa_select(
+                col(Member.id),
+                col(Person.ben_nir_psa),
+                col(Person.ben_rng_gem),
+                col(Member.entered_on),
+                col(Member.holdout),
+            )
+            .join(Person, col(Person.id) == col(Member.person_id))
+            .where(col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE)
         )
-        .join(Person, col(Person.id) == col(Member.person_id))
-        .where(col(Member.campaign_id) == campaign_id, col(Member.status) == ACTIVE)
-    ).all()
+        .all()
+    )
     members = pd.DataFrame(rows, columns=["id", *SINCE_COLUMNS, "holdout"])
     if goal.kind == "care_act":
         members = members.merge(_first_contacts(session, campaign_id), on="id", how="left")

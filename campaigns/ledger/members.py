@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import insert, update
+from sqlalchemy import Date, String, insert, literal, update
 from sqlmodel import Session, col, select
 
+from campaigns.ledger.db import among
 from campaigns.ledger.models import ACTIVE, CANCELLED, PENDING, QUEUED, Action, Member, MemberEvent
 
 
@@ -81,7 +82,9 @@ def close_members(
             int(mid)
             for (mid,) in session.execute(
                 update(Member)
-                .where(col(Member.id).in_(chunk), col(Member.status).in_((ACTIVE, PENDING)))
+                .where(
+                    among(session, col(Member.id), chunk), col(Member.status).in_((ACTIVE, PENDING))
+                )
                 .values(status=status, status_reason=reason, status_on=today)
                 .returning(col(Member.id))
                 .execution_options(synchronize_session=False)
@@ -90,13 +93,24 @@ def close_members(
         if not done:
             continue
         closed += len(done)
+        # One INSERT … SELECT, not thousands of rows sent one by one (an observation closes
+        # hundreds of thousands of members at once).
         session.execute(
-            insert(MemberEvent),
-            [{"member_id": mid, "on": today, "kind": "left", "detail": detail} for mid in done],
+            insert(MemberEvent).from_select(
+                ["member_id", "on", "kind", "detail"],
+                select(
+                    col(Member.id),
+                    literal(today, Date),
+                    literal("left", String),
+                    literal(detail, MemberEvent.__table__.c.detail.type),  # type: ignore[attr-defined]
+                )
+                .where(among(session, col(Member.id), done))
+                .order_by(col(Member.id)),
+            )
         )
         session.execute(
             update(Action)
-            .where(col(Action.member_id).in_(done), col(Action.state) == QUEUED)
+            .where(among(session, col(Action.member_id), done), col(Action.state) == QUEUED)
             .values(
                 state=CANCELLED,
                 reason=f"member_{reason}",

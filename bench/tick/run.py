@@ -95,6 +95,15 @@ def fresh_db(kind: str, pg_admin: str | None, tmp: Path) -> str:
     return pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + name
 
 
+def drop_db(pg_admin: str, url: str) -> None:
+    admin = create_engine(
+        pg_admin.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
 async def task_runs_of(flow_run_id: uuid.UUID) -> int:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -251,6 +260,9 @@ def wave(args: argparse.Namespace) -> None:
             run["load_after"] = os.getloadavg()[0]
             print(json.dumps({"people": n, **run}), flush=True)
             runs.append(run)
+            engine.dispose()
+            if args.db:  # a 2.5 M ledger is ~5 GB: not left behind
+                drop_db(args.db, url)
         med = {
             k: statistics.median(float(r[k]) for r in runs)  # type: ignore[arg-type]
             for k in ("admit_s", "admit_cpu_s", "launch_tick_s", "quiet_tick_s", "observe_s")

@@ -33,7 +33,6 @@ from sqlalchemy import (
     literal,
     not_,
     select,
-    true,
     values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -42,19 +41,16 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from campaigns.cascade.planner import MemberState, plan
+from campaigns.cascade.scope import batch_members, nothing_personal
 from campaigns.cascade.verdict import policy_verdict
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.actions import action_key_sql, insert_new_actions
-from campaigns.ledger.db import among, plan_each_statement
-from campaigns.ledger.goals import goal_reached
+from campaigns.ledger.db import plan_each_statement
 from campaigns.ledger.models import (
-    ACTIVE,
     QUEUED,
     SKIPPED,
     Action,
-    Enrolment,
     Member,
-    Opposition,
     Person,
 )
 from campaigns.ledger.vocabulary import SUCCESS_STATES
@@ -105,22 +101,9 @@ def _fresh(
     other = aliased(Action)
     since = today - timedelta(days=max(pressure.calls_days, pressure.contacts_days))
     return [
-        among(session, col(Member.id), only) if only is not None else true(),
-        col(Member.campaign_id) == definition.id,
-        col(Member.status) == ACTIVE,
-        col(Member.id) >= lo,
-        col(Member.id) <= hi,
-        col(Person.deceased_on).is_(None),
+        *batch_members(session, definition.id, lo, hi, only),
+        *nothing_personal(definition),
         ~exists().where(col(Action.member_id) == col(Member.id)),
-        ~exists().where(
-            col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa),
-            col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem),
-            goal_reached(definition.id, definition.goal),
-        ),
-        ~exists().where(
-            col(Opposition.ben_nir_psa) == col(Person.ben_nir_psa),
-            col(Opposition.ben_rng_gem) == col(Person.ben_rng_gem),
-        ),
         # Any contact (of any campaign) in the pressure windows: the policy must count it.
         ~exists().where(
             col(other.person_id) == col(Member.person_id),

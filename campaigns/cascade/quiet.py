@@ -18,7 +18,6 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    exists,
     false,
     func,
     not_,
@@ -26,14 +25,13 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.sql.elements import ColumnElement as Column
 from sqlmodel import Session, col
 
 from campaigns.cascade.planner import campaign_ended, notice_step_id, step_window
+from campaigns.cascade.scope import batch_members, nothing_personal
 from campaigns.definition.model import CampaignDefinition
 from campaigns.ledger.db import among
-from campaigns.ledger.goals import goal_reached
-from campaigns.ledger.models import ACTIVE, Action, Enrolment, Member, Opposition, Person
+from campaigns.ledger.models import Action, Member, Person
 from campaigns.ledger.vocabulary import SUCCESS_STATES, ActionState
 
 # An attempt and its state as one number (attempt * 16 + state): its maximum is the state of
@@ -66,19 +64,13 @@ def _members(
     quiet: bool,
 ) -> list[int]:
     """Ids of the active members in [lo, hi] (and in `only`) the rule finds quiet (or not)."""
-    scope = [
-        col(Member.campaign_id) == definition.id,
-        col(Member.status) == ACTIVE,
-        col(Member.id) >= lo,
-        col(Member.id) <= hi,
-    ]
+    scope = batch_members(session, definition.id, lo, hi, only)
     mine = [
         col(Action.campaign_id) == definition.id,
         col(Action.member_id) >= lo,
         col(Action.member_id) <= hi,
     ]
     if only is not None:
-        scope.append(among(session, col(Member.id), only))
         mine.append(among(session, col(Action.member_id), only))
     query = select(col(Member.id)).where(*scope).order_by(col(Member.id))
     if campaign_ended(definition, today):
@@ -93,7 +85,7 @@ def _members(
     )
     state = case(*((col(Action.state) == s, n) for n, s in enumerate(_STATES)), else_=_SPAN - 1)
 
-    def last(step_id: str) -> Column[int]:
+    def last(step_id: str) -> ColumnElement[int]:
         return func.max(case((col(Action.step) == step_id, col(Action.attempt) * _SPAN + state)))
 
     notices = [notice_step_id(s) for s in definition.cascade if s.notify is not None]
@@ -126,16 +118,7 @@ def _members(
             )
         )
     rule = and_(
-        col(Person.deceased_on).is_(None),
-        ~exists().where(
-            col(Enrolment.ben_nir_psa) == col(Person.ben_nir_psa),
-            col(Enrolment.ben_rng_gem) == col(Person.ben_rng_gem),
-            goal_reached(definition.id, definition.goal),
-        ),
-        ~exists().where(
-            col(Opposition.ben_nir_psa) == col(Person.ben_nir_psa),
-            col(Opposition.ben_rng_gem) == col(Person.ben_rng_gem),
-        ),
+        *nothing_personal(definition),
         not_(expired),
         or_(col(Member.holdout), and_(*waiting)),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, tuple_, update
+from sqlalchemy import func, insert, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -24,6 +24,7 @@ from campaigns.cascade.planner import (
     plan,
 )
 from campaigns.cascade.quiet import busy_members, quiet_members
+from campaigns.cascade.scope import batch_members
 from campaigns.cascade.verdict import policy_verdict
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
@@ -96,14 +97,7 @@ def _active_ids(
     session: Session, campaign_id: str, lo: int, hi: int, only: Sequence[int] | None = None
 ) -> list[int]:
     """Ids of the campaign's active members in [lo, hi] (and in `only`)."""
-    query = select(Member.id).where(
-        Member.campaign_id == campaign_id,
-        Member.status == ACTIVE,
-        col(Member.id) >= lo,
-        col(Member.id) <= hi,
-    )
-    if only is not None:
-        query = query.where(among(session, col(Member.id), only))
+    query = select(Member.id).where(*batch_members(session, campaign_id, lo, hi, only))
     return [i for i in session.exec(query).all() if i is not None]
 
 
@@ -190,26 +184,18 @@ def _states(
     only: Sequence[int] | None = None,
 ) -> list[BatchMember]:
     """The batch's active members (in `only`) as the planner sees them (but the `skip` ids)."""
-    within: ColumnElement[bool] = col(Member.id) >= lo
+    scope = batch_members(session, definition.id, lo, hi, only)
     if skip:
         wanted = [i for i in _active_ids(session, definition.id, lo, hi, only) if i not in skip]
         if not wanted:
             return []
-        within = among(session, col(Member.id), wanted)
-    elif only is not None:
-        within = among(session, col(Member.id), only)
+        scope = batch_members(session, definition.id, lo, hi, wanted)
     rows = session.exec(
         select(Member, Person)
         .join(Person, col(Person.id) == col(Member.person_id))
         # The planner needs no NIR, number or address: they stay encrypted, unread.
         .options(defer(Person.nir), defer(Person.telephone), defer(Person.email))  # type: ignore[arg-type]
-        .where(
-            Member.campaign_id == definition.id,
-            Member.status == ACTIVE,
-            col(Member.id) >= lo,
-            col(Member.id) <= hi,
-            within,
-        )
+        .where(*scope)
     ).all()
     if not rows:
         return []
@@ -277,11 +263,8 @@ def _take_batch(
         )
         if only is not None:
             held = held.where(among(session, col(Member.id), only))
-        session.exec(
-            held.order_by(
-                col(Member.id)
-            ).with_for_update()  # one lock order for every runner: no deadlock
-        ).all()
+        # One lock order for every runner: no deadlock.
+        session.exec(held.order_by(col(Member.id)).with_for_update()).all()
     else:
         # SQLite locks the whole database for a writer: any write takes it for the batch.
         session.execute(

@@ -146,6 +146,23 @@ def _add(
     return member.id or 0
 
 
+def _seeded(
+    engine: Engine,
+    d: CampaignDefinition,
+    other: CampaignDefinition,
+    members: list[dict[str, Any]],
+    today: date,
+) -> list[int]:
+    """Both campaigns registered and the drawn members of `d` committed; their ids."""
+    now = utcnow()
+    with Session(engine) as s:
+        for c in (SOPHIA, GRIPPE):
+            register_campaign(session=s, definition=c, launched=True)
+        ids = [_add(s, d, other, m, today, now) for m in members]
+        s.commit()
+    return ids
+
+
 def _ledger(s: Session, ids: list[int]) -> dict[str, Any]:
     """What a tick wrote for these members, with ids replaced by the members' order."""
     pos = {mid: i for i, mid in enumerate(ids)}
@@ -201,12 +218,7 @@ def test_the_sql_pass_writes_what_the_member_by_member_tick_writes(
 ) -> None:
     other = GRIPPE if definition is SOPHIA else SOPHIA
     today = (GRIPPE.dates.start if definition is GRIPPE else date(2026, 11, 10)) + timedelta(shift)
-    now = utcnow()
-    with Session(engine) as s:
-        for d in (SOPHIA, GRIPPE):
-            register_campaign(session=s, definition=d, launched=True)
-        ids = [_add(s, definition, other, m, today, now) for m in members]
-        s.commit()
+    ids = _seeded(engine, definition, other, members, today)
     ref_counts, reference = _tick(engine, definition, ids, today, fresh=False)
     counts, ledger = _tick(engine, definition, ids, today, fresh=True)
     assert ledger == reference
@@ -270,7 +282,6 @@ def test_the_launch_day_is_planned_in_sql(engine: Engine) -> None:
 def test_batches_side_by_side_write_what_one_pass_writes(engine: Engine) -> None:
     """`workers=2` (PostgreSQL: two connections) plans every member once, as one pass would."""
     today = GRIPPE.dates.start
-    now = utcnow()
     draw = [
         {
             "anchor": 0, "holdout": i % 9 == 0, "deceased": i % 11 == 0,
@@ -281,11 +292,7 @@ def test_batches_side_by_side_write_what_one_pass_writes(engine: Engine) -> None
         }
         for i in range(40)
     ]  # fmt: skip
-    with Session(engine) as s:
-        for d in (SOPHIA, GRIPPE):
-            register_campaign(session=s, definition=d, launched=True)
-        ids = [_add(s, GRIPPE, SOPHIA, m, today, now) for m in draw]
-        s.commit()
+    ids = _seeded(engine, GRIPPE, SOPHIA, draw, today)
     _, reference = _tick(engine, GRIPPE, ids, today, fresh=False)
     counts = tick(engine=engine, definition=GRIPPE, today=today, batch_size=7, workers=2)
     with Session(engine) as s:

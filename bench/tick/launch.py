@@ -11,14 +11,12 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 sys.path.insert(0, str(Path(__file__).parent))
-from run import population
+from run import drop_db, fresh_db, population
 
 
 def main() -> None:
@@ -26,12 +24,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--db", required=True, help="PostgreSQL admin URL")
     args = ap.parse_args()
-    admin_url = args.db.replace("postgresql://", "postgresql+psycopg://")
-    name = f"relance_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    url = fresh_db("postgresql", args.db, Path(tempfile.gettempdir()))
     os.environ["RELANCE_DATABASE_URL"] = url
     from campaigns.cascade.membership import admit_targets
     from campaigns.cascade.tick import tick
@@ -58,8 +51,7 @@ def main() -> None:
         print(json.dumps({**out, "actions": counts.get("actions_written", 0)}), flush=True)
     finally:
         engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_db(args.db, url)
 
 
 if __name__ == "__main__":

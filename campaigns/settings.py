@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     letters_pdf_below: int = 1000
     letters_samples: int = 3
     dispatch_batch_size: int = 500
+    # Dispatch loops side by side per channel (one prepares while another's batch is with the
+    # provider); letters keep one.
+    dispatch_lanes: int = 2
     tick_batch_size: int = 2000
     # Batches a tick plans side by side on PostgreSQL (one connection each); SQLite: one.
     tick_workers: int = 2

@@ -120,6 +120,7 @@ def dispatch_task(campaign_id: str, channel: str, day: date) -> dict[str, int]:
         day=day,
         channel=channel,
         batch_size=batch_size_for(settings, channel),
+        lanes=settings.dispatch_lanes,
     )
 
 

@@ -195,3 +195,79 @@ def test_the_settings_reach_the_dispatcher_and_a_bad_one_is_named(tmp_path: Path
     assert (ad.mailbox_batch, ad.mailbox_in_flight, mailbox_claim(ad)) == (200, 3, 600)
     with pytest.raises(ValueError, match="RELANCE_MAILBOX_BATCH_SIZE"):
         build_adapters(Settings(data_dir=tmp_path, mailbox_batch_size=0))
+
+
+def test_lanes_share_the_batches_and_each_key_goes_once(engine: Engine, tmp_path: Path) -> None:
+    setup(engine, 40, MAILBOX_DAY, telephone=None)
+    keys = set(mailbox_rows(engine))
+    box = SlowBox()
+    ad = adapters(tmp_path, box, batch=3, in_flight=2)
+    rep = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="mailbox",
+        adapters=ad,
+        today=MAILBOX_DAY,
+        now=NOW,
+        batch_size=6,
+        lanes=3,
+    )
+    assert rep["sent"] == len(keys) and rep["notices_planned"] == len(keys)
+    assert rep["batches"] == -(-len(keys) // 6)
+    assert Counter(box.calls) == Counter(keys)  # each key sent once, by one lane
+    assert box.most == 2  # three lanes, yet never more requests in flight than allowed
+    assert {a.state for a in mailbox_rows(engine).values()} == {"sent"}
+    with session_scope(engine) as s:
+        notices = list(s.exec(select(Action).where(Action.step == "mailbox_notice")))
+    assert len({n.key for n in notices}) == len(notices) == len(keys)
+
+
+def test_a_lane_that_fails_stops_the_others_and_a_rerun_loses_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    setup(engine, 40, MAILBOX_DAY, telephone=None)
+    keys = set(mailbox_rows(engine))
+    box = SlowBox(crash_after=2)
+    ad = adapters(tmp_path, box, batch=4, in_flight=1)
+    with pytest.raises(SystemExit):
+        dispatch(
+            engine=engine,
+            campaign=C,
+            channel="mailbox",
+            adapters=ad,
+            today=MAILBOX_DAY,
+            now=NOW,
+            batch_size=4,
+            lanes=2,
+        )
+    # Two deposits went through, the third "killed" its lane; the other claimed no more.
+    assert len(box.batches) == 2
+    left = Counter(a.state for a in mailbox_rows(engine).values())
+    assert left["sent"] == 8 and left["queued"] == len(keys) - left["sent"] - left["sending"]
+    assert 1 <= left["sending"] <= 8 and left["queued"] > 0
+    box.crash_after = None
+    rep = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="mailbox",
+        adapters=ad,
+        today=MAILBOX_DAY,
+        now=NOW + timedelta(minutes=1),
+        stale_after=timedelta(0),
+        lanes=2,
+    )
+    assert rep["sent"] == len(keys) - 8
+    assert set(box.deposits) == keys and len(box.deposits) == len(keys)
+    assert {a.state for a in mailbox_rows(engine).values()} == {"sent"}
+
+
+def test_lanes_below_one_are_refused_in_french(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="RELANCE_DISPATCH_LANES doit valoir au moins 1"):
+        dispatch(
+            engine=engine,
+            campaign=C,
+            channel="mailbox",
+            adapters=adapters(tmp_path, FakeMailbox(), batch=3, in_flight=1),
+            today=MAILBOX_DAY,
+            lanes=0,
+        )

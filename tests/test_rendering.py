@@ -102,3 +102,57 @@ def test_context_holds_no_identifier() -> None:
     flat = repr(ctx)
     assert "nir" not in ctx["person"]
     assert "telephone" not in flat
+
+
+def _env(tmp_path, **templates: str):  # type: ignore[no-untyped-def]
+    from campaigns.definition.rendering import template_environment
+
+    for name, text in templates.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return template_environment(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("template", "other", "same"),
+    [
+        # What the template reads decides: another name or date changes it, the rest not.
+        ("Bonjour {{ person.nom }}", {"nom": "MARTIN"}, {"prenom": "Paul", "age": 30}),
+        ("{{ person.nom.upper() }}", {"nom": "martin"}, {"prenom": "Paul"}),
+        ("{{ person['nom'] }}", {"nom": "MARTIN"}, None),
+        ("{% set p = person %}{{ p.nom }}", {"nom": "MARTIN"}, None),
+        ("{{ member.anchor_date | date_fr }}", {"anchor": date(2026, 8, 1)}, {"nom": "X"}),
+        ("Un message vous attend.", None, {"nom": "MARTIN", "anchor": date(2026, 8, 1)}),
+    ],
+)
+def test_a_render_key_changes_exactly_when_the_text_may(
+    tmp_path, template: str, other: dict | None, same: dict | None
+) -> None:
+    from campaigns.definition.rendering import render_key
+
+    env = _env(tmp_path, **{"t.txt": template})
+
+    def ctx(nom: str = "DUPONT", prenom: str = "Jean", age: int = 67, anchor=None) -> dict:
+        c = _ctx("mailbox")
+        c["person"].update(nom=nom, prenom=prenom, age=age)
+        c["member"]["anchor_date"] = anchor or date(2026, 7, 1)
+        return c
+
+    base = ctx()
+    key = render_key(env, "t.txt", base)
+    assert key is not None
+    for change, equal in ((other, False), (same, True)):
+        if change is None:
+            continue
+        changed = ctx(**change)
+        texts_equal = render_message(env, "t.txt", base) == render_message(env, "t.txt", changed)
+        assert texts_equal is equal
+        assert (render_key(env, "t.txt", changed) == key) is equal
+
+
+def test_a_template_that_includes_another_gets_no_render_key(tmp_path) -> None:
+    from campaigns.definition.rendering import render_key
+
+    env = _env(tmp_path, **{"t.txt": "{% include 'p.txt' %}", "p.txt": "{{ person.nom }}"})
+    assert render_key(env, "t.txt", _ctx("mailbox")) is None
+    extra = {**_ctx("mailbox"), "autre": 1}
+    assert render_key(_env(tmp_path, **{"u.txt": "x"}), "u.txt", extra) is None

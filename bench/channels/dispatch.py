@@ -2,8 +2,10 @@
 
     uv run python bench/channels/dispatch.py [--people 10000 --repeat 3 --calls 300]
         [--provider contract|fake] [--mailbox single|batch] [--in-flight 4]
+        [--db postgresql://postgres@127.0.0.1:5432/postgres]
 
-A fresh SQLite ledger gets N members with a queued mailbox message each; the dispatcher then
+A fresh SQLite ledger (with `--db`, a fresh PostgreSQL database) gets N members with a
+queued mailbox message each; the dispatcher then
 drains the mailbox channel, which queues the N notification e-mails, drained in turn.
 `--provider contract`: mailbox through `HttpMailbox` against the provider mock of the crash
 tests (it honours each key, in front of Prism serving docs/api/mailbox.openapi.yaml, which
@@ -26,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -126,6 +130,7 @@ class SingleDeposits:
 
 def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> dict[str, Any]:
     """One fresh ledger drained through mailbox then e-mail; then `calls` phone bridges."""
+    from bench.tick.run import drop_db, fresh_db
     from campaigns.cascade.dispatch import Adapters, dispatch
     from campaigns.definition.catalog import load_campaign
     from campaigns.ledger.db import make_engine, upgrade
@@ -137,7 +142,8 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
     from channels.sendgrid_email import SendGridEmail
     from channels.twilio_phone import TwilioPhone
 
-    engine = make_engine(f"sqlite:///{tmp / f'dispatch-{time.monotonic_ns()}.db'}")
+    url = fresh_db("postgresql" if opts.db else "sqlite", opts.db, tmp)
+    engine = make_engine(url)
     upgrade(engine)
     campaign = load_campaign("sophia-ald8")
     seed(engine, campaign, n)
@@ -172,6 +178,8 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
             adapters=adapters,
             today=DAY,
             batch_size=batch,
+            # Passed only when asked: the same bench then runs the code before lanes existed.
+            **({"lanes": opts.lanes} if opts.lanes != 1 else {}),
         )
         dt = time.perf_counter() - t0
         out[channel] = {
@@ -203,6 +211,8 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
     if opts.provider == "fake":
         out["phone"] = {"seconds": 0, "calls": 0, "per_second": 0}
     engine.dispose()
+    if opts.db:
+        drop_db(opts.db, url)
     return out
 
 
@@ -210,19 +220,32 @@ def adapters_alone(n: int, urls: dict[str, str], opts: Any) -> dict[str, Any]:
     """The adapters without the ledger: N mailbox messages and N same-content e-mails."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.definition.rendering import render_message, sample_context
     from channels.email import EmailMessage, FakeEmail
     from channels.mailbox import FakeMailbox, MailboxMessage
     from channels.mailbox_http import HttpMailbox
     from channels.sendgrid_email import SendGridEmail
     from tests.factories import valid_nir
 
+    # The campaign's own mailbox message and notice (a 1.2 KB body, as the dispatcher sends):
+    # what the contract mock costs grows with the size of what it checks.
+    campaign = load_campaign("sophia-ald8")
+    subject, body = render_message(
+        campaign.env, "mailbox_message.md.j2", sample_context(campaign.definition, "mailbox")
+    )
+    mail_subject, mail_text = render_message(
+        campaign.env,
+        "notification_email.txt.j2",
+        sample_context(campaign.definition, "mailbox_notice"),
+    )
     tag = time.monotonic_ns()  # fresh keys: the mock in front of Prism would replay old ones
     msgs = [
         MailboxMessage(
             key=f"sophia-ald8:{tag}{i}:mailbox:1",
             recipient=valid_nir(i),
-            subject="Votre accompagnement",
-            body="Bonjour,\n\nVotre **ALD**.",
+            subject=subject,
+            body=body,
         )
         for i in range(n)
     ]
@@ -230,8 +253,8 @@ def adapters_alone(n: int, urls: dict[str, str], opts: Any) -> dict[str, Any]:
         EmailMessage(
             key=f"sophia-ald8:{tag}{i}:notice:1",
             to=f"p{i}@example.org",
-            subject="Un message vous attend",
-            text="Consultez votre compte ameli.",
+            subject=mail_subject,
+            text=mail_text,
         )
         for i in range(n)
     ]
@@ -269,6 +292,32 @@ def adapters_alone(n: int, urls: dict[str, str], opts: Any) -> dict[str, Any]:
     return out
 
 
+def _serve_mock(upstream: str, kind: str, urls: Any, stop: Any) -> None:
+    from tests.crash.idempotent_mock import provider_mock
+
+    with provider_mock(upstream, kind) as mock:
+        urls.send(mock.url)
+        stop.wait()
+
+
+@contextmanager
+def mock_process(upstream: str, kind: str) -> Iterator[str]:
+    """The provider mock in a process of its own (a provider is not in our process: in the
+    dispatcher's, its Python would compete for the dispatcher's GIL); yields its URL."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    stop = ctx.Event()
+    proc = ctx.Process(target=_serve_mock, args=(upstream, kind, theirs, stop), daemon=True)
+    proc.start()
+    try:
+        yield str(ours.recv())
+    finally:
+        stop.set()
+        proc.join(timeout=10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--people", type=int, default=10_000)
@@ -278,6 +327,17 @@ def main() -> None:
     ap.add_argument("--mailbox", choices=["single", "batch"], default="batch")
     ap.add_argument("--in-flight", type=int, default=4)
     ap.add_argument("--mailbox-batch", type=int, default=500, help="messages a batch deposit")
+    ap.add_argument("--lanes", type=int, default=2, help="dispatch loops side by side")
+    ap.add_argument(
+        "--mock-in-bench",
+        action="store_true",
+        help="run the mailbox provider mock in this process (as before 2026-12-05)",
+    )
+    ap.add_argument(
+        "--db",
+        default=None,
+        help="PostgreSQL admin URL (a fresh database per run, dropped after); SQLite if absent",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "channels-dispatch.json"))
     args = ap.parse_args()
     from contextlib import ExitStack
@@ -299,7 +359,10 @@ def main() -> None:
             }
             # Prism answers its example to every batch: the mock in front gives each key its
             # own result (and absorbs replays), as the service does.
-            urls["mailbox"] = stack.enter_context(provider_mock(urls["mailbox"], "mailbox")).url
+            if args.mock_in_bench:
+                urls["mailbox"] = stack.enter_context(provider_mock(urls["mailbox"], "mailbox")).url
+            else:
+                urls["mailbox"] = stack.enter_context(mock_process(urls["mailbox"], "mailbox"))
         for r in range(args.repeat):
             res = run_once(args.people, args.calls, urls, Path(d), args)
             res["adapters_alone"] = adapters_alone(args.people, urls, args)
@@ -320,8 +383,11 @@ def main() -> None:
         "provider": args.provider,
         "mailbox_mode": args.mailbox,
         "in_flight": args.in_flight,
+        "lanes": args.lanes,
+        "mailbox_mock": "bench process" if args.mock_in_bench else "own process",
         "mailbox_batch": args.mailbox_batch,
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "db": "postgresql" if args.db else "sqlite",
         "people": args.people,
         "calls": args.calls,
         "runs": runs,

@@ -229,8 +229,9 @@ def dispatch_stage(
     channel: str,
     now: datetime | None = None,
     batch_size: int = 500,
+    lanes: int = 1,
 ) -> dict[str, int]:
-    """Send every due action of one channel."""
+    """Send every due action of one channel (`lanes` loops side by side)."""
     started = utcnow()
     if channel == "mailbox":
         # A claim large enough for every batch deposit in flight to be full.
@@ -243,6 +244,7 @@ def dispatch_stage(
         today=day,
         now=now,
         batch_size=batch_size,
+        lanes=lanes,
     )
     _record(engine, campaign.definition.id, f"dispatch_{channel}", day, started, counts)
     return counts

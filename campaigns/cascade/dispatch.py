@@ -8,19 +8,20 @@ the result is repaired by calling again with the same key, which the adapters ab
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from campaigns.cascade.planner import (
     ActionView,
@@ -31,6 +32,19 @@ from campaigns.cascade.planner import (
     notice_decision,
     step_window,
 )
+from campaigns.cascade.sending import (
+    Claimed,
+    MemberView,
+    PersonView,
+    claim_rows,
+    claim_statement,
+    due_actions,
+    member_people,
+    record_cancelled,
+    record_retryable,
+    record_sent,
+    tried_channels,
+)
 from campaigns.cascade.tick import action_views, uses_reads
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
@@ -40,6 +54,7 @@ from campaigns.definition.rendering import (
     build_context,
     merge_fields,
     merge_values,
+    render_key,
     render_message,
 )
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
@@ -48,19 +63,14 @@ from campaigns.ledger.db import session_scope
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.models import (
     ACTIVE,
-    CANCELLED,
     FAILED_FINAL,
-    FAILED_RETRYABLE,
     QUEUED,
-    SENDING,
     SKIPPED,
-    SUCCESS_STATES,
     Action,
     Member,
     MemberEvent,
     Person,
 )
-from campaigns.ledger.models import Campaign as CampaignRow
 from campaigns.policy.decision import Facts, decide, load_facts
 from channels.base import ChannelError, Receipt
 from channels.email import EmailMessage, EmailSender
@@ -85,6 +95,8 @@ class Adapters:
     # requests may be in flight at once (settings: mailbox_batch_size, mailbox_requests_in_flight).
     mailbox_batch: int = MAX_BATCH
     mailbox_in_flight: int = 4
+    # Shared by every dispatch lane: `mailbox_in_flight` is the ceiling for the whole process.
+    _slots: threading.BoundedSemaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.mailbox_batch <= MAX_BATCH:
@@ -97,6 +109,7 @@ class Adapters:
                 "RELANCE_MAILBOX_REQUESTS_IN_FLIGHT doit valoir au moins 1"
                 f" (reçu : {self.mailbox_in_flight})"
             )
+        self._slots = threading.BoundedSemaphore(self.mailbox_in_flight)
 
 
 RETRY_FLOOR = timedelta(minutes=1)
@@ -118,7 +131,7 @@ def retry_delay(key: str, tries: int) -> timedelta:
 
 
 def _member_state(
-    person: Person, member: Member | None, opposed: set[str], actions: Sequence[ActionView]
+    person: Person, member: Member | None, opposed: AbstractSet[str], actions: Sequence[ActionView]
 ) -> MemberState:
     """The person as the planner would see them now, for its step conditions."""
     return MemberState(
@@ -140,7 +153,7 @@ def next_step(
     step_id: str,
     *,
     person: Person,
-    opposed: set[str],
+    opposed: AbstractSet[str],
     anchor: date,
     today: date,
     member: Member | None = None,
@@ -168,26 +181,6 @@ def next_step(
     return "none"
 
 
-def _due(campaign_id: str, channel: str, today: date, now: datetime, stale_before: datetime) -> Any:
-    """The ids of a channel's actions that may be claimed now (campaign not halted)."""
-    # Paused (or ended) by its manager: nothing is sent; queued actions stay queued, held.
-    halted = select(CampaignRow.id).where(
-        col(CampaignRow.id) == campaign_id,
-        col(CampaignRow.paused_at).is_not(None) | col(CampaignRow.ended_at).is_not(None),
-    )
-    return select(Action.id).where(
-        Action.campaign_id == campaign_id,
-        col(Action.campaign_id).not_in(halted.scalar_subquery()),
-        Action.channel == channel,
-        col(Action.due_on) <= today,
-        or_(
-            col(Action.state) == QUEUED,
-            (col(Action.state) == FAILED_RETRYABLE) & (col(Action.next_try_at) <= now),
-            (col(Action.state) == SENDING) & (col(Action.updated_at) < stale_before),
-        ),
-    )
-
-
 def _balanced(
     engine: Engine,
     campaign_id: str,
@@ -200,7 +193,7 @@ def _balanced(
 ) -> int:
     """A batch size that splits today's due actions evenly (no small last batch of letters)."""
     with session_scope(engine) as s:
-        due = _due(campaign_id, channel, today, now, stale_before).subquery()
+        due = due_actions(campaign_id, channel, today, now, stale_before).subquery()
         n = int(s.scalar(select(func.count()).select_from(due)) or 0)
     if n <= limit:
         return limit
@@ -225,15 +218,16 @@ def claim_batch(
     """
     if stale_before is None:
         stale_before = now - STALE_SENDING
-    due = _due(campaign_id, channel, today, now, stale_before).order_by(col(Action.id)).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    # One statement: on SQLite it runs under the write lock, so no other dispatcher can read
-    # the rows between our choice and our mark (a SELECT then UPDATE could, and did).
     claim = (
-        update(Action)
-        .where(col(Action.id).in_(due.scalar_subquery()))
-        .values(state=SENDING, tries=Action.tries + 1, updated_at=now)
+        claim_statement(
+            session,
+            campaign_id=campaign_id,
+            channel=channel,
+            today=today,
+            now=now,
+            limit=limit,
+            stale_before=stale_before,
+        )
         .returning(Action)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -241,7 +235,7 @@ def claim_batch(
 
 
 def _send_time_block(
-    action: Action, member: Member, facts: Facts | None, now: datetime
+    channel: str, member: MemberView, facts: Facts | None, now: datetime
 ) -> str | None:
     """Why an action must not go out now, checked again at send time (the contact policy).
 
@@ -252,69 +246,51 @@ def _send_time_block(
         return f"member_{member.status_reason or member.status}"
     if facts is None:
         return Reason.DECEASED  # the person row is gone
-    return decide(facts=facts, channel=action.channel, now=now, pressure=None).reason
+    return decide(facts=facts, channel=channel, now=now, pressure=None).reason
 
 
 @dataclass(frozen=True, slots=True)
 class SendContext:
     """What sending to one member needs: their rows, the policy's facts, the channels tried."""
 
-    member: Member
-    person: Person
+    member: MemberView
+    person: PersonView
     facts: Facts | None
-    opposed: set[str]
+    opposed: frozenset[str]
     tried: list[str]
 
 
 def _context_rows(
-    session: Session, actions: Sequence[Action], today: date, definition: CampaignDefinition
+    session: Session, actions: Sequence[Claimed], today: date, definition: CampaignDefinition
 ) -> dict[int, SendContext]:
+    """Each claimed action's member, person, facts and channels tried, by member id."""
     member_ids = {a.member_id for a in actions}
-    query = (
-        select(Member, Person)
-        .join(Person, col(Person.id) == col(Member.person_id))
-        .where(col(Member.id).in_(member_ids))
-    )
-    if actions and all(a.channel == Channel.LETTER for a in actions):
-        # A letter needs neither the NIR, the phone nor the e-mail: not decrypted (a fifth of
-        # a mass batch's time); read only if a final failure asks for the next step.
-        query = query.options(
-            defer(Person.nir),  # type: ignore[arg-type]
-            defer(Person.telephone),  # type: ignore[arg-type]
-            defer(Person.email),  # type: ignore[arg-type]
-        )
-    rows = session.exec(query).all()
+    channel = actions[0].channel if actions else ""
+    rows = member_people(session, member_ids, channel)
     # The contact policy's facts (oppositions and enrolments effective today, death, contact
     # details), read once for the batch: the send-time checks, notices and next steps use them.
     facts = load_facts(
         session,
-        [p for _, p in rows],
+        [p for _, p in rows.values()],
         today=today,
         pressure=None,
         goal=goal_reached(definition.id, definition.goal),
     )
-    tried: dict[int, list[str]] = defaultdict(list)
-    for mid, channel in session.exec(
-        select(Action.member_id, Action.channel)
-        .where(col(Action.member_id).in_(member_ids), col(Action.state).in_(SUCCESS_STATES))
-        .order_by(col(Action.id))
-    ):
-        if channel not in tried[mid]:
-            tried[mid].append(channel)
+    tried = tried_channels(session, member_ids)
     out = {}
-    for m, p in rows:
-        f = facts.get(p.id or 0)
-        out[m.id or 0] = SendContext(
+    for mid, (m, p) in rows.items():
+        f = facts.get(p.id)
+        out[mid] = SendContext(
             member=m,
             person=p,
             facts=f,
-            opposed=set(f.opposed) if f else set(),
-            tried=tried.get(m.id or 0, []),
+            opposed=f.opposed if f else frozenset(),
+            tried=tried.get(mid, []),
         )
     return out
 
 
-def person_context(p: Person, today: date) -> dict[str, Any]:
+def person_context(p: Person | PersonView, today: date) -> dict[str, Any]:
     """What templates may know of a person (no NIR, no phone number)."""
     age = None
     if p.birth_year:
@@ -329,7 +305,7 @@ def person_context(p: Person, today: date) -> dict[str, Any]:
     }
 
 
-def member_context(m: Member, tried: list[str]) -> dict[str, Any]:
+def member_context(m: Member | MemberView, tried: list[str]) -> dict[str, Any]:
     """What templates may know of a member's place in the campaign."""
     return {
         "anchor_date": m.anchor_date,
@@ -358,7 +334,7 @@ def _template_info(env: Any, folder: Path, name: str) -> tuple[str, tuple[str, .
     return digest, paths
 
 
-def _letter(campaign: Campaign, a: Action, name: str, context: dict[str, Any]) -> Letter:
+def _letter(campaign: Campaign, a: Action | Claimed, name: str, context: dict[str, Any]) -> Letter:
     """A letter as data (template, version, merge fields); its HTML rendered only if printed."""
     digest, paths = _template_info(campaign.env, campaign.folder, name)
     return Letter(
@@ -374,9 +350,18 @@ def _letter(campaign: Campaign, a: Action, name: str, context: dict[str, Any]) -
 
 
 def _message(
-    campaign: Campaign, channel: str, a: Action, row: SendContext, today: date
+    campaign: Campaign,
+    channel: str,
+    a: Claimed,
+    row: SendContext,
+    today: date,
+    rendered: dict[tuple[Any, ...], tuple[str, str]],
 ) -> MailboxMessage | EmailMessage | Letter:
-    """The action's message, rendered from its step's template for this person."""
+    """The action's message, rendered from its step's template for this person.
+
+    `rendered` holds the batch's renderings by what they depend on (`render_key`): the same
+    text is rendered once.
+    """
     context = build_context(
         definition=campaign.definition,
         person=person_context(row.person, today),
@@ -388,17 +373,23 @@ def _message(
     name = _template_for(campaign, a.step)
     if channel == "letter":
         return _letter(campaign, a, name, context)
-    subject, body = render_message(campaign.env, name, context)
-    p = row.person
+    key = render_key(campaign.env, name, context)
+    text = rendered.get(key) if key is not None else None
+    if text is None:
+        text = render_message(campaign.env, name, context)
+        if key is not None:
+            rendered[key] = text
+    subject, body = text
+    contact = row.person.contact or ""
     if channel == "mailbox":
-        return MailboxMessage(key=a.key, recipient=p.nir, subject=subject, body=body)
-    return EmailMessage(key=a.key, to=p.email or "", subject=subject, text=body)
+        return MailboxMessage(key=a.key, recipient=contact, subject=subject, body=body)
+    return EmailMessage(key=a.key, to=contact, subject=subject, text=body)
 
 
 def _send(
     campaign: Campaign,
     channel: str,
-    to_send: list[tuple[Action, Any]],
+    to_send: list[tuple[Claimed, Any]],
     adapters: Adapters,
     today: date,
 ) -> list[Receipt | ChannelError]:
@@ -425,7 +416,8 @@ def _deposit_chunks(
 
     def deposit(chunk: list[MailboxMessage]) -> list[Receipt | ChannelError]:
         try:
-            results = adapters.mailbox.deposit_batch(chunk)
+            with adapters._slots:
+                results = adapters.mailbox.deposit_batch(chunk)
         except ChannelError as e:
             return [type(e)(str(e), key=m.key, code=e.code) for m in chunk]
         if len(results) != len(chunk):
@@ -440,92 +432,62 @@ def _deposit_chunks(
 
 def dispatch_batch(
     *,
-    session: Session,
+    engine: Engine,
     campaign: Campaign,
     channel: str,
-    actions: Sequence[Action],
+    actions: Sequence[Claimed],
     adapters: Adapters,
     today: date,
     now: datetime,
 ) -> dict[str, int]:
-    """Render and send one claimed batch; record each result."""
+    """Render and send one claimed batch; record each result.
+
+    Three steps, no transaction open across the provider's call: read the batch's members
+    and facts, send, then write every result in one transaction. Rows stay `sending` until
+    then (committed by the claim), so a crash anywhere is repaired by sending the same keys.
+    """
     counts: dict[str, int] = defaultdict(int)
-    ctx = _context_rows(session, actions, today, campaign.definition)
-    to_send: list[tuple[Action, Any]] = []
+    to_send: list[tuple[Claimed, Any]] = []
+    cancelled: list[tuple[int, str]] = []
+    rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
+    with session_scope(engine) as session:
+        ctx = _context_rows(session, actions, today, campaign.definition)
     # Past the campaign's end nothing goes out, whatever the tick left queued.
     ended = campaign_ended(campaign.definition, today)
     for a in actions:
         row = ctx[a.member_id]
-        block = Reason.CAMPAIGN_ENDED if ended else _send_time_block(a, row.member, row.facts, now)
+        block: str | None = Reason.CAMPAIGN_ENDED if ended else None
+        block = block or _send_time_block(a.channel, row.member, row.facts, now)
         if block:
-            a.state, a.reason, a.updated_at = CANCELLED, block, now
+            cancelled.append((a.id, block))
             counts[f"cancelled_{block}"] += 1
             continue
-        to_send.append((a, _message(campaign, channel, a, row, today)))
-    if not to_send:
-        return dict(counts)
-    results = _send(campaign, channel, to_send, adapters, today)
-    # A provider's webhook can be faster than our commit (delivered, bounced): what it
-    # recorded wins over "sent"; we only add the provider id and the time sent.
-    moved = dict(
-        session.exec(
-            select(Action.id, Action.state).where(
-                col(Action.id).in_([a.id for a, _ in to_send]), col(Action.state) != SENDING
-            )
-        ).all()
-    )
+        to_send.append((a, _message(campaign, channel, a, row, today, rendered)))
+    results = _send(campaign, channel, to_send, adapters, today) if to_send else []
     notices: list[ActionRow] = []
-    sent: list[dict[str, Any]] = []
+    sent: list[tuple[int, str, str]] = []
+    retry: list[tuple[int, str, datetime]] = []
+    final: list[tuple[Claimed, ChannelError]] = []
     for (a, _), result in zip(to_send, results, strict=True):
         if isinstance(result, Receipt):
             notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
+            sent.append((a.id, result.provider_id, result.status))
             counts["sent"] += 1
-            if a.id not in moved:
-                sent.append({"_id": a.id, "_pid": result.provider_id, "_state": result.status})
-                continue
-            a.updated_at = now
-            a.provider_id, a.done_on, a.sent_at = result.provider_id, today, now
-            session.refresh(a, attribute_names=["state", "reason", "delivered_at", "error"])
-            continue
-        a.updated_at = now
-        if result.retryable and a.tries < MAX_TRIES:
-            a.state, a.error = FAILED_RETRYABLE, str(result)
-            a.next_try_at = now + retry_delay(a.key, a.tries)
+        elif result.retryable and a.tries < MAX_TRIES:
+            retry.append((a.id, str(result), now + retry_delay(a.key, a.tries)))
             counts["failed_retryable"] += 1
         else:
-            _fail_final(session, campaign.definition, a, result, ctx[a.member_id], today, now)
+            final.append((a, result))
             counts["failed_final"] += 1
-    if sent:
-        _record_sent(session, sent, today, now)
-    if notices:
-        counts["notices_planned"] += insert_actions(session, notices)
+    with session_scope(engine) as session:
+        record_cancelled(session, cancelled, now)
+        record_sent(session, sent, today, now)
+        record_retryable(session, retry, now)
+        for a, error in final:
+            _fail_final(session, campaign.definition, a, error, ctx[a.member_id], today, now)
+        if notices:
+            counts["notices_planned"] += insert_actions(session, notices)
     return dict(counts)
-
-
-def _record_sent(session: Session, sent: list[dict[str, Any]], today: date, now: datetime) -> None:
-    """Mark the sent rows in one executemany, not one ORM object each (a mass letter batch).
-
-    Only rows still `sending`: what a provider's webhook wrote since wins, as above.
-    """
-    table = Action.__table__  # type: ignore[attr-defined]
-    stmt = (
-        update(table)
-        .where(table.c.id == bindparam("_id"), table.c.state == SENDING)
-        .values(
-            state=bindparam("_state"),
-            provider_id=bindparam("_pid"),
-            error=None,
-            done_on=today,
-            sent_at=now,
-            updated_at=now,
-        )
-    )
-    session.connection().execute(stmt, sent)
-    # The loaded objects no longer say what the rows hold: read again if anyone asks.
-    for row in sent:
-        obj = session.get(Action, row["_id"])
-        if obj is not None:
-            session.expire(obj)
 
 
 # A final failure that says a contact detail is wrong marks it, so no step uses it again.
@@ -535,7 +497,7 @@ _INVALIDATES = {Reason.INVALID_ADDRESS: "address_invalid", Reason.INVALID_EMAIL:
 def _fail_final(
     session: Session,
     definition: CampaignDefinition,
-    a: Action,
+    claimed: Claimed,
     error: ChannelError,
     row: SendContext,
     today: date,
@@ -543,13 +505,15 @@ def _fail_final(
 ) -> None:
     """Record a final failure, and what the cascade offers the person next, with the reason."""
     code = getattr(error, "code", Reason.FAILED) or Reason.FAILED
-    a.state, a.error, a.reason = FAILED_FINAL, str(error), code
-    person = row.person
+    # Rare: the rows are read as objects here, for the next step's conditions.
+    a = session.get_one(Action, claimed.id)
+    a.state, a.error, a.reason, a.updated_at = FAILED_FINAL, str(error), code, now
+    person = session.get_one(Person, claimed.person_id)
+    member = session.get_one(Member, claimed.member_id)
     flag = _INVALIDATES.get(code)
     if flag is not None:
         setattr(person, flag, True)
         person.updated_at = now
-    member = row.member
     # The member's actions so far, for the next step's conditions (a final failure is rare).
     views = action_views(session, [a.member_id], reads=uses_reads(definition))
     nxt = next_step(
@@ -580,16 +544,15 @@ def _fail_final(
 
 
 def _notice_rows(
-    campaign: Campaign, a: Action, row: SendContext, today: date, now: datetime
+    campaign: Campaign, a: Claimed, row: SendContext, today: date, now: datetime
 ) -> list[ActionRow]:
     """The notice of a step that just went out, written with it (same key as the planner's)."""
     step = next((s for s in campaign.definition.cascade if s.id == a.step), None)
     if step is None or step.notify is None:
         return []
-    p = row.person
     decided = notice_decision(
         step,
-        has_email=bool(p.email) and not p.email_invalid,
+        has_email=row.facts is not None and row.facts.email_ok,
         opposed=row.opposed,
         today=today,
     )
@@ -631,18 +594,25 @@ def dispatch(
     now: datetime | None = None,
     batch_size: int = 500,
     stale_after: timedelta = STALE_SENDING,
+    lanes: int = 1,
 ) -> dict[str, int]:
     """Drain every due action of a channel (used outside Prefect; the flow loops the same way).
 
     Mailbox: each claimed batch goes in deposits of `adapters.mailbox_batch` messages, several
     in flight; `mailbox_claim(adapters)` rows a claim keep every request in flight full.
 
+    `lanes` > 1: that many loops claim disjoint batches side by side, so one prepares and
+    records its batch while another's is with the provider (letters keep one lane: a print
+    batch is a file, and PDFs already use every core).
+
     `stale_after=timedelta(0)` after a known crash: every `sending` row left before this run
     started is sent again with its key (never one this run claimed itself).
     """
-    total: dict[str, int] = defaultdict(int)
+    if lanes < 1:
+        raise ValueError(f"RELANCE_DISPATCH_LANES doit valoir au moins 1 (reçu : {lanes})")
     stale_before = (now or utcnow()) - stale_after
     if channel == Channel.LETTER:
+        lanes = 1
         # One print-house file per batch: 20,500 letters make two of 10,250, not 20,000 + 500
         # (a last batch under the PDF threshold would be printed as PDF).
         batch_size = _balanced(
@@ -654,34 +624,48 @@ def dispatch(
             stale_before=stale_before,
             limit=batch_size,
         )
-    while True:
-        stamp = now or utcnow()
-        with session_scope(engine) as s:
-            claimed = claim_batch(
-                session=s,
-                campaign_id=campaign.definition.id,
-                channel=channel,
-                today=today,
-                now=stamp,
-                limit=batch_size,
-                stale_before=stale_before,
-            )
-            ids = [a.id for a in claimed]
-        if not ids:
-            break
-        with session_scope(engine) as s:
-            actions = list(
-                s.exec(select(Action).where(col(Action.id).in_(ids)).order_by(col(Action.id)))
-            )
-            for k, v in dispatch_batch(
-                session=s,
-                campaign=campaign,
-                channel=channel,
-                actions=actions,
-                adapters=adapters,
-                today=today,
-                now=stamp,
-            ).items():
-                total[k] += v
-        total["batches"] += 1
-    return dict(total)
+    stop = threading.Event()
+
+    def lane() -> dict[str, int]:
+        total: dict[str, int] = defaultdict(int)
+        try:
+            while not stop.is_set():
+                stamp = now or utcnow()
+                with session_scope(engine) as s:
+                    claimed = claim_rows(
+                        session=s,
+                        campaign_id=campaign.definition.id,
+                        channel=channel,
+                        today=today,
+                        now=stamp,
+                        limit=batch_size,
+                        stale_before=stale_before,
+                    )
+                if not claimed:
+                    break
+                for k, v in dispatch_batch(
+                    engine=engine,
+                    campaign=campaign,
+                    channel=channel,
+                    actions=claimed,
+                    adapters=adapters,
+                    today=today,
+                    now=stamp,
+                ).items():
+                    total[k] += v
+                total["batches"] += 1
+        except BaseException:
+            stop.set()  # the other lanes finish their batch and stop
+            raise
+        return total
+
+    if lanes == 1:
+        return dict(lane())
+    with ThreadPoolExecutor(lanes, thread_name_prefix=f"dispatch-{channel}") as pool:
+        futures = [pool.submit(lane) for _ in range(lanes)]
+        totals = [f.result() for f in futures]
+    out: dict[str, int] = defaultdict(int)
+    for t in totals:
+        for k, v in t.items():
+            out[k] += v
+    return dict(out)

@@ -277,3 +277,34 @@ def merge_values(context: dict[str, Any], paths: tuple[str, ...]) -> dict[str, A
             value = value.get(part) if isinstance(value, dict) else None
         out[path] = value.isoformat() if isinstance(value, date) else value
     return out
+
+
+@lru_cache(maxsize=256)
+def _self_contained(env: Environment, name: str) -> bool:
+    """Whether the template reads nothing but its own source (no include, import or extends)."""
+    from jinja2 import nodes
+
+    assert env.loader is not None
+    tree = env.parse(env.loader.get_source(env, name)[0])
+    return not any(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)))
+
+
+def render_key(env: Environment, name: str, context: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What a rendering depends on: the values of the paths the template reads, or None.
+
+    Two contexts with the same key render the same text, so a batch renders each distinct
+    key once (a notice that names nobody: once per batch). Each path is followed only
+    through dicts (`person.nom.upper()` keys on `person.nom`); None when the template pulls
+    in another one or the context holds more than the known roots (no key is then safe).
+    """
+    if not set(context) <= set(_MERGE_ROOTS) or not _self_contained(env, name):
+        return None
+    key: list[Any] = [name]
+    for path in merge_fields(env, name):
+        value: Any = context
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                break
+            value = value[part]
+        key.append((path, repr(value)))
+    return tuple(key)

@@ -7,10 +7,11 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import String, Table, cast, literal
+from sqlalchemy import String, Table, cast, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from campaigns.ledger.db import unnest_rows
 from campaigns.ledger.models import Action
 
 
@@ -66,6 +67,20 @@ class ActionRow:
 
 
 _COLUMNS = tuple(f.name for f in fields(ActionRow))
+# Each column's array type for PostgreSQL's `unnest` (see `ledger.db.unnest_rows`).
+_KINDS = {
+    "member_id": "int",
+    "person_id": "int",
+    "attempt": "int",
+    "definition_version": "int",
+    "priority": "bool",
+    "anchor_date": "date",
+    "due_on": "date",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "due_at": "timestamptz",
+}
+_UNNEST = tuple((c, _KINDS.get(c, "text")) for c in _COLUMNS)
 # The Core table: an ORM-entity insert takes the ORM's bulk path, slower and not needed here.
 _TABLE: Table = Action.__table__  # type: ignore[attr-defined]
 
@@ -74,6 +89,12 @@ def insert_actions(session: Session, actions: Sequence[ActionRow]) -> int:
     """Insert actions whose key is not in the ledger yet; return how many were new."""
     if not actions:
         return 0
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement whatever the count: the rows as one array per column.
+        v = unnest_rows(_UNNEST, [tuple(getattr(a, c) for c in _COLUMNS) for a in actions])
+        chosen = select(*(v.c[c] for c in _COLUMNS), literal(0).label("tries"))
+        stmt = insert_new_actions(session).from_select([*_COLUMNS, "tries"], chosen)
+        return len(session.connection().execute(stmt.returning(_TABLE.c.id)).all())
     # Every row has the same columns, as a multi-row VALUES needs.
     rows = [{c: getattr(a, c) for c in _COLUMNS} for a in actions]
     # One executemany: the statement is compiled once and the driver's "insertmanyvalues"

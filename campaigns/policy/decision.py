@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import and_, or_, tuple_
+from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
@@ -22,6 +23,7 @@ from campaigns.definition.model import REACHED_OUTCOMES, ContactHours
 from campaigns.definition.reasons import MISSING_DETAIL, Reason, explain, opposed_to
 from campaigns.definition.vocabulary import ALL_CHANNELS, Channel
 from campaigns.definition.vocabulary import OPPOSITION_CANALS as OPPOSITION_CANALS
+from campaigns.ledger.db import among, among_pairs
 from campaigns.ledger.models import SUCCESS_STATES, Action, Enrolment, Opposition, Person
 from campaigns.policy.calendar import within_contact_hours
 from campaigns.settings import Settings
@@ -226,7 +228,32 @@ def decide(
     return Decision(allowed=not reasons, reasons=tuple(reasons), until=until)
 
 
-def person_key(p: Person) -> tuple[str, int]:
+class FactsPerson(Protocol):
+    """What `load_facts` reads of a person: a `Person` row or a plain tuple of its columns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def ben_nir_psa(self) -> str: ...
+    @property
+    def ben_rng_gem(self) -> int: ...
+    @property
+    def departement(self) -> str: ...
+    @property
+    def deceased_on(self) -> date | None: ...
+    @property
+    def phone_invalid(self) -> bool: ...
+    @property
+    def email_invalid(self) -> bool: ...
+    @property
+    def address_lines(self) -> list[str]: ...
+    @property
+    def address_invalid(self) -> bool: ...
+    @property
+    def compte_ameli(self) -> bool: ...
+
+
+def person_key(p: FactsPerson) -> tuple[str, int]:
     """The SNDS key of a person."""
     return (p.ben_nir_psa, p.ben_rng_gem)
 
@@ -239,7 +266,7 @@ def _oppositions(session: Session, keys: list[Key], today: date) -> dict[Key, se
     opposed: dict[Key, set[str]] = defaultdict(set)
     for a, b, canal in session.exec(
         select(Opposition.ben_nir_psa, Opposition.ben_rng_gem, Opposition.canal).where(
-            tuple_(col(Opposition.ben_nir_psa), col(Opposition.ben_rng_gem)).in_(keys),
+            among_pairs(session, Opposition.ben_nir_psa, Opposition.ben_rng_gem, keys),
             col(Opposition.opposed_on) <= today,
         )
     ):
@@ -252,7 +279,7 @@ def _enrolled(
 ) -> set[Key]:
     """Who reached the goal on or before `today` (rows matching `goal`, or any row)."""
     stmt = select(Enrolment.ben_nir_psa, Enrolment.ben_rng_gem).where(
-        tuple_(col(Enrolment.ben_nir_psa), col(Enrolment.ben_rng_gem)).in_(keys),
+        among_pairs(session, Enrolment.ben_nir_psa, Enrolment.ben_rng_gem, keys),
         col(Enrolment.enrolled_on) <= today,
     )
     if goal is not None:
@@ -298,14 +325,14 @@ def _reachable(session: Session, ids: list[int]) -> dict[int, tuple[bool, bool]]
         for pid, tel, mail in session.exec(
             select(
                 Person.id, col(Person.telephone).is_not(None), col(Person.email).is_not(None)
-            ).where(col(Person.id).in_(ids))
+            ).where(among(session, Person.id, ids))
         )
     }
 
 
 def load_facts(
     session: Session,
-    people: Sequence[Person],
+    people: Sequence[FactsPerson],
     *,
     today: date,
     pressure: Pressure | None = Pressure(),

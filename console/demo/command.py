@@ -321,6 +321,7 @@ def _play_day(
             day=day,
             channel=channel,
             batch_size=batch_size_for(settings, channel),
+            lanes=settings.dispatch_lanes,
         )
     feed = sim.play(day)
     if feed is not None:

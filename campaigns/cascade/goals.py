@@ -9,7 +9,7 @@ goal), the same path as an enrolment from the feed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -59,6 +59,13 @@ class ObservationReport:
         }
 
 
+def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
+    """Rows as a frame, one column at a time: pandas probes each SQLAlchemy row for named-tuple
+    attributes, and every failed probe raises inside SQLAlchemy (a third of an observation)."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    return pd.DataFrame(dict(zip(columns, values, strict=True)), columns=columns)
+
+
 def _first_contacts(session: Session, campaign_id: str) -> pd.DataFrame:
     """Each active member's first contact: a message delivered or a call that reached them."""
     touched = col(Action.state).in_(SUCCESS_STATES) & col(Action.done_on).is_not(None)
@@ -78,7 +85,7 @@ def _first_contacts(session: Session, campaign_id: str) -> pd.DataFrame:
         )
         .all()
     )
-    return pd.DataFrame(rows, columns=["id", "contact"])
+    return _frame(rows, ["id", "contact"])
 
 
 def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal) -> pd.DataFrame:
@@ -104,7 +111,7 @@ def observation_since(*, session: Session, campaign_id: str, goal: ObservedGoal)
         )
         .all()
     )
-    members = pd.DataFrame(rows, columns=["id", *SINCE_COLUMNS, "holdout"])
+    members = _frame(rows, ["id", *SINCE_COLUMNS, "holdout"])
     if goal.kind == "care_act":
         members = members.merge(_first_contacts(session, campaign_id), on="id", how="left")
         holdout = members["holdout"].astype(bool)

@@ -271,3 +271,34 @@ def test_lanes_below_one_are_refused_in_french(engine: Engine, tmp_path: Path) -
             today=MAILBOX_DAY,
             lanes=0,
         )
+
+
+def test_a_row_that_falls_due_behind_the_claims_is_sent_in_the_same_run(
+    engine: Engine, tmp_path: Path
+) -> None:
+    setup(engine, 20, MAILBOX_DAY, telephone=None)
+    rows = sorted(mailbox_rows(engine).values(), key=lambda a: a.id or 0)
+    first = rows[0]
+    with session_scope(engine) as s:
+        s.get_one(Action, first.id).due_on = MAILBOX_DAY + timedelta(days=1)
+    box = FakeMailbox()
+    original = box.deposit_batch
+
+    def deposit(messages: Sequence[MailboxMessage]) -> list[Receipt | ChannelError]:
+        # While the claims move up the ids, the lowest one falls due (moved by a manager).
+        with session_scope(engine) as s:
+            s.get_one(Action, first.id).due_on = MAILBOX_DAY
+        return original(messages)
+
+    box.deposit_batch = deposit  # type: ignore[method-assign]
+    rep = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="mailbox",
+        adapters=adapters(tmp_path, box, batch=3, in_flight=1),
+        today=MAILBOX_DAY,
+        now=NOW,
+        batch_size=3,
+    )
+    assert rep["sent"] == len(rows) and first.key in box.deposits
+    assert {a.state for a in mailbox_rows(engine).values()} == {"sent"}

@@ -628,6 +628,11 @@ def dispatch(
 
     def lane() -> dict[str, int]:
         total: dict[str, int] = defaultdict(int)
+        # Claims go up the ids from where the last one ended (a claim from the start walked
+        # every action sent before it: quadratic over a region's day); when the top is reached,
+        # one claim from the start takes what is due below (retries, rows left `sending`), and
+        # the lane stops when that finds nothing.
+        after = 0
         try:
             while not stop.is_set():
                 stamp = now or utcnow()
@@ -640,9 +645,14 @@ def dispatch(
                         now=stamp,
                         limit=batch_size,
                         stale_before=stale_before,
+                        after_id=after,
                     )
                 if not claimed:
-                    break
+                    if after == 0:
+                        break
+                    after = 0
+                    continue
+                after = claimed[-1].id
                 for k, v in dispatch_batch(
                     engine=engine,
                     campaign=campaign,

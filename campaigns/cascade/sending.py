@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import bindparam, case, func, or_, update
 from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
 
@@ -125,19 +125,25 @@ def claim_statement(
     now: datetime,
     limit: int,
     stale_before: datetime,
+    after_id: int = 0,
 ) -> Any:
-    """The UPDATE that marks up to `limit` due actions `sending` (RETURNING left to callers)."""
+    """The UPDATE that marks up to `limit` due actions `sending` (RETURNING left to callers).
+
+    `after_id`: only actions past that id (the dispatcher's cursor), so that a claim starts
+    where the last one ended instead of walking every action already sent.
+    """
     due = due_actions(campaign_id, channel, today, now, stale_before)
-    due = due.order_by(col(Action.id)).limit(limit)
+    due = due.where(col(Action.id) > after_id).order_by(col(Action.id)).limit(limit)
+    chosen: Any = col(Action.id).in_(due.scalar_subquery())
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+        # `= ANY(ARRAY(…))`: the batch's ids found by their key; `IN (subquery)` got a hash
+        # join over a scan of the whole table, every claim.
+        chosen = col(Action.id) == func.any(func.array(due.scalar_subquery()))
     # One statement: on SQLite it runs under the write lock, so no other dispatcher can read
     # the rows between our choice and our mark (a SELECT then UPDATE could, and did).
-    return (
-        update(Action)
-        .where(col(Action.id).in_(due.scalar_subquery()))
-        .values(state=SENDING, tries=Action.tries + 1, updated_at=now)
-    )
+    marked = {"state": SENDING, "tries": Action.tries + 1, "updated_at": now}
+    return update(Action).where(chosen).values(**marked)
 
 
 def claim_rows(
@@ -149,8 +155,9 @@ def claim_rows(
     now: datetime,
     limit: int,
     stale_before: datetime,
+    after_id: int = 0,
 ) -> list[Claimed]:
-    """Claim a batch as `claim_batch` does and return its rows as sent, in id order."""
+    """Claim a batch as `claim_batch` does (past `after_id`) and return its rows, in id order."""
     stmt = claim_statement(
         session,
         campaign_id=campaign_id,
@@ -159,6 +166,7 @@ def claim_rows(
         now=now,
         limit=limit,
         stale_before=stale_before,
+        after_id=after_id,
     ).returning(*_CLAIMED)
     rows = session.connection().execute(stmt).all()
     return sorted((Claimed(*r) for r in rows), key=lambda a: a.id)

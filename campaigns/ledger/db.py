@@ -201,7 +201,7 @@ def unnest_rows(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]
 
     Thousands of rows go as a handful of parameters: the driver neither parses nor binds a
     statement with one placeholder per value (psycopg parsed a 20,000-value INSERT in
-    Python, ~45 % of a mailbox dispatch on PostgreSQL). `columns` are (name, SQL type).
+    Python, ~40 % of a mailbox dispatch on PostgreSQL). `columns` are (name, SQL type).
     """
     arrays = [
         bindparam(f"col_{name}", [r[i] for r in rows], type_=ARRAY(_SQL_TYPES[kind]), unique=True)

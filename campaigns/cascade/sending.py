@@ -9,7 +9,8 @@ decrypted, and each kind of result is written by one `executemany`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -146,6 +147,28 @@ def claim_statement(
     return update(Action).where(chosen).values(**marked)
 
 
+@contextmanager
+def ids_in_order(session: Session) -> Iterator[None]:
+    """PostgreSQL: what runs inside walks its index in order (no bitmap scan, no sort).
+
+    A claim goes up the ids from the dispatcher's cursor. With statistics older than the
+    day's rows (e-mail notices inserted by the mailbox dispatch an hour before look like
+    none), the planner read every claimable row and sorted them, each claim: quadratic over a
+    region's day (1 M notices went at 4,700 /s instead of 9,000).
+    """
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
+        conn.exec_driver_sql("SET LOCAL enable_sort = on")
+
+
 def claim_rows(
     *,
     session: Session,
@@ -168,7 +191,8 @@ def claim_rows(
         stale_before=stale_before,
         after_id=after_id,
     ).returning(*_CLAIMED)
-    rows = session.connection().execute(stmt).all()
+    with ids_in_order(session):
+        rows = session.connection().execute(stmt).all()
     return sorted((Claimed(*r) for r in rows), key=lambda a: a.id)
 
 

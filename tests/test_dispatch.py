@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from campaigns.cascade.dispatch import STALE_SENDING, Adapters, claim_batch, dispatch
+from campaigns.cascade.dispatch import STALE_SENDING, Adapters, dispatch
 from campaigns.cascade.membership import admit_targets
+from campaigns.cascade.sending import claim_rows
 from campaigns.cascade.tick import tick
 from campaigns.definition.catalog import load_campaign
 from campaigns.ledger.db import session_scope
@@ -126,8 +127,14 @@ def test_a_crash_after_claiming_is_repaired_without_a_second_document(
     box = CountingMailbox(LocalMailbox(tmp_path))
     # First run: the dispatcher claims and deposits, then dies before recording the receipts.
     with session_scope(engine) as s:
-        claimed = claim_batch(
-            session=s, campaign_id=D.id, channel="mailbox", today=MAILBOX_DAY, now=now, limit=100
+        claimed = claim_rows(
+            session=s,
+            campaign_id=D.id,
+            channel="mailbox",
+            today=MAILBOX_DAY,
+            now=now,
+            limit=100,
+            stale_before=now - STALE_SENDING,
         )
         n = len(claimed)
     assert n > 0

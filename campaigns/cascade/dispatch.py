@@ -37,7 +37,6 @@ from campaigns.cascade.sending import (
     MemberView,
     PersonView,
     claim_rows,
-    claim_statement,
     due_actions,
     member_people,
     record_cancelled,
@@ -199,39 +198,6 @@ def _balanced(
         return limit
     batches = -(-n // limit)
     return -(-n // batches)
-
-
-def claim_batch(
-    *,
-    session: Session,
-    campaign_id: str,
-    channel: str,
-    today: date,
-    now: datetime,
-    limit: int,
-    stale_before: datetime | None = None,
-) -> list[Action]:
-    """Take up to `limit` due actions of a channel and mark them `sending`.
-
-    A `sending` row last touched before `stale_before` (default: STALE_SENDING ago) was left
-    by a dispatcher that died: it is taken again and sent with the same key.
-    """
-    if stale_before is None:
-        stale_before = now - STALE_SENDING
-    claim = (
-        claim_statement(
-            session,
-            campaign_id=campaign_id,
-            channel=channel,
-            today=today,
-            now=now,
-            limit=limit,
-            stale_before=stale_before,
-        )
-        .returning(Action)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    return sorted(session.scalars(claim).all(), key=lambda a: a.id or 0)
 
 
 def _send_time_block(

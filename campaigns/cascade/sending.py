@@ -160,13 +160,16 @@ def ids_in_order(session: Session) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-    conn.exec_driver_sql("SET LOCAL enable_sort = off")
+    knobs = ("enable_bitmapscan", "enable_sort")
+    before = [conn.exec_driver_sql(f"SHOW {k}").scalar_one() for k in knobs]
+    for k in knobs:
+        conn.exec_driver_sql(f"SELECT set_config('{k}', 'off', true)")
     try:
         yield
     finally:
-        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = on")
-        conn.exec_driver_sql("SET LOCAL enable_sort = on")
+        # What the transaction had before, not the server's default.
+        for k, value in zip(knobs, before, strict=True):
+            conn.exec_driver_sql("SELECT set_config(%(k)s, %(v)s, true)", {"k": k, "v": value})
 
 
 def claim_rows(
@@ -180,7 +183,12 @@ def claim_rows(
     stale_before: datetime,
     after_id: int = 0,
 ) -> list[Claimed]:
-    """Claim a batch as `claim_batch` does (past `after_id`) and return its rows, in id order."""
+    """Take up to `limit` due actions of a channel past `after_id`, mark them `sending`, and
+    return their rows in id order.
+
+    A `sending` row last touched before `stale_before` was left by a dispatcher that died: it
+    is taken again and sent with the same key.
+    """
     stmt = claim_statement(
         session,
         campaign_id=campaign_id,

@@ -56,7 +56,6 @@ class MemberView(NamedTuple):
     id: int
     status: str
     status_reason: str | None
-    entered_on: date
     anchor_date: date
     priority: bool
     gaps: list[str]

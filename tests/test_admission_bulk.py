@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from campaigns.cascade.membership import admit_targets
+from campaigns.clock import utcnow
 from campaigns.definition.model import DEFINITIONS_DIR, parse_definition
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Member, MemberEvent, Person
@@ -65,6 +66,7 @@ def test_bulk_admission_writes_what_the_row_path_wrote(engine: Engine) -> None:
     assert p.telephone == "+33612340003" and p.email == "p3@example.org"
     assert p.address_lines == ["M. Prenom3 NOM3", "3 RUE DES LILAS", "91000 EVRY-COURCOURONNES"]
     assert (p.phone_invalid, p.email_invalid, p.address_invalid) == (False, False, False)
+    assert abs((utcnow() - p.updated_at).total_seconds()) < 600  # UTC, not a Paris wall time
     assert m.anchor_date == date(2026, 6, 1) and m.entered_on == ENTRY
     assert m.priority is True and set(m.gaps) == set(D.targeting.gaps)
     assert (event.kind, event.on) == ("entered", ENTRY)
@@ -107,3 +109,103 @@ def test_statistics_refreshed_after_a_bulk_write(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             assert s.execute(size).scalar_one() >= 0
         s.commit()
+
+
+def _admit_into(engine: Engine, definition: object, n: int, start: int) -> dict[str, int]:
+    targets, people = population(n, anchor=date(2026, 6, 1), start=start)
+    with session_scope(engine) as s:
+        register_campaign(session=s, definition=definition, launched=True)  # type: ignore[arg-type]
+        return admit_targets(
+            session=s,
+            definition=definition,  # type: ignore[arg-type]
+            targets=targets,
+            people=people,
+            today=ENTRY,
+        )
+
+
+def _members_by_key(engine: Engine, campaign_id: str) -> dict[str, tuple[str, str, bool, dict]]:
+    """Each member's person key → (NIR and phone read back in clear, holdout, event detail)."""
+    with session_scope(engine) as s:
+        rows = s.exec(
+            select(Person, Member, MemberEvent)
+            .join(Member, col(Member.person_id) == col(Person.id))
+            .join(MemberEvent, col(MemberEvent.member_id) == col(Member.id))
+            .where(Member.campaign_id == campaign_id)
+        ).all()
+        return {p.ben_nir_psa: (p.nir, p.telephone or "", m.holdout, e.detail) for p, m, e in rows}
+
+
+def test_known_and_new_people_keep_their_own_rows_across_chunks(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 7 (PostgreSQL's pipelined COPY): a second campaign admitting 30 known and 30
+    new people gives each member the person of its own key, with its own details and one
+    `entered` event; a person is never created twice."""
+    from campaigns.cascade import membership
+    from tests.factories import valid_nir
+
+    monkeypatch.setattr(membership, "_CHUNK", 7)
+    other = D.model_copy(update={"id": "sophia-bis"})
+    assert _admit_into(engine, D, 60, 0)["admitted"] == 60
+    assert _admit_into(engine, other, 60, 30)["admitted"] == 60
+    for campaign, first in ((D.id, 0), (other.id, 30)):
+        members = _members_by_key(engine, campaign)
+        assert len(members) == 60
+        for i in range(first, first + 60):
+            nir, phone, holdout, detail = members[f"PSA{i:06d}"]
+            assert (nir, phone) == (valid_nir(i), f"+3361234{i:04d}")
+            assert holdout == _drawn(campaign, f"PSA{i:06d}", 1, D.holdout.share)
+            assert detail["holdout"] == holdout
+    with session_scope(engine) as s:
+        assert s.exec(select(func.count()).select_from(Person)).one() == 90
+
+
+def test_ids_written_by_copy_stay_behind_the_sequence(engine: Engine) -> None:
+    """A row inserted the ordinary way after a bulk admission takes a fresh id (the COPY's
+    ids were reserved from the sequence, not taken beside it)."""
+    _admit(engine, n=50)
+    with session_scope(engine) as s:
+        highest = s.exec(select(func.max(Person.id))).one()
+        campaign_members = s.exec(select(func.max(Member.id))).one()
+        extra = Person(
+            ben_nir_psa="PSA-EXTRA",
+            ben_rng_gem=1,
+            nir="184127645108946",
+            civilite="Mme",
+            nom="EXTRA",
+            prenom="Une",
+            address_lines=["1 RUE"],
+            echelon="91",
+            departement="91",
+            updated_at=utcnow(),
+        )
+        s.add(extra)
+        s.flush()
+        assert extra.id is not None and extra.id > highest
+        twin = Member(
+            campaign_id=D.id,
+            person_id=extra.id,
+            echelon="91",
+            entered_on=ENTRY,
+            anchor_date=ENTRY,
+            last_seen_on=ENTRY,
+        )
+        s.add(twin)
+        s.flush()
+        assert twin.id is not None and twin.id > campaign_members
+
+
+def test_two_campaigns_admitting_the_same_people_at_once(engine: Engine) -> None:
+    """Two admissions at the same time over overlapping people: both complete, each person
+    is created once, each campaign has all its members."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = D.model_copy(update={"id": "sophia-bis"})
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(_admit_into, engine, D, 400, 0)
+        b = pool.submit(_admit_into, engine, other, 400, 200)
+        assert (a.result()["admitted"], b.result()["admitted"]) == (400, 400)
+    with session_scope(engine) as s:
+        assert s.exec(select(func.count()).select_from(Person)).one() == 600
+        assert s.exec(select(func.count()).select_from(Member)).one() == 800

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from json.encoder import encode_basestring_ascii
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -19,7 +23,15 @@ from campaigns.cascade.review import expire_overdue, is_launched, open_list
 from campaigns.clock import utcnow
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
-from campaigns.ledger.bulk import is_postgresql, refresh_statistics, stage, stage_keys
+from campaigns.ledger.bulk import (
+    ahead,
+    copy_into,
+    gc_paused,
+    is_postgresql,
+    refresh_statistics,
+    reserve_ids,
+    stage_keys,
+)
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
 from campaigns.ledger.models import (
@@ -93,52 +105,44 @@ def _paused(session: Session, campaign_id: str) -> bool:
     return row is not None and row.paused_at is not None and row.ended_at is None
 
 
-def _person_values(row: Any, now: datetime) -> dict[str, Any]:
-    lines = [x for x in (_s(getattr(row, f"adresse_l{i}")) for i in range(1, 7)) if x]
-    year = _s(row.ben_nai_ann)
-    month = _s(row.ben_nai_moi)
+def _texts(frame: pd.DataFrame, name: str) -> list[str | None]:
+    """A column's values as text, blanks and NA as None."""
+    return [_s(v) for v in frame[name].tolist()]
+
+
+def _person_columns(people: pd.DataFrame, now: datetime) -> dict[str, list[Any]]:
+    """The person table's values of each row of the contact file, column by column."""
+    lines = [_texts(people, f"adresse_l{i}") for i in range(1, 7)]
     return {
-        "ben_nir_psa": row.ben_nir_psa,
-        "ben_rng_gem": int(row.ben_rng_gem),
-        "nir": row.nir,
-        "civilite": row.civilite,
-        "nom": row.nom,
-        "prenom": row.prenom,
-        "address_lines": lines,
-        "telephone": _s(row.telephone),
-        "email": _s(row.email),
-        "compte_ameli": bool(row.compte_ameli),
-        "echelon": row.echelon,
-        "departement": row.ben_res_dpt,
-        "sex": int(row.ben_sex_cod),
-        "birth_year": int(year) if year and year != "1600" else None,
-        "birth_month": int(month) if month else None,
-        "updated_at": now,
+        "ben_nir_psa": people["ben_nir_psa"].tolist(),
+        "ben_rng_gem": [int(v) for v in people["ben_rng_gem"].tolist()],
+        "nir": people["nir"].tolist(),
+        "civilite": people["civilite"].tolist(),
+        "nom": people["nom"].tolist(),
+        "prenom": people["prenom"].tolist(),
+        "address_lines": [[x for x in row if x] for row in zip(*lines, strict=True)],
+        "telephone": _texts(people, "telephone"),
+        "email": _texts(people, "email"),
+        "compte_ameli": [bool(v) for v in people["compte_ameli"].tolist()],
+        "echelon": people["echelon"].tolist(),
+        "departement": people["ben_res_dpt"].tolist(),
+        "sex": [int(v) for v in people["ben_sex_cod"].tolist()],
+        "birth_year": [
+            int(y) if y and y != "1600" else None for y in _texts(people, "ben_nai_ann")
+        ],
+        "birth_month": [int(m) if m else None for m in _texts(people, "ben_nai_moi")],
+        "updated_at": [now] * len(people),
     }
 
 
-_PERSON_COLUMNS = [
-    ("ben_nir_psa", "text"),
-    ("ben_rng_gem", "int"),
-    ("nir", "text"),
-    ("civilite", "text"),
-    ("nom", "text"),
-    ("prenom", "text"),
-    ("address_lines", "json"),
-    ("telephone", "text"),
-    ("email", "text"),
-    ("compte_ameli", "bool"),
-    ("echelon", "text"),
-    ("departement", "text"),
-    ("sex", "int"),
-    ("birth_year", "int"),
-    ("birth_month", "int"),
-    ("updated_at", "timestamp"),
-]
 _ENCRYPTED = {c: Person.__table__.c[c].type for c in ("nir", "telephone", "email")}  # type: ignore[attr-defined]
 _SQLITE_CHUNK = 2000
 # Members admitted at once past which the planner's statistics are refreshed.
 _BULK = 10_000
+# Advisory locks (PostgreSQL): people created by one admission at a time; one admission of
+# a campaign at a time.
+_PEOPLE_LOCK = 0x52454C50  # "RELP"
+_MEMBERS_LOCK = 0x52454C4D  # "RELM", with the campaign's hash
 
 
 def _keys_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
@@ -152,36 +156,9 @@ def _key_strings(frame: pd.DataFrame) -> pd.Series:
     return frame["ben_nir_psa"].astype(str) + "|" + frame["ben_rng_gem"].astype(int).astype(str)
 
 
-def _insert_people(session: Session, new_rows: list[dict[str, Any]]) -> None:
-    """New people in one set-based insert (a person created meanwhile is left as it is)."""
-    if not is_postgresql(session):
-        for i in range(0, len(new_rows), _SQLITE_CHUNK):
-            session.execute(
-                sqlite_insert(Person).on_conflict_do_nothing(), new_rows[i : i + _SQLITE_CHUNK]
-            )
-        return
-    dialect = session.get_bind().dialect
-    names = [c for c, _ in _PERSON_COLUMNS]
-
-    def values(r: dict[str, Any]) -> list[Any]:
-        # The COPY bypasses SQLAlchemy's types: encrypt as the column type would.
-        return [
-            _ENCRYPTED[c].process_bind_param(r[c], dialect) if c in _ENCRYPTED else r[c]
-            for c in names
-        ]
-
-    stage(
-        session=session,
-        name="_admit_people",
-        columns=_PERSON_COLUMNS,
-        rows=(values(r) for r in new_rows),
-    )
-    cols = ", ".join(names)
-    session.connection().exec_driver_sql(
-        f"INSERT INTO person ({cols}, phone_invalid, email_invalid, address_invalid) "
-        f"SELECT {cols}, false, false, false FROM _admit_people "
-        "ON CONFLICT (ben_nir_psa, ben_rng_gem) DO NOTHING"
-    )
+def _rows(columns: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
+    """The rows of a table held column by column."""
+    return zip(*columns.values(), strict=True)
 
 
 def _person_ids(session: Session, name: str) -> dict[tuple[str, int], int]:
@@ -195,54 +172,41 @@ def _person_ids(session: Session, name: str) -> dict[tuple[str, int], int]:
     }
 
 
-def upsert_people(
-    *, session: Session, people: pd.DataFrame, now: datetime
-) -> dict[tuple[str, int], int]:
-    """Insert new people, refresh the contact details of known ones; return their ids."""
-    stage_keys(session=session, name="_admit_people_keys", keys=_keys_of(people))
-    known = _person_ids(session, "_admit_people_keys")
-    existing: dict[tuple[str, int], Person] = {}
-    known_ids = list(known.values())
-    for i in range(0, len(known_ids), 1000):
-        for p in session.exec(select(Person).where(col(Person.id).in_(known_ids[i : i + 1000]))):
-            existing[(p.ben_nir_psa, p.ben_rng_gem)] = p
-    new_rows = []
-    for row in people.astype(object).itertuples(index=False):
-        values = _person_values(row, now)
-        key = (values["ben_nir_psa"], values["ben_rng_gem"])
-        person = existing.get(key)
-        if person is None:
-            new_rows.append(values)
-            continue
-        # The fund's file is the reference for contact details, but an invalid mark stays
-        # until the value itself changes.
-        if person.telephone != values["telephone"]:
-            person.phone_invalid = False
-        if person.email != values["email"]:
-            person.email_invalid = False
-        if person.address_lines != values["address_lines"]:
-            person.address_invalid = False
-        for k in (
-            "nir",
-            "civilite",
-            "nom",
-            "prenom",
-            "address_lines",
-            "telephone",
-            "email",
-            "compte_ameli",
-            "echelon",
-            "departement",
-            "sex",
-            "birth_year",
-            "birth_month",
-            "updated_at",
-        ):
-            setattr(person, k, values[k])
-    if new_rows:
-        _insert_people(session, new_rows)
-    session.flush()
-    return _person_ids(session, "_admit_people_keys") if new_rows else known
+_REFRESHED = (
+    "nir",
+    "civilite",
+    "nom",
+    "prenom",
+    "address_lines",
+    "telephone",
+    "email",
+    "compte_ameli",
+    "echelon",
+    "departement",
+    "sex",
+    "birth_year",
+    "birth_month",
+    "updated_at",
+)
+
+
+def _refresh_known(
+    session: Session, ids: list[int], rows: dict[tuple[str, int], dict[str, Any]]
+) -> None:
+    """Known people take the contact file's details (their ORM rows, flushed with the session)."""
+    for i in range(0, len(ids), 1000):
+        for person in session.exec(select(Person).where(col(Person.id).in_(ids[i : i + 1000]))):
+            values = rows[(person.ben_nir_psa, person.ben_rng_gem)]
+            # The fund's file is the reference for contact details, but an invalid mark stays
+            # until the value itself changes.
+            if person.telephone != values["telephone"]:
+                person.phone_invalid = False
+            if person.email != values["email"]:
+                person.email_invalid = False
+            if person.address_lines != values["address_lines"]:
+                person.address_invalid = False
+            for k in _REFRESHED:
+                setattr(person, k, values[k])
 
 
 def _enrolled_or_opposed(
@@ -306,91 +270,208 @@ def _current_members(session: Session, campaign_id: str) -> dict[tuple[str, int]
     }
 
 
-def _new_member_rows(
+def _memo(fn: Any, values: list[Any]) -> list[Any]:
+    """fn of each value, computed once per distinct value."""
+    seen: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        try:
+            r = seen[v]
+        except KeyError:
+            r = seen[v] = fn(v)
+        except TypeError:  # unhashable
+            r = fn(v)
+        out.append(r)
+    return out
+
+
+def anchor_dates(definition: CampaignDefinition, frame: pd.DataFrame, today: date) -> list[date]:
+    """`anchor_date` of every row of the frame (computed once per distinct source value)."""
+    source = {"ald_renewal": "ald_end_date", "birthday": "birth_date"}.get(definition.anchor.kind)
+    if source is None or source not in frame.columns:
+        return [anchor_date(definition, None, today)] * len(frame)
+    return _memo(
+        lambda v: anchor_date(definition, SimpleNamespace(**{source: v}), today),
+        frame[source].tolist(),
+    )
+
+
+def _members_of(
     definition: CampaignDefinition,
     fresh: pd.DataFrame,
-    ids: dict[tuple[str, int], int],
+    person_ids: list[int],
     status: str,
     today: date,
-) -> list[dict[str, Any]]:
-    """One member row per newcomer with a person id, drawn into the holdout or not."""
+) -> dict[str, list[Any]]:
+    """The member table's values of newcomers (rows of the targeting output, with their person
+    ids), column by column, each drawn into the holdout or not."""
+    keys = _keys_of(fresh)
     gap_names = list(definition.targeting.gaps)
+    flags = [[bool(v) for v in fresh[g].tolist()] for g in gap_names]
     share = definition.holdout.share
-    member_rows: list[dict[str, Any]] = []
-    for row in fresh.astype(object).itertuples(index=False):
-        key = (str(row.ben_nir_psa), int(row.ben_rng_gem))  # type: ignore[arg-type]
-        if key not in ids:
-            continue
-        holdout = in_holdout(definition.id, key[0], key[1], share)
-        member_rows.append(
-            {  # plain values for a bulk insert
-                "campaign_id": definition.id,
-                "person_id": ids[key],
-                "echelon": row.echelon,
-                "entered_on": today,
-                "anchor_date": anchor_date(definition, row, today),
-                "priority": bool(row.priority),
-                "gaps": [g for g in gap_names if bool(getattr(row, g))],
-                "holdout": holdout,
-                "status": status,
-                "last_seen_on": today,
-            }
-        )
-    return member_rows
-
-
-_MEMBER_COLUMNS = [
-    ("campaign_id", "text"),
-    ("person_id", "int"),
-    ("echelon", "text"),
-    ("entered_on", "date"),
-    ("anchor_date", "date"),
-    ("priority", "bool"),
-    ("gaps", "json"),
-    ("holdout", "bool"),
-    ("status", "text"),
-    ("last_seen_on", "date"),
-]
-
-
-def _entered_detail(r: dict[str, Any]) -> dict[str, Any]:
+    n = len(keys)
     return {
-        "anchor_date": r["anchor_date"].isoformat(),
-        "priority": r["priority"],
-        "gaps": r["gaps"],
-        "holdout": r["holdout"],
+        "campaign_id": [definition.id] * n,
+        "person_id": person_ids,
+        "echelon": fresh["echelon"].tolist(),
+        "entered_on": [today] * n,
+        "anchor_date": anchor_dates(definition, fresh, today),
+        "priority": [bool(v) for v in fresh["priority"].tolist()],
+        "gaps": [
+            [g for g, f in zip(gap_names, row, strict=True) if f]
+            for row in zip(*flags, strict=True)
+        ]
+        if gap_names
+        else [[] for _ in range(n)],
+        "holdout": [in_holdout(definition.id, psa, rng, share) for psa, rng in keys],
+        "status": [status] * n,
+        "last_seen_on": [today] * n,
     }
 
 
-def _insert_members(
-    session: Session, campaign_id: str, member_rows: list[dict[str, Any]], today: date
-) -> int:
-    """Insert the new members and their `entered` events; return how many went in.
+def _entered_detail(anchor: date, priority: bool, gaps: list[str], holdout: bool) -> dict[str, Any]:
+    return {
+        "anchor_date": anchor.isoformat(),
+        "priority": priority,
+        "gaps": gaps,
+        "holdout": holdout,
+    }
 
-    A member already there (a second admission of the same day) is left alone, with no
-    second `entered` event."""
-    if is_postgresql(session):
-        # COPY into a staging table, then one statement: members in, events for those in.
-        names = [c for c, _ in _MEMBER_COLUMNS]
-        stage(
-            session=session,
-            name="_admit_members",
-            columns=[*_MEMBER_COLUMNS, ("detail", "json")],
-            rows=([*(r[c] for c in names), _entered_detail(r)] for r in member_rows),
+
+def _facts(members: dict[str, list[Any]]) -> list[tuple[date, bool, list[str], bool]]:
+    """What each member's `entered` event records."""
+    return list(
+        zip(
+            members["anchor_date"],
+            members["priority"],
+            members["gaps"],
+            members["holdout"],
+            strict=True,
         )
-        cols = ", ".join(names)
-        return int(
-            session.connection()
-            .exec_driver_sql(
-                f"WITH new AS (INSERT INTO member ({cols}) SELECT {cols} FROM _admit_members "
-                "ON CONFLICT (campaign_id, person_id) DO NOTHING RETURNING id, person_id), "
-                'ins AS (INSERT INTO memberevent (member_id, "on", kind, detail) '
-                "SELECT new.id, s.entered_on, 'entered', s.detail FROM new "
-                "JOIN _admit_members s ON s.person_id = new.person_id RETURNING 1) "
-                "SELECT count(*) FROM ins"
+    )
+
+
+# Rows prepared per chunk on PostgreSQL (people, members, events), while the previous chunk's
+# COPY runs.
+_CHUNK = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One chunk of newcomers, as rows ready for COPY."""
+
+    people: tuple[list[str], list[tuple[Any, ...]]]
+    members: tuple[list[str], list[tuple[Any, ...]]]
+    events: list[tuple[Any, ...]]
+    holdout: int
+
+
+_PERSON_FLAGS = ("phone_invalid", "email_invalid", "address_invalid")
+
+
+def _person_rows(
+    values: dict[str, list[Any]], ids: list[int]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Columns and rows of the person table for COPY: the COPY bypasses
+    SQLAlchemy's types, so values are encrypted and serialised as the column types would."""
+    columns = {
+        "id": ids,
+        **values,
+        **{c: t.bind_many(values[c]) for c, t in _ENCRYPTED.items()},
+        "address_lines": [_json_strings(lines) for lines in values["address_lines"]],
+    }
+    flags = [False] * len(ids)
+    columns |= {f: flags for f in _PERSON_FLAGS}
+    return list(columns), list(_rows(columns))
+
+
+def _json_strings(values: list[str]) -> str:
+    """`json.dumps` of a list of strings, without its generic machinery."""
+    return "[" + ", ".join(map(encode_basestring_ascii, values)) + "]"
+
+
+def _write_newcomers_pg(
+    session: Session,
+    definition: CampaignDefinition,
+    cohort: _Cohort,
+    status: str,
+    today: date,
+    now: datetime,
+) -> tuple[int, int]:
+    """PostgreSQL: people, members and `entered` events by COPY, chunk by chunk; each chunk's
+    rows are built (encryption included) in a thread while the database takes the previous
+    one, so the two cores work at once. Returns (admitted, held out)."""
+    n = len(cohort.keys)
+    new = [k not in cohort.known for k in cohort.keys]
+    created = iter(reserve_ids(session, "person", sum(new)))
+    person_ids = [
+        next(created) if is_new else cohort.known[k]
+        for k, is_new in zip(cohort.keys, new, strict=True)
+    ]
+    member_ids = reserve_ids(session, "member", n)
+
+    def chunks() -> Iterator[_Chunk]:
+        for a in range(0, n, _CHUNK):
+            b = min(a + _CHUNK, n)
+            unknown = [i for i in range(a, b) if new[i]]
+            people = cohort.contacts.iloc[unknown]
+            members = _members_of(
+                definition, cohort.targets.iloc[a:b], person_ids[a:b], status, today
             )
-            .scalar_one()
-        )
+            details = _memo(
+                lambda f: json.dumps(_entered_detail(f[0], f[1], list(f[2]), f[3])),
+                [(d, p, tuple(g), h) for d, p, g, h in _facts(members)],
+            )
+            ids = member_ids[a:b]
+            gaps = [_json_strings(g) for g in members["gaps"]]
+            rows_of_members = {"id": list(ids), **members, "gaps": gaps}
+            yield _Chunk(
+                people=_person_rows(_person_columns(people, now), [person_ids[i] for i in unknown]),
+                members=(list(rows_of_members), list(_rows(rows_of_members))),
+                events=[(i, today, "entered", d) for i, d in zip(ids, details, strict=True)],
+                holdout=sum(members["holdout"]),
+            )
+
+    held = 0
+    with gc_paused():
+        for chunk in ahead(chunks()):
+            if chunk.people[1]:
+                names, values = chunk.people
+                copy_into(session=session, table="person", columns=names, rows=values)
+            names, values = chunk.members
+            copy_into(session=session, table="member", columns=names, rows=values)
+            copy_into(
+                session=session,
+                table="memberevent",
+                columns=["member_id", "on", "kind", "detail"],
+                rows=chunk.events,
+            )
+            held += chunk.holdout
+    return n, held
+
+
+def _write_newcomers_sqlite(
+    session: Session,
+    definition: CampaignDefinition,
+    cohort: _Cohort,
+    status: str,
+    today: date,
+    now: datetime,
+) -> tuple[int, int]:
+    """SQLite: people, then members and their `entered` events, by multi-row inserts (one
+    writer at a time: nobody creates them meanwhile). Returns (admitted, held out)."""
+    new = [i for i, k in enumerate(cohort.keys) if k not in cohort.known]
+    if new:
+        values = _person_columns(cohort.contacts.iloc[new], now)
+        names = list(values)
+        rows = [dict(zip(names, row, strict=True)) for row in _rows(values)]
+        for i in range(0, len(rows), _SQLITE_CHUNK):
+            session.execute(
+                sqlite_insert(Person).on_conflict_do_nothing(), rows[i : i + _SQLITE_CHUNK]
+            )
+    ids = _person_ids(session, "_admit_people_keys") if new else cohort.known
+    members = _members_of(definition, cohort.targets, [ids[k] for k in cohort.keys], status, today)
+    member_rows = [dict(zip(members, row, strict=True)) for row in _rows(members)]
     new_ids: dict[int, int] = {}
     for i in range(0, len(member_rows), _SQLITE_CHUNK):
         new_ids.update(
@@ -403,18 +484,54 @@ def _insert_members(
             )
         )
     events = [
-        {
-            "member_id": new_ids[r["person_id"]],
-            "on": today,
-            "kind": "entered",
-            "detail": _entered_detail(r),
-        }
-        for r in member_rows
-        if r["person_id"] in new_ids
+        {"member_id": new_ids[pid], "on": today, "kind": "entered", "detail": _entered_detail(*f)}
+        for pid, f in zip(members["person_id"], _facts(members), strict=True)
+        if pid in new_ids
     ]
     for i in range(0, len(events), _SQLITE_CHUNK):
         session.execute(insert(MemberEvent), events[i : i + _SQLITE_CHUNK])
-    return len(events)
+    return len(events), sum(members["holdout"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Cohort:
+    """Today's newcomers: their contact rows and targeting rows aligned (one row per person,
+    each newcomer with a contact row), their keys, and the ids of those already known."""
+
+    contacts: pd.DataFrame
+    targets: pd.DataFrame
+    keys: list[tuple[str, int]]
+    known: dict[tuple[str, int], int]
+
+
+def _cohort(session: Session, fresh: pd.DataFrame, people: pd.DataFrame, now: datetime) -> _Cohort:
+    """Align the newcomers with their contact rows, find who is known already and refresh
+    their details (a person twice in a file is taken from their first row)."""
+    on = ["ben_nir_psa", "ben_rng_gem"]
+    fresh = fresh.drop_duplicates(on)
+    contacts = people.drop_duplicates(on).merge(fresh[on], on=on)
+    targets = contacts[on].merge(fresh, on=on, how="left")
+    if is_postgresql(session):
+        # People are created by one admission at a time: who is new is decided below, then
+        # written by COPY, without another admission creating the same person in between.
+        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PEOPLE_LOCK})")
+    keys = _keys_of(contacts)
+    stage_keys(session=session, name="_admit_people_keys", keys=keys)
+    known = _person_ids(session, "_admit_people_keys")
+    if known:
+        seen = [i for i, k in enumerate(keys) if k in known]
+        values = _person_columns(contacts.iloc[seen], now)
+        names = list(values)
+        _refresh_known(
+            session,
+            list(known.values()),
+            {
+                keys[i]: dict(zip(names, row, strict=True))
+                for i, row in zip(seen, _rows(values), strict=True)
+            },
+        )
+        session.flush()
+    return _Cohort(contacts=contacts, targets=targets, keys=keys, known=known)
 
 
 def _close_changed(
@@ -514,6 +631,12 @@ def admit_targets(
         "not_admitted_opposed": 0,
         "left": 0,
     }
+    if is_postgresql(session):
+        # One admission of a campaign at a time: the second sees the first's members.
+        session.connection().exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%(k)s, hashtext(%(c)s))",
+            {"k": _MEMBERS_LOCK, "c": definition.id},
+        )
     members = _current_members(session, definition.id)
     # Every target's key goes to the database once; the lookups below join on it.
     stage_keys(session=session, name="_admit_keys", keys=_keys_of(targets))
@@ -562,14 +685,12 @@ def admit_targets(
         status = ACTIVE if launched else PENDING
         if not launched:
             open_list(session=session, definition=definition, today=today)
-        contacts = people.merge(
-            fresh[["ben_nir_psa", "ben_rng_gem"]], on=["ben_nir_psa", "ben_rng_gem"]
+        cohort = _cohort(session, fresh, people, now)
+        write = _write_newcomers_pg if is_postgresql(session) else _write_newcomers_sqlite
+        counts["admitted"], counts["holdout"] = write(
+            session, definition, cohort, status, today, now
         )
-        ids = upsert_people(session=session, people=contacts, now=now)
-        member_rows = _new_member_rows(definition, fresh, ids, status, today)
-        counts["holdout"] = sum(bool(r["holdout"]) for r in member_rows)
-        if member_rows:
-            counts["admitted"] = _insert_members(session, definition.id, member_rows, today)
+        if counts["admitted"]:
             if counts["admitted"] >= _BULK:
                 refresh_statistics(session, ("person", "member", "memberevent"))
             if not launched:

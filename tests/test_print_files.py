@@ -291,3 +291,71 @@ def test_letter_batches_are_balanced_so_no_small_last_batch(engine: Engine, tmp_
     )
     sizes = sorted(len((d / f"{d.name}.jsonl").read_text().splitlines()) for d in batches(tmp_path))
     assert rep["batches"] == 2 and sum(sizes) == due and sizes[1] - sizes[0] <= 1
+
+
+class _SlowPrinter(PrintFileLetters):
+    """Data files written a little slowly, so that two dispatchers surely overlap."""
+
+    def print_batch(self, batch_id: str, letters: Sequence[Letter]) -> list[Receipt | ChannelError]:
+        import time
+
+        time.sleep(0.05)
+        return super().print_batch(batch_id, letters)
+
+
+def _drain(url: str, folder: str, go: object, out: object) -> None:
+    """One dispatcher process draining the day's letters (as one `channel-dispatch` run)."""
+    from campaigns.ledger.db import make_engine
+
+    engine = make_engine(url)
+    files = _SlowPrinter(Path(folder), now=lambda: NOON, render_pdf=fake_pdf, samples=0)
+    adapters = Adapters(
+        mailbox=LocalMailbox(Path(folder)), email=LocalEmail(Path(folder)), letters=files
+    )
+    go.wait()  # type: ignore[attr-defined]
+    rep = dispatch(
+        engine=engine,
+        campaign=C,
+        channel="letter",
+        adapters=adapters,
+        today=ANCHOR,
+        now=at(ANCHOR, 8),
+        batch_size=5,
+    )
+    engine.dispose()
+    out.put(rep.get("sent", 0))  # type: ignore[attr-defined]
+
+
+def test_two_dispatcher_processes_share_the_letters_each_key_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Two dispatchers in their own processes (two `channel-dispatch` runs on two workers)
+    drain one day's letters into the same outbox: both print, each key is in one data file
+    once, and each row points at the file that holds it."""
+    import multiprocessing
+
+    setup(engine, 40, ANCHOR, telephone=None, compte_ameli=False)
+    with session_scope(engine) as s:
+        due = len(s.exec(select(Action).where(Action.channel == "letter")).all())
+    assert due >= 20
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    url = engine.url.render_as_string(hide_password=False)
+    procs = [ctx.Process(target=_drain, args=(url, str(tmp_path), go, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    sent = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert sent[0] > 0 and sum(sent) == due, sent
+    keys = [str(r["key"]) for r in records(tmp_path)]
+    assert len(keys) == len(set(keys)) == due
+    with session_scope(engine) as s:
+        rows = s.exec(select(Action).where(Action.channel == "letter")).all()
+    assert {a.state for a in rows} == {"sent"}
+    for a in rows:
+        folder, key = str(a.provider_id).split("/", 1)
+        assert key == a.key
+        data = tmp_path / "letters" / "files" / folder / f"{folder}.jsonl"
+        assert a.key in {json.loads(line)["key"] for line in data.read_text().splitlines()}

@@ -1,7 +1,9 @@
-"""Benchmark: the sophia-ald8 rule over synthetic extracts, DuckDB engine vs the pandas baseline.
+"""Benchmark: a campaign's rule over synthetic extracts, DuckDB engine vs the pandas baseline.
 
     uv run python bench/targeting/run.py                          # 1 M (both) and 10 M (DuckDB)
     uv run python bench/targeting/run.py --sizes 1000000 --repeat 5
+    uv run python bench/targeting/run.py --campaign grippe-2026 --as-of 2026-10-14 \
+        --sizes 12000000 --engines duckdb --baseline-up-to 0     # a region's flu wave
 
 Times include opening and checking the extract (every column parsed, NIRs, person keys).
 Each measurement runs in a fresh process that reports its own wall time and peak RSS, so
@@ -31,7 +33,7 @@ from datetime import date
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from campaigns.definition.catalog import load_campaign
-rule = load_campaign("sophia-ald8").definition.targeting
+rule = load_campaign({campaign!r}).definition.targeting
 extract, out, engine = Path({extract!r}), Path({out!r}), {engine!r}
 import pyarrow.parquet as pq
 import pandas as pd
@@ -55,9 +57,16 @@ print(json.dumps({{"seconds": elapsed, "peak_rss_mb": rss, "rows": rows, "eligib
 """
 
 
-def measure(engine: str, extract: Path, out: Path) -> dict[str, float]:
+def measure(
+    engine: str, extract: Path, out: Path, campaign: str = "sophia-ald8", as_of: date = AS_OF
+) -> dict[str, float]:
     code = CHILD.format(
-        root=str(ROOT), extract=str(extract), out=str(out), engine=engine, as_of=AS_OF.isoformat()
+        root=str(ROOT),
+        extract=str(extract),
+        out=str(out),
+        engine=engine,
+        as_of=as_of.isoformat(),
+        campaign=campaign,
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
@@ -86,24 +95,40 @@ def main() -> None:
     ap.add_argument("--baseline-up-to", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--data-dir", type=Path, default=ROOT / "var" / "bench")
+    ap.add_argument("--campaign", default="sophia-ald8")
+    ap.add_argument("--as-of", type=date.fromisoformat, default=AS_OF, help="the extract's date")
+    ap.add_argument("--engines", default="duckdb,duckdb_all", help="besides the pandas baseline")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "targeting.json")
     args = ap.parse_args()
     from targeting.synth import write_extract
 
     results = []
     for n in [int(x) for x in args.sizes.split(",")]:
-        extract = args.data_dir / f"extract-{n}"
+        dated = "" if args.as_of == AS_OF else f"-{args.as_of.isoformat()}"
+        extract = args.data_dir / f"extract-{n}{dated}"
         if not (extract / "ir_ben_r.parquet").exists():
             t0 = time.perf_counter()
-            write_extract(out=extract, people=n, seed=2016, as_of=AS_OF)
+            write_extract(out=extract, people=n, seed=2016, as_of=args.as_of)
             print(f"synth {n:,}: {time.perf_counter() - t0:.1f} s", flush=True)
         size_mb = sum(p.stat().st_size for p in extract.iterdir()) / 2**20
-        row: dict[str, object] = {"people": n, "extract_mb": round(size_mb)}
+        row: dict[str, object] = {
+            "people": n,
+            "extract_mb": round(size_mb),
+            "campaign": args.campaign,
+            "as_of": args.as_of.isoformat(),
+        }
         # duckdb: the CLI's default output (eligible people); duckdb_all: every person with
         # reasons (--include-ineligible); pandas computes every person, then keeps the eligible.
-        engines = ["duckdb", "duckdb_all"] + (["pandas"] if n <= args.baseline_up_to else [])
+        engines = args.engines.split(",") + (["pandas"] if n <= args.baseline_up_to else [])
         for engine in engines:
             runs = [
-                measure(engine, extract, args.data_dir / f"out-{engine}-{n}.parquet")
+                measure(
+                    engine,
+                    extract,
+                    args.data_dir / f"out-{engine}-{n}.parquet",
+                    args.campaign,
+                    args.as_of,
+                )
                 for _ in range(args.repeat)
             ]
             row[engine] = {
@@ -122,7 +147,7 @@ def main() -> None:
                 args.data_dir / f"out-duckdb-{n}.parquet", args.data_dir / f"out-pandas-{n}.parquet"
             )
         results.append(row)
-    out = ROOT / "bench" / "results" / "targeting.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

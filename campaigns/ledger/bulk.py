@@ -1,8 +1,9 @@
-"""Set-based loading: rows into a temporary staging table (PostgreSQL COPY, SQLite chunks).
+"""Set-based loading: rows into a temporary staging table (PostgreSQL COPY, SQLite chunks), or
+straight into a ledger table by COPY, with rows built in a thread while the COPY streams.
 
 Admission and goal observation join these staging tables to the ledger in one statement
 instead of one query per thousand people: at a flu wave's size (millions of rows) the
-round trips, not the database, were the cost.
+round trips, not the database, were the cost. Admission writes its new rows by `copy_into`.
 """
 
 from __future__ import annotations

@@ -156,3 +156,28 @@ def test_a_template_that_includes_another_gets_no_render_key(tmp_path) -> None:
     assert render_key(env, "t.txt", _ctx("mailbox")) is None
     extra = {**_ctx("mailbox"), "autre": 1}
     assert render_key(_env(tmp_path, **{"u.txt": "x"}), "u.txt", extra) is None
+
+
+@pytest.mark.parametrize(
+    ("template", "fields"),
+    [
+        ("{{ person.nom }}", {"person.nom": "DUPONT"}),
+        # What the template does to a value is its own: the field is the value.
+        ("{{ person.nom.upper() }}", {"person.nom": "DUPONT"}),
+        ("{{ today.year }}", {"today": "2026-07-01"}),
+        ("{{ member.anchor_date | date_fr }}", {"member.anchor_date": "2026-07-15"}),
+        ("{{ person.inconnu }}", {"person.inconnu": None}),
+        ("Un message vous attend.", {}),
+    ],
+)
+def test_merge_fields_carry_the_values_a_template_reads(
+    tmp_path, template: str, fields: dict
+) -> None:
+    from campaigns.definition.rendering import merge_fields, merge_values
+
+    env = _env(tmp_path, **{"t.txt": template})
+    ctx = _ctx("mailbox")
+    ctx["person"]["nom"] = "DUPONT"
+    ctx["member"]["anchor_date"] = date(2026, 7, 15)
+    ctx["today"] = date(2026, 7, 1)
+    assert merge_values(ctx, merge_fields(env, "t.txt")) == fields

@@ -296,7 +296,8 @@ def _template_info(env: Any, folder: Path, name: str) -> tuple[str, tuple[str, .
     """A template's SHA-256 and merge fields, once per loaded campaign (a new env on an edit)."""
     digest = hashlib.sha256((folder / "templates" / name).read_bytes()).hexdigest()
     # The address block is the record's checked AFNOR lines, not a merge field.
-    paths = tuple(f for f in merge_fields(env, name) if f != "person.address_lines")
+    block = "person.address_lines"
+    paths = tuple(f for f in merge_fields(env, name) if f.split(".")[:2] != block.split("."))
     return digest, paths
 
 

@@ -269,13 +269,21 @@ def merge_fields(env: Environment, name: str) -> tuple[str, ...]:
 
 
 def merge_values(context: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
-    """Each path's value in the context (dates as ISO text, lists kept as lists)."""
+    """Each path's value in the context (dates as ISO text, lists kept as lists).
+
+    A path is followed through dicts only: what the template does to a value (`nom.upper()`,
+    `today.year`) is the template's, and the field is the value itself (`person.nom`,
+    `today`), as the print house merges data, not method calls."""
     out: dict[str, Any] = {}
     for path in paths:
         value: Any = context
+        field: list[str] = []
         for part in path.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        out[path] = value.isoformat() if isinstance(value, date) else value
+            if not isinstance(value, dict):
+                break
+            value = value.get(part)
+            field.append(part)
+        out[".".join(field)] = value.isoformat() if isinstance(value, date) else value
     return out
 
 

@@ -161,6 +161,12 @@ def _rows(columns: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
     return zip(*columns.values(), strict=True)
 
 
+def _dicts(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The rows of a table held column by column, each as a dict (for SQLAlchemy inserts)."""
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in _rows(columns)]
+
+
 def _person_ids(session: Session, name: str) -> dict[tuple[str, int], int]:
     """Ids of the people whose keys are in the staging table `name`."""
     return {
@@ -462,16 +468,14 @@ def _write_newcomers_sqlite(
     writer at a time: nobody creates them meanwhile). Returns (admitted, held out)."""
     new = [i for i, k in enumerate(cohort.keys) if k not in cohort.known]
     if new:
-        values = _person_columns(cohort.contacts.iloc[new], now)
-        names = list(values)
-        rows = [dict(zip(names, row, strict=True)) for row in _rows(values)]
+        rows = _dicts(_person_columns(cohort.contacts.iloc[new], now))
         for i in range(0, len(rows), _SQLITE_CHUNK):
             session.execute(
                 sqlite_insert(Person).on_conflict_do_nothing(), rows[i : i + _SQLITE_CHUNK]
             )
     ids = _person_ids(session, "_admit_people_keys") if new else cohort.known
     members = _members_of(definition, cohort.targets, [ids[k] for k in cohort.keys], status, today)
-    member_rows = [dict(zip(members, row, strict=True)) for row in _rows(members)]
+    member_rows = _dicts(members)
     new_ids: dict[int, int] = {}
     for i in range(0, len(member_rows), _SQLITE_CHUNK):
         new_ids.update(
@@ -520,15 +524,9 @@ def _cohort(session: Session, fresh: pd.DataFrame, people: pd.DataFrame, now: da
     known = _person_ids(session, "_admit_people_keys")
     if known:
         seen = [i for i, k in enumerate(keys) if k in known]
-        values = _person_columns(contacts.iloc[seen], now)
-        names = list(values)
+        rows = _dicts(_person_columns(contacts.iloc[seen], now))
         _refresh_known(
-            session,
-            list(known.values()),
-            {
-                keys[i]: dict(zip(names, row, strict=True))
-                for i, row in zip(seen, _rows(values), strict=True)
-            },
+            session, list(known.values()), {keys[i]: r for i, r in zip(seen, rows, strict=True)}
         )
         session.flush()
     return _Cohort(contacts=contacts, targets=targets, keys=keys, known=known)

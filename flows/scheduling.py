@@ -136,6 +136,8 @@ class PrefectScheduler:
                         _schedule_runs(client, dep.id)
                 else:
                     client.pause_deployment(dep.id)
+            if not active and mine:
+                _drop_scheduled_runs(client, [dep.id for dep in mine])
         return len(mine)
 
     def launch_now(self, campaign_id: str) -> str:
@@ -237,6 +239,29 @@ def _schedule_runs(client: Any, deployment_id: Any) -> None:
     """Its next runs at once, as the server's scheduler would within a minute: the console
     says when the campaign runs next as soon as it is scheduled or resumed."""
     client.request("POST", "/deployments/{id}/schedule", path_params={"id": deployment_id}, json={})
+
+
+def _drop_scheduled_runs(client: Any, deployment_ids: list[Any]) -> None:
+    """Delete the deployments' runs the server's scheduler planned. Pausing drops them too, but
+    a scheduler pass that read a deployment before the pause may still add its runs after."""
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        ),
+    )
+    for run in runs:
+        if run.auto_scheduled:
+            client.delete_flow_run(run.id)
 
 
 def _run_day(parameters: dict[str, Any], expected: datetime | None) -> date | None:

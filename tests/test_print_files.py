@@ -67,6 +67,22 @@ def records(tmp: Path) -> list[dict[str, object]]:
     ]
 
 
+def letters_day(
+    engine: Engine, tmp: Path, files: PrintFileLetters, batch_size: int
+) -> dict[str, int]:
+    """The day's letters dispatched through `files` (local mailbox and e-mail beside)."""
+    adapters = Adapters(mailbox=LocalMailbox(tmp), email=LocalEmail(tmp), letters=files)
+    return dispatch(
+        engine=engine,
+        campaign=C,
+        channel="letter",
+        adapters=adapters,
+        today=ANCHOR,
+        now=at(ANCHOR, 8),
+        batch_size=batch_size,
+    )
+
+
 def test_a_bad_address_is_refused_alone_in_french_and_the_rest_is_written(tmp_path: Path) -> None:
     bad = letter(2, ("M X", "Y" * 39, "93000 BOBIGNY"))
     out = printer(tmp_path).print_batch("b1", [letter(1), bad, letter(3)])
@@ -219,18 +235,9 @@ def test_dispatch_hands_letters_over_as_data_with_their_merge_fields(
         assert p is not None
         p.address_lines = ["M. X", "91000 Evry"]  # town not in capitals
     files = printer(tmp_path, samples=1)
-    adapters = Adapters(mailbox=LocalMailbox(tmp_path), email=LocalEmail(tmp_path), letters=files)
 
     def run() -> dict[str, int]:
-        return dispatch(
-            engine=engine,
-            campaign=C,
-            channel="letter",
-            adapters=adapters,
-            today=ANCHOR,
-            now=at(ANCHOR, 8),
-            batch_size=1000,
-        )
+        return letters_day(engine, tmp_path, files, 1000)
 
     rep = run()
     rows = records(tmp_path)
@@ -278,17 +285,8 @@ def test_letter_batches_are_balanced_so_no_small_last_batch(engine: Engine, tmp_
     with session_scope(engine) as s:
         due = len(s.exec(select(Action).where(Action.channel == "letter")).all())
     assert due >= 5
-    files = printer(tmp_path, samples=0)
-    adapters = Adapters(mailbox=LocalMailbox(tmp_path), email=LocalEmail(tmp_path), letters=files)
-    rep = dispatch(
-        engine=engine,
-        campaign=C,
-        channel="letter",
-        adapters=adapters,
-        today=ANCHOR,
-        now=at(ANCHOR, 8),
-        batch_size=due - 1,  # unbalanced: due - 1, then 1
-    )
+    # unbalanced: due - 1, then 1
+    rep = letters_day(engine, tmp_path, printer(tmp_path, samples=0), due - 1)
     sizes = sorted(len((d / f"{d.name}.jsonl").read_text().splitlines()) for d in batches(tmp_path))
     assert rep["batches"] == 2 and sum(sizes) == due and sizes[1] - sizes[0] <= 1
 
@@ -309,19 +307,8 @@ def _drain(url: str, folder: str, go: object, out: object) -> None:
 
     engine = make_engine(url)
     files = _SlowPrinter(Path(folder), now=lambda: NOON, render_pdf=fake_pdf, samples=0)
-    adapters = Adapters(
-        mailbox=LocalMailbox(Path(folder)), email=LocalEmail(Path(folder)), letters=files
-    )
     go.wait()  # type: ignore[attr-defined]
-    rep = dispatch(
-        engine=engine,
-        campaign=C,
-        channel="letter",
-        adapters=adapters,
-        today=ANCHOR,
-        now=at(ANCHOR, 8),
-        batch_size=5,
-    )
+    rep = letters_day(engine, Path(folder), files, 5)
     engine.dispose()
     out.put(rep.get("sent", 0))  # type: ignore[attr-defined]
 

@@ -297,7 +297,9 @@ def _template_info(env: Any, folder: Path, name: str) -> tuple[str, tuple[str, .
     digest = hashlib.sha256((folder / "templates" / name).read_bytes()).hexdigest()
     # The address block is the record's checked AFNOR lines, not a merge field.
     block = "person.address_lines"
-    paths = tuple(f for f in merge_fields(env, name) if f.split(".")[:2] != block.split("."))
+    paths = tuple(
+        f for f in merge_fields(env, name) if f != block and not f.startswith(f"{block}.")
+    )
     return digest, paths
 
 

@@ -31,6 +31,7 @@ from campaigns.ledger.bulk import (
     refresh_statistics,
     reserve_ids,
     stage_keys,
+    xact_lock,
 )
 from campaigns.ledger.goals import goal_reached
 from campaigns.ledger.members import close_member
@@ -142,7 +143,7 @@ _BULK = 10_000
 # Advisory locks (PostgreSQL): people created by one admission at a time; one admission of
 # a campaign at a time.
 _PEOPLE_LOCK = 0x52454C50  # "RELP"
-_MEMBERS_LOCK = 0x52454C4D  # "RELM", with the campaign's hash
+_MEMBERS_LOCK = 0x52454C4D  # "RELM", with the campaign id
 
 
 def _keys_of(frame: pd.DataFrame) -> list[tuple[str, int]]:
@@ -518,7 +519,7 @@ def _cohort(session: Session, fresh: pd.DataFrame, people: pd.DataFrame, now: da
     if is_postgresql(session):
         # People are created by one admission at a time: who is new is decided below, then
         # written by COPY, without another admission creating the same person in between.
-        session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PEOPLE_LOCK})")
+        xact_lock(session, _PEOPLE_LOCK, "person")
     keys = _keys_of(contacts)
     stage_keys(session=session, name="_admit_people_keys", keys=keys)
     known = _person_ids(session, "_admit_people_keys")
@@ -631,10 +632,7 @@ def admit_targets(
     }
     if is_postgresql(session):
         # One admission of a campaign at a time: the second sees the first's members.
-        session.connection().exec_driver_sql(
-            "SELECT pg_advisory_xact_lock(%(k)s, hashtext(%(c)s))",
-            {"k": _MEMBERS_LOCK, "c": definition.id},
-        )
+        xact_lock(session, _MEMBERS_LOCK, definition.id)
     members = _current_members(session, definition.id)
     # Every target's key goes to the database once; the lookups below join on it.
     stage_keys(session=session, name="_admit_keys", keys=_keys_of(targets))

@@ -81,16 +81,22 @@ def stage(
     if pg:
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{name}" ({ddl}) ON COMMIT DROP')
         jsons = [i for i, (_, k) in enumerate(columns) if k == "json"]
-        raw: Any = conn.connection.driver_connection
-        sql = f'COPY "{name}" ({names}) FROM STDIN (FORMAT BINARY)'
-        with raw.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types([_COPY_OIDS[k] for _, k in columns])
-            for row in rows:
-                if jsons:
-                    row = list(row)
-                    for i in jsons:
-                        row[i] = None if row[i] is None else json.dumps(row[i])
-                copy.write_row(row)
+
+        def serialised(row: Sequence[Any]) -> Sequence[Any]:
+            if not jsons:
+                return row
+            out = list(row)
+            for i in jsons:
+                out[i] = None if out[i] is None else json.dumps(out[i])
+            return out
+
+        _copy(
+            session,
+            name,
+            [c for c, _ in columns],
+            [_COPY_OIDS[k] for _, k in columns],
+            map(serialised, rows),
+        )
     else:
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{name}" ({ddl})')
         marks = ", ".join("?" for _ in columns)
@@ -115,24 +121,47 @@ def copy_into(
     Values are sent as the table's own column types (read from the catalogue: a binary COPY
     takes no conversion); JSON values come already serialised. Nothing bypasses the table's
     constraints: keys, uniqueness and foreign keys are checked as for an INSERT."""
+    oids = {
+        n: int(o)
+        for n, o in session.connection().exec_driver_sql(
+            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %(t)s::regclass"
+            " AND attnum > 0 AND NOT attisdropped",
+            {"t": table},
+        )
+    }
+    types = [_TEXT_OID if oids[c] == _JSON_OID else oids[c] for c in columns]
+    _copy(session, table, columns, types, rows)
+
+
+def _copy(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[int],
+    rows: Iterable[Sequence[Any]],
+) -> None:
+    """One binary COPY of rows into a table, each column sent as the given type oid."""
     raw: Any = session.connection().connection.driver_connection
     names = ", ".join(f'"{c}"' for c in columns)
-    with raw.cursor() as cur:
-        cur.execute(
-            "SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass"
-            " AND attnum > 0 AND NOT attisdropped",
-            (table,),
-        )
-        oids = {n: int(o) for n, o in cur.fetchall()}
-        types = [_TEXT_OID if oids[c] == _JSON_OID else oids[c] for c in columns]
-        with cur.copy(f'COPY "{table}" ({names}) FROM STDIN (FORMAT BINARY)') as copy:
-            copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)
+    with (
+        raw.cursor() as cur,
+        cur.copy(f'COPY "{table}" ({names}) FROM STDIN (FORMAT BINARY)') as copy,
+    ):
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
 
 
-# Advisory lock class under which ids are reserved (with the table name's hash).
-_RESERVE_LOCK = 0x52454C49  # "RELI"
+# Advisory lock classes (PostgreSQL), each with a name's hash: one holder at a time until its
+# transaction ends.
+_RESERVE_LOCK = 0x52454C49  # "RELI": id reservations of a table
+
+
+def xact_lock(session: Session, kind: int, name: str) -> None:
+    """PostgreSQL: wait for, then hold until the transaction ends, the lock (kind, name)."""
+    session.connection().exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(%(k)s, hashtext(%(n)s))", {"k": kind, "n": name}
+    )
 
 
 def reserve_ids(session: Session, table: str, n: int) -> range:
@@ -144,14 +173,15 @@ def reserve_ids(session: Session, table: str, n: int) -> range:
     table whose ids are reserved is written by bulk writers only (person and member: admission)."""
     if n <= 0:
         return range(0)
-    conn = session.connection()
-    conn.exec_driver_sql(
-        "SELECT pg_advisory_xact_lock(%(k)s, hashtext(%(t)s))", {"k": _RESERVE_LOCK, "t": table}
+    xact_lock(session, _RESERVE_LOCK, table)
+    last = (
+        session.connection()
+        .exec_driver_sql(
+            "SELECT setval(s, nextval(s) + %(n)s - 1) FROM pg_get_serial_sequence(%(t)s, 'id') s",
+            {"t": table, "n": n},
+        )
+        .scalar_one()
     )
-    last = conn.exec_driver_sql(
-        "SELECT setval(s, nextval(s) + %(n)s - 1) FROM pg_get_serial_sequence(%(t)s, 'id') s",
-        {"t": table, "n": n},
-    ).scalar_one()
     return range(int(last) - n + 1, int(last) + 1)
 
 

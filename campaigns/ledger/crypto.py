@@ -192,14 +192,8 @@ def encrypt(value: str) -> str:
 
 def encrypt_many(values: Iterable[str]) -> list[str]:
     """The tokens of many values, with the newest key (the keyring looked up once)."""
-    key_id, aead = keyring().gcm[0]
-    seal, b64, urandom = aead.encrypt, base64.urlsafe_b64encode, os.urandom
-    tokens = []
-    for value in values:
-        nonce = urandom(_NONCE)
-        sealed = seal(nonce, value.encode(), _GCM_AAD)
-        tokens.append(GCM_PREFIX + b64(key_id + nonce + sealed).decode("ascii"))
-    return tokens
+    ring = keyring()
+    return [_encrypt_with(ring, value) for value in values]
 
 
 def decrypt(token: str, *, column: str = "une colonne") -> str:

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
@@ -291,23 +292,26 @@ def test_letter_batches_are_balanced_so_no_small_last_batch(engine: Engine, tmp_
     assert rep["batches"] == 2 and sum(sizes) == due and sizes[1] - sizes[0] <= 1
 
 
-class _SlowPrinter(PrintFileLetters):
-    """Data files written a little slowly, so that two dispatchers surely overlap."""
+class _MeetingPrinter(PrintFileLetters):
+    """Each dispatcher's first data file waits until the other has claimed its own batch too,
+    so that both surely print whichever process started first."""
+
+    meet: Any = None  # a multiprocessing Barrier of the two processes
 
     def print_batch(self, batch_id: str, letters: Sequence[Letter]) -> list[Receipt | ChannelError]:
-        import time
-
-        time.sleep(0.05)
+        if self.meet is not None:
+            self.meet.wait(timeout=60)
+            self.meet = None
         return super().print_batch(batch_id, letters)
 
 
-def _drain(url: str, folder: str, go: object, out: object) -> None:
+def _drain(url: str, folder: str, meet: object, out: object) -> None:
     """One dispatcher process draining the day's letters (as one `channel-dispatch` run)."""
     from campaigns.ledger.db import make_engine
 
     engine = make_engine(url)
-    files = _SlowPrinter(Path(folder), now=lambda: NOON, render_pdf=fake_pdf, samples=0)
-    go.wait()  # type: ignore[attr-defined]
+    files = _MeetingPrinter(Path(folder), now=lambda: NOON, render_pdf=fake_pdf, samples=0)
+    files.meet = meet
     rep = letters_day(engine, Path(folder), files, 5)
     engine.dispose()
     out.put(rep.get("sent", 0))  # type: ignore[attr-defined]
@@ -326,12 +330,11 @@ def test_two_dispatcher_processes_share_the_letters_each_key_once(
         due = len(s.exec(select(Action).where(Action.channel == "letter")).all())
     assert due >= 20
     ctx = multiprocessing.get_context("spawn")
-    go, out = ctx.Event(), ctx.Queue()
+    meet, out = ctx.Barrier(2), ctx.Queue()
     url = engine.url.render_as_string(hide_password=False)
-    procs = [ctx.Process(target=_drain, args=(url, str(tmp_path), go, out)) for _ in range(2)]
+    procs = [ctx.Process(target=_drain, args=(url, str(tmp_path), meet, out)) for _ in range(2)]
     for p in procs:
         p.start()
-    go.set()
     sent = sorted(out.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(timeout=60)

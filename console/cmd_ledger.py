@@ -51,7 +51,7 @@ def audit_verify() -> None:
     with session_scope(get_engine()) as s:
         v = check(session=s)
     if not v.ok:
-        where = f"événement n°{v.broken_seq}" if v.broken_seq is not None else "journal"
+        where = v.where
         if v.broken_id is not None:
             where += f" (id {v.broken_id})"
         err.print(f"[red]journal d'audit altéré — {where} : {v.reason}[/red]")
@@ -65,7 +65,8 @@ def audit_verify() -> None:
 
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
-    """Ajoute un point de contrôle signé (n° et empreinte du dernier événement) hors base."""
+    """Ajoute un point de contrôle signé (n° et empreinte du dernier événement de chaque voie)
+    hors base."""
     # heavy optional dependency: the ledger (SQLAlchemy) loads only when a command runs.
     from campaigns.app.stages import audit_checkpoint_stage
 
@@ -75,11 +76,15 @@ def audit_checkpoint() -> None:
     # heavy optional dependency: as above.
     from campaigns.ledger.db import get_engine
 
-    cp = audit_checkpoint_stage(engine=get_engine())
-    if cp is None:
+    lines = audit_checkpoint_stage(engine=get_engine())
+    if not lines:
         out.print("journal d'audit vide : aucun point de contrôle écrit")
         return
-    out.print(f"point de contrôle écrit : événement n°{cp['seq']} dans {checkpoints_path()}")
+    named = ", ".join(
+        f"événement n°{cp['seq']}" if cp["lane"] == 1 else f"voie {cp['lane']} n°{cp['seq']}"
+        for cp in lines
+    )
+    out.print(f"point de contrôle écrit : {named} dans {checkpoints_path()}")
 
 
 def register(app: typer.Typer) -> None:

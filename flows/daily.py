@@ -173,19 +173,21 @@ def ticked_task(campaign_id: str, day: date) -> bool:
 
 
 @task(timeout_seconds=120, **IO_RETRIES)
-def audit_checkpoint_task() -> dict[str, Any] | None:
-    """Attest the audit log's last event outside the database (file and artifact)."""
-    line = stages.audit_checkpoint_stage(engine=get_engine())
-    if line is not None:
+def audit_checkpoint_task() -> list[dict[str, Any]]:
+    """Attest each audit lane's last event outside the database (file and artifact)."""
+    lines = stages.audit_checkpoint_stage(engine=get_engine())
+    if lines:
         create_markdown_artifact(
             key="audit-checkpoint",
-            markdown=(
-                f"Point de contrôle du journal d'audit : événement n° {line['seq']}, "
-                f"empreinte `{line['hash']}`, signé `{line['mac']}` ({line['at']})."
+            markdown="\n".join(
+                f"- Point de contrôle du journal d'audit, voie {line['lane']} : événement "
+                f"n° {line['seq']}, empreinte `{line['hash']}`, signé `{line['mac']}` "
+                f"({line['at']})."
+                for line in lines
             ),
-            description="Dernier événement d'audit attesté hors de la base",
+            description="Dernier événement d'audit de chaque voie attesté hors de la base",
         )
-    return line
+    return lines
 
 
 def _dispatch(campaign_id: str, channels: tuple[str, ...], day: date) -> dict[str, Any]:

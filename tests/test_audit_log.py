@@ -4,6 +4,7 @@ events, and signed checkpoints outside the database that catch a truncated or re
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import threading
 from collections import Counter
@@ -22,6 +23,7 @@ from campaigns.ledger.db import get_engine, session_scope
 from campaigns.ledger.models import AuditEvent, AuditHead
 from campaigns.settings import get_settings
 from console.cli import app
+from tests.test_encryption import _migrate, empty_url  # noqa: F401 (a fixture)
 from tests.test_why_audit import _guards
 
 
@@ -35,9 +37,12 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     get_settings.cache_clear()
 
 
-def write(engine: Engine, n: int) -> None:
+def write(engine: Engine, n: int, lane: int | None = None) -> None:
+    """`n` events, each in its own transaction; in `lane` as if the ones before were held."""
     for i in range(n):
         with session_scope(engine) as s:
+            if lane is not None:
+                s.info["audit_lane"] = lane
             record(session=s, actor="adv", action="view_person", target=f"member/{i}")
 
 
@@ -70,13 +75,17 @@ def test_concurrent_writers_never_fork_the_chain(engine: Engine, data_dir: Path)
         t.join()
     assert errors == []
     evs = events(engine)
-    forks = sum(n - 1 for n in Counter(e.prev_hash for e in evs).values())
+    forks = sum(n - 1 for n in Counter((e.lane, e.prev_hash) for e in evs).values())
     assert (len(evs), forks) == (200, 0)
-    assert [e.seq for e in evs] == list(range(1, 201))
+    lanes = Counter(e.lane for e in evs)
+    for lane, n in lanes.items():
+        assert [e.seq for e in evs if e.lane == lane] == list(range(1, n + 1))
+    # SQLite has one writer at a time; PostgreSQL's writers chain side by side.
+    assert set(lanes) == {1} if engine.dialect.name == "sqlite" else len(lanes) > 1, lanes
     v = verdict(engine)
     assert v.ok and v.events == 200
-    # Checkpoints after the first event and every 10th, each once the event was committed.
-    assert v.checkpoints == 21
+    # Checkpoints after each lane's first event and every 10th, once the event was committed.
+    assert v.checkpoints == sum(1 + n // 10 for n in lanes.values())
 
 
 def test_deleting_the_last_events_is_caught_by_the_checkpoint(
@@ -84,7 +93,7 @@ def test_deleting_the_last_events_is_caught_by_the_checkpoint(
 ) -> None:
     write(engine, 23)
     with session_scope(engine) as s:
-        assert checkpoint(session=s) is not None  # `relance audit checkpoint` at 23
+        assert checkpoint(session=s) != []  # `relance audit checkpoint` at 23
     with session_scope(engine) as s:
         _drop_delete_guard(s, engine, drop=True)
         s.execute(delete(AuditEvent).where(col(AuditEvent.seq) > 20))
@@ -221,7 +230,7 @@ def test_events_from_before_the_key_keep_verifying(engine: Engine, data_dir: Pat
             prev = h
         s.merge(AuditHead(id=1, seq=3, hash=prev))
     write(engine, 2)
-    assert [(e.seq, e.scheme) for e in events(engine)] == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)]
+    assert [(e.seq, e.scheme) for e in events(engine)] == [(1, 1), (2, 1), (3, 1), (4, 3), (5, 3)]
     assert verdict(engine).ok
 
 
@@ -263,3 +272,146 @@ def test_a_rolled_back_event_is_never_attested(engine: Engine, data_dir: Path) -
     lines = (data_dir / "audit_checkpoints.jsonl").read_text().splitlines()
     assert [json.loads(x)["seq"] for x in lines] == [1]
     assert verdict(engine).ok
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_writer_takes_the_first_lane_no_one_holds(engine: Engine, data_dir: Path) -> None:
+    """PostgreSQL: while a transaction holds lane 1 to its commit, another writer appends to
+    lane 2 at once instead of waiting; the next one, lane 1 free again, goes back to it."""
+    write(engine, 2)
+    with session_scope(engine) as holder:
+        record(session=holder, actor="adv-1", action="view_person", target="member/1")
+        done = threading.Event()
+
+        def other() -> None:
+            with session_scope(engine) as s:
+                record(session=s, actor="adv-2", action="view_person", target="member/2")
+            done.set()
+
+        t = threading.Thread(target=other)
+        t.start()
+        assert done.wait(10), "the second writer waited for the first one's commit"
+        t.join()
+    write(engine, 1)
+    assert [(e.actor, e.lane, e.seq) for e in events(engine)] == [
+        ("adv", 1, 1),
+        ("adv", 1, 2),
+        ("adv-1", 1, 3),
+        ("adv-2", 2, 1),
+        ("adv", 1, 4),
+    ]
+    assert verdict(engine).ok
+
+
+def test_a_truncated_lane_is_caught_and_named(
+    engine: Engine, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lane 3's last events deleted and its head rewound: its checkpoint catches it, and
+    `relance audit verify` names the lane."""
+    monkeypatch.setenv("RELANCE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    write(engine, 4)
+    write(engine, 13, lane=3)  # lane 3: checkpoints at 1 and 10
+    with session_scope(engine) as s:
+        lines = checkpoint(session=s)  # `relance audit checkpoint`: lanes 1 and 3
+    assert [(x["lane"], x["seq"]) for x in lines] == [(1, 4), (3, 13)]
+    v = verdict(engine)
+    assert v.ok and v.events == 17 and v.checkpoints == 5
+    lane3 = [e for e in events(engine) if e.lane == 3]
+    with session_scope(engine) as s:
+        _drop_delete_guard(s, engine, drop=True)
+        s.execute(delete(AuditEvent).where(col(AuditEvent.lane) == 3, col(AuditEvent.seq) > 11))
+        s.execute(
+            update(AuditHead).where(col(AuditHead.id) == 3).values(seq=11, hash=lane3[10].hash)
+        )
+    v = verdict(engine)
+    assert not v.ok and (v.broken_lane, v.broken_seq) == (3, 12)
+    assert "fin supprimée" in (v.reason or "") and "13 événements" in (v.reason or "")
+    bad = CliRunner().invoke(app, ["audit", "verify"])
+    said = " ".join(bad.output.split())
+    assert bad.exit_code == 1 and "voie 3, événement n°12" in said, said
+
+
+def test_an_event_or_a_checkpoint_moved_to_another_lane_is_caught(
+    engine: Engine, data_dir: Path
+) -> None:
+    """The lane is signed: an event relabelled into another lane, or a checkpoint line
+    relabelled, fails its HMAC."""
+    write(engine, 2, lane=2)
+    cps = data_dir / "audit_checkpoints.jsonl"
+    first = json.loads(cps.read_text().splitlines()[0])
+    assert (first["lane"], first["seq"]) == (2, 1)
+    cps.write_text(json.dumps({**first, "lane": 5}) + "\n")
+    v = verdict(engine)
+    assert not v.ok and "ligne 1" in (v.reason or "") and "signature invalide" in (v.reason or "")
+    cps.unlink()
+    with session_scope(engine) as s:
+        _guards(s, engine, drop=True)
+        s.execute(update(AuditEvent).values(lane=4))
+        s.execute(update(AuditHead).where(col(AuditHead.id) == 2).values(seq=0, hash=GENESIS))
+        s.merge(AuditHead(id=4, seq=2, hash=events(engine)[-1].hash))
+        _guards(s, engine, drop=False)
+    v = verdict(engine)
+    assert not v.ok and (v.broken_lane, v.broken_seq) == (4, 1) and "HMAC" in (v.reason or "")
+
+
+def test_checkpoints_written_before_lanes_keep_verifying(engine: Engine, data_dir: Path) -> None:
+    """A line without a lane (written before migration 0017) attests lane 1, as signed then."""
+    from campaigns.ledger.audit import _checkpoint_mac, audit_key
+
+    write(engine, 3)
+    last = events(engine)[-1]
+    at = "2026-12-02T10:00:00+00:00"
+    mac = hmac.new(
+        audit_key(), f"checkpoint|3|{last.hash}|{at}".encode(), hashlib.sha256
+    ).hexdigest()
+    assert mac == _checkpoint_mac(audit_key(), 3, last.hash, at, None)
+    with (data_dir / "audit_checkpoints.jsonl").open("a") as f:
+        f.write(json.dumps({"seq": 3, "hash": last.hash, "at": at, "mac": mac}) + "\n")
+    assert verdict(engine).ok
+    with (data_dir / "audit_checkpoints.jsonl").open("a") as f:
+        f.write(json.dumps({"seq": 4, "hash": last.hash, "at": at, "mac": mac}) + "\n")
+    assert not verdict(engine).ok
+
+
+def test_migration_0017_keeps_a_keyed_log_verifying(empty_url: str, data_dir: Path) -> None:  # noqa: F811
+    """A log written before lanes (scheme 2, one head) is lane 1 after the migration, verifies,
+    and goes on in lane 1 with the lane signed; the downgrade takes it back to one chain."""
+    from campaigns.clock import utcnow
+    from campaigns.ledger.audit import KEYED, LANED, _mac, audit_key
+    from campaigns.ledger.db import make_engine
+
+    engine = make_engine(empty_url)
+    try:
+        _migrate(engine, "0016_member_ref")
+        prev = GENESIS
+        with engine.begin() as c:
+            for seq in (1, 2):
+                at = utcnow()
+                h = _mac(audit_key(), seq, prev, at, "old", "login", "console", {})
+                c.execute(
+                    text(
+                        "INSERT INTO auditevent (seq, scheme, at, actor, action, target, detail,"
+                        " prev_hash, hash) VALUES (:seq, 2, :at, 'old', 'login', 'console', '{}',"
+                        " :prev, :h)"
+                    ),
+                    {"seq": seq, "at": at, "prev": prev, "h": h},
+                )
+                prev = h
+            c.execute(text("UPDATE audit_head SET seq = 2, hash = :h WHERE id = 1"), {"h": prev})
+        _migrate(engine, "head")
+        assert verdict(engine).ok
+        write(engine, 1)
+        assert [(e.lane, e.seq, e.scheme) for e in events(engine)] == [
+            (1, 1, KEYED),
+            (1, 2, KEYED),
+            (1, 3, LANED),
+        ]
+        with session_scope(engine) as s:
+            assert len(s.exec(select(AuditHead)).all()) == 8
+        assert verdict(engine).ok
+        _migrate(engine, "0016_member_ref", down=True)
+        with engine.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM audit_head")).scalar_one() == 1
+    finally:
+        engine.dispose()

@@ -260,7 +260,7 @@ def test_the_cli_pauses_resumes_and_ends_a_campaign(
         assert code == 0 and "terminée par cm : 0 action(s) annulée(s)" in text
         assert "état : terminée" in run("show", "grippe-2026")[1]
         with session_scope(db.get_engine()) as s:
-            done = [e.action for e in s.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))]
+            done = [e.action for e in s.exec(select(AuditEvent).order_by(col(AuditEvent.id)))]
         assert [a for a in done if a.startswith("campaign_")] == [
             "campaign_pause",
             "campaign_resume",

@@ -369,9 +369,10 @@ def report_stage(*, engine: Engine, campaign: Campaign) -> list[EchelonRow]:
         )
 
 
-def audit_checkpoint_stage(*, engine: Engine) -> dict[str, Any] | None:
-    """Attest the audit log's last committed event outside the database (the checkpoints file);
-    None when the log is empty. The day's last step and `relance audit checkpoint` both call it."""
+def audit_checkpoint_stage(*, engine: Engine) -> list[dict[str, Any]]:
+    """Attest each audit lane's last committed event outside the database (the checkpoints
+    file); [] when the log is empty. The day's last step and `relance audit checkpoint` both
+    call it."""
     with session_scope(engine) as s:
         return checkpoint(session=s)
 

@@ -404,11 +404,16 @@ class ConsoleSession(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Who saw or changed what, when; each row hashes the previous one (tamper-evident)."""
+    """Who saw or changed what, when; each row hashes the previous one of its lane."""
+
+    __table_args__ = (Index("ix_auditevent_lane_seq", "lane", "seq", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
-    # 1, 2, 3… with no gap; None only in a database not yet migrated to 0008.
-    seq: int | None = Field(default=None, index=True, unique=True)
+    # The chain the event is in (`AuditHead.id`): writers at the same moment use different
+    # lanes instead of waiting for one another (migration 0017).
+    lane: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    # 1, 2, 3… with no gap within the lane; None only in a database not yet migrated to 0008.
+    seq: int | None = None
     scheme: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     at: datetime
     actor: str = Field(max_length=64)
@@ -420,7 +425,7 @@ class AuditEvent(SQLModel, table=True):
 
 
 class AuditHead(SQLModel, table=True):
-    """The audit chain's last sequence number and hash: one row, taken by every writer."""
+    """One audit lane's last sequence number and hash (`id` is the lane), taken by its writer."""
 
     __tablename__ = "audit_head"
 

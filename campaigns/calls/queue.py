@@ -94,10 +94,12 @@ def _policy_now(
     action: Action,
     now: datetime,
     definition: CampaignDefinition | None = None,
+    person: Person | None = None,
 ) -> Decision:
     """The contact policy for this call now: with the campaign's contact hours and the
-    cross-campaign pressure when the definition is given (the claim), else the facts only."""
-    person = session.get(Person, action.person_id)
+    cross-campaign pressure when the definition is given (the claim), else the facts only.
+    `person`: the call's person when the caller has just read it."""
+    person = person or session.get(Person, action.person_id)
     if person is None:
         return Decision(allowed=False, reasons=(Reason.DECEASED,))
     today = paris_today(now)
@@ -138,16 +140,20 @@ def held_claim(
 
 
 def _candidate(*, adviser: str, today: date, now: datetime, running: list[str], lock: bool) -> Any:
-    """The most urgent callable call, one row (locked, skipping locked rows, when `lock`).
+    """The most urgent callable call with its person, one row (both locked, skipping rows
+    where either is locked, when `lock`).
 
     One candidate at a time: locking a page of rows per claim would make every claim write
-    that many row locks, and hide them from the other advisers until it commits.
+    that many row locks, and hide them from the other advisers until it commits. The person
+    is locked with the call: a claim on the person's other call made at the same moment
+    (which a snapshot would not see) holds it, so this candidate is passed over.
     """
     # Callbacks (a due time) first: `due_at IS NULL` is false for them. Matches
     # ix_action_call_queue, so the database walks the queue in order and stops early.
     callback_first = col(Action.due_at).is_(None)
     stmt = (
-        select(Action)
+        select(Action, Person)
+        .join(Person, col(Person.id) == col(Action.person_id))
         .where(
             *_callable_filter(today, now),
             col(Action.campaign_id).in_(running),
@@ -158,7 +164,11 @@ def _candidate(*, adviser: str, today: date, now: datetime, running: list[str], 
         )
         .limit(1)
     )
-    return stmt.with_for_update(skip_locked=True, of=Action) if lock else stmt
+    return stmt.with_for_update(skip_locked=True, of=[Action, Person]) if lock else stmt
+
+
+# Built once: aliasing the table for each claim cost ~0.7 ms of SQLAlchemy's time.
+_OTHER_CALL = aliased(Action, name="other_call")
 
 
 def claim_next(
@@ -175,8 +185,8 @@ def claim_next(
     Order: callbacks due now, then priority (all care gaps), then nearest anchor date.
     The claim itself is one compare-and-set UPDATE (still queued, not held by anyone, no live
     claim on another call of the person), so two advisers never get the same call or person:
-    on SQLite the statement runs under the write lock; on PostgreSQL the candidate rows and
-    the person are locked with SKIP LOCKED first, because a snapshot would not see a claim
+    on SQLite the statement runs under the write lock; on PostgreSQL the candidate row and
+    its person are locked with SKIP LOCKED first, because a snapshot would not see a claim
     on the person's other call made at the same moment. `halted`: the campaigns paused or
     ended, when the caller has just read them (read here otherwise).
     """
@@ -200,9 +210,10 @@ def claim_next(
     passed_over: list[int] = []
     for _ in range(scan):
         stmt = candidate.where(col(Action.id).not_in(passed_over)) if passed_over else candidate
-        action = session.exec(stmt).first()
-        if action is None:
+        row = session.exec(stmt).first()
+        if row is None:
             break
+        action, person = row
         passed_over.append(action.id or 0)
         # Never a call outside its step's window: the script would read a date already past.
         in_window, passed = _window_reason(definitions[action.campaign_id], action, today)
@@ -221,7 +232,7 @@ def claim_next(
             continue
         # One policy call: oppositions and death newer than the tick (cancel the call),
         # contact hours, public holidays and cross-campaign pressure (leave it queued).
-        decision = _policy_now(session, action, now, definitions[action.campaign_id])
+        decision = _policy_now(session, action, now, definitions[action.campaign_id], person)
         if not decision.allowed:
             if not decision.temporary:
                 _set_if(
@@ -233,14 +244,6 @@ def claim_next(
                     updated_at=now,
                 )
             continue
-        if postgres:
-            locked = session.exec(
-                select(Person.id)
-                .where(Person.id == action.person_id)
-                .with_for_update(skip_locked=True)
-            ).first()
-            if locked is None:
-                continue
         # Kept before the compare-and-set expires the row: no second read to answer.
         claim = Claim(
             action.id or 0,
@@ -249,7 +252,7 @@ def claim_next(
             action.campaign_id,
             now + LEASE,
         )
-        other = aliased(Action)
+        other = _OTHER_CALL
         person_busy = exists().where(
             col(other.person_id) == action.person_id,
             col(other.id) != action.id,

@@ -57,3 +57,50 @@ def test_a_claim_in_progress_hides_only_its_own_call(pg_engine: Engine) -> None:
     assert a is not None and b is not None
     assert a.action_id == order[0]
     assert b.action_id == order[1]
+
+
+@pytest.mark.postgres
+def test_a_persons_other_call_is_passed_over_while_one_is_being_claimed(
+    pg_engine: Engine,
+) -> None:
+    """Two calls of one person at the head of the queue: while adviser A's claim of the first
+    is not committed, adviser B gets the next person, not the person's other call (a snapshot
+    does not see A's claim; the person's row, locked with the call, does)."""
+    from datetime import timedelta
+
+    from sqlmodel import Session, col, select
+
+    from bench.console.load import NOW
+    from campaigns.calls.card import registered_definitions
+    from campaigns.calls.queue import claim_next
+    from campaigns.ledger.models import QUEUED, Action
+    from tests.conftest import _truncate
+
+    _truncate(pg_engine)
+    prepare(pg_engine, 400)
+    with Session(pg_engine) as s:
+        order = s.exec(
+            select(Action)
+            .where(Action.channel == "phone", Action.state == QUEUED)
+            .order_by(col(Action.priority).desc(), col(Action.anchor_date), col(Action.id))
+        ).all()
+        head, second = order[0], next(a for a in order if a.person_id != order[0].person_id)
+        # The same person's callback, due now: it goes before every other call.
+        again = Action(
+            **head.model_dump(exclude={"id", "key", "attempt", "due_at"}),
+            key=f"{head.key}:rappel",
+            attempt=head.attempt + 1,
+            due_at=NOW - timedelta(minutes=1),
+        )
+        s.add(again)
+        s.commit()
+        again_id, head_id, second_id = again.id, head.id, second.id
+    with Session(pg_engine) as first, Session(pg_engine) as other:
+        defs = registered_definitions(session=first)
+        a = claim_next(session=first, adviser="adviser-a", now=NOW, definitions=defs)
+        b = claim_next(session=other, adviser="adviser-b", now=NOW, definitions=defs)
+        other.commit()
+        first.commit()
+    assert a is not None and b is not None
+    assert a.action_id == again_id
+    assert b.action_id not in (again_id, head_id) and b.action_id == second_id

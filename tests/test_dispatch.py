@@ -295,3 +295,32 @@ def test_nothing_due_nothing_sent(engine: Engine, tmp_path: Path, channel: str) 
 def test_email_message_type_is_what_dispatch_builds() -> None:
     m = EmailMessage(key="k", to="a@b.c", subject="s", text="t")
     assert m.html is None
+
+
+def test_a_mailbox_notice_goes_only_to_people_with_an_e_mail(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The notice of a mailbox message is queued for a person with an e-mail on file and
+    skipped, with its reason, for one without (known from the batch's own read of people)."""
+    setup(engine, 6, MAILBOX_DAY, telephone=None)
+    with session_scope(engine) as s:
+        people = s.exec(select(Person).order_by(Person.id)).all()
+        for p in people[::2]:
+            p.email = None
+        without = {p.id for p in people[::2]}
+    dispatch(engine=engine, campaign=C, channel="mailbox", adapters=adapters(tmp_path),
+             today=MAILBOX_DAY, now=at(MAILBOX_DAY, 10))  # fmt: skip
+    with session_scope(engine) as s:
+        notices = s.exec(select(Action).where(Action.channel == "email")).all()
+        sent = {
+            a.person_id
+            for a in s.exec(select(Action).where(Action.channel == "mailbox"))
+            if a.state == "sent"
+        }
+    assert {a.person_id for a in notices} == sent
+    assert sent & without and sent - without  # some of each
+    for a in notices:
+        if a.person_id in without:
+            assert (a.state, a.reason) == ("skipped", "no_email"), a
+        else:
+            assert a.state == "queued", a

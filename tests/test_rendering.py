@@ -181,3 +181,24 @@ def test_merge_fields_carry_the_values_a_template_reads(
     ctx["member"]["anchor_date"] = date(2026, 7, 15)
     ctx["today"] = date(2026, 7, 1)
     assert merge_values(ctx, merge_fields(env, "t.txt")) == fields
+
+
+@pytest.mark.parametrize(
+    ("template", "read"),
+    [
+        ("{{ member.channels_tried | join(', ') }}", True),
+        ("{% if member.channels_tried %}oui{% endif %}", True),
+        ("{{ member['channels_tried'] }}", True),  # read through `member` whole
+        ("{{ member | tojson }}", True),
+        ("{% include 'p.txt' %}", True),  # what the other template reads is not known here
+        ("{{ member.anchor_date | date_fr }} {{ person.nom }}", False),
+        ("Un message vous attend.", False),
+    ],
+)
+def test_what_a_template_reads_decides_what_a_batch_fetches(
+    tmp_path, template: str, read: bool
+) -> None:
+    from campaigns.definition.rendering import reads
+
+    env = _env(tmp_path, **{"t.txt": template, "p.txt": "{{ person.nom }}"})
+    assert reads(env, "t.txt", "member.channels_tried") is read

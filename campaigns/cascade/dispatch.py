@@ -53,6 +53,7 @@ from campaigns.definition.rendering import (
     build_context,
     merge_fields,
     merge_values,
+    reads,
     render_key,
     render_message,
 )
@@ -227,22 +228,30 @@ class SendContext:
 
 
 def _context_rows(
-    session: Session, actions: Sequence[Claimed], today: date, definition: CampaignDefinition
+    session: Session,
+    actions: Sequence[Claimed],
+    today: date,
+    definition: CampaignDefinition,
+    *,
+    tried: bool = True,
 ) -> dict[int, SendContext]:
-    """Each claimed action's member, person, facts and channels tried, by member id."""
+    """Each claimed action's member, person, facts and channels tried (read only when
+    `tried`: a template of the batch reads them), by member id."""
     member_ids = {a.member_id for a in actions}
     channel = actions[0].channel if actions else ""
     rows = member_people(session, member_ids, channel)
     # The contact policy's facts (oppositions and enrolments effective today, death, contact
     # details), read once for the batch: the send-time checks, notices and next steps use them.
+    people = [p for _, p in rows.values()]
     facts = load_facts(
         session,
-        [p for _, p in rows.values()],
+        people,
         today=today,
         pressure=None,
         goal=goal_reached(definition.id, definition.goal),
+        reachable={p.id: (p.has_phone, p.has_email) for p in people},
     )
-    tried = tried_channels(session, member_ids)
+    channels = tried_channels(session, member_ids) if tried else {}
     out = {}
     for mid, (m, p) in rows.items():
         f = facts.get(p.id)
@@ -251,7 +260,7 @@ def _context_rows(
             person=p,
             facts=f,
             opposed=f.opposed if f else frozenset(),
-            tried=tried.get(mid, []),
+            tried=channels.get(mid, []),
         )
     return out
 
@@ -419,8 +428,13 @@ def dispatch_batch(
     to_send: list[tuple[Claimed, Any]] = []
     cancelled: list[tuple[int, str]] = []
     rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
+    # Only call scripts say which channels were tried: a mailbox batch need not ask.
+    tried = any(
+        reads(campaign.env, _template_for(campaign, step), "member.channels_tried")
+        for step in {a.step for a in actions}
+    )
     with session_scope(engine) as session:
-        ctx = _context_rows(session, actions, today, campaign.definition)
+        ctx = _context_rows(session, actions, today, campaign.definition, tried=tried)
     # Past the campaign's end nothing goes out, whatever the tick left queued.
     ended = campaign_ended(campaign.definition, today)
     for a in actions:

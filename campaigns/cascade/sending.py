@@ -85,11 +85,18 @@ class PersonView(NamedTuple):
     address_invalid: bool
     compte_ameli: bool
     contact: str | None
+    # Whether a phone number and an e-mail address are on file (asked of the database: nothing
+    # decrypted for it); the contact policy's `phone_ok` and `email_ok` start from them.
+    has_phone: bool = False
+    has_email: bool = False
 
 
 _CLAIMED = tuple(getattr(Action, f) for f in Claimed._fields)
 _MEMBER = tuple(getattr(Member, f) for f in MemberView._fields)
-_PERSON = tuple(getattr(Person, f) for f in PersonView._fields if f != "contact")
+_PERSON = tuple(
+    getattr(Person, f) for f in PersonView._fields if f not in ("contact", "has_phone", "has_email")
+)
+_ON_FILE = (col(Person.telephone).is_not(None), col(Person.email).is_not(None))
 # The one contact detail each channel sends to: decrypted for that channel only.
 _CONTACT: dict[str, Any] = {Channel.MAILBOX: Person.nir, Channel.EMAIL: Person.email}
 
@@ -208,7 +215,7 @@ def member_people(
 ) -> dict[int, tuple[MemberView, PersonView]]:
     """Each member with their person, by member id; only `channel`'s contact detail decrypted."""
     contact = _CONTACT.get(channel)
-    columns: list[Any] = [*_MEMBER, *_PERSON]
+    columns: list[Any] = [*_MEMBER, *_PERSON, *_ON_FILE]
     if contact is not None:
         columns.append(contact)
     stmt = (
@@ -216,11 +223,12 @@ def member_people(
         .join(Person, col(Person.id) == col(Member.person_id))
         .where(among(session, Member.id, sorted(set(member_ids))))
     )
-    k = len(_MEMBER)
+    k, n = len(_MEMBER), len(_MEMBER) + len(_PERSON)
     out: dict[int, tuple[MemberView, PersonView]] = {}
     for row in session.connection().execute(stmt):
-        person = row[k:] if contact is not None else (*row[k:], None)
-        out[row[0]] = (MemberView(*row[:k]), PersonView(*person))
+        phone, email = row[n], row[n + 1]
+        found = row[n + 2] if contact is not None else None
+        out[row[0]] = (MemberView(*row[:k]), PersonView._make((*row[k:n], found, phone, email)))
     return out
 
 

@@ -297,6 +297,18 @@ def _self_contained(env: Environment, name: str) -> bool:
     return not any(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)))
 
 
+def reads(env: Environment, name: str, path: str) -> bool:
+    """Whether the template may read `path` of its context: a field on that path or above it
+    (`member` whole reads `member.channels_tried`), or any at all if it pulls in another
+    template. What no template of a batch reads need not be fetched for it."""
+    if not _self_contained(env, name):
+        return True
+    return any(
+        f == path or path.startswith(f"{f}.") or f.startswith(f"{path}.")
+        for f in merge_fields(env, name)
+    )
+
+
 def render_key(env: Environment, name: str, context: dict[str, Any]) -> tuple[Any, ...] | None:
     """What a rendering depends on: the values of the paths the template reads, or None.
 

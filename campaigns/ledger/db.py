@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Boolean,
     ColumnElement,
@@ -59,18 +61,37 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
+def json_loads(data: str | bytes) -> Any:
+    """A JSON column's value: orjson (the dispatcher parses two a message: ~5× json's speed),
+    json for what orjson refuses (NaN, integers past 64 bits), so nothing stored is lost."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data if isinstance(data, str) else bytes(data))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL, with SQLite tuned for one writer and many readers."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             _create_private_file(Path(path))
-        engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            hide_parameters=True,
+            json_deserializer=json_loads,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # hide_parameters: a failed statement's message would otherwise carry NIRs and numbers.
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        hide_parameters=True,
+        json_deserializer=json_loads,
     )
 
 

@@ -338,6 +338,7 @@ def load_facts(
     pressure: Pressure | None = Pressure(),
     enrolments: bool = True,
     goal: ColumnElement[bool] | None = None,
+    reachable: dict[int, tuple[bool, bool]] | None = None,
 ) -> dict[int, Facts]:
     """The facts of a batch of people, keyed by person id, in at most three queries.
 
@@ -346,7 +347,8 @@ def load_facts(
     if `enrolments` is False);
     contacts of every campaign within the longest pressure window (none when `pressure` is
     None): calls that reached the person, mailbox messages and letters sent, e-mails sent
-    that are not the notice of a mailbox message.
+    that are not the notice of a mailbox message. `reachable`: whether each person (by id)
+    has a phone and an e-mail on file, when the caller has just read it (else asked here).
     """
     people = [p for p in people if p.id is not None]
     if not people:
@@ -356,7 +358,8 @@ def load_facts(
     opposed = _oppositions(session, keys, today)
     enrolled = _enrolled(session, keys, today, goal) if enrolments else set()
     past = _past_contacts(session, ids, today, pressure) if pressure is not None else {}
-    reachable = _reachable(session, ids)
+    if reachable is None:
+        reachable = _reachable(session, ids)
     out: dict[int, Facts] = {}
     for p in people:
         key = person_key(p)

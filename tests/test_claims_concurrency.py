@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -21,15 +23,32 @@ def test_concurrent_advisers_never_share_a_person(pg_engine: Engine) -> None:
     assert out["lost_outcomes"] == 0 and out["outcomes_recorded"] == out["claims"]
 
 
+def _two_claims_at_once(engine: Engine) -> tuple[Any, Any]:
+    """Adviser A claims and, before A commits, adviser B claims: both claims, A's first.
+
+    The queue alone: the use case's audit event is left out."""
+    from sqlmodel import Session
+
+    from bench.console.load import NOW
+    from campaigns.calls.card import registered_definitions
+    from campaigns.calls.queue import claim_next
+
+    with Session(engine) as first, Session(engine) as second:
+        defs = registered_definitions(session=first)
+        a = claim_next(session=first, adviser="adviser-a", now=NOW, definitions=defs)
+        b = claim_next(session=second, adviser="adviser-b", now=NOW, definitions=defs)
+        second.commit()
+        first.commit()
+    assert a is not None and b is not None
+    return a, b
+
+
 @pytest.mark.postgres
 def test_a_claim_in_progress_hides_only_its_own_call(pg_engine: Engine) -> None:
     """While one adviser's claim is not yet committed, the next adviser gets the next call in
     the queue's order, not one a page further down (a claim locks one candidate, not twenty)."""
     from sqlmodel import Session, col, select
 
-    from bench.console.load import NOW
-    from campaigns.calls.card import registered_definitions
-    from campaigns.calls.queue import claim_next
     from campaigns.ledger.models import QUEUED, Action
     from tests.conftest import _truncate
 
@@ -47,14 +66,7 @@ def test_a_claim_in_progress_hides_only_its_own_call(pg_engine: Engine) -> None:
             )
         ).all()
     assert len(order) > 30
-    with Session(pg_engine) as first, Session(pg_engine) as second:
-        # The queue alone (the use case's audit event would serialise the two on its head).
-        defs = registered_definitions(session=first)
-        a = claim_next(session=first, adviser="adviser-a", now=NOW, definitions=defs)
-        b = claim_next(session=second, adviser="adviser-b", now=NOW, definitions=defs)
-        second.commit()
-        first.commit()
-    assert a is not None and b is not None
+    a, b = _two_claims_at_once(pg_engine)
     assert a.action_id == order[0]
     assert b.action_id == order[1]
 
@@ -71,8 +83,6 @@ def test_a_persons_other_call_is_passed_over_while_one_is_being_claimed(
     from sqlmodel import Session, col, select
 
     from bench.console.load import NOW
-    from campaigns.calls.card import registered_definitions
-    from campaigns.calls.queue import claim_next
     from campaigns.ledger.models import QUEUED, Action
     from tests.conftest import _truncate
 
@@ -95,12 +105,6 @@ def test_a_persons_other_call_is_passed_over_while_one_is_being_claimed(
         s.add(again)
         s.commit()
         again_id, head_id, second_id = again.id, head.id, second.id
-    with Session(pg_engine) as first, Session(pg_engine) as other:
-        defs = registered_definitions(session=first)
-        a = claim_next(session=first, adviser="adviser-a", now=NOW, definitions=defs)
-        b = claim_next(session=other, adviser="adviser-b", now=NOW, definitions=defs)
-        other.commit()
-        first.commit()
-    assert a is not None and b is not None
+    a, b = _two_claims_at_once(pg_engine)
     assert a.action_id == again_id
     assert b.action_id not in (again_id, head_id) and b.action_id == second_id

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -43,9 +44,6 @@ def main() -> None:
     args = ap.parse_args()
     from sqlalchemy import create_engine, text
 
-    from bench.console.load import day, prepare, run, seed_queue
-    from campaigns.ledger.db import upgrade
-
     admin = args.pg.replace("postgresql://", "postgresql+psycopg://")
     name = f"relance_load_{uuid.uuid4().hex[:8]}"
     with create_engine(admin, isolation_level="AUTOCOMMIT").connect() as c:
@@ -54,6 +52,20 @@ def main() -> None:
     engine = create_engine(
         admin.rsplit("/", 1)[0] + "/" + name, pool_size=args.advisers + 5, max_overflow=10
     )
+    try:
+        _measure(engine, args)
+    finally:
+        # Each run seeds up to 500,000 calls: its database does not outlive it.
+        engine.dispose()
+        with create_engine(admin, isolation_level="AUTOCOMMIT").connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _measure(engine: Any, args: argparse.Namespace) -> None:
+    """Seed the queue, run the advisers in each mode asked, write the JSON."""
+    from bench.console.load import day, prepare, run, seed_queue
+    from campaigns.ledger.db import upgrade
+
     upgrade(engine)
     prepare(engine, args.people)
     if args.queued:

@@ -71,7 +71,7 @@ def audit_checkpoint() -> None:
     from campaigns.app.stages import audit_checkpoint_stage
 
     # heavy optional dependency: as above.
-    from campaigns.ledger.audit import checkpoints_path
+    from campaigns.ledger.audit import checkpoints_path, event_name
 
     # heavy optional dependency: as above.
     from campaigns.ledger.db import get_engine
@@ -80,10 +80,7 @@ def audit_checkpoint() -> None:
     if not lines:
         out.print("journal d'audit vide : aucun point de contrôle écrit")
         return
-    named = ", ".join(
-        f"événement n°{cp['seq']}" if cp["lane"] == 1 else f"voie {cp['lane']} n°{cp['seq']}"
-        for cp in lines
-    )
+    named = " ; ".join(event_name(cp["lane"], cp["seq"]) for cp in lines)
     out.print(f"point de contrôle écrit : {named} dans {checkpoints_path()}")
 
 

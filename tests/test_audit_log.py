@@ -317,6 +317,9 @@ def test_a_truncated_lane_is_caught_and_named(
     assert [(x["lane"], x["seq"]) for x in lines] == [(1, 4), (3, 13)]
     v = verdict(engine)
     assert v.ok and v.events == 17 and v.checkpoints == 5
+    made = CliRunner().invoke(app, ["audit", "checkpoint"])
+    said = " ".join(made.output.split())
+    assert made.exit_code == 0 and "événement n°4 ; voie 3, événement n°13" in said, said
     lane3 = [e for e in events(engine) if e.lane == 3]
     with session_scope(engine) as s:
         _drop_delete_guard(s, engine, drop=True)

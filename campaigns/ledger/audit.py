@@ -295,11 +295,15 @@ class Verdict:
 
     @property
     def where(self) -> str:
-        """The event named in French: « événement n°5 », « voie 3, événement n°5 »."""
+        """The event that disagrees, named in French (`event_name`), or « journal »."""
         if self.broken_seq is None:
             return "journal"
-        lane = f"voie {self.broken_lane}, " if self.broken_lane != 1 else ""
-        return f"{lane}événement n°{self.broken_seq}"
+        return event_name(self.broken_lane, self.broken_seq)
+
+
+def event_name(lane: int, seq: int) -> str:
+    """An event named in French: « événement n°5 » in lane 1, « voie 3, événement n°5 »."""
+    return f"événement n°{seq}" if lane == 1 else f"voie {lane}, événement n°{seq}"
 
 
 def _read_checkpoints(path: Path, key: bytes) -> tuple[list[dict[str, Any]], str | None]:

@@ -340,7 +340,7 @@ def load_facts(
     goal: ColumnElement[bool] | None = None,
     reachable: dict[int, tuple[bool, bool]] | None = None,
 ) -> dict[int, Facts]:
-    """The facts of a batch of people, keyed by person id, in at most three queries.
+    """The facts of a batch of people, keyed by person id, in at most four queries.
 
     Oppositions effective on `today` (all or per channel); goal rows on or before `today`
     (those matching `goal`, e.g. `ledger.goals.goal_reached`, or any row when None; none read
@@ -348,7 +348,8 @@ def load_facts(
     contacts of every campaign within the longest pressure window (none when `pressure` is
     None): calls that reached the person, mailbox messages and letters sent, e-mails sent
     that are not the notice of a mailbox message. `reachable`: whether each person (by id)
-    has a phone and an e-mail on file, when the caller has just read it (else asked here).
+    has a phone and an e-mail on file, when the caller has just read it (else asked here, the
+    fourth query).
     """
     people = [p for p in people if p.id is not None]
     if not people:

@@ -4,8 +4,9 @@
         [--provider contract|fake] [--mailbox single|batch] [--in-flight 4]
         [--db postgresql://postgres@127.0.0.1:5432/postgres]
 
-A fresh SQLite ledger (with `--db`, a fresh PostgreSQL database) gets N members with a
-queued mailbox message each; the dispatcher then
+A fresh SQLite ledger (with `--db`, a fresh PostgreSQL database: a copy of one seeded once,
+`CREATE DATABASE … TEMPLATE`, analysed) gets N members with a queued mailbox message each;
+the dispatcher then
 drains the mailbox channel, which queues the N notification e-mails, drained in turn.
 `--provider contract`: mailbox through `HttpMailbox` against the provider mock of the crash
 tests (it honours each key, in front of Prism serving docs/api/mailbox.openapi.yaml, which
@@ -14,7 +15,8 @@ SendGrid's v3 contract, 1,000 personalizations a request); phone: `TwilioPhone.b
 one after the other against Prism serving Twilio's contract. `--provider fake`: the in-memory
 fakes (what the dispatcher itself costs). `--mailbox single` deposits one message a request,
 one after the other (the code before issue 18); `batch` deposits 500 a request, `--in-flight`
-at once. Rate limits are lifted (the point is what the stack can do); in production the
+at once. `--alone N`: the adapters alone measured on N messages (100,000; 0 = --people).
+Rate limits are lifted (the point is what the stack can do); in production the
 configured limits are the ceiling.
 """
 
@@ -45,8 +47,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def seed(engine: Any, campaign: Any, n: int) -> None:
-    """N people, members and queued mailbox actions, inserted in bulk."""
+def seed(engine: Any, campaign: Any, n: int, chunk: int = 50_000) -> None:
+    """N people, members and queued mailbox actions, inserted in bulk, `chunk` at a time."""
     from sqlalchemy import insert
     from sqlmodel import Session
     from stdnum.fr import nir as nir_check
@@ -58,8 +60,14 @@ def seed(engine: Any, campaign: Any, n: int) -> None:
     now = datetime.now(UTC)
     with Session(engine) as s:
         register_campaign(session=s, definition=campaign.definition, launched=True, now=now)
+        s.commit()
+    # PostgreSQL: the first `chunk` rows from Python (each NIR encrypted), the rest copied from
+    # them in SQL with their own ids, names, addresses and keys (the encrypted contact details
+    # repeat every `chunk` people): a region's 2.5 M in minutes instead of most of an hour.
+    built = min(n, chunk) if engine.dialect.name == "postgresql" else n
+    for start in range(1, built + 1, chunk):
         people, members, actions = [], [], []
-        for i in range(1, n + 1):
+        for i in range(start, min(built, start + chunk - 1) + 1):
             body = f"1{60 + i % 30:02d}{1 + i % 12:02d}91{i % 1000:03d}{i % 997 + 1:03d}"
             people.append(
                 {
@@ -107,10 +115,62 @@ def seed(engine: Any, campaign: Any, n: int) -> None:
                     "updated_at": now,
                 }
             )
-        for table, rows in ((Person, people), (Member, members), (Action, actions)):
-            for k in range(0, len(rows), 2000):
-                s.execute(insert(table), rows[k : k + 2000])
-        s.commit()
+        with Session(engine) as s:
+            for table, rows in ((Person, people), (Member, members), (Action, actions)):
+                for k in range(0, len(rows), 2000):
+                    s.execute(insert(table), rows[k : k + 2000])
+            s.commit()
+    if n > built:
+        _copy_rows(engine, campaign.definition.id, built, n)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            # Statistics as autovacuum leaves them soon after the tick's inserts, every run alike.
+            c.exec_driver_sql("ANALYZE")
+
+
+def _copy_rows(engine: Any, campaign_id: str, built: int, n: int, step: int = 250_000) -> None:
+    """PostgreSQL: people, members and actions `built`+1..n as copies of the first `built`."""
+    from sqlalchemy import text
+
+    from campaigns.ledger.models import Action, Member, Person
+
+    # Every column copied from row 1 + (g - 1) % built, except what makes row g its own.
+    own = {
+        "person": {
+            "id": "g",
+            "ben_nir_psa": "'B' || lpad(g::text, 9, '0')",
+            "nom": "'NOM' || g",
+            "address_lines": "json_build_array('MME ANNE NOM' || g, '1 RUE DE LA PAIX', "
+            "'75002 PARIS')",
+        },
+        "member": {"id": "g", "person_id": "g"},
+        "action": {
+            "id": "nextval(pg_get_serial_sequence('action', 'id'))",
+            "key": f"'{campaign_id}:' || g || ':mailbox:1'",
+            "member_id": "g",
+            "person_id": "g",
+        },
+    }
+    link = {"person": "id", "member": "id", "action": "member_id"}
+    statements = []
+    for model in (Person, Member, Action):
+        table = model.__table__  # type: ignore[attr-defined]
+        names = [c.name for c in table.columns]
+        values = [own[table.name].get(c, f"t.{c}") for c in names]
+        statements.append(
+            text(
+                f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(values)} "
+                f"FROM generate_series(:lo, :hi) g JOIN {table.name} t "
+                f"ON t.{link[table.name]} = 1 + (g - 1) % :built ORDER BY g"
+            )
+        )
+    with engine.begin() as c:
+        for lo in range(built + 1, n + 1, step):
+            for stmt in statements:
+                c.execute(stmt, {"lo": lo, "hi": min(n, lo + step - 1), "built": built})
+        for name in ("person", "member"):
+            seq = f"pg_get_serial_sequence('{name}', 'id')"
+            c.exec_driver_sql(f"SELECT setval({seq}, (SELECT max(id) FROM {name}))")
 
 
 class SingleDeposits:
@@ -128,12 +188,72 @@ class SingleDeposits:
         return str(self.inner.read_status(provider_id))
 
 
-def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> dict[str, Any]:
-    """One fresh ledger drained through mailbox then e-mail; then `calls` phone bridges."""
+def seeded_template(pg_admin: str, n: int) -> str:
+    """A PostgreSQL database seeded once with N queued messages, to clone for each run."""
     from bench.tick.run import drop_db, fresh_db
-    from campaigns.cascade.dispatch import Adapters, dispatch
     from campaigns.definition.catalog import load_campaign
     from campaigns.ledger.db import make_engine, upgrade
+
+    url = fresh_db("postgresql", pg_admin, Path("."))
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        seed(engine, load_campaign("sophia-ald8"), n)
+    except BaseException:
+        engine.dispose()
+        drop_db(pg_admin, url)
+        raise
+    engine.dispose()
+    return url
+
+
+def clone_db(pg_admin: str, template_url: str) -> str:
+    """A fresh database, a file copy of the seeded template (minutes of seeding saved a run)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"relance_bench_{uuid.uuid4().hex[:8]}"
+    base = pg_admin.replace("postgresql://", "postgresql+psycopg://")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.rsplit("/", 1)[1]}"'))
+    admin.dispose()
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def run_once(
+    n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any, template: str | None = None
+) -> dict[str, Any]:
+    """One fresh ledger drained through mailbox then e-mail; then `calls` phone bridges."""
+    from bench.tick.run import drop_db, fresh_db
+    from campaigns.definition.catalog import load_campaign
+    from campaigns.ledger.db import make_engine, upgrade
+
+    campaign = load_campaign("sophia-ald8")
+    t0 = time.perf_counter()
+    if opts.db and template:
+        url = clone_db(opts.db, template)
+        engine = make_engine(url)
+    else:
+        url = fresh_db("postgresql" if opts.db else "sqlite", opts.db, tmp)
+        engine = make_engine(url)
+        upgrade(engine)
+        seed(engine, campaign, n)
+    seeded = round(time.perf_counter() - t0, 1)
+    try:
+        return _drain(engine, campaign, n, calls, urls, opts, seeded)
+    finally:
+        engine.dispose()
+        if opts.db:
+            drop_db(opts.db, url)
+
+
+def _drain(
+    engine: Any, campaign: Any, n: int, calls: int, urls: dict[str, str], opts: Any, seeded: float
+) -> dict[str, Any]:
+    """Mailbox then e-mail drained by the real dispatcher; then `calls` phone bridges."""
+    from campaigns.cascade.dispatch import Adapters, dispatch
     from channels.email import FakeEmail
     from channels.letters import FakeLetters
     from channels.mailbox import FakeMailbox
@@ -142,11 +262,6 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
     from channels.sendgrid_email import SendGridEmail
     from channels.twilio_phone import TwilioPhone
 
-    url = fresh_db("postgresql" if opts.db else "sqlite", opts.db, tmp)
-    engine = make_engine(url)
-    upgrade(engine)
-    campaign = load_campaign("sophia-ald8")
-    seed(engine, campaign, n)
     mailbox: Any
     email: Any
     if opts.provider == "fake":
@@ -167,7 +282,7 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
         mailbox_in_flight=1 if single else opts.in_flight,
         mailbox_batch=500 if single else opts.mailbox_batch,
     )
-    out: dict[str, Any] = {"people": n}
+    out: dict[str, Any] = {"people": n, "seed_seconds": seeded}
     claim = 500 if single else opts.mailbox_batch * opts.in_flight
     for channel, batch in (("mailbox", claim), ("email", 1000)):
         t0 = time.perf_counter()
@@ -210,9 +325,6 @@ def run_once(n: int, calls: int, urls: dict[str, str], tmp: Path, opts: Any) -> 
     out["phone"] = {"seconds": round(dt, 2), "calls": calls, "per_second": round(calls / dt, 1)}
     if opts.provider == "fake":
         out["phone"] = {"seconds": 0, "calls": 0, "per_second": 0}
-    engine.dispose()
-    if opts.db:
-        drop_db(opts.db, url)
     return out
 
 
@@ -338,6 +450,12 @@ def main() -> None:
         default=None,
         help="PostgreSQL admin URL (a fresh database per run, dropped after); SQLite if absent",
     )
+    ap.add_argument(
+        "--alone",
+        type=int,
+        default=100_000,
+        help="messages for the adapters-alone measure (at most --people; 0: --people)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "channels-dispatch.json"))
     args = ap.parse_args()
     from contextlib import ExitStack
@@ -346,6 +464,8 @@ def main() -> None:
     from tests.crash.idempotent_mock import provider_mock
 
     runs = []
+    alone = min(args.people, args.alone) if args.alone else args.people
+    template: str | None = None
     with ExitStack() as stack, tempfile.TemporaryDirectory() as d:
         urls: dict[str, str] = {}
         if args.provider == "contract":
@@ -357,15 +477,29 @@ def main() -> None:
                     ("twilio", TWILIO_SPEC),
                 )
             }
-            # Prism answers its example to every batch: the mock in front gives each key its
-            # own result (and absorbs replays), as the service does.
-            if args.mock_in_bench:
-                urls["mailbox"] = stack.enter_context(provider_mock(urls["mailbox"], "mailbox")).url
-            else:
-                urls["mailbox"] = stack.enter_context(mock_process(urls["mailbox"], "mailbox"))
+        prism_mailbox = urls.get("mailbox", "")
+        if args.db:
+            from bench.tick.run import drop_db
+
+            t0 = time.perf_counter()
+            template = seeded_template(args.db, args.people)
+            stack.callback(drop_db, args.db, template)
+            print(json.dumps({"seeded_template_seconds": round(time.perf_counter() - t0, 1)}))
         for r in range(args.repeat):
-            res = run_once(args.people, args.calls, urls, Path(d), args)
-            res["adapters_alone"] = adapters_alone(args.people, urls, args)
+            with ExitStack() as per_run:
+                if args.provider == "contract":
+                    # Prism answers its example to every batch: the mock in front gives each
+                    # key its own result (and absorbs replays), as the service does. One per
+                    # run: it keeps every key it saw (millions over a region's runs).
+                    if args.mock_in_bench:
+                        mock = per_run.enter_context(provider_mock(prism_mailbox, "mailbox"))
+                        urls["mailbox"] = mock.url
+                    else:
+                        urls["mailbox"] = per_run.enter_context(
+                            mock_process(prism_mailbox, "mailbox")
+                        )
+                res = run_once(args.people, args.calls, urls, Path(d), args, template)
+                res["adapters_alone"] = adapters_alone(alone, urls, args)
             print(json.dumps({"run": r + 1, **{k: v for k, v in res.items() if k != "people"}}))
             runs.append(res)
     summary = {
@@ -389,6 +523,7 @@ def main() -> None:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "db": "postgresql" if args.db else "sqlite",
         "people": args.people,
+        "adapters_alone_messages": alone,
         "calls": args.calls,
         "runs": runs,
         "median": summary,

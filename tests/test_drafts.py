@@ -149,6 +149,36 @@ def test_every_broken_template_is_reported_with_its_line(engine: Engine, root: P
     assert "une expression était attendue" in text, text
 
 
+def test_a_template_cannot_reach_the_server_or_change_what_others_get(
+    engine: Engine, root: Path
+) -> None:
+    """Templates are written in the browser: Python's internals and mutating calls are refused,
+    each with its file and line in French (an ordinary Jinja environment ran the first)."""
+    _draft(engine)
+    with session_scope(engine) as s:
+        save_draft_files(
+            session=s,
+            actor="mgr",
+            campaign_id="essai",
+            files={
+                "templates/mailbox_message.md.j2": (
+                    "Objet : x\nBonjour\n{{ cycler.__init__.__globals__.os.getcwd() }}\n"
+                ),
+                "templates/letter.html.j2": "<p>\n\n{{ person.address_lines.append('x') }}\n",
+            },
+            now=NOW,
+        )
+        checked = check_draft(session=s, actor="mgr", campaign_id="essai")
+    text = "\n".join(checked.problems)
+    assert not checked.ok
+    assert (
+        "templates/mailbox_message.md.j2:3: accès interdit à « __init__ » (function)" in text
+        or "templates/mailbox_message.md.j2:3: accès interdit à « __init__ » (type)" in text
+    ), text
+    assert "templates/letter.html.j2:3: accès interdit à « append » (liste)" in text, text
+    assert "il n'appelle ni ne modifie rien d'autre" in text
+
+
 def test_a_file_name_that_walks_out_is_refused_and_nothing_saved(
     engine: Engine, root: Path
 ) -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from campaigns.definition.jinja_fr import jinja_message_fr
 
-ENV = Environment(undefined=StrictUndefined)
+ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
 
 
 def _message(source: str, **ctx: object) -> str:
     try:
         ENV.from_string(source).render(**ctx)
-    except (TemplateSyntaxError, UndefinedError) as e:
+    except (TemplateSyntaxError, UndefinedError, SecurityError) as e:
         return str(e.message)
     raise AssertionError(f"{source!r} did not fail")
 
@@ -44,6 +46,18 @@ def _message(source: str, **ctx: object) -> str:
         ("{% if %}{% endif %}", {}, "une expression était attendue, la fin de bloc « %} » trouvée"),
         ("{{ a }}", {}, "« a » n'est pas défini"),
         ("{{ a.b }}", {"a": {}}, "« dictionnaire » n'a pas d'attribut « b »"),
+        (
+            "{{ a.update({}) }}",
+            {"a": {}},
+            "accès interdit à « update » (dictionnaire) : un modèle affiche les variables de la "
+            "campagne, il n'appelle ni ne modifie rien d'autre",
+        ),
+        (
+            "{{ a.__class__ }}",
+            {"a": "x"},
+            "accès interdit à « __class__ » (texte) : un modèle affiche les variables de la "
+            "campagne, il n'appelle ni ne modifie rien d'autre",
+        ),
     ],
 )
 def test_jinja_messages_in_french(source: str, ctx: dict[str, object], french: str) -> None:

@@ -83,6 +83,17 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
     (re.compile(r"No test named '(?P<f>[^']+)'\."), lambda m: f"test inconnu « {m['f']} »"),
     (re.compile(r"'(?P<v>[^']+)' is undefined"), lambda m: f"« {m['v']} » n'est pas défini"),
     (
+        re.compile(r"access to attribute '(?P<a>[^']+)' of '(?P<obj>[^']+)' object is unsafe\."),
+        lambda m: (
+            f"accès interdit à « {m['a']} » ({_object(m['obj'])}) : un modèle affiche les "
+            "variables de la campagne, il n'appelle ni ne modifie rien d'autre"
+        ),
+    ),
+    (
+        re.compile(r"(?P<obj>.+) is not safely callable"),
+        lambda m: f"appel interdit : {m['obj']}",
+    ),
+    (
         re.compile(r"'(?P<obj>[^']+)' has no attribute '(?P<a>[^']+)'"),
         lambda m: f"« {_object(m['obj'])} » n'a pas d'attribut « {m['a']} »",
     ),
@@ -91,7 +102,8 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
 
 def _object(words: str) -> str:
     kind = words.removesuffix(" object")
-    return {"dict": "dictionnaire", "int": "nombre", "str": "texte", "None": "None"}.get(kind, kind)
+    names = {"dict": "dictionnaire", "list": "liste", "int": "nombre", "str": "texte"}
+    return names.get(kind, kind)
 
 
 def jinja_message_fr(message: str | None) -> str:

@@ -16,6 +16,8 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from campaigns.definition.jinja_fr import jinja_message_fr
 from campaigns.definition.model import CampaignDefinition, DefinitionError
@@ -60,8 +62,14 @@ def date_short(d: date | None) -> str:
 
 
 def template_environment(folder: Path) -> Environment:
-    """Templates of one campaign folder; an undefined variable is an error, never blank."""
-    env = Environment(
+    """Templates of one campaign folder; an undefined variable is an error, never blank.
+
+    Sandboxed: managers write templates in the console, and an ordinary environment lets
+    `{{ cycler.__init__.__globals__.os }}` reach the server (every NIR, the keys); the
+    immutable sandbox also refuses `.append`/`.update`, so one rendering cannot change what
+    the next person's sees. Rendering costs the same (measured on the shipped templates).
+    """
+    env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(folder),
         undefined=StrictUndefined,
         # Letters are HTML: escape what comes from data; text messages are not escaped.
@@ -223,6 +231,8 @@ def _render_problem(
                 f"{path}:{_template_line(e, name)}: variable inconnue : {words} "
                 f"(variables : {', '.join(sorted(ctx))})"
             )
+        except SecurityError as e:
+            return f"{path}:{_template_line(e, name)}: {jinja_message_fr(str(e))}"
         except TemplateError as e:
             return f"{path}: modèle invalide : {jinja_message_fr(str(e))}"
     return None

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from campaigns.clock import utcnow
-from campaigns.ledger.db import among, session_scope, unnest_rows
+from campaigns.ledger.db import among, session_scope, unnest_rows, unnest_values
 from campaigns.ledger.models import Person
 
 
@@ -67,3 +67,23 @@ def test_among_takes_a_large_list_as_one_parameter(pg_engine: Engine, n: int) ->
     with session_scope(pg_engine) as s:
         stmt = select(Person.id).where(among(s, Person.id, list(range(n))))
         assert len(stmt.compile(dialect=pg_engine.dialect).params) == 1
+
+
+def test_unnest_values_sends_a_column_with_one_value_as_one_parameter(pg_engine: Engine) -> None:
+    """Same rows back whatever each column holds; only the columns that vary are arrays."""
+    rows = [
+        (1, "sophia-ald8", None, date(2026, 4, 16), "a"),
+        (2, "sophia-ald8", None, date(2026, 4, 16), "b"),
+        (3, "sophia-ald8", None, date(2026, 4, 16), "a"),
+    ]
+    columns = [("id", "int"), ("c", "text"), ("n", "int"), ("d", "date"), ("s", "text")]
+    v, values = unnest_values(columns, rows, varying="id")
+    assert sorted(v.c.keys()) == ["id", "s"]
+    with session_scope(pg_engine) as s:
+        got = s.connection().execute(select(*(values[n] for n, _ in columns))).all()
+        assert sorted(tuple(r) for r in got) == rows
+        one = [(7, "x", None, None, None)]
+        v, values = unnest_values(columns, one, varying="id")
+        assert list(v.c.keys()) == ["id"]
+        got = s.connection().execute(select(*(values[n] for n, _ in columns))).all()
+        assert [tuple(r) for r in got] == one

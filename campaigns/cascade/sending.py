@@ -19,7 +19,7 @@ from sqlalchemy.sql import Select
 from sqlmodel import Session, col, select
 
 from campaigns.definition.vocabulary import Channel
-from campaigns.ledger.db import among, unnest_rows
+from campaigns.ledger.db import among, unnest_values
 from campaigns.ledger.models import (
     CANCELLED,
     FAILED_RETRYABLE,
@@ -265,10 +265,10 @@ def _update_by_id(
         return
     t = Action.__table__  # type: ignore[attr-defined]
     params: list[dict[str, Any]] | None = None
+    src: Any
     if session.get_bind().dialect.name == "postgresql":
-        v = unnest_rows([("id", "int"), *columns], rows)
-        src: Any = v.c
-        stmt = update(t).where(t.c.id == v.c.id)
+        _, src = unnest_values([("id", "int"), *columns], rows, varying="id")
+        stmt = update(t).where(t.c.id == src["id"])
     else:
         src = {name: bindparam(f"_{name}") for name, _ in columns}
         stmt = update(t).where(t.c.id == bindparam("_id"))

@@ -11,7 +11,7 @@ from sqlalchemy import String, Table, cast, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from campaigns.ledger.db import unnest_rows
+from campaigns.ledger.db import unnest_values
 from campaigns.ledger.models import Action
 
 
@@ -67,7 +67,7 @@ class ActionRow:
 
 
 _COLUMNS = tuple(f.name for f in fields(ActionRow))
-# Each column's array type for PostgreSQL's `unnest` (see `ledger.db.unnest_rows`).
+# Each column's array type for PostgreSQL's `unnest` (see `ledger.db.unnest_values`).
 _KINDS = {
     "member_id": "int",
     "person_id": "int",
@@ -91,8 +91,10 @@ def insert_actions(session: Session, actions: Sequence[ActionRow]) -> int:
         return 0
     if session.get_bind().dialect.name == "postgresql":
         # One statement whatever the count: the rows as one array per column.
-        v = unnest_rows(_UNNEST, [tuple(getattr(a, c) for c in _COLUMNS) for a in actions])
-        chosen = select(*(v.c[c] for c in _COLUMNS), literal(0).label("tries"))
+        _, values = unnest_values(
+            _UNNEST, [tuple(getattr(a, c) for c in _COLUMNS) for a in actions], varying="key"
+        )
+        chosen = select(*(values[c] for c in _COLUMNS), literal(0).label("tries"))
         stmt = insert_new_actions(session).from_select([*_COLUMNS, "tries"], chosen)
         return len(session.connection().execute(stmt.returning(_TABLE.c.id)).all())
     # Every row has the same columns, as a multi-row VALUES needs.

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    cast,
     event,
     func,
     select,
@@ -239,3 +240,31 @@ def unnest_rows(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]
         for i, (name, kind) in enumerate(columns)
     ]
     return func.unnest(*arrays).table_valued(*(n for n, _ in columns)).render_derived(name="v")
+
+
+def unnest_values(
+    columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], *, varying: str
+) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: `unnest_rows`, and each column's SQL value by name.
+
+    A column with one value in every row (the campaign, step, day, state of a batch) is one
+    typed parameter instead of an array of thousands of copies, each dumped in Python.
+    `varying`: a column always sent as an array (one that differs per row, e.g. the key).
+    """
+    by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    arrays = [
+        i
+        for i, (name, _) in enumerate(columns)
+        if name == varying or not by_column[i] or by_column[i].count(by_column[i][0]) != len(rows)
+    ]
+    v = unnest_rows(
+        [columns[i] for i in arrays], list(zip(*(by_column[i] for i in arrays), strict=True))
+    )
+    out: dict[str, Any] = {}
+    for i, (name, kind) in enumerate(columns):
+        if i in arrays:
+            out[name] = v.c[name]
+        else:
+            one = bindparam(f"one_{name}", by_column[i][0], type_=_SQL_TYPES[kind], unique=True)
+            out[name] = cast(one, _SQL_TYPES[kind])
+    return v, out

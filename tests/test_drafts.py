@@ -129,21 +129,23 @@ def test_unreadable_yaml_names_its_line(engine: Engine, root: Path) -> None:
     assert any("campaign.yaml:" in p and "YAML illisible" in p for p in checked.problems)
 
 
-def test_every_broken_template_is_reported_with_its_line(engine: Engine, root: Path) -> None:
+def _checked_templates(engine: Engine, files: dict[str, str]) -> list[str]:
+    """A fresh draft's problems once these templates are saved into it."""
     _draft(engine)
     with session_scope(engine) as s:
-        save_draft_files(
-            session=s,
-            actor="mgr",
-            campaign_id="essai",
-            files={
-                "templates/mailbox_message.md.j2": "Bonjour\n{% if %}\n",
-                "templates/letter.html.j2": "<p>\n{{ inconnue.x }}\n",
-            },
-            now=NOW,
-        )
-        checked = check_draft(session=s, actor="mgr", campaign_id="essai")
-    text = "\n".join(checked.problems)
+        save_draft_files(session=s, actor="mgr", campaign_id="essai", files=files, now=NOW)
+        return check_draft(session=s, actor="mgr", campaign_id="essai").problems
+
+
+def test_every_broken_template_is_reported_with_its_line(engine: Engine, root: Path) -> None:
+    problems = _checked_templates(
+        engine,
+        {
+            "templates/mailbox_message.md.j2": "Bonjour\n{% if %}\n",
+            "templates/letter.html.j2": "<p>\n{{ inconnue.x }}\n",
+        },
+    )
+    text = "\n".join(problems)
     assert "templates/mailbox_message.md.j2:2: syntaxe du modèle" in text, text
     assert "templates/letter.html.j2:2: variable inconnue : « inconnue » n'est pas défini" in text
     assert "une expression était attendue" in text, text
@@ -154,23 +156,17 @@ def test_a_template_cannot_reach_the_server_or_change_what_others_get(
 ) -> None:
     """Templates are written in the browser: Python's internals and mutating calls are refused,
     each with its file and line in French (an ordinary Jinja environment ran the first)."""
-    _draft(engine)
-    with session_scope(engine) as s:
-        save_draft_files(
-            session=s,
-            actor="mgr",
-            campaign_id="essai",
-            files={
-                "templates/mailbox_message.md.j2": (
-                    "Objet : x\nBonjour\n{{ cycler.__init__.__globals__.os.getcwd() }}\n"
-                ),
-                "templates/letter.html.j2": "<p>\n\n{{ person.address_lines.append('x') }}\n",
-            },
-            now=NOW,
-        )
-        checked = check_draft(session=s, actor="mgr", campaign_id="essai")
-    text = "\n".join(checked.problems)
-    assert not checked.ok
+    problems = _checked_templates(
+        engine,
+        {
+            "templates/mailbox_message.md.j2": (
+                "Objet : x\nBonjour\n{{ cycler.__init__.__globals__.os.getcwd() }}\n"
+            ),
+            "templates/letter.html.j2": "<p>\n\n{{ person.address_lines.append('x') }}\n",
+        },
+    )
+    text = "\n".join(problems)
+    assert len(problems) == 2, text
     assert (
         "templates/mailbox_message.md.j2:3: accès interdit à « __init__ » (function)" in text
         or "templates/mailbox_message.md.j2:3: accès interdit à « __init__ » (type)" in text

@@ -324,3 +324,45 @@ def test_a_mailbox_notice_goes_only_to_people_with_an_e_mail(
             assert (a.state, a.reason) == ("skipped", "no_email"), a
         else:
             assert a.state == "queued", a
+
+
+def test_a_template_that_fails_for_one_person_fails_that_message_only(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A trap the draft check's samples do not reach (one name) fails that person's message,
+    finally and with the file and why; the rest of the batch goes out, and nothing is left
+    `sending` to fail again every run."""
+    import shutil
+
+    setup(engine, 6, MAILBOX_DAY, telephone=None)
+    with session_scope(engine) as s:
+        queued = select(Person.nom).join(Action).where(Action.channel == "mailbox")
+        name = s.exec(queued.order_by(Person.nom)).first()
+    folder = tmp_path / "sophia"
+    shutil.copytree(C.folder, folder)
+    template = folder / "templates" / "mailbox_message.md.j2"
+    template.write_text(
+        template.read_text(encoding="utf-8")
+        + f'{{% if person.nom == "{name}" %}}{{{{ person.nom.__class__ }}}}{{% endif %}}\n',
+        encoding="utf-8",
+    )
+    trapped = load_campaign(folder)
+    box = CountingMailbox(LocalMailbox(tmp_path))
+    rep = dispatch(
+        engine=engine,
+        campaign=trapped,
+        channel="mailbox",
+        adapters=adapters(tmp_path, mailbox=box),
+        today=MAILBOX_DAY,
+        now=at(MAILBOX_DAY, 8),
+        batch_size=4,
+    )
+    assert rep.get("failed_final") == 1 and rep["sent"] == len(box.calls) >= 2, rep
+    with session_scope(engine) as s:
+        rows = s.exec(select(Action, Person).join(Person).where(Action.channel == "mailbox"))
+        failed = [(a, p) for a, p in rows if a.state != "sent"]
+    assert len(failed) == 1
+    action, person = failed[0]
+    assert (person.nom, action.state, action.reason) == (name, "failed_final", "template_error")
+    assert action.error is not None and "mailbox_message.md.j2" in action.error
+    assert "accès interdit à « __class__ »" in action.error and str(name) not in action.error

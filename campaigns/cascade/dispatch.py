@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -47,6 +48,7 @@ from campaigns.cascade.sending import (
 from campaigns.cascade.tick import action_views, uses_reads
 from campaigns.clock import utcnow
 from campaigns.definition.catalog import Campaign
+from campaigns.definition.jinja_fr import jinja_message_fr
 from campaigns.definition.model import CampaignDefinition
 from campaigns.definition.reasons import Reason
 from campaigns.definition.rendering import (
@@ -72,7 +74,7 @@ from campaigns.ledger.models import (
     Person,
 )
 from campaigns.policy.decision import Facts, decide, load_facts
-from channels.base import ChannelError, Receipt
+from channels.base import ChannelError, PermanentFailure, Receipt
 from channels.email import EmailMessage, EmailSender
 from channels.letters import Letter, LetterPrinter
 from channels.mailbox import MAX_BATCH, MailboxGateway, MailboxMessage
@@ -427,6 +429,7 @@ def dispatch_batch(
     counts: dict[str, int] = defaultdict(int)
     to_send: list[tuple[Claimed, Any]] = []
     cancelled: list[tuple[int, str]] = []
+    final: list[tuple[Claimed, ChannelError]] = []
     rendered: dict[tuple[Any, ...], tuple[str, str]] = {}
     # Only call scripts say which channels were tried: a mailbox batch need not ask.
     tried = any(
@@ -445,12 +448,17 @@ def dispatch_batch(
             cancelled.append((a.id, block))
             counts[f"cancelled_{block}"] += 1
             continue
-        to_send.append((a, _message(campaign, channel, a, row, today, rendered)))
+        try:
+            to_send.append((a, _message(campaign, channel, a, row, today, rendered)))
+        except TemplateError as e:
+            # One person's rendering must not hold the batch: left `sending`, the whole batch
+            # would be claimed again and fail again every run. Jinja names variables, not values.
+            final.append((a, _render_failure(campaign, a, e)))
+            counts["failed_final"] += 1
     results = _send(campaign, channel, to_send, adapters, today) if to_send else []
     notices: list[ActionRow] = []
     sent: list[tuple[int, str, str]] = []
     retry: list[tuple[int, str, datetime]] = []
-    final: list[tuple[Claimed, ChannelError]] = []
     for (a, _), result in zip(to_send, results, strict=True):
         if isinstance(result, Receipt):
             notices += _notice_rows(campaign, a, ctx[a.member_id], today, now)
@@ -471,6 +479,14 @@ def dispatch_batch(
         if notices:
             counts["notices_planned"] += insert_actions(session, notices)
     return dict(counts)
+
+
+def _render_failure(campaign: Campaign, a: Claimed, error: TemplateError) -> PermanentFailure:
+    """A template that failed for this person, as a final failure naming the file and why."""
+    name = _template_for(campaign, a.step)
+    return PermanentFailure(
+        f"modèle {name} : {jinja_message_fr(error.message)}", key=a.key, code=Reason.TEMPLATE_ERROR
+    )
 
 
 # A final failure that says a contact detail is wrong marks it, so no step uses it again.

@@ -85,6 +85,8 @@ class Reason(StrEnum):
     EXCLUDED_BY_RULE = "excluded"
     # Providers' final failures (dispatch records the adapter's code).
     FAILED = "failed"
+    # The step's template failed to render for this person (sent to nobody else's harm).
+    TEMPLATE_ERROR = "template_error"
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
     NO_ACCOUNT = "no_account"
@@ -169,6 +171,7 @@ LABELS: dict[Reason, str] = {
     Reason.CARE_MISSING: "le soin exigé par la campagne est absent de la période",
     Reason.EXCLUDED_BY_RULE: "exclue par une règle de la campagne",
     Reason.FAILED: "échec de l'envoi",
+    Reason.TEMPLATE_ERROR: "le modèle de l'étape n'a pas pu être rendu pour cette personne",
     Reason.TEMPORARY: "échec temporaire chez le fournisseur",
     Reason.PERMANENT: "échec définitif chez le fournisseur",
     Reason.NO_ACCOUNT: "aucun compte ameli pour ce destinataire",

@@ -77,13 +77,13 @@ def test_unnest_values_sends_a_column_with_one_value_as_one_parameter(pg_engine:
         (3, "sophia-ald8", None, date(2026, 4, 16), "a"),
     ]
     columns = [("id", "int"), ("c", "text"), ("n", "int"), ("d", "date"), ("s", "text")]
-    v, values = unnest_values(columns, rows, varying="id")
-    assert sorted(v.c.keys()) == ["id", "s"]
+    values = unnest_values(columns, rows, varying="id")
+    assert sorted(values["id"].table.c.keys()) == ["id", "s"]
     with session_scope(pg_engine) as s:
         got = s.connection().execute(select(*(values[n] for n, _ in columns))).all()
         assert sorted(tuple(r) for r in got) == rows
         one = [(7, "x", None, None, None)]
-        v, values = unnest_values(columns, one, varying="id")
-        assert list(v.c.keys()) == ["id"]
+        values = unnest_values(columns, one, varying="id")
+        assert list(values["id"].table.c.keys()) == ["id"]
         got = s.connection().execute(select(*(values[n] for n, _ in columns))).all()
         assert [tuple(r) for r in got] == one

@@ -200,26 +200,11 @@ def seeded_template(pg_admin: str, n: int) -> str:
         upgrade(engine)
         seed(engine, load_campaign("sophia-ald8"), n)
     except BaseException:
-        engine.dispose()
-        drop_db(pg_admin, url)
+        drop_db(pg_admin, url)  # WITH (FORCE): the pool's connections go with it
         raise
-    engine.dispose()
+    finally:
+        engine.dispose()
     return url
-
-
-def clone_db(pg_admin: str, template_url: str) -> str:
-    """A fresh database, a file copy of the seeded template (minutes of seeding saved a run)."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"relance_bench_{uuid.uuid4().hex[:8]}"
-    base = pg_admin.replace("postgresql://", "postgresql+psycopg://")
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.rsplit("/", 1)[1]}"'))
-    admin.dispose()
-    return base.rsplit("/", 1)[0] + "/" + name
 
 
 def run_once(
@@ -232,12 +217,9 @@ def run_once(
 
     campaign = load_campaign("sophia-ald8")
     t0 = time.perf_counter()
-    if opts.db and template:
-        url = clone_db(opts.db, template)
-        engine = make_engine(url)
-    else:
-        url = fresh_db("postgresql" if opts.db else "sqlite", opts.db, tmp)
-        engine = make_engine(url)
+    url = fresh_db("postgresql" if opts.db else "sqlite", opts.db, tmp, template)
+    engine = make_engine(url)
+    if template is None:
         upgrade(engine)
         seed(engine, campaign, n)
     seeded = round(time.perf_counter() - t0, 1)

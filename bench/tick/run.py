@@ -82,7 +82,8 @@ def population(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return targets, people
 
 
-def fresh_db(kind: str, pg_admin: str | None, tmp: Path) -> str:
+def fresh_db(kind: str, pg_admin: str | None, tmp: Path, template: str | None = None) -> str:
+    """A new bench database; on PostgreSQL a file copy of `template` (a database URL) if given."""
     if kind == "sqlite":
         return f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.db'}"
     assert pg_admin
@@ -90,8 +91,10 @@ def fresh_db(kind: str, pg_admin: str | None, tmp: Path) -> str:
     admin = create_engine(
         pg_admin.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
     )
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    admin.dispose()
     return pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + name
 
 

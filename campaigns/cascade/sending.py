@@ -267,7 +267,7 @@ def _update_by_id(
     params: list[dict[str, Any]] | None = None
     src: Any
     if session.get_bind().dialect.name == "postgresql":
-        _, src = unnest_values([("id", "int"), *columns], rows, varying="id")
+        src = unnest_values([("id", "int"), *columns], rows, varying="id")
         stmt = update(t).where(t.c.id == src["id"])
     else:
         src = {name: bindparam(f"_{name}") for name, _ in columns}

@@ -91,7 +91,7 @@ def insert_actions(session: Session, actions: Sequence[ActionRow]) -> int:
         return 0
     if session.get_bind().dialect.name == "postgresql":
         # One statement whatever the count: the rows as one array per column.
-        _, values = unnest_values(
+        values = unnest_values(
             _UNNEST, [tuple(getattr(a, c) for c in _COLUMNS) for a in actions], varying="key"
         )
         chosen = select(*(values[c] for c in _COLUMNS), literal(0).label("tries"))

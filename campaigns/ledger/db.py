@@ -244,8 +244,8 @@ def unnest_rows(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]
 
 def unnest_values(
     columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]], *, varying: str
-) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: `unnest_rows`, and each column's SQL value by name.
+) -> dict[str, Any]:
+    """PostgreSQL: each column's SQL value by name, from `unnest_rows` for those that vary.
 
     A column with one value in every row (the campaign, step, day, state of a batch) is one
     typed parameter instead of an array of thousands of copies, each dumped in Python.
@@ -267,4 +267,4 @@ def unnest_values(
         else:
             one = bindparam(f"one_{name}", by_column[i][0], type_=_SQL_TYPES[kind], unique=True)
             out[name] = cast(one, _SQL_TYPES[kind])
-    return v, out
+    return out

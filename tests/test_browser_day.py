@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
+
 from tests.test_browser import browser, login, server  # noqa: F401  (module fixtures)
 
 SCREENS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screens"
@@ -14,6 +16,19 @@ SCREENS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screens"
 def screen(page: Any, name: str) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+
+
+def open_next_call_with_enter(page: Any) -> None:
+    """On the call list, Enter opens the next call: « Contact suivant » has the focus."""
+    # Chromium applies `autofocus` at its next rendering, which may come after the load event
+    # on a busy machine: an Enter pressed before it went nowhere (a CI run timed out here).
+    expect(page.locator("#next")).to_be_focused()
+    page.keyboard.press("Enter")
+    try:
+        page.wait_for_url("**/calls/*")
+    except Exception:  # say where the browser is and what the page told the adviser
+        text = page.inner_text("main") if page.locator("main").count() else ""
+        raise AssertionError(f"no call opened, still on {page.url}: {text[:300]}") from None
 
 
 def test_an_advisers_day_on_the_keyboard(server: str, browser: Any) -> None:  # noqa: F811
@@ -29,9 +44,7 @@ def test_an_advisers_day_on_the_keyboard(server: str, browser: Any) -> None:  # 
     page.keyboard.press("Enter")
     page.wait_for_url("**/calls")
     screen(page, "conseiller-02-liste")
-    # « Contact suivant » has the focus on arrival: Enter opens the next call.
-    page.keyboard.press("Enter")
-    page.wait_for_url("**/calls/*")
+    open_next_call_with_enter(page)
     first = page.url
     screen(page, "conseiller-03-fiche")
     key = page.get_attribute("input[value=refused]", "data-key")
@@ -84,8 +97,7 @@ def test_the_call_screen_fits_a_1366x768_screen(server: str, browser: Any) -> No
     page.fill("#password", "correct horse battery")
     page.keyboard.press("Enter")
     page.wait_for_url("**/calls")
-    page.keyboard.press("Enter")
-    page.wait_for_url("**/calls/*")
+    open_next_call_with_enter(page)
     page.screenshot(path=str(SCREENS / "conseiller-fiche-1366x768.png"))
     boxes = {s: page.locator(s).bounding_box() for s in ("#card", "#script", "#outcome")}
     assert boxes["#card"]["y"] + boxes["#card"]["height"] <= 768, boxes

@@ -329,7 +329,7 @@ def test_a_mailbox_notice_goes_only_to_people_with_an_e_mail(
 def test_a_template_that_fails_for_one_person_fails_that_message_only(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """A trap the draft check's samples do not reach (one name) fails that person's message,
+    """A trap the draft check cannot see (one name, built at run time) fails that person's message,
     finally and with the file and why; the rest of the batch goes out, and nothing is left
     `sending` to fail again every run."""
     import shutil
@@ -343,7 +343,9 @@ def test_a_template_that_fails_for_one_person_fails_that_message_only(
     template = folder / "templates" / "mailbox_message.md.j2"
     template.write_text(
         template.read_text(encoding="utf-8")
-        + f'{{% if person.nom == "{name}" %}}{{{{ person.nom.__class__ }}}}{{% endif %}}\n',
+        # A name built at run time: the check's reading of the text cannot see it.
+        + f'{{% if person.nom == "{name}" %}}{{% set a = "__cla" ~ "ss__" %}}'
+        + "{{ person.nom[a] }}{% endif %}\n",
         encoding="utf-8",
     )
     trapped = load_campaign(folder)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -66,3 +74,13 @@ def test_jinja_messages_in_french(source: str, ctx: dict[str, object], french: s
 
 def test_an_unknown_message_is_quoted_not_dropped() -> None:
     assert jinja_message_fr("something new") == "message de Jinja non traduit : « something new »"
+
+
+def test_a_missing_included_template_is_named_in_french(tmp_path: Path) -> None:
+    (tmp_path / "lettre.html.j2").write_text("{% include 'pied.html.j2' %}", encoding="utf-8")
+    env = ImmutableSandboxedEnvironment(loader=FileSystemLoader(tmp_path))
+    with pytest.raises(TemplateNotFound) as err:
+        env.get_template("lettre.html.j2").render()
+    assert jinja_message_fr(str(err.value.message)) == (
+        "modèle « pied.html.j2 » introuvable parmi les fichiers de la campagne"
+    )

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from campaigns.definition.catalog import load_campaign
-from campaigns.definition.rendering import build_context, date_fr, date_short, render_message
+from campaigns.definition.rendering import (
+    build_context,
+    date_fr,
+    date_short,
+    refused_constructs,
+    render_message,
+    template_environment,
+)
 
 C = load_campaign("sophia-ald8")
 D = C.definition
@@ -202,3 +210,26 @@ def test_what_a_template_reads_decides_what_a_batch_fetches(
 
     env = _env(tmp_path, **{"t.txt": template, "p.txt": "{{ person.nom }}"})
     assert reads(env, "t.txt", "member.channels_tried") is read
+
+
+@pytest.mark.parametrize(
+    ("source", "refused"),
+    [
+        ("{{ person.nom|upper }} {{ member.gap_texts|join(', ') }}", []),
+        ("{{ today|date_fr }} {{ person.address_lines[0] }} {{ '{} {}'.format(a, b) }}", []),
+        ("{% for k, v in presentation.items() %}{{ k }}{% endfor %}", []),
+        ("{{ x.__class__ }}", [(1, "__class__")]),
+        ("a\n{{ cycler.__init__.__globals__ }}", [(2, "__init__"), (2, "__globals__")]),
+        ("{{ x['_secret'] }}", [(1, "_secret")]),
+        ("{{ x|attr('__dict__') }}", [(1, "__dict__")]),
+        ("{{ g.gi_frame }}", [(1, "gi_frame")]),
+        ("{% if 0 %}\n{{ member.gaps.append(1) }}{% endif %}", [(2, "append")]),
+        ("{{ d.update(a=1) }} {{ d.setdefault('k') }}", [(1, "update"), (1, "setdefault")]),
+        ("{% set n = '_' ~ '_class__' %}{{ x[n] }}", []),  # built at run time: the sandbox's
+    ],
+)
+def test_what_the_sandbox_refuses_is_found_in_the_text(
+    source: str, refused: list[tuple[int, str]]
+) -> None:
+    env = template_environment(Path("."))
+    assert refused_constructs(env, source) == refused

@@ -90,6 +90,10 @@ _RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         ),
     ),
     (
+        re.compile(r"'(?P<t>[^']+)' not found in search path: .*"),
+        lambda m: f"modèle « {m['t']} » introuvable parmi les fichiers de la campagne",
+    ),
+    (
         re.compile(r"(?P<obj>.+) is not safely callable"),
         lambda m: f"appel interdit : {m['obj']}",
     ),

@@ -14,10 +14,16 @@ from jinja2 import (
     TemplateError,
     TemplateSyntaxError,
     UndefinedError,
+    nodes,
     select_autoescape,
 )
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import (
+    UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
+    UNSAFE_COROUTINE_ATTRIBUTES,
+    UNSAFE_GENERATOR_ATTRIBUTES,
+    ImmutableSandboxedEnvironment,
+)
 
 from campaigns.definition.jinja_fr import jinja_message_fr
 from campaigns.definition.model import CampaignDefinition, DefinitionError
@@ -213,12 +219,114 @@ def template_problems(
     return problems
 
 
+# What the sandbox refuses, looked for in a template's text so that a refusal behind a
+# condition the samples do not meet is reported at the check, not at one person's send.
+_UNSAFE_ATTRIBUTES = (
+    UNSAFE_GENERATOR_ATTRIBUTES | UNSAFE_COROUTINE_ATTRIBUTES | UNSAFE_ASYNC_GENERATOR_ATTRIBUTES
+)
+# The methods the immutable sandbox refuses on lists, dicts, sets and deques.
+_MUTATING_METHODS = frozenset(
+    [
+        "add",
+        "append",
+        "appendleft",
+        "clear",
+        "difference_update",
+        "discard",
+        "extend",
+        "extendleft",
+        "insert",
+        "pop",
+        "popitem",
+        "popleft",
+        "remove",
+        "reverse",
+        "rotate",
+        "setdefault",
+        "sort",
+        "symmetric_difference_update",
+        "update",
+    ]
+)
+_REFUSED = "un modèle affiche les variables de la campagne, il n'appelle ni ne modifie rien d'autre"
+
+
+def _unsafe_name(value: object) -> str | None:
+    if isinstance(value, str) and (value.startswith("_") or value in _UNSAFE_ATTRIBUTES):
+        return value
+    return None
+
+
+def _refused_here(node: nodes.Node) -> str | None:
+    """The attribute or method this node reaches that the sandbox would refuse, if any."""
+    if isinstance(node, nodes.Getattr):
+        return _unsafe_name(node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        return _unsafe_name(node.arg.value)
+    if isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+        arg = node.args[0]
+        return _unsafe_name(arg.value) if isinstance(arg, nodes.Const) else None
+    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+        return node.node.attr if node.node.attr in _MUTATING_METHODS else None
+    return None
+
+
+def refused_constructs(env: Environment, source: str) -> list[tuple[int, str]]:
+    """(line, attribute) of everything in a template's text the sandbox would refuse, on every
+    branch, in reading order; a name built at run time is left to the sandbox itself."""
+    found: list[tuple[int, str]] = []
+
+    def visit(node: nodes.Node) -> None:
+        for child in node.iter_child_nodes():  # innermost first: `a.__init__.__globals__`
+            visit(child)
+        name = _refused_here(node)
+        if name is not None:
+            found.append((node.lineno, name))
+
+    visit(env.parse(source))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _templates_used(tree: nodes.Template) -> list[str]:
+    """The templates this one includes, imports or extends by a name written in it."""
+    names = []
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        template = getattr(node, "template", None)
+        if isinstance(template, nodes.Const) and isinstance(template.value, str):
+            names.append(template.value)
+    return names
+
+
+def _static_problem(env: Environment, folder: Path, name: str) -> str | None:
+    """The first construct the sandbox would refuse in this template or those it uses."""
+    assert env.loader is not None
+    pending, seen = [name], set()
+    while pending:
+        current = pending.pop(0)
+        if current in seen or not (folder / current).is_file():
+            continue  # a missing include is reported by the rendering, in French
+        seen.add(current)
+        try:
+            source = env.loader.get_source(env, current)[0]
+            refused = refused_constructs(env, source)
+            pending += _templates_used(env.parse(source))
+        except TemplateSyntaxError:
+            continue  # reported with its line by the rendering below
+        if refused:
+            line, attribute = refused[0]
+            return f"{folder / current}:{line}: accès interdit à « {attribute} » : {_REFUSED}"
+    return None
+
+
 def _render_problem(
     definition: CampaignDefinition, env: Environment, folder: Path, step_id: str, name: str
 ) -> str | None:
     path = folder / name
     if not path.is_file():
         return f"{path}: modèle de l'étape {step_id!r} introuvable"
+    static = _static_problem(env, folder, name)
+    if static is not None:
+        return static
     for priority in (True, False):
         ctx = sample_variant(definition, step_id, priority=priority)
         try:

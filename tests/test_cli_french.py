@@ -17,7 +17,7 @@ from campaigns.definition.catalog import campaign_by_id
 from campaigns.definition.model import DefinitionError
 from campaigns.ledger.db import session_scope
 from campaigns.ledger.models import Person
-from campaigns.measurement.report import echelon_report
+from campaigns.measurement.report import EchelonRow, echelon_report
 from console.cli import app
 from console.demo.command import render_report
 from console.french import translate
@@ -121,3 +121,19 @@ def test_the_catalogue_error_is_french() -> None:
 
 
 _ = datetime.now(UTC)  # (a clock import kept for the reader: Paris dates are checked above)
+
+
+def test_the_demo_table_shows_each_echelon_by_its_whole_name(tmp_path: Path) -> None:
+    """At the width the demo prints with outside a terminal (140), no échelon nor header is
+    cut, with figures of a demo's size (thousands) in every column."""
+    from targeting.schema import ECHELONS
+
+    rows = [EchelonRow(code, name, *[12_345] * 10) for code, name in sorted(ECHELONS.items())]
+    console = Console(width=140, record=True, file=open(tmp_path / "t.txt", "w"))  # noqa: SIM115
+    console.print(render_report(rows, "titre", goal="adhésion à sophia"))
+    table = console.export_text()
+    assert "…" not in table, table
+    for code, name in ECHELONS.items():
+        assert f"{code} {name}" in table, table
+    for word in ("prioritaires", "messages", "ameli", "adhésion à", "sophia", "atteinte"):
+        assert word in table, (word, table)

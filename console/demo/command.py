@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import textwrap
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -138,7 +139,11 @@ def render_report(rows: list[EchelonRow], title: str, goal: str = "adhésions") 
         "atteinte",
     ]
     for c in cols:
-        t.add_column(c, justify="left" if c == "échelon" else "right")
+        # A header of several words takes two lines and an échelon keeps its whole name
+        # (« 93 Seine-Saint-Denis »): the table then fits 140 characters without cutting.
+        name = c == "échelon"
+        header = "\n".join(textwrap.wrap(c, 12))
+        t.add_column(header, justify="left" if name else "right", no_wrap=name)
     for r in [*rows, total_row(rows)]:
         att = f"{r.attainment:.0f} %" if r.attainment is not None else "—"
         n = _fr

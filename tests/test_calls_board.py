@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -72,11 +72,21 @@ def test_a_call_is_the_claimers_only(engine: Engine, calling: int) -> None:
         assert a is not None and a.id == calling
         assert claimed_call(session=s, action_id=calling, adviser="other") is None
         assert claimed_call(session=s, action_id=10**9, adviser="adv") is None
-        assert holds_call_for(session=s, member_id=a.member_id, adviser="adv")
-        assert not holds_call_for(session=s, member_id=a.member_id, adviser="other")
+        assert a.lease_until is not None
+        until = a.lease_until.replace(tzinfo=a.lease_until.tzinfo or UTC)  # naive on SQLite
+        live = until - timedelta(minutes=1)
+        assert holds_call_for(session=s, member_id=a.member_id, adviser="adv", now=live)
+        assert not holds_call_for(session=s, member_id=a.member_id, adviser="other", now=live)
         others = s.exec(select(Action).where(Action.member_id != a.member_id)).all()
         other_member = others[0].member_id
-        assert not holds_call_for(session=s, member_id=other_member, adviser="adv")
+        assert not holds_call_for(session=s, member_id=other_member, adviser="adv", now=live)
+        # Once the lease ran out, or the call is closed, the person is not theirs any more.
+        later = until + timedelta(minutes=1)
+        assert not holds_call_for(session=s, member_id=a.member_id, adviser="adv", now=later)
+        a.state = "done"
+        s.add(a)
+        s.flush()
+        assert not holds_call_for(session=s, member_id=a.member_id, adviser="adv", now=live)
 
 
 def test_tried_channels_outcomes_offers_and_history(engine: Engine, calling: int) -> None:

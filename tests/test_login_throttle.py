@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from campaigns.ledger.accounts import create_user
@@ -57,4 +58,35 @@ def test_one_address_trying_many_accounts_is_slowed_down(tmp_path: Path) -> None
     assert _login(c, "a4", PW) == 429  # even the right password waits
     now[0] = T0 + timedelta(minutes=16)
     assert _login(c, "a4", PW) == 303
+    eng.dispose()
+
+
+@pytest.mark.parametrize(
+    ("next_", "lands"),
+    [
+        ("/campaigns/sophia-ald8/results", "/campaigns/sophia-ald8/results"),
+        ("/", "/campaigns"),  # the role's home
+        ("//evil.example/x", "/campaigns"),
+        ("/\\evil.example/x", "/campaigns"),  # browsers read `/\` as `//`
+        ("/\\/evil.example", "/campaigns"),
+        ("https://evil.example/", "/campaigns"),
+        ("/\t/evil.example", "/campaigns"),
+    ],
+)
+def test_after_login_the_next_page_is_on_this_site(tmp_path: Path, next_: str, lands: str) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    upgrade(eng)
+    with session_scope(eng) as s:
+        create_user(session=s, username="mgr", password=PW, role="campaign_manager")
+    app = create_app(Settings(data_dir=tmp_path, secret_key="k" * 40), engine=eng)
+    app.state.clock = lambda: T0
+    c = TestClient(app)
+    m = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
+    assert m
+    r = c.post(
+        "/login",
+        data={"username": "mgr", "password": PW, "csrf": m.group(1), "next": next_},
+        follow_redirects=False,
+    )
+    assert (r.status_code, r.headers["location"]) == (303, lands)
     eng.dispose()

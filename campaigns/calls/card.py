@@ -69,12 +69,13 @@ def holds_live_claim(a: Action, adviser: str, now: datetime) -> bool:
     return a.claimed_by == adviser and a.state == QUEUED and until is not None and until >= now
 
 
-def holds_call_for(*, session: Session, member_id: int, adviser: str) -> bool:
-    """Whether this adviser has claimed an action of this member (their person to call)."""
-    held = session.exec(
+def holds_call_for(*, session: Session, member_id: int, adviser: str, now: datetime) -> bool:
+    """Whether this adviser holds a call of this member right now (their person to call): a
+    call closed or whose lease ran out opens the person's page no more."""
+    claimed = session.exec(
         select(Action).where(Action.member_id == member_id, Action.claimed_by == adviser)
-    ).first()
-    return held is not None
+    ).all()
+    return any(holds_live_claim(a, adviser, now) for a in claimed)
 
 
 def tried_channels(*, session: Session, member_id: int) -> list[str]:

@@ -267,8 +267,9 @@ def opposition_route(
     m = s.get(Member, mid)
     if m is None or m.campaign_id != cid:
         raise Forbidden("no such person in this campaign")
+    now = request.app.state.clock()
     if user.role == "adviser" and not holds_call_for(
-        session=s, member_id=mid, adviser=user.username
+        session=s, member_id=mid, adviser=user.username, now=now
     ):
         raise Forbidden("an adviser records oppositions only for the person they are calling")
     if canal not in OPPOSITION_CANALS:
@@ -279,8 +280,10 @@ def opposition_route(
         campaign_id=cid,
         member_id=mid,
         canal=canal,
-        today=paris_today(request.app.state.clock()),  # effective at once
+        today=paris_today(now),  # effective at once
     )
+    if user.role == "adviser":  # the call may be closed by the opposition: back to the list
+        return RedirectResponse("/calls", status_code=303)
     return RedirectResponse(f"/campaigns/{cid}/members/{mid}", status_code=303)
 
 
@@ -299,7 +302,7 @@ def person_page(
     if scope is not None and m.echelon != scope:
         raise Forbidden("this person belongs to another échelon")
     if user.role == "adviser" and not holds_call_for(
-        session=s, member_id=mid, adviser=user.username
+        session=s, member_id=mid, adviser=user.username, now=request.app.state.clock()
     ):
         raise Forbidden("an adviser sees only the person they are calling")
     p = s.get(Person, m.person_id)

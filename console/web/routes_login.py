@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -85,8 +87,22 @@ def login(
         )
     start_session(request, s, user, now)  # a new session id at login: no fixation
     record(session=s, actor=user.username, action="login", target="console")
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    target = next if _same_site(next) else "/"
     return RedirectResponse(target if target != "/" else HOME[user.role], status_code=303)
+
+
+def _same_site(target: str) -> bool:
+    """Whether a `next` address stays on this site: a path, never `//host` nor `/\\host`,
+    which browsers read as another site (a link to our login would send the user there)."""
+    parts = urlsplit(target)
+    return (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 32 for c in target)
+        and not parts.scheme
+        and not parts.netloc
+    )
 
 
 @router.post("/logout", dependencies=CSRF)

@@ -230,3 +230,19 @@ def test_a_bad_period_says_why_in_french(reg_client: TestClient) -> None:
     assert "toute la campagne" in page.text
     r = reg_client.get("/campaigns/sophia-ald8/results.csv?periode=annee")
     assert r.status_code == 400 and "inconnue" in r.text
+
+
+def test_an_echelon_lead_reads_only_their_echelons_objectives(engine: Engine) -> None:
+    """The objectives' history on a lead's results page: their échelon's, nobody else's."""
+    build(engine)
+    whole = Period(since=None, until=TODAY)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with session_scope(engine) as s:
+        for e in ("91", "93"):
+            s.add(Objective(campaign_id=D.id, echelon=e, target=7, set_by="reg", set_at=at))
+        s.flush()
+        region = lead_results(session=s, actor="reg", campaign_id=D.id, period=whole)
+        own = lead_results(session=s, actor="l", campaign_id=D.id, period=whole, echelon="93")
+    assert {"91", "93"} <= {o.echelon for o in region.history}
+    assert own.history and {o.echelon for o in own.history} == {"93"}
+    assert own.total.echelon == "93"

@@ -24,6 +24,7 @@ from campaigns.measurement.dashboard import (
 from campaigns.measurement.effect import MIN_GROUP, holdout_needed
 from campaigns.measurement.effect_report import EffectRow, effect_report
 from campaigns.measurement.period import Period
+from targeting.schema import ECHELONS
 
 
 @dataclass
@@ -58,6 +59,12 @@ def _columns(d: CampaignDefinition) -> list[tuple[str, str]]:
     ]
 
 
+def _empty_row(echelon: str) -> ResultRow:
+    """An échelon's line with nothing in it."""
+    name = ECHELONS.get(echelon, echelon)
+    return ResultRow(echelon, name, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)
+
+
 def lead_results(
     *,
     session: Session,
@@ -80,7 +87,8 @@ def lead_results(
     )
     if echelon is not None:
         rows = [r for r in rows if r.echelon == echelon]
-        total = rows[0] if rows else total
+        # An échelon with no line (not in the campaign): zeros, never the region's total.
+        total = rows[0] if rows else _empty_row(echelon)
         effects = [e for e in effects if e.echelon == echelon]
     last = effects[-1].uplift if effects else None
     base = (last.rate_holdout or last.rate_contacted or 0.05) if last else 0.05
@@ -114,6 +122,10 @@ def lead_results(
         series=cumulative_enrolments(
             session=session, campaign_id=campaign_id, echelon=echelon, period=period
         ),
-        history=objective_history(session=session, campaign_id=campaign_id)[:30],
+        history=[
+            o
+            for o in objective_history(session=session, campaign_id=campaign_id)
+            if echelon is None or o.echelon == echelon
+        ][:30],
         power=power,
     )

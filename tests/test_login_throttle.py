@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,15 +30,18 @@ def test_throttle_counts_failures_in_a_sliding_window() -> None:
     assert t.retry_after("a", T0 + timedelta(minutes=10)) is None  # the first one expired
 
 
-def _login(c: TestClient, who: str, password: str) -> int:
+def _post_login(c: TestClient, who: str, password: str, next_: str = "/") -> Any:
     m = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
     assert m
-    r = c.post(
+    return c.post(
         "/login",
-        data={"username": who, "password": password, "csrf": m.group(1), "next": "/"},
+        data={"username": who, "password": password, "csrf": m.group(1), "next": next_},
         follow_redirects=False,
     )
-    return r.status_code
+
+
+def _login(c: TestClient, who: str, password: str) -> int:
+    return int(_post_login(c, who, password).status_code)
 
 
 def test_one_address_trying_many_accounts_is_slowed_down(tmp_path: Path) -> None:
@@ -80,13 +84,6 @@ def test_after_login_the_next_page_is_on_this_site(tmp_path: Path, next_: str, l
         create_user(session=s, username="mgr", password=PW, role="campaign_manager")
     app = create_app(Settings(data_dir=tmp_path, secret_key="k" * 40), engine=eng)
     app.state.clock = lambda: T0
-    c = TestClient(app)
-    m = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text)
-    assert m
-    r = c.post(
-        "/login",
-        data={"username": "mgr", "password": PW, "csrf": m.group(1), "next": next_},
-        follow_redirects=False,
-    )
+    r = _post_login(TestClient(app), "mgr", PW, next_)
     assert (r.status_code, r.headers["location"]) == (303, lands)
     eng.dispose()

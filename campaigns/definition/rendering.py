@@ -271,7 +271,7 @@ def _refused_here(node: nodes.Node) -> str | None:
     return None
 
 
-def refused_constructs(env: Environment, source: str) -> list[tuple[int, str]]:
+def _refused_in_tree(tree: nodes.Template) -> list[tuple[int, str]]:
     """(line, attribute) of everything in a template's text the sandbox would refuse, on every
     branch, in reading order; a name built at run time is left to the sandbox itself."""
     found: list[tuple[int, str]] = []
@@ -283,8 +283,13 @@ def refused_constructs(env: Environment, source: str) -> list[tuple[int, str]]:
         if name is not None:
             found.append((node.lineno, name))
 
-    visit(env.parse(source))
+    visit(tree)
     return sorted(found, key=lambda f: f[0])
+
+
+def refused_constructs(env: Environment, source: str) -> list[tuple[int, str]]:
+    """What the sandbox would refuse in a template's text, as `_refused_in_tree` says."""
+    return _refused_in_tree(env.parse(source))
 
 
 def _templates_used(tree: nodes.Template) -> list[str]:
@@ -307,9 +312,9 @@ def _static_problem(env: Environment, folder: Path, name: str) -> str | None:
             continue  # a missing include is reported by the rendering, in French
         seen.add(current)
         try:
-            source = env.loader.get_source(env, current)[0]
-            refused = refused_constructs(env, source)
-            pending += _templates_used(env.parse(source))
+            tree = env.parse(env.loader.get_source(env, current)[0])  # parsed once for both
+            refused = _refused_in_tree(tree)
+            pending += _templates_used(tree)
         except TemplateSyntaxError:
             continue  # reported with its line by the rendering below
         if refused:
